@@ -1,0 +1,133 @@
+#ifndef OFFLOAD_DETAIL_SCHEDULERS_HPP
+#define OFFLOAD_DETAIL_SCHEDULERS_HPP
+
+/// @file schedulers.hpp
+/// The queues behind the two scheduling policies of BasicThreadPool. Both offer the same
+/// operations: push(job, priority, worker-or-none), pop(worker, out), has_work(), size().
+
+#include <algorithm>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+#include "job_queue.hpp"
+#include "spin_lock.hpp"
+#include "task.hpp"
+
+namespace offload {
+inline namespace v0 {
+namespace detail {
+
+/// Work stealing: each worker owns a deque; outside submissions go to one injection queue
+/// that workers drain in batches; an idle worker steals the oldest job of a busy one.
+class WorkStealingQueues {
+ public:
+  explicit WorkStealingQueues(unsigned workers) : locals_(workers) {}
+
+  void push(Job job, int /*priority*/, std::optional<unsigned> worker) {
+    if (worker) {
+      locals_[*worker].push(std::move(job));  // nested spawn: stays local, cache-hot
+    } else {
+      injection_.push(std::move(job));
+    }
+  }
+
+  bool pop(unsigned worker, Job& out) {
+    return locals_[worker].pop_back(out) || take_injected(worker, out) || steal(worker, out);
+  }
+
+  [[nodiscard]] bool has_work() const noexcept {
+    if (!injection_.looks_empty()) return true;
+    return std::any_of(locals_.begin(), locals_.end(),
+                       [](const JobQueue& queue) { return !queue.looks_empty(); });
+  }
+
+  [[nodiscard]] std::size_t size() const noexcept {
+    std::size_t total = injection_.size();
+    for (const JobQueue& queue : locals_) total += queue.size();
+    return total;
+  }
+
+ private:
+  static constexpr std::size_t max_batch = 32;
+
+  /// Moves a batch from the injection queue into our deque, keeping one to run now. A batch
+  /// amortises the shared queue's lock over many jobs.
+  bool take_injected(unsigned worker, Job& out) {
+    Job batch[max_batch];
+    const auto consumers = static_cast<unsigned>(locals_.size());
+    const std::size_t taken = injection_.pop_front_batch(batch, max_batch, consumers);
+    if (taken == 0) return false;
+    out = std::move(batch[0]);
+    // Pushed newest first, so the owner's LIFO pops replay them in submission order.
+    for (std::size_t i = taken; i-- > 1;) locals_[worker].push(std::move(batch[i]));
+    return true;
+  }
+
+  bool steal(unsigned thief, Job& out) {
+    const std::size_t count = locals_.size();
+    for (std::size_t step = 1; step < count; ++step) {
+      if (locals_[(thief + step) % count].pop_front(out)) return true;
+    }
+    return false;
+  }
+
+  std::vector<JobQueue> locals_;
+  JobQueue injection_;
+};
+
+/// Priorities: one heap; larger priority first, FIFO among equal priorities.
+class PriorityQueues {
+ public:
+  explicit PriorityQueues(unsigned /*workers*/) {}
+
+  void push(Job job, int priority, std::optional<unsigned> /*worker*/) {
+    std::lock_guard lock(lock_);
+    heap_.push_back(Entry{priority, next_sequence_++, std::move(job)});
+    std::push_heap(heap_.begin(), heap_.end(), runs_later);
+    // seq_cst: publication half of the Parker protocol.
+    size_.store(heap_.size(), std::memory_order_seq_cst);
+  }
+
+  bool pop(unsigned /*worker*/, Job& out) {
+    if (!has_work()) return false;
+    std::lock_guard lock(lock_);
+    if (heap_.empty()) return false;
+    std::pop_heap(heap_.begin(), heap_.end(), runs_later);
+    out = std::move(heap_.back().job);
+    heap_.pop_back();
+    size_.store(heap_.size(), std::memory_order_seq_cst);
+    return true;
+  }
+
+  [[nodiscard]] bool has_work() const noexcept {
+    return size_.load(std::memory_order_seq_cst) != 0;
+  }
+  [[nodiscard]] std::size_t size() const noexcept { return size_.load(std::memory_order_relaxed); }
+
+ private:
+  struct Entry {
+    int priority;
+    std::uint64_t sequence;
+    Job job;
+  };
+  /// Heap order: the top is the largest priority, then the smallest sequence number.
+  static bool runs_later(const Entry& a, const Entry& b) noexcept {
+    return a.priority != b.priority ? a.priority < b.priority : a.sequence > b.sequence;
+  }
+
+  SpinLock lock_;
+  std::vector<Entry> heap_;
+  std::uint64_t next_sequence_ = 0;
+  std::atomic<std::size_t> size_{0};
+};
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_SCHEDULERS_HPP

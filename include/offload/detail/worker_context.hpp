@@ -1,0 +1,40 @@
+#ifndef OFFLOAD_DETAIL_WORKER_CONTEXT_HPP
+#define OFFLOAD_DETAIL_WORKER_CONTEXT_HPP
+
+/// @file worker_context.hpp
+/// What a pool worker thread knows about itself. Futures read it so that get()/wait() called
+/// on a worker run other queued tasks instead of blocking the worker (nested submit + get would
+/// otherwise deadlock a small pool).
+
+namespace offload {
+inline namespace v0 {
+namespace detail {
+
+class WorkerContext {
+ public:
+  WorkerContext(const void* pool, unsigned index) noexcept : pool_(pool), index_(index) {}
+
+  /// Runs one queued task of this worker's pool, if any; returns whether it ran one.
+  virtual bool help_one() = 0;
+
+  [[nodiscard]] const void* pool() const noexcept { return pool_; }
+  [[nodiscard]] unsigned index() const noexcept { return index_; }
+
+ protected:
+  ~WorkerContext() = default;
+  WorkerContext(const WorkerContext&) = delete;
+  WorkerContext& operator=(const WorkerContext&) = delete;
+
+ private:
+  const void* pool_;
+  unsigned index_;
+};
+
+/// The context of the pool worker running on this thread; null on other threads.
+inline thread_local WorkerContext* current_worker = nullptr;
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_WORKER_CONTEXT_HPP

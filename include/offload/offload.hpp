@@ -1,0 +1,12 @@
+#ifndef OFFLOAD_OFFLOAD_HPP
+#define OFFLOAD_OFFLOAD_HPP
+
+/// @file offload.hpp
+/// Everything offload offers. Each component also has its own header.
+
+#include "errors.hpp"
+#include "future.hpp"
+#include "thread_pool.hpp"
+#include "version.hpp"
+
+#endif  // OFFLOAD_OFFLOAD_HPP

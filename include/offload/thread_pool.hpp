@@ -1,0 +1,754 @@
+#ifndef OFFLOAD_THREAD_POOL_HPP
+#define OFFLOAD_THREAD_POOL_HPP
+
+/// @file thread_pool.hpp
+/// BasicThreadPool: a fixed set of worker threads that run submitted callables.
+/// ThreadPool schedules by work stealing; PriorityThreadPool runs larger priorities first.
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <stop_token>
+#include <thread>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "detail/futex.hpp"
+#include "detail/histogram.hpp"
+#include "detail/parker.hpp"
+#include "detail/schedulers.hpp"
+#include "detail/spin.hpp"
+#include "detail/task.hpp"
+#include "detail/worker_context.hpp"
+#include "errors.hpp"
+#include "future.hpp"
+
+namespace offload {
+inline namespace v0 {
+
+/// How a pool is set up. Every field has a sensible default.
+struct PoolOptions {
+  /// Worker threads; 0 means std::thread::hardware_concurrency() (at least 1).
+  unsigned threads = 0;
+  /// Most tasks queued (not yet started) from outside the pool; 0 means unbounded. When full,
+  /// submit() blocks and try_submit() returns empty. Submissions made by the pool's own
+  /// workers never block (that could deadlock) and are not limited.
+  std::size_t max_queue = 0;
+  /// Called on each worker thread, with its index, before it runs any task / as it exits.
+  std::function<void(unsigned)> on_thread_start{}, on_thread_stop{};
+  /// Receives exceptions thrown by detach()ed tasks and by the hooks above. When empty, they
+  /// are reported on stderr.
+  std::function<void(std::exception_ptr)> on_unhandled_exception{};
+};
+
+/// Latency percentiles of a sample of tasks (about one in 16 submissions per thread).
+struct LatencyPercentiles {
+  std::chrono::nanoseconds p50{0}, p90{0}, p99{0};
+  std::uint64_t samples = 0;
+};
+
+/// A snapshot of a pool's counters. Taken without stopping the pool, so under load the fields
+/// are each exact but not from one instant.
+struct PoolStats {
+  std::uint64_t submitted = 0;  ///< tasks accepted (detach, submit, parallel_for runners)
+  std::uint64_t completed = 0;  ///< ran and returned normally
+  std::uint64_t failed = 0;     ///< ran and threw
+  std::uint64_t cancelled = 0;  ///< never started: cancelled through their future
+  std::size_t queued = 0;       ///< waiting in a queue
+  unsigned busy = 0;            ///< workers running a task right now
+  LatencyPercentiles run_time;    ///< from start to end of a task
+  LatencyPercentiles queue_wait;  ///< from submission to start
+};
+
+/// Scheduling policy: per-worker deques with stealing, and a shared injection queue.
+struct WorkStealing {
+  using Queues = detail::WorkStealingQueues;
+  static constexpr bool prioritized = false;
+};
+
+/// Scheduling policy: one priority queue; larger priority first, FIFO among equals.
+struct Prioritized {
+  using Queues = detail::PriorityQueues;
+  static constexpr bool prioritized = true;
+};
+
+namespace this_worker {
+/// The index (0 .. size()-1) of the pool worker running the calling thread, or empty when the
+/// caller is not a pool worker. Never blocks.
+inline std::optional<unsigned> index() noexcept {
+  if (detail::current_worker == nullptr) return std::nullopt;
+  return detail::current_worker->index();
+}
+}  // namespace this_worker
+
+namespace detail {
+
+template <class F, class... Args>
+inline constexpr bool is_task_callable =
+    std::is_invocable_v<std::decay_t<F>, std::decay_t<Args>...> ||
+    std::is_invocable_v<std::decay_t<F>, std::stop_token, std::decay_t<Args>...>;
+
+template <class F, class... Args>
+constexpr void check_task_callable() {
+  static_assert(is_task_callable<F, Args...>,
+                "offload: the task cannot be called with these arguments. Arguments are "
+                "decay-copied and passed as rvalues (like std::thread); a callable may also "
+                "take a std::stop_token first.");
+}
+
+/// One parallel_for call: runners claim chunks of indices until none are left.
+template <class I, class F>
+class ParallelFor {
+ public:
+  ParallelFor(I first, std::uint64_t count, std::uint64_t grain, F fn, Promise<void> promise,
+              unsigned runners)
+      : first_(first),
+        count_(count),
+        grain_(grain),
+        chunks_((count + grain - 1) / grain),
+        fn_(std::move(fn)),
+        promise_(std::move(promise)),
+        runners_(runners) {}
+
+  [[nodiscard]] std::uint64_t chunks() const noexcept { return chunks_; }
+
+  /// One runner's loop. The last runner to leave completes the future.
+  void run() noexcept {
+    for (;;) {
+      // Relaxed: chunk claims need only be unique; the fn calls publish nothing through it.
+      const std::uint64_t chunk = next_chunk_.fetch_add(1, std::memory_order_relaxed);
+      if (chunk >= chunks_) break;
+      if (stopped_.load(std::memory_order_relaxed)) continue;
+      if (promise_.stop_requested()) {
+        stopped_.store(true, std::memory_order_relaxed);
+        cancelled_.store(true, std::memory_order_relaxed);
+        continue;
+      }
+      run_chunk(chunk);
+    }
+    leave();
+  }
+
+  /// A runner is done (or was never queued). The last one to leave completes the future.
+  void leave() noexcept {
+    // acq_rel: the last runner must see the others' error and flags.
+    if (runners_.fetch_sub(1, std::memory_order_acq_rel) == 1) finish();
+  }
+
+ private:
+  using Unsigned = std::make_unsigned_t<I>;
+
+  void run_chunk(std::uint64_t chunk) noexcept {
+    const std::uint64_t begin = chunk * grain_;
+    const std::uint64_t end = std::min(count_, begin + grain_);
+    try {
+      for (std::uint64_t offset = begin; offset < end; ++offset) {
+        // Unsigned arithmetic: well defined even where first + offset wraps a signed I.
+        std::invoke(std::as_const(fn_),
+                    static_cast<I>(static_cast<Unsigned>(static_cast<Unsigned>(first_) + offset)));
+      }
+    } catch (...) {
+      std::lock_guard lock(error_mutex_);
+      if (!error_) error_ = std::current_exception();
+      stopped_.store(true, std::memory_order_relaxed);
+    }
+  }
+
+  void finish() noexcept {
+    if (error_) {
+      promise_.set_exception(error_);
+    } else if (cancelled_.load(std::memory_order_relaxed)) {
+      promise_.set_exception(std::make_exception_ptr(TaskCancelled()));
+    } else {
+      promise_.set_value();
+    }
+  }
+
+  const I first_;
+  const std::uint64_t count_, grain_, chunks_;
+  const F fn_;
+  Promise<void> promise_;
+  std::atomic<std::uint64_t> next_chunk_{0};
+  std::atomic<unsigned> runners_;
+  std::atomic<bool> stopped_{false}, cancelled_{false};
+  std::mutex error_mutex_;
+  std::exception_ptr error_;
+};
+
+inline std::int64_t steady_now_ns() noexcept {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+/// True for about one call in 16 per thread: which submissions get timed for the stats.
+inline bool sample_this_submission() noexcept {
+  thread_local unsigned counter = 0;
+  return (++counter & 15u) == 0;
+}
+
+}  // namespace detail
+
+/**
+ * @brief A pool of worker threads with a pluggable scheduling policy.
+ *
+ * All members are thread-safe. submit()/detach() never block on an unbounded pool; with
+ * PoolOptions::max_queue they block while the queue is full (except on the pool's own
+ * workers). The destructor runs every queued task, then joins the workers.
+ *
+ * @tparam Scheduler WorkStealing (ThreadPool) or Prioritized (PriorityThreadPool).
+ */
+template <class Scheduler = WorkStealing>
+class BasicThreadPool {
+ public:
+  /**
+   * @brief Starts the worker threads.
+   * @throws std::system_error when a thread cannot be started (those already started are
+   *         stopped and joined first).
+   */
+  explicit BasicThreadPool(PoolOptions options = {})
+      : options_(std::move(options)),
+        max_queue_(options_.max_queue),
+        queues_(thread_count(options_.threads)) {
+    start_workers(thread_count(options_.threads));
+  }
+
+  BasicThreadPool(const BasicThreadPool&) = delete;
+  BasicThreadPool& operator=(const BasicThreadPool&) = delete;
+
+  /// Runs every queued task, then joins the workers. Must not run on one of this pool's
+  /// workers (that would wait for itself: std::terminate).
+  ~BasicThreadPool() { shutdown(); }
+
+  /**
+   * @brief Queues fn(args...) and returns its future. Arguments are decay-copied (or moved)
+   *        into the task; a callable whose first parameter is std::stop_token gets the
+   *        future's token. One allocation (the future's state, which holds the callable).
+   * @throws PoolClosed after shutdown().
+   */
+  template <class F, class... Args>
+    requires(!Scheduler::prioritized || !std::is_integral_v<std::decay_t<F>>)
+  auto submit(F&& fn, Args&&... args) -> Future<detail::task_result_t<F, Args...>> {
+    return submit_at(0, std::forward<F>(fn), std::forward<Args>(args)...);
+  }
+
+  /// PriorityThreadPool: like submit(fn, args...), at `priority` (larger runs first).
+  template <class F, class... Args>
+    requires Scheduler::prioritized
+  auto submit(int priority, F&& fn, Args&&... args) -> Future<detail::task_result_t<F, Args...>> {
+    return submit_at(priority, std::forward<F>(fn), std::forward<Args>(args)...);
+  }
+
+  /**
+   * @brief Queues fn(args...) with no future. An exception it throws goes to
+   *        PoolOptions::on_unhandled_exception. Allocates nothing when the callable and its
+   *        arguments fit in 40 bytes.
+   * @throws PoolClosed after shutdown().
+   */
+  template <class F, class... Args>
+    requires(!Scheduler::prioritized || !std::is_integral_v<std::decay_t<F>>)
+  void detach(F&& fn, Args&&... args) {
+    detach_at(0, std::forward<F>(fn), std::forward<Args>(args)...);
+  }
+
+  /// PriorityThreadPool: like detach(fn, args...), at `priority`.
+  template <class F, class... Args>
+    requires Scheduler::prioritized
+  void detach(int priority, F&& fn, Args&&... args) {
+    detach_at(priority, std::forward<F>(fn), std::forward<Args>(args)...);
+  }
+
+  /**
+   * @brief Like submit(), but never blocks: returns empty when the bounded queue is full.
+   * @throws PoolClosed after shutdown().
+   */
+  template <class F, class... Args>
+    requires(!Scheduler::prioritized || !std::is_integral_v<std::decay_t<F>>)
+  auto try_submit(F&& fn, Args&&... args)
+      -> std::optional<Future<detail::task_result_t<F, Args...>>> {
+    return try_submit_at(0, std::forward<F>(fn), std::forward<Args>(args)...);
+  }
+
+  /// PriorityThreadPool: like try_submit(fn, args...), at `priority`.
+  template <class F, class... Args>
+    requires Scheduler::prioritized
+  auto try_submit(int priority, F&& fn, Args&&... args)
+      -> std::optional<Future<detail::task_result_t<F, Args...>>> {
+    return try_submit_at(priority, std::forward<F>(fn), std::forward<Args>(args)...);
+  }
+
+  /**
+   * @brief Calls fn(i) for every i in [first, last), spread over the workers in chunks of
+   *        `grain` indices claimed dynamically. fn is called concurrently, as const.
+   *
+   * The future completes when every index ran, with the first exception fn threw (chunks not
+   * yet started are then skipped), or with TaskCancelled after request_stop().
+   * @throws std::invalid_argument when last < first or grain == 0; PoolClosed after shutdown().
+   */
+  template <std::integral I, class F>
+  Future<void> parallel_for(I first, I last, std::size_t grain, F fn) {
+    static_assert(std::is_invocable_v<const F&, I>,
+                  "offload: parallel_for calls fn(i) concurrently from several threads, so it "
+                  "is called as const: give it a const operator() taking the index");
+    if (last < first) throw std::invalid_argument("offload: parallel_for needs first <= last");
+    if (grain == 0) throw std::invalid_argument("offload: parallel_for needs a grain of at least 1");
+    using Unsigned = std::make_unsigned_t<I>;
+    const auto count = static_cast<std::uint64_t>(static_cast<Unsigned>(
+        static_cast<Unsigned>(last) - static_cast<Unsigned>(first)));
+    Promise<void> promise;
+    Future<void> future = promise.get_future();
+    if (count == 0) {
+      promise.set_value();
+      return future;
+    }
+    const std::uint64_t chunks = (count + grain - 1) / grain;
+    const auto runners = static_cast<unsigned>(std::min<std::uint64_t>(size(), chunks));
+    auto loop = std::make_shared<detail::ParallelFor<I, F>>(first, count, grain, std::move(fn),
+                                                            std::move(promise), runners);
+    launch_runners(loop, runners);
+    return future;
+  }
+
+  /// parallel_for with a grain chosen for about eight chunks per worker.
+  template <std::integral I, class F>
+  Future<void> parallel_for(I first, I last, F fn) {
+    using Unsigned = std::make_unsigned_t<I>;
+    const auto count = last < first ? 0
+                                    : static_cast<std::uint64_t>(static_cast<Unsigned>(
+                                          static_cast<Unsigned>(last) - static_cast<Unsigned>(first)));
+    const std::uint64_t grain = std::max<std::uint64_t>(1, count / (std::uint64_t{size()} * 8));
+    return parallel_for(first, last, static_cast<std::size_t>(grain), std::move(fn));
+  }
+
+  /**
+   * @brief Blocks until every task submitted so far has finished (the pool is idle).
+   * @throws WouldDeadlock when called from one of this pool's workers.
+   */
+  void wait() {
+    reject_own_worker("wait()");
+    wait_idle(std::nullopt);
+  }
+
+  /// Like wait(), for at most `timeout`; true when the pool became idle.
+  template <class Rep, class Period>
+  bool wait_for(std::chrono::duration<Rep, Period> timeout) {
+    reject_own_worker("wait_for()");
+    return wait_idle(detail::deadline_after(timeout));
+  }
+
+  /**
+   * @brief Stops accepting tasks from outside, runs everything already queued, joins the
+   *        workers. Idempotent; concurrent callers all return after the join. Tasks running
+   *        on the pool may still submit sub-tasks until the queue drains.
+   * @throws WouldDeadlock when called from one of this pool's workers.
+   */
+  void shutdown() {
+    reject_own_worker("shutdown()");
+    std::lock_guard lock(shutdown_mutex_);
+    if (joined_) return;
+    // seq_cst: a submit() either lands before this in the counter's order (and is waited
+    // for below) or sees the closed bit and throws PoolClosed.
+    submitted_.fetch_or(closed_bit, std::memory_order_seq_cst);
+    space_parker_.notify_all();  // producers blocked on a full queue now throw PoolClosed
+    wait_idle(std::nullopt);
+    stop_workers();
+    joined_ = true;
+  }
+
+  /// Number of worker threads. Never blocks.
+  [[nodiscard]] unsigned size() const noexcept { return static_cast<unsigned>(workers_.size()); }
+
+  /// A snapshot of the counters and latency percentiles. Never blocks; allocates nothing.
+  [[nodiscard]] PoolStats stats() const noexcept {
+    PoolStats stats;
+    detail::HistogramCounts run_time{}, queue_wait{};
+    for (const auto& worker : workers_) {
+      stats.completed += worker->completed.load(std::memory_order_relaxed);
+      stats.failed += worker->failed.load(std::memory_order_relaxed);
+      stats.cancelled += worker->cancelled.load(std::memory_order_relaxed);
+      if (worker->busy_depth.load(std::memory_order_relaxed) > 0) ++stats.busy;
+      worker->run_time.add_to(run_time);
+      worker->queue_wait.add_to(queue_wait);
+    }
+    stats.submitted = (submitted_.load(std::memory_order_relaxed) & ~closed_bit) -
+                      rejected_.load(std::memory_order_relaxed);
+    stats.queued = queues_.size();
+    stats.run_time = percentiles(run_time);
+    stats.queue_wait = percentiles(queue_wait);
+    return stats;
+  }
+
+ private:
+  /// A worker's own state; every counter has one writer (the worker) and relaxed readers.
+  struct Worker final : detail::WorkerContext {
+    Worker(BasicThreadPool* owner, unsigned index) : WorkerContext(owner, index), pool(owner) {}
+    bool help_one() override { return pool->run_one(*this); }
+
+    void add(std::atomic<std::uint64_t>& counter) noexcept {
+      // Single writer: load + store avoids a locked instruction. seq_cst store: the idle
+      // check in wait() re-reads these after Parker::prepare() (store-load pattern).
+      counter.store(counter.load(std::memory_order_relaxed) + 1, std::memory_order_seq_cst);
+    }
+
+    BasicThreadPool* pool;
+    std::atomic<std::uint64_t> completed{0}, failed{0}, cancelled{0};
+    std::atomic<unsigned> busy_depth{0};
+    detail::Histogram run_time, queue_wait;
+  };
+
+  struct Admission {
+    bool holds_queue_slot = false;
+    bool from_own_worker = false;
+  };
+
+  static constexpr std::uint64_t closed_bit = std::uint64_t{1} << 63;
+
+  static unsigned thread_count(unsigned requested) noexcept {
+    if (requested != 0) return requested;
+    return std::max(1u, std::thread::hardware_concurrency());
+  }
+
+  static LatencyPercentiles percentiles(const detail::HistogramCounts& counts) noexcept {
+    return {detail::percentile(counts, 0.50), detail::percentile(counts, 0.90),
+            detail::percentile(counts, 0.99), detail::total_count(counts)};
+  }
+
+  // --- submission ----------------------------------------------------------------------------
+
+  template <class F, class... Args>
+  auto make_task_state(F&& fn, Args&&... args) {
+    detail::check_task_callable<F, Args...>();
+    using R = detail::task_result_t<F, Args...>;
+    using State = detail::TaskState<R, std::decay_t<F>, std::decay_t<Args>...>;
+    // The state starts with one reference: the future's.
+    return detail::StatePtr<State>(new State(std::forward<F>(fn), std::forward<Args>(args)...));
+  }
+
+  template <class State>
+  auto queue_task_state(int priority, detail::StatePtr<State> state, Admission admission) {
+    state->add_ref();  // the queue's reference, given back by TaskState::run()/abandon()
+    enqueue(detail::Job{detail::Task(detail::RunnableHandle(state.get()))}, priority, admission);
+    using R = std::remove_cvref_t<decltype(state->take())>;
+    return detail::FutureAccess::make<R>(std::move(state));
+  }
+
+  template <class F, class... Args>
+  auto submit_at(int priority, F&& fn, Args&&... args) {
+    auto state = make_task_state(std::forward<F>(fn), std::forward<Args>(args)...);
+    const Admission admission = admit(/*may_block=*/true).value();
+    return queue_task_state(priority, std::move(state), admission);
+  }
+
+  template <class F, class... Args>
+  auto try_submit_at(int priority, F&& fn, Args&&... args) {
+    auto state = make_task_state(std::forward<F>(fn), std::forward<Args>(args)...);
+    using Result = std::optional<decltype(queue_task_state(priority, std::move(state), {}))>;
+    const std::optional<Admission> admission = admit(/*may_block=*/false);
+    if (!admission) return Result();
+    return Result(queue_task_state(priority, std::move(state), *admission));
+  }
+
+  template <class F, class... Args>
+  void detach_at(int priority, F&& fn, Args&&... args) {
+    detail::check_task_callable<F, Args...>();
+    // Exceptions escape this callable on purpose: run_job() hands them to the handler.
+    detail::Task task([fn = std::decay_t<F>(std::forward<F>(fn)),
+                       arguments = std::tuple<std::decay_t<Args>...>(
+                           std::forward<Args>(args)...)]() mutable {
+      detail::invoke_task(fn, arguments, std::stop_token());
+      return detail::TaskOutcome::succeeded;
+    });
+    const Admission admission = admit(/*may_block=*/true).value();
+    enqueue(detail::Job{std::move(task)}, priority, admission);
+  }
+
+  template <class Loop>
+  void launch_runners(const std::shared_ptr<Loop>& loop, unsigned runners) {
+    for (unsigned r = 0; r < runners; ++r) {
+      // The first runner may block on a full queue; later ones are extras, skipped when the
+      // queue is full (the runners already queued claim every chunk anyway).
+      std::optional<Admission> admission;
+      try {
+        admission = admit(/*may_block=*/r == 0);
+      } catch (const PoolClosed&) {
+        if (r == 0) throw;
+      }
+      if (!admission) {
+        for (unsigned unused = r; unused < runners; ++unused) loop->leave();
+        return;
+      }
+      enqueue(detail::Job{detail::Task([loop] {
+                loop->run();
+                return detail::TaskOutcome::succeeded;
+              })},
+              0, *admission);
+    }
+  }
+
+  /// Accounts for a new task: takes a bounded-queue slot (blocking or not) and checks that
+  /// the pool is open. Empty when !may_block and the queue is full.
+  std::optional<Admission> admit(bool may_block) {
+    Admission admission;
+    admission.from_own_worker = is_own_worker();
+    if (max_queue_ != 0 && !admission.from_own_worker) {
+      if (!reserve_queue_slot(may_block)) return std::nullopt;
+      admission.holds_queue_slot = true;
+    }
+    // Relaxed: the counter's modification order alone decides whether we came before
+    // shutdown's fetch_or.
+    const std::uint64_t before = submitted_.fetch_add(1, std::memory_order_relaxed);
+    if ((before & closed_bit) != 0 && !admission.from_own_worker) {
+      if (admission.holds_queue_slot) release_queue_slot();
+      // seq_cst: store half of the idle check's store-load pattern.
+      rejected_.fetch_add(1, std::memory_order_seq_cst);
+      idle_parker_.notify_all();
+      throw PoolClosed();
+    }
+    return admission;
+  }
+
+  void enqueue(detail::Job job, int priority, Admission admission) {
+    job.holds_queue_slot = admission.holds_queue_slot;
+    if (detail::sample_this_submission()) job.enqueued_ns = detail::steady_now_ns();
+    std::optional<unsigned> local;
+    if (admission.from_own_worker) local = detail::current_worker->index();
+    try {
+      queues_.push(std::move(job), priority, local);
+    } catch (...) {  // out of memory growing a queue: the task was never queued
+      if (admission.holds_queue_slot) release_queue_slot();
+      rejected_.fetch_add(1, std::memory_order_seq_cst);
+      idle_parker_.notify_all();
+      throw;
+    }
+    worker_parker_.notify_one();
+  }
+
+  bool reserve_queue_slot(bool may_block) {
+    for (;;) {
+      std::size_t queued = queued_.load(std::memory_order_relaxed);
+      while (queued < max_queue_) {
+        // Relaxed: the slot count orders nothing else.
+        if (queued_.compare_exchange_weak(queued, queued + 1, std::memory_order_relaxed)) {
+          return true;
+        }
+      }
+      if (!may_block) return false;
+      if (is_closed()) throw PoolClosed();
+      const std::uint32_t epoch = space_parker_.prepare();
+      if (queued_.load(std::memory_order_seq_cst) < max_queue_ || is_closed()) {
+        space_parker_.cancel();
+        continue;
+      }
+      space_parker_.commit(epoch);
+    }
+  }
+
+  void release_queue_slot() noexcept {
+    // seq_cst: publication half of the space_parker_ protocol.
+    queued_.fetch_sub(1, std::memory_order_seq_cst);
+    space_parker_.notify_one();
+  }
+
+  [[nodiscard]] bool is_closed() const noexcept {
+    return (submitted_.load(std::memory_order_seq_cst) & closed_bit) != 0;
+  }
+
+  [[nodiscard]] bool is_own_worker() const noexcept {
+    return detail::current_worker != nullptr && detail::current_worker->pool() == this;
+  }
+
+  void reject_own_worker(const char* what) const {
+    if (is_own_worker()) {
+      throw WouldDeadlock(std::string("offload: ") + what +
+                          " called from one of the pool's own workers would wait for itself");
+    }
+  }
+
+  // --- running -------------------------------------------------------------------------------
+
+  void start_workers(unsigned count) {
+    workers_.reserve(count);
+    threads_.reserve(count);
+    for (unsigned i = 0; i < count; ++i) workers_.push_back(std::make_unique<Worker>(this, i));
+    try {
+      for (unsigned i = 0; i < count; ++i) {
+        threads_.emplace_back([this, i] { worker_main(*workers_[i]); });
+      }
+    } catch (...) {
+      stop_workers();
+      throw;
+    }
+  }
+
+  void stop_workers() noexcept {
+    // seq_cst: a worker's re-check in park() must see this (store-load with Parker).
+    stopping_.store(true, std::memory_order_seq_cst);
+    worker_parker_.notify_all();
+    for (std::thread& thread : threads_) thread.join();
+  }
+
+  void worker_main(Worker& self) {
+    detail::current_worker = &self;
+    run_hook(options_.on_thread_start, self.index());
+    for (;;) {
+      if (run_one(self)) continue;
+      idle_parker_.notify_all();  // out of work: a wait() may now be satisfied
+      if (spin_for_work()) continue;
+      if (!park()) break;
+    }
+    run_hook(options_.on_thread_stop, self.index());
+    detail::current_worker = nullptr;
+  }
+
+  /// A short busy wait before sleeping: a worker that parks after every task makes the next
+  /// submission pay a futex wake-up (microseconds) instead of a cache miss.
+  bool spin_for_work() const noexcept {
+    for (int round = 0; round < 64; ++round) {
+      if (queues_.has_work()) return true;
+      for (int i = 0; i < 32; ++i) detail::cpu_relax();
+    }
+    return false;
+  }
+
+  /// Sleeps until work arrives; false when the pool is stopping and there is none.
+  bool park() noexcept {
+    const std::uint32_t epoch = worker_parker_.prepare();
+    if (queues_.has_work()) {
+      worker_parker_.cancel();
+      return true;
+    }
+    if (stopping_.load(std::memory_order_seq_cst)) {
+      worker_parker_.cancel();
+      return false;
+    }
+    worker_parker_.commit(epoch);
+    return true;
+  }
+
+  bool run_one(Worker& self) {
+    detail::Job job;
+    if (!queues_.pop(self.index(), job)) return false;
+    run_job(job, self);
+    return true;
+  }
+
+  void run_job(detail::Job& job, Worker& self) {
+    if (job.holds_queue_slot) release_queue_slot();
+    const std::int64_t start = job.enqueued_ns != 0 ? detail::steady_now_ns() : 0;
+    self.busy_depth.store(self.busy_depth.load(std::memory_order_relaxed) + 1,
+                          std::memory_order_relaxed);
+    detail::TaskOutcome outcome;
+    try {
+      outcome = job.task();
+    } catch (...) {  // only detach()ed tasks throw out of their Job
+      outcome = detail::TaskOutcome::failed;
+      report_unhandled(std::current_exception());
+    }
+    job.task.reset();  // release captures before the task counts as finished
+    self.busy_depth.store(self.busy_depth.load(std::memory_order_relaxed) - 1,
+                          std::memory_order_relaxed);
+    if (start != 0) {
+      self.queue_wait.record(start - job.enqueued_ns);
+      self.run_time.record(detail::steady_now_ns() - start);
+    }
+    switch (outcome) {
+      case detail::TaskOutcome::succeeded: self.add(self.completed); break;
+      case detail::TaskOutcome::failed: self.add(self.failed); break;
+      case detail::TaskOutcome::cancelled: self.add(self.cancelled); break;
+    }
+  }
+
+  void run_hook(const std::function<void(unsigned)>& hook, unsigned index) noexcept {
+    if (!hook) return;
+    try {
+      hook(index);
+    } catch (...) {
+      report_unhandled(std::current_exception());
+    }
+  }
+
+  void report_unhandled(std::exception_ptr error) noexcept {
+    try {
+      if (options_.on_unhandled_exception) {
+        options_.on_unhandled_exception(std::move(error));
+        return;
+      }
+      std::rethrow_exception(std::move(error));
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "offload: unhandled exception in a detached task: %s\n", e.what());
+    } catch (...) {
+      std::fprintf(stderr, "offload: unhandled non-standard exception in a detached task\n");
+    }
+  }
+
+  // --- waiting for idle ----------------------------------------------------------------------
+
+  /// Tasks accepted and not yet finished. Finished counts are read before the submitted
+  /// count, so the result never undercounts (it is 0 only if the pool really was idle).
+  [[nodiscard]] std::uint64_t pending() const noexcept {
+    std::uint64_t finished = rejected_.load(std::memory_order_seq_cst);
+    for (const auto& worker : workers_) {
+      // seq_cst (and so acquire): the waiter must see the finished tasks' effects, and this
+      // re-check must be ordered after Parker::prepare().
+      finished += worker->completed.load(std::memory_order_seq_cst) +
+                  worker->failed.load(std::memory_order_seq_cst) +
+                  worker->cancelled.load(std::memory_order_seq_cst);
+    }
+    const std::uint64_t submitted = submitted_.load(std::memory_order_seq_cst) & ~closed_bit;
+    return submitted - finished;
+  }
+
+  bool wait_idle(const detail::Deadline& deadline) {
+    for (;;) {
+      if (pending() == 0) return true;
+      const std::uint32_t epoch = idle_parker_.prepare();
+      if (pending() == 0) {
+        idle_parker_.cancel();
+        return true;
+      }
+      if (deadline && std::chrono::steady_clock::now() >= *deadline) {
+        idle_parker_.cancel();
+        return false;
+      }
+      idle_parker_.commit(epoch, deadline);
+    }
+  }
+
+  PoolOptions options_;
+  const std::size_t max_queue_;
+  typename Scheduler::Queues queues_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::vector<std::thread> threads_;
+
+  alignas(64) std::atomic<std::uint64_t> submitted_{0};  // top bit: closed
+  alignas(64) std::atomic<std::uint64_t> rejected_{0};
+  std::atomic<std::size_t> queued_{0};  // bounded-queue slots in use
+  std::atomic<bool> stopping_{false};
+  detail::Parker worker_parker_;  // idle workers
+  detail::Parker idle_parker_;    // wait() callers
+  detail::Parker space_parker_;   // producers blocked on a full queue
+  std::mutex shutdown_mutex_;
+  bool joined_ = false;
+};
+
+/// The default pool: work stealing.
+using ThreadPool = BasicThreadPool<>;
+/// A pool whose submit/detach take a priority first: larger runs first, FIFO among equals.
+using PriorityThreadPool = BasicThreadPool<Prioritized>;
+
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_THREAD_POOL_HPP

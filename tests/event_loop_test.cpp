@@ -1,0 +1,566 @@
+#include <offload/event_loop.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "catch.hpp"
+
+using namespace std::chrono_literals;
+using offload::EventLoop;
+using offload::TimerId;
+
+namespace {
+
+/// Stops the loop if a test has not finished after `limit`, so a lost wake-up or a loop that
+/// never runs dry fails the test (`fired()`) instead of hanging it.
+class Watchdog {
+ public:
+  explicit Watchdog(EventLoop& loop, std::chrono::milliseconds limit = 20s)
+      : thread_([this, &loop, limit] {
+          std::unique_lock lock(mutex_);
+          if (!done_cv_.wait_for(lock, limit, [this] { return done_; })) {
+            fired_ = true;
+            loop.stop();
+          }
+        }) {}
+  Watchdog(const Watchdog&) = delete;
+  Watchdog& operator=(const Watchdog&) = delete;
+  ~Watchdog() { dismiss(); }
+
+  /// Ends the watch; true when the watchdog had to stop the loop.
+  bool dismiss() {
+    {
+      std::lock_guard lock(mutex_);
+      done_ = true;
+    }
+    done_cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+    return fired_;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable done_cv_;
+  bool done_ = false;
+  bool fired_ = false;  // written by the watchdog thread before join(), read after it
+  std::thread thread_;
+};
+
+/// Counts how often instances of it were destroyed and called (a callable for the loop).
+struct CountingCallback {
+  std::shared_ptr<std::atomic<int>> destroyed;
+  std::shared_ptr<std::atomic<int>> called;
+  bool armed = true;  // false once moved from, so only the last owner counts its destruction
+
+  CountingCallback(std::shared_ptr<std::atomic<int>> d, std::shared_ptr<std::atomic<int>> c)
+      : destroyed(std::move(d)), called(std::move(c)) {}
+  CountingCallback(CountingCallback&& other) noexcept
+      : destroyed(other.destroyed), called(other.called), armed(std::exchange(other.armed, false)) {}
+  CountingCallback& operator=(CountingCallback&&) = delete;
+  ~CountingCallback() {
+    if (armed) ++*destroyed;
+  }
+  void operator()() const { ++*called; }
+};
+
+}  // namespace
+
+TEST_CASE("run() returns at once when nothing is pending", "[event_loop]") {
+  EventLoop loop;
+  loop.run();
+  loop.run();  // and again: an idle loop is reusable
+  SUCCEED("run() returned");
+}
+
+TEST_CASE("posted callbacks run in FIFO order on the thread calling run()", "[event_loop]") {
+  EventLoop loop;
+  std::vector<int> order;
+  std::vector<std::thread::id> threads;
+  for (int i = 0; i < 5; ++i) {
+    loop.post([&, i] {
+      order.push_back(i);
+      threads.push_back(std::this_thread::get_id());
+    });
+  }
+  CHECK_FALSE(loop.is_loop_thread());
+  loop.run();
+  CHECK(order == std::vector<int>{0, 1, 2, 3, 4});
+  for (const auto& id : threads) CHECK(id == std::this_thread::get_id());
+}
+
+TEST_CASE("callbacks may be move-only and their results are discarded", "[event_loop]") {
+  EventLoop loop;
+  int seen = 0;
+  auto value = std::make_unique<int>(42);
+  loop.post([&seen, value = std::move(value)]() mutable {
+    seen = *value;
+    return std::move(value);  // a result, ignored by the loop
+  });
+  loop.run();
+  CHECK(seen == 42);
+}
+
+TEST_CASE("timers fire in deadline order, equal delays in the order set", "[event_loop]") {
+  EventLoop loop;
+  std::vector<std::string> order;
+  loop.set_timeout(30ms, [&] { order.emplace_back("30ms"); });
+  loop.set_timeout(10ms, [&] { order.emplace_back("10ms-a"); });
+  loop.set_timeout(20ms, [&] { order.emplace_back("20ms"); });
+  loop.set_timeout(10ms, [&] { order.emplace_back("10ms-b"); });
+  loop.set_timeout(0ms, [&] { order.emplace_back("0ms"); });
+  loop.set_timeout(-5ms, [&] { order.emplace_back("negative"); });  // counts as zero
+  loop.set_timeout(10ms, [&] { order.emplace_back("10ms-c"); });
+  loop.run();
+  CHECK(order == std::vector<std::string>{"0ms", "negative", "10ms-a", "10ms-b", "10ms-c",
+                                          "20ms", "30ms"});
+}
+
+TEST_CASE("a timer never fires before its delay", "[event_loop]") {
+  EventLoop loop;
+  const auto start = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::duration fired_after{};
+  loop.set_timeout(40ms, [&] { fired_after = std::chrono::steady_clock::now() - start; });
+  loop.run();
+  CHECK(fired_after >= 40ms);
+}
+
+TEST_CASE("TimerQueue breaks deadline ties by insertion order and skips cancelled timers",
+          "[event_loop][detail]") {
+  using offload::detail::LoopClock;
+  offload::detail::TimerQueue timers;
+  std::vector<int> fired;
+  const auto deadline = LoopClock::now();
+  std::vector<std::uint64_t> ids;
+  for (int i = 0; i < 200; ++i) {
+    // Three distinct deadlines, many exact ties within each.
+    const auto when = deadline + std::chrono::microseconds(i % 3);
+    ids.push_back(timers.add(when, LoopClock::duration::zero(), false,
+                             offload::detail::make_loop_task([&fired, i] { fired.push_back(i); })));
+  }
+  for (std::size_t i = 0; i < ids.size(); i += 2) CHECK(timers.cancel(ids[i]).found);
+  CHECK_FALSE(timers.cancel(ids[0]).found);  // twice: unknown now
+  CHECK_FALSE(timers.cancel(0).found);       // never issued
+
+  const auto mark = timers.sequence_mark();
+  while (auto due = timers.pop_due(deadline + 1s, mark)) {
+    due->task->run();
+    CHECK(timers.finish(std::move(*due), deadline) != nullptr);  // one-shot: handed back
+  }
+  CHECK(timers.empty());
+  std::vector<int> expected;
+  for (int remainder = 0; remainder < 3; ++remainder) {
+    for (int i = 1; i < 200; i += 2) {
+      if (i % 3 == remainder) expected.push_back(i);
+    }
+  }
+  CHECK(fired == expected);
+}
+
+TEST_CASE("clear() cancels timers, also from inside callbacks", "[event_loop]") {
+  EventLoop loop;
+
+  SECTION("a cleared timer never fires; clearing twice or an unknown id returns false") {
+    bool fired = false;
+    const TimerId id = loop.set_timeout(0ms, [&] { fired = true; });
+    CHECK(loop.clear(id));
+    CHECK_FALSE(loop.clear(id));
+    CHECK_FALSE(loop.clear(TimerId{}));
+    loop.run();
+    CHECK_FALSE(fired);
+  }
+
+  SECTION("a callback clears a timer due in the same tick") {
+    std::vector<std::string> order;
+    TimerId second{};
+    loop.set_timeout(0ms, [&] {
+      order.emplace_back("first");
+      CHECK(loop.clear(second));
+    });
+    second = loop.set_timeout(0ms, [&] { order.emplace_back("second"); });
+    loop.set_timeout(0ms, [&] { order.emplace_back("third"); });
+    loop.run();
+    CHECK(order == std::vector<std::string>{"first", "third"});
+  }
+
+  SECTION("an interval clears itself and run() then returns") {
+    int calls = 0;
+    TimerId id{};
+    id = loop.set_interval(1ms, [&] {
+      if (++calls == 3) CHECK(loop.clear(id));
+    });
+    loop.run();  // returns only because the interval is gone
+    CHECK(calls == 3);
+    CHECK_FALSE(loop.clear(id));
+  }
+
+  SECTION("a one-shot timer clearing itself gets false: it has already fired") {
+    TimerId id{};
+    bool cleared = true;
+    id = loop.set_timeout(0ms, [&] { cleared = loop.clear(id); });
+    loop.run();
+    CHECK_FALSE(cleared);
+  }
+
+  SECTION("many long timers set and cleared leave nothing pending") {
+    std::vector<TimerId> ids;
+    for (int i = 0; i < 1000; ++i) ids.push_back(loop.set_timeout(1h, [] {}));
+    int fired = 0;
+    loop.set_timeout(1ms, [&] { ++fired; });
+    for (const TimerId id : ids) CHECK(loop.clear(id));
+    loop.run();
+    CHECK(fired == 1);
+  }
+}
+
+TEST_CASE("an interval keeps its rhythm and re-arms only for the next tick", "[event_loop]") {
+  EventLoop loop;
+  int calls = 0;
+  TimerId id{};
+  // A zero period: due again at once, yet it must fire once per tick, not spin in one tick.
+  int posted_runs = 0;
+  id = loop.set_interval(0ms, [&] {
+    ++calls;
+    loop.post([&] { ++posted_runs; });
+    if (calls == 5) loop.clear(id);
+  });
+  loop.run();
+  CHECK(calls == 5);
+  CHECK(posted_runs == 5);
+}
+
+TEST_CASE("immediates run after the tick's work; chained immediates yield to timers",
+          "[event_loop]") {
+  EventLoop loop;
+  std::vector<std::string> order;
+
+  SECTION("queued from a posted callback: the same tick, before a zero timeout") {
+    loop.post([&] {
+      order.emplace_back("post");
+      loop.set_timeout(0ms, [&] { order.emplace_back("timeout"); });
+      loop.set_immediate([&] { order.emplace_back("immediate"); });
+    });
+    loop.run();
+    CHECK(order == std::vector<std::string>{"post", "immediate", "timeout"});
+  }
+
+  SECTION("queued from an immediate: the next tick, after its timers and posts") {
+    loop.set_immediate([&] {
+      order.emplace_back("immediate-1");
+      loop.set_timeout(0ms, [&] { order.emplace_back("timeout"); });
+      loop.post([&] { order.emplace_back("post"); });
+      loop.set_immediate([&] { order.emplace_back("immediate-2"); });
+    });
+    loop.run();
+    CHECK(order == std::vector<std::string>{"immediate-1", "timeout", "post", "immediate-2"});
+  }
+}
+
+TEST_CASE("posts from many threads while the loop runs: every one runs exactly once, in "
+          "each thread's order",
+          "[event_loop]") {
+  EventLoop loop;
+  constexpr int producers = 4;
+  constexpr int per_producer = 20000;
+  std::vector<int> next_expected(producers, 0);  // touched only on the loop thread
+  int out_of_order = 0;
+  int total = 0;
+
+  std::vector<std::thread> threads;
+  std::atomic<int> started{0};
+  for (int p = 0; p < producers; ++p) {
+    // Each producer holds the loop until it has posted everything, so run() cannot run dry
+    // between two posts.
+    threads.emplace_back([&, p, hold = loop.hold()]() mutable {
+      started.fetch_add(1);
+      for (int i = 0; i < per_producer; ++i) {
+        loop.post([&, p, i] {
+          if (next_expected[static_cast<std::size_t>(p)] != i) ++out_of_order;
+          next_expected[static_cast<std::size_t>(p)] = i + 1;
+          ++total;
+        });
+      }
+      if (p % 2 == 0) hold.reset();  // half release explicitly, half by destruction
+    });
+  }
+  Watchdog watchdog(loop);
+  loop.run();
+  CHECK_FALSE(watchdog.dismiss());
+  for (auto& thread : threads) thread.join();
+  CHECK(total == producers * per_producer);
+  CHECK(out_of_order == 0);
+  for (const int next : next_expected) CHECK(next == per_producer);
+}
+
+TEST_CASE("run() does not return before an outstanding Hold is released", "[event_loop]") {
+  EventLoop loop;
+  Watchdog watchdog(loop);
+
+  SECTION("released by destruction on another thread") {
+    std::atomic<bool> released{false};
+    std::thread worker([&released, hold = loop.hold()]() mutable {
+      std::this_thread::sleep_for(50ms);
+      released.store(true, std::memory_order_release);
+      hold = EventLoop::Hold{};  // releases
+    });
+    loop.run();
+    const bool was_released = released.load(std::memory_order_acquire);
+    worker.join();
+    CHECK(was_released);
+  }
+
+  SECTION("released by posting the work that comes back to the loop") {
+    std::thread::id ran_on{};
+    bool ran_in_loop = false;
+    std::thread worker([&, hold = loop.hold()]() mutable {
+      std::this_thread::sleep_for(50ms);
+      std::move(hold).post([&] {
+        ran_on = std::this_thread::get_id();
+        ran_in_loop = loop.is_loop_thread();
+      });
+    });
+    loop.run();
+    worker.join();
+    CHECK(ran_on == std::this_thread::get_id());
+    CHECK(ran_in_loop);
+  }
+
+  SECTION("a hold taken and released by callbacks") {
+    int steps = 0;
+    loop.post([&] {
+      ++steps;
+      auto hold = std::make_shared<EventLoop::Hold>(loop.hold());
+      loop.set_timeout(20ms, [&steps, hold] {
+        ++steps;
+        std::move(*hold).post([&steps] { ++steps; });
+      });
+    });
+    loop.run();
+    CHECK(steps == 3);
+  }
+  CHECK_FALSE(watchdog.dismiss());
+}
+
+TEST_CASE("Hold is movable, and misuse is reported", "[event_loop]") {
+  EventLoop loop;
+  EventLoop::Hold first = loop.hold();
+  CHECK(first.active());
+  EventLoop::Hold second = std::move(first);
+  CHECK_FALSE(first.active());  // NOLINT(bugprone-use-after-move): checking the moved-from state
+  CHECK(second.active());
+  CHECK_THROWS_AS(std::move(first).post([] {}), std::logic_error);
+  second = loop.hold();  // move-assigning releases the hold it replaces
+  bool ran = false;
+  std::move(second).post([&] { ran = true; });
+  CHECK_FALSE(second.active());
+  loop.run();  // nothing held any more: returns after running the callback
+  CHECK(ran);
+}
+
+TEST_CASE("a Hold that outlives its loop drops its callback", "[event_loop]") {
+  auto destroyed = std::make_shared<std::atomic<int>>(0);
+  auto called = std::make_shared<std::atomic<int>>(0);
+  EventLoop::Hold orphan;
+  {
+    EventLoop loop;
+    orphan = loop.hold();
+  }
+  std::move(orphan).post(CountingCallback{destroyed, called});
+  CHECK(destroyed->load() == 1);
+  CHECK(called->load() == 0);
+}
+
+TEST_CASE("destroying a loop destroys what is queued, without running it", "[event_loop]") {
+  auto destroyed = std::make_shared<std::atomic<int>>(0);
+  auto called = std::make_shared<std::atomic<int>>(0);
+  {
+    EventLoop loop;
+    loop.post(CountingCallback{destroyed, called});
+    loop.set_immediate(CountingCallback{destroyed, called});
+    loop.set_timeout(1h, CountingCallback{destroyed, called});
+    loop.set_interval(1h, CountingCallback{destroyed, called});
+    const TimerId cleared = loop.set_timeout(1h, CountingCallback{destroyed, called});
+    CHECK(loop.clear(cleared));
+    CHECK(destroyed->load() == 1);  // clear() destroys its callback at once
+  }
+  CHECK(destroyed->load() == 5);
+  CHECK(called->load() == 0);
+}
+
+TEST_CASE("stop() ends run(); what is pending stays for the next run()", "[event_loop]") {
+  EventLoop loop;
+
+  SECTION("from another thread, while an interval keeps the loop busy forever") {
+    std::atomic<int> ticks{0};
+    const TimerId interval = loop.set_interval(1ms, [&] { ticks.fetch_add(1); });
+    std::thread stopper([&] {
+      while (ticks.load() < 3) std::this_thread::sleep_for(1ms);
+      loop.stop();
+    });
+    Watchdog watchdog(loop);
+    loop.run();
+    stopper.join();
+    CHECK_FALSE(watchdog.dismiss());
+    CHECK(ticks.load() >= 3);
+    CHECK(loop.clear(interval));  // still live after the stop
+  }
+
+  SECTION("from another thread, waking a loop asleep on a hold") {
+    auto hold = loop.hold();
+    std::thread stopper([&] {
+      std::this_thread::sleep_for(30ms);
+      loop.stop();
+    });
+    Watchdog watchdog(loop);
+    loop.run();
+    stopper.join();
+    CHECK_FALSE(watchdog.dismiss());
+  }
+
+  SECTION("from a callback: later callbacks of the same tick wait for the next run()") {
+    std::vector<int> order;
+    loop.post([&] {
+      order.push_back(1);
+      loop.stop();
+    });
+    loop.post([&] { order.push_back(2); });
+    loop.set_immediate([&] { order.push_back(3); });
+    loop.run();
+    CHECK(order == std::vector<int>{1});
+    loop.run();
+    CHECK(order == std::vector<int>{1, 2, 3});
+  }
+
+  SECTION("before run(): the next run() returns at once, and only that one") {
+    bool ran = false;
+    loop.post([&] { ran = true; });
+    loop.stop();
+    loop.run();
+    CHECK_FALSE(ran);
+    loop.run();
+    CHECK(ran);
+  }
+}
+
+TEST_CASE("a throwing callback makes run() rethrow; a later run() carries on", "[event_loop]") {
+  EventLoop loop;
+  std::vector<std::string> order;
+
+  SECTION("posted") {
+    loop.post([&] { order.emplace_back("a"); });
+    loop.post([] { throw std::runtime_error("boom"); });
+    loop.post([&] { order.emplace_back("b"); });
+    loop.set_immediate([&] { order.emplace_back("immediate"); });
+    CHECK_THROWS_WITH(loop.run(), "boom");
+    CHECK(order == std::vector<std::string>{"a"});
+    loop.run();
+    CHECK(order == std::vector<std::string>{"a", "b", "immediate"});
+  }
+
+  SECTION("immediate") {
+    loop.set_immediate([] { throw std::runtime_error("boom"); });
+    loop.set_immediate([&] { order.emplace_back("after"); });
+    CHECK_THROWS_WITH(loop.run(), "boom");
+    CHECK(order.empty());
+    loop.run();
+    CHECK(order == std::vector<std::string>{"after"});
+  }
+
+  SECTION("timeout, with another timer due in the same tick") {
+    loop.set_timeout(0ms, [] { throw std::runtime_error("boom"); });
+    loop.set_timeout(0ms, [&] { order.emplace_back("second timer"); });
+    CHECK_THROWS_WITH(loop.run(), "boom");
+    CHECK(order.empty());
+    loop.run();
+    CHECK(order == std::vector<std::string>{"second timer"});
+  }
+
+  SECTION("an interval that throws stays armed") {
+    int calls = 0;
+    TimerId id{};
+    id = loop.set_interval(1ms, [&] {
+      if (++calls == 1) throw std::runtime_error("boom");
+      loop.clear(id);
+    });
+    CHECK_THROWS_WITH(loop.run(), "boom");
+    CHECK(calls == 1);
+    loop.run();
+    CHECK(calls == 2);
+  }
+}
+
+TEST_CASE("run() while the loop already runs is a logic_error", "[event_loop]") {
+  EventLoop loop;
+
+  SECTION("recursively, from a callback") {
+    bool threw = false;
+    bool after = false;
+    loop.post([&] {
+      try {
+        loop.run();
+      } catch (const std::logic_error&) {
+        threw = true;
+      }
+    });
+    loop.post([&] { after = true; });
+    loop.run();
+    CHECK(threw);
+    CHECK(after);  // the outer run() carried on
+  }
+
+  SECTION("from a second thread") {
+    std::exception_ptr second_error;
+    std::atomic<bool> second_done{false};
+    auto hold = std::make_shared<EventLoop::Hold>(loop.hold());
+    loop.post([&] {
+      std::thread second([&] {
+        try {
+          loop.run();
+        } catch (...) {
+          second_error = std::current_exception();
+        }
+        second_done.store(true);
+      });
+      second.join();
+      hold->reset();
+    });
+    Watchdog watchdog(loop);
+    loop.run();
+    CHECK_FALSE(watchdog.dismiss());
+    CHECK(second_done.load());
+    REQUIRE(second_error != nullptr);
+    CHECK_THROWS_AS(std::rethrow_exception(second_error), std::logic_error);
+  }
+}
+
+TEST_CASE("an idle loop wakes at once for work from another thread", "[event_loop]") {
+  // The loop sleeps on a far-away timer; posts, immediates and new earlier timers from another
+  // thread must each wake it (a lost wake-up would leave it asleep until the watchdog).
+  EventLoop loop;
+  const TimerId far = loop.set_timeout(1h, [] {});
+  std::atomic<int> step{0};
+  std::thread other([&] {
+    std::this_thread::sleep_for(20ms);
+    loop.post([&] { step.store(1); });
+    while (step.load() != 1) std::this_thread::sleep_for(1ms);
+    std::this_thread::sleep_for(20ms);
+    loop.set_immediate([&] { step.store(2); });
+    while (step.load() != 2) std::this_thread::sleep_for(1ms);
+    std::this_thread::sleep_for(20ms);
+    loop.set_timeout(1ms, [&] { step.store(3); });
+    while (step.load() != 3) std::this_thread::sleep_for(1ms);
+    loop.clear(far);
+  });
+  Watchdog watchdog(loop);
+  loop.run();
+  other.join();
+  CHECK_FALSE(watchdog.dismiss());
+  CHECK(step.load() == 3);
+}

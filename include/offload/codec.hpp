@@ -93,13 +93,11 @@ inline constexpr bool always_false = false;
 template <class T>
 struct TypeHasNoCodec {
   static_assert(always_false<T>,
-                "offload: no offload::Codec<T> for the type T shown in this error "
-                "(offload::detail::TypeHasNoCodec<T>). Values that cross to a worker process "
-                "must be encodable: specialise offload::Codec<T> with "
+                "offload: type T of TypeHasNoCodec<T> has no offload::Codec<T>, so it cannot "
+                "cross to a worker process. Specialise offload::Codec<T> with "
                 "'static void encode(offload::Writer&, const T&)' and "
                 "'static T decode(offload::Reader&)' (see offload/codec.hpp). Enums need a "
                 "fixed underlying type ('enum E : int'); pointers and references cannot cross.");
-  static constexpr bool value = false;
 };
 
 template <class Outer, class... Inner>
@@ -134,7 +132,7 @@ struct FirstMissingCodec<Outer, First, Rest...> {
 /// Only ever instantiated for a T that has none.
 template <class T>
 [[noreturn]] void report_missing_codec() {
-  static_assert(TypeHasNoCodec<typename MissingCodecCulprit<T>::type>::value);
+  (void)sizeof(TypeHasNoCodec<typename MissingCodecCulprit<T>::type>);
   std::abort();
 }
 

@@ -108,10 +108,15 @@ class LoopCore {
   /// Cancels timer `id`; true when it was live. Thread-safe; never allocates.
   bool cancel_timer(std::uint64_t id) {
     TimerQueue::Cancelled cancelled;
+    bool wake = false;
     {
       std::lock_guard lock(mutex_);
       cancelled = timers_.cancel(id);
+      // The loop may sleep until this timer's deadline with nothing else pending: it must
+      // re-check, or run() would stay asleep instead of returning.
+      if (cancelled.found) wake = std::exchange(sleeping_, false);
     }
+    if (wake) wake_loop();
     return cancelled.found;  // the callback is destroyed here, outside the lock
   }
 

@@ -127,7 +127,7 @@ class Future {
    */
   T get() {
     ensure_valid();
-    state_->wait_helping(std::nullopt);
+    state_->wait_helping();
     detail::StatePtr<detail::SharedState<T>> state = std::move(state_);
     return state->take();
   }
@@ -136,7 +136,7 @@ class Future {
   /// std::future_error(no_state) on an empty future.
   void wait() const {
     ensure_valid();
-    state_->wait_helping(std::nullopt);
+    state_->wait_helping();
   }
 
   /// Waits at most `timeout`; FutureStatus::ready when the result is there.

@@ -49,47 +49,12 @@ class StateBase {
   }
 
   /// Blocks until ready or `deadline`; true when ready. Does not help a pool.
-  bool wait_until(const Deadline& deadline) const noexcept {
-    // A short spin first: most waits in a busy pool end within a microsecond or two, and a
-    // futex sleep + wake costs far more than that.
-    for (int spin = 0; spin < 1024; ++spin) {
-      if (ready()) return true;
-      cpu_relax();
-    }
-    for (;;) {
-      std::uint32_t flags = flags_.load(std::memory_order_acquire);
-      if ((flags & ready_bit) != 0) return true;
-      if ((flags & waiting_bit) == 0) {
-        // Announce a sleeper so publish() knows to make the wake-up system call.
-        flags = flags_.fetch_or(waiting_bit, std::memory_order_acquire) | waiting_bit;
-        if ((flags & ready_bit) != 0) return true;
-      }
-      if (futex_wait(flags_, flags, deadline) == FutexWait::timed_out) return ready();
-    }
-  }
+  bool wait_until(const Deadline& deadline) const noexcept { return wait_until(limit_of(deadline)); }
 
   /// Waits until ready or `deadline`. On a pool worker, runs other queued tasks meanwhile so
   /// that a task waiting on its own sub-task cannot starve the pool. True when ready.
-  bool wait_helping(const Deadline& deadline) const {
-    if (ready()) return true;
-    WorkerContext* worker = current_worker;
-    if (worker == nullptr) return wait_until(deadline);
-    const auto limit = deadline.value_or(std::chrono::steady_clock::time_point::max());
-    int idle_rounds = 0;
-    while (!ready()) {
-      if (worker->help_one()) {
-        idle_rounds = 0;
-        continue;
-      }
-      const auto now = std::chrono::steady_clock::now();
-      if (now >= limit) return false;
-      // Nothing to run: the awaited task runs elsewhere. Sleep on our state, but wake up now
-      // and then (16 us doubling to 1 ms) to pick up tasks submitted meanwhile.
-      const auto nap = std::chrono::microseconds(16 << std::min(idle_rounds++, 6));
-      wait_until(limit - now < nap ? limit : now + nap);
-    }
-    return true;
-  }
+  bool wait_helping(const Deadline& deadline) const { return wait_helping(limit_of(deadline)); }
+  bool wait_helping() const { return wait_helping(forever); }
 
   /// Asks the producer to stop. A queued pool task then never starts; a running one sees its
   /// stop_token fire. True when this call made the request.
@@ -139,6 +104,55 @@ class StateBase {
   std::exception_ptr error_;
 
  private:
+  using TimePoint = std::chrono::steady_clock::time_point;
+  static constexpr TimePoint forever = TimePoint::max();
+
+  // The waits work on a plain time point (max() = forever): std::optional here trips a
+  // false -Wmaybe-uninitialized in g++ 12 at every call site that passes std::nullopt.
+  static TimePoint limit_of(const Deadline& deadline) noexcept {
+    return deadline ? *deadline : forever;
+  }
+
+  bool wait_until(TimePoint limit) const noexcept {
+    // A short spin first: most waits in a busy pool end within a microsecond or two, and a
+    // futex sleep + wake costs far more than that.
+    for (int spin = 0; spin < 1024; ++spin) {
+      if (ready()) return true;
+      cpu_relax();
+    }
+    for (;;) {
+      std::uint32_t flags = flags_.load(std::memory_order_acquire);
+      if ((flags & ready_bit) != 0) return true;
+      if ((flags & waiting_bit) == 0) {
+        // Announce a sleeper so publish() knows to make the wake-up system call.
+        flags = flags_.fetch_or(waiting_bit, std::memory_order_acquire) | waiting_bit;
+        if ((flags & ready_bit) != 0) return true;
+      }
+      const Deadline deadline = limit == forever ? Deadline() : Deadline(limit);
+      if (futex_wait(flags_, flags, deadline) == FutexWait::timed_out) return ready();
+    }
+  }
+
+  bool wait_helping(TimePoint limit) const {
+    if (ready()) return true;
+    WorkerContext* worker = current_worker;
+    if (worker == nullptr) return wait_until(limit);
+    int idle_rounds = 0;
+    while (!ready()) {
+      if (worker->help_one()) {
+        idle_rounds = 0;
+        continue;
+      }
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= limit) return false;
+      // Nothing to run: the awaited task runs elsewhere. Sleep on our state, but wake up now
+      // and then (16 us doubling to 1 ms) to pick up tasks submitted meanwhile.
+      const auto nap = std::chrono::microseconds(16 << std::min(idle_rounds++, 6));
+      wait_until(limit - now < nap ? limit : now + nap);
+    }
+    return true;
+  }
+
   void run_continuation() noexcept {
     UniqueFunction<void()> continuation = std::move(continuation_);
     continuation();

@@ -46,15 +46,13 @@ template <class F, class... Args>
 inline constexpr bool takes_stop_token =
     std::is_invocable_v<F, std::stop_token, Args...> && !std::is_invocable_v<F, Args...>;
 
+// Derived from std::invoke_result so that a non-callable F leaves `type` undefined (a soft
+// substitution failure) instead of a hard error inside this class.
 template <class F, class... Args>
-struct task_result {
-  using type = std::invoke_result_t<F, Args...>;
-};
+struct task_result : std::invoke_result<F, Args...> {};
 template <class F, class... Args>
   requires takes_stop_token<F, Args...>
-struct task_result<F, Args...> {
-  using type = std::invoke_result_t<F, std::stop_token, Args...>;
-};
+struct task_result<F, Args...> : std::invoke_result<F, std::stop_token, Args...> {};
 /// What a task of callable F with arguments Args returns.
 template <class F, class... Args>
 using task_result_t = typename task_result<std::decay_t<F>, std::decay_t<Args>...>::type;

@@ -151,10 +151,9 @@ class Future {
   template <class Duration>
   FutureStatus wait_until(std::chrono::time_point<std::chrono::steady_clock, Duration> deadline) const {
     ensure_valid();
-    return state_->wait_helping(
-               std::chrono::time_point_cast<std::chrono::steady_clock::duration>(deadline))
-               ? FutureStatus::ready
-               : FutureStatus::timeout;
+    const detail::Deadline limit(
+        std::chrono::time_point_cast<std::chrono::steady_clock::duration>(deadline));
+    return state_->wait_helping(limit) ? FutureStatus::ready : FutureStatus::timeout;
   }
 
   /// True when the result (value or exception) is available. Never blocks.
@@ -343,8 +342,11 @@ struct FutureAccess {
 template <class Out, class Slots, class Finish>
 class Gather {
  public:
-  Gather(std::size_t count, Promise<Out> promise, Slots slots, Finish finish)
-      : slots_(std::move(slots)),
+  /// Slots are built in place from `slot_args` (moving a tuple of empty optionals trips a
+  /// false -Wmaybe-uninitialized in g++ 12).
+  template <class... SlotArgs>
+  Gather(std::size_t count, Promise<Out> promise, Finish finish, SlotArgs&&... slot_args)
+      : slots_(std::forward<SlotArgs>(slot_args)...),
         finish_(std::move(finish)),
         remaining_(count),
         promise_(std::move(promise)) {}
@@ -386,7 +388,7 @@ class Gather {
       if constexpr (std::is_void_v<Out>) {
         promise_.set_value();
       } else {
-        promise_.set_value(finish_(std::move(slots_)));
+        promise_.set_value(finish_(slots_));  // finish moves the values out
       }
     } catch (...) {
       promise_.set_exception(std::current_exception());
@@ -401,10 +403,10 @@ class Gather {
   Promise<Out> promise_;
 };
 
-template <class Out, class Slots, class Finish>
-auto make_gather(std::size_t count, Promise<Out> promise, Slots slots, Finish finish) {
-  return std::make_shared<Gather<Out, Slots, Finish>>(count, std::move(promise), std::move(slots),
-                                                      std::move(finish));
+template <class Slots, class Out, class Finish, class... SlotArgs>
+auto make_gather(std::size_t count, Promise<Out> promise, Finish finish, SlotArgs&&... slot_args) {
+  return std::make_shared<Gather<Out, Slots, Finish>>(count, std::move(promise), std::move(finish),
+                                                      std::forward<SlotArgs>(slot_args)...);
 }
 
 }  // namespace detail
@@ -420,6 +422,10 @@ template <class T>
 auto when_all(std::vector<Future<T>> futures)
     -> Future<std::conditional_t<std::is_void_v<T>, void, std::vector<T>>> {
   using Out = std::conditional_t<std::is_void_v<T>, void, std::vector<T>>;
+  // Check every input before hooking any, so an error leaves the inputs untouched.
+  for (const auto& future : futures) {
+    if (!future.valid()) detail::throw_no_state();
+  }
   Promise<Out> promise;
   Future<Out> result = promise.get_future();
   if constexpr (std::is_void_v<T>) {
@@ -427,8 +433,8 @@ auto when_all(std::vector<Future<T>> futures)
       promise.set_value();
       return result;
     }
-    auto gather = detail::make_gather(futures.size(), std::move(promise), std::monostate{},
-                                      [](std::monostate) {});
+    auto gather = detail::make_gather<std::monostate>(futures.size(), std::move(promise),
+                                                      [](std::monostate&) {});
     for (auto& future : futures) {
       gather->watch(gather, future, [](std::monostate&, detail::SharedState<void>& s) { s.take(); });
     }
@@ -438,14 +444,14 @@ auto when_all(std::vector<Future<T>> futures)
       return result;
     }
     // Slots are optionals so that T need not be default-constructible.
-    auto finish = [](std::vector<std::optional<T>> slots) {
+    auto finish = [](std::vector<std::optional<T>>& slots) {
       Out values;
       values.reserve(slots.size());
       for (auto& slot : slots) values.push_back(std::move(*slot));
       return values;
     };
-    auto gather = detail::make_gather(futures.size(), std::move(promise),
-                                      std::vector<std::optional<T>>(futures.size()), finish);
+    auto gather = detail::make_gather<std::vector<std::optional<T>>>(
+        futures.size(), std::move(promise), finish, futures.size());
     for (std::size_t i = 0; i < futures.size(); ++i) {
       gather->watch(gather, futures[i],
                     [i](std::vector<std::optional<T>>& slots, detail::SharedState<T>& s) {
@@ -465,15 +471,16 @@ auto when_all(Future<Ts>... futures)
     -> Future<std::tuple<detail::value_or_monostate_t<Ts>...>> {
   using Out = std::tuple<detail::value_or_monostate_t<Ts>...>;
   using Slots = std::tuple<std::optional<detail::value_or_monostate_t<Ts>>...>;
+  if (!(futures.valid() && ...)) detail::throw_no_state();
   Promise<Out> promise;
   Future<Out> result = promise.get_future();
   if constexpr (sizeof...(Ts) == 0) {
     promise.set_value();
   } else {
-    auto finish = [](Slots slots) {
+    auto finish = [](Slots& slots) {
       return std::apply([](auto&... slot) { return Out(std::move(*slot)...); }, slots);
     };
-    auto gather = detail::make_gather(sizeof...(Ts), std::move(promise), Slots{}, finish);
+    auto gather = detail::make_gather<Slots>(sizeof...(Ts), std::move(promise), finish);
     [&]<std::size_t... I>(std::index_sequence<I...>) {
       (gather->watch(gather, futures, [](Slots& slots, detail::SharedState<Ts>& s) {
         if constexpr (std::is_void_v<Ts>) {

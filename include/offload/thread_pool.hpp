@@ -168,7 +168,7 @@ class ParallelFor {
 
   void finish() noexcept {
     if (error_) {
-      promise_.set_exception(error_);
+      promise_.set_exception(std::move(error_));  // the future becomes the only owner
     } else if (cancelled_.load(std::memory_order_relaxed)) {
       promise_.set_exception(std::make_exception_ptr(TaskCancelled()));
     } else {

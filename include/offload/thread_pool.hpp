@@ -439,7 +439,8 @@ class BasicThreadPool {
   template <class State>
   auto queue_task_state(int priority, detail::StatePtr<State> state, Admission admission) {
     state->add_ref();  // the queue's reference, given back by TaskState::run()/abandon()
-    enqueue(detail::Job{detail::Task(detail::RunnableHandle(state.get()))}, priority, admission);
+    detail::Job job{detail::Task(detail::RunnableHandle(state.get()))};
+    enqueue(std::move(job), priority, admission);
     using R = std::remove_cvref_t<decltype(state->take())>;
     return detail::FutureAccess::make<R>(std::move(state));
   }
@@ -464,14 +465,14 @@ class BasicThreadPool {
   void detach_at(int priority, F&& fn, Args&&... args) {
     detail::check_task_callable<F, Args...>();
     // Exceptions escape this callable on purpose: run_job() hands them to the handler.
-    detail::Task task([fn = std::decay_t<F>(std::forward<F>(fn)),
-                       arguments = std::tuple<std::decay_t<Args>...>(
-                           std::forward<Args>(args)...)]() mutable {
+    detail::Job job{detail::Task([fn = std::decay_t<F>(std::forward<F>(fn)),
+                                  arguments = std::tuple<std::decay_t<Args>...>(
+                                      std::forward<Args>(args)...)]() mutable {
       detail::invoke_task(fn, arguments, std::stop_token());
       return detail::TaskOutcome::succeeded;
-    });
+    })};
     const Admission admission = admit(/*may_block=*/true).value();
-    enqueue(detail::Job{std::move(task)}, priority, admission);
+    enqueue(std::move(job), priority, admission);
   }
 
   template <class Loop>
@@ -489,11 +490,11 @@ class BasicThreadPool {
         for (unsigned unused = r; unused < runners; ++unused) loop->leave();
         return;
       }
-      enqueue(detail::Job{detail::Task([loop] {
-                loop->run();
-                return detail::TaskOutcome::succeeded;
-              })},
-              0, *admission);
+      detail::Job job{detail::Task([loop] {
+        loop->run();
+        return detail::TaskOutcome::succeeded;
+      })};
+      enqueue(std::move(job), 0, *admission);
     }
   }
 
@@ -519,7 +520,7 @@ class BasicThreadPool {
     return admission;
   }
 
-  void enqueue(detail::Job job, int priority, Admission admission) {
+  void enqueue(detail::Job&& job, int priority, Admission admission) {
     job.holds_queue_slot = admission.holds_queue_slot;
     if (detail::sample_this_submission()) job.enqueued_ns = detail::steady_now_ns();
     std::optional<unsigned> local;
@@ -532,7 +533,14 @@ class BasicThreadPool {
       idle_parker_.notify_all();
       throw;
     }
-    worker_parker_.notify_one();
+    wake_worker_for_new_work();
+  }
+
+  /// A spinning worker will find new work by itself; only when none spins is a sleeper woken
+  /// (a futex system call). This keeps a stream of submissions free of system calls.
+  void wake_worker_for_new_work() noexcept {
+    // seq_cst: store-load pattern with the queue publication and with leave_spinning().
+    if (spinning_.load(std::memory_order_seq_cst) == 0) worker_parker_.notify_one();
   }
 
   bool reserve_queue_slot(bool may_block) {
@@ -605,21 +613,44 @@ class BasicThreadPool {
     for (;;) {
       if (run_one(self)) continue;
       idle_parker_.notify_all();  // out of work: a wait() may now be satisfied
-      if (spin_for_work()) continue;
+      if (spin_for_work()) {
+        // We take the work we found; if there is more, a sleeping peer can start on it.
+        if (queues_.has_work()) wake_worker_for_new_work();
+        continue;
+      }
       if (!park()) break;
     }
     run_hook(options_.on_thread_stop, self.index());
     detail::current_worker = nullptr;
   }
 
-  /// A short busy wait before sleeping: a worker that parks after every task makes the next
-  /// submission pay a futex wake-up (microseconds) instead of a cache miss.
-  bool spin_for_work() const noexcept {
-    for (int round = 0; round < 64; ++round) {
-      if (queues_.has_work()) return true;
-      for (int i = 0; i < 32; ++i) detail::cpu_relax();
+  /// A short busy wait (about 50 us) before sleeping: a worker that parks after every task
+  /// makes the next submission pay a futex wake-up (microseconds) instead of a cache miss.
+  /// While it spins, submitters need not wake anyone (see wake_worker_for_new_work()).
+  bool spin_for_work() noexcept {
+    // seq_cst: pairs with the load in wake_worker_for_new_work() (store-load pattern).
+    if (spinning_.fetch_add(1, std::memory_order_seq_cst) >= max_spinning_) {
+      // Enough peers spin already; more would only take CPU from the threads that submit.
+      spinning_.fetch_sub(1, std::memory_order_seq_cst);
+      return false;
     }
-    return false;
+    bool found = false;
+    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(50);
+    do {
+      if (queues_.has_work()) {
+        found = true;
+        break;
+      }
+      // Spaced-out checks: each one pulls the queue's cache line away from the submitter.
+      for (int i = 0; i < 64; ++i) detail::cpu_relax();
+      // Yield too: on a machine with fewer cores than threads, the spinner would otherwise
+      // take CPU time from the very thread that submits the work it waits for.
+      std::this_thread::yield();
+    } while (std::chrono::steady_clock::now() < until);
+    // Leaving before the re-check in park(): a submitter that saw us spinning and did not
+    // wake anyone published its work before this decrement, so park() will see it.
+    spinning_.fetch_sub(1, std::memory_order_seq_cst);
+    return found;
   }
 
   /// Sleeps until work arrives; false when the pool is stopping and there is none.
@@ -736,6 +767,8 @@ class BasicThreadPool {
   alignas(64) std::atomic<std::uint64_t> rejected_{0};
   std::atomic<std::size_t> queued_{0};  // bounded-queue slots in use
   std::atomic<bool> stopping_{false};
+  std::atomic<unsigned> spinning_{0};  // workers busy-waiting for work right now
+  const unsigned max_spinning_ = std::max(1u, std::thread::hardware_concurrency() / 2);
   detail::Parker worker_parker_;  // idle workers
   detail::Parker idle_parker_;    // wait() callers
   detail::Parker space_parker_;   // producers blocked on a full queue

@@ -21,7 +21,7 @@ namespace detail {
 class alignas(64) JobQueue {  // one cache line of its own: owners and thieves hammer it
  public:
   /// Thread-safe; allocates only when the ring grows.
-  void push(Job job) {
+  void push(Job&& job) {
     std::lock_guard lock(lock_);
     jobs_.push_back(std::move(job));
     publish_size();

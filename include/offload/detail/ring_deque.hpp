@@ -29,7 +29,7 @@ class RingDeque {
   [[nodiscard]] std::size_t size() const noexcept { return size_; }
 
   /// Appends at the back; allocates only when full (capacity doubles).
-  void push_back(T value) {
+  void push_back(T&& value) {
     if (size_ == capacity_) grow();
     ::new (static_cast<void*>(slot(head_ + size_))) T(std::move(value));
     ++size_;

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "job_queue.hpp"
+#include "job_ring.hpp"
 #include "spin_lock.hpp"
 #include "task.hpp"
 
@@ -22,45 +23,51 @@ namespace offload {
 inline namespace v0 {
 namespace detail {
 
-/// Work stealing: each worker owns a deque; outside submissions go to one injection queue
-/// that workers drain in batches; an idle worker steals the oldest job of a busy one.
+/// Work stealing: each worker owns a deque; outside submissions go to a shared injection
+/// queue (a lock-free ring, with a locked overflow queue for bursts larger than the ring);
+/// an idle worker steals the oldest job of a busy one.
 class WorkStealingQueues {
  public:
-  explicit WorkStealingQueues(unsigned workers) : locals_(workers) {}
+  explicit WorkStealingQueues(unsigned workers) : locals_(workers), ring_(ring_capacity) {}
 
-  void push(Job job, int /*priority*/, std::optional<unsigned> worker) {
+  void push(Job&& job, int /*priority*/, std::optional<unsigned> worker) {
     if (worker) {
       locals_[*worker].push(std::move(job));  // nested spawn: stays local, cache-hot
-    } else {
-      injection_.push(std::move(job));
+      return;
     }
+    // While older jobs wait in the overflow queue, newer ones queue behind them there, so
+    // the ring cannot overtake them indefinitely.
+    if (overflow_.looks_empty() && ring_.try_push(job)) return;
+    overflow_.push(std::move(job));
   }
 
   bool pop(unsigned worker, Job& out) {
-    return locals_[worker].pop_back(out) || take_injected(worker, out) || steal(worker, out);
+    return locals_[worker].pop_back(out) || ring_.try_pop(out) || take_overflow(worker, out) ||
+           steal(worker, out);
   }
 
   [[nodiscard]] bool has_work() const noexcept {
-    if (!injection_.looks_empty()) return true;
+    if (!ring_.looks_empty() || !overflow_.looks_empty()) return true;
     return std::any_of(locals_.begin(), locals_.end(),
                        [](const JobQueue& queue) { return !queue.looks_empty(); });
   }
 
   [[nodiscard]] std::size_t size() const noexcept {
-    std::size_t total = injection_.size();
+    std::size_t total = ring_.size() + overflow_.size();
     for (const JobQueue& queue : locals_) total += queue.size();
     return total;
   }
 
  private:
+  static constexpr std::size_t ring_capacity = 1024;
   static constexpr std::size_t max_batch = 32;
 
-  /// Moves a batch from the injection queue into our deque, keeping one to run now. A batch
+  /// Moves a batch from the overflow queue into our deque, keeping one to run now. A batch
   /// amortises the shared queue's lock over many jobs.
-  bool take_injected(unsigned worker, Job& out) {
+  bool take_overflow(unsigned worker, Job& out) {
     Job batch[max_batch];
     const auto consumers = static_cast<unsigned>(locals_.size());
-    const std::size_t taken = injection_.pop_front_batch(batch, max_batch, consumers);
+    const std::size_t taken = overflow_.pop_front_batch(batch, max_batch, consumers);
     if (taken == 0) return false;
     out = std::move(batch[0]);
     // Pushed newest first, so the owner's LIFO pops replay them in submission order.
@@ -77,7 +84,8 @@ class WorkStealingQueues {
   }
 
   std::vector<JobQueue> locals_;
-  JobQueue injection_;
+  JobRing ring_;
+  JobQueue overflow_;
 };
 
 /// Priorities: one heap; larger priority first, FIFO among equal priorities.
@@ -85,7 +93,7 @@ class PriorityQueues {
  public:
   explicit PriorityQueues(unsigned /*workers*/) {}
 
-  void push(Job job, int priority, std::optional<unsigned> /*worker*/) {
+  void push(Job&& job, int priority, std::optional<unsigned> /*worker*/) {
     std::lock_guard lock(lock_);
     heap_.push_back(Entry{priority, next_sequence_++, std::move(job)});
     std::push_heap(heap_.begin(), heap_.end(), runs_later);

@@ -7,6 +7,7 @@
 /// the object, so queueing a small lambda costs no allocation; larger ones go to the heap.
 
 #include <cstddef>
+#include <cstring>
 #include <functional>
 #include <new>
 #include <type_traits>
@@ -69,7 +70,9 @@ class UniqueFunction<R(Args...), InlineBytes> {
  private:
   struct Ops {
     R (*invoke)(void* storage, Args&&... args);
-    void (*relocate)(void* from, void* to) noexcept;  // move-construct into `to`, destroy `from`
+    // Move-construct into `to` and destroy `from`; null when a byte copy does that (trivially
+    // copyable callables: the common lambda capturing pointers and numbers), saving a call.
+    void (*relocate)(void* from, void* to) noexcept;
     void (*destroy)(void* storage) noexcept;
   };
 
@@ -78,7 +81,7 @@ class UniqueFunction<R(Args...), InlineBytes> {
       [](void* s, Args&&... args) -> R {
         return std::invoke(*std::launder(static_cast<D*>(s)), std::forward<Args>(args)...);
       },
-      [](void* from, void* to) noexcept {
+      std::is_trivially_copyable_v<D> ? nullptr : +[](void* from, void* to) noexcept {
         D* source = std::launder(static_cast<D*>(from));
         ::new (to) D(std::move(*source));
         source->~D();
@@ -90,12 +93,16 @@ class UniqueFunction<R(Args...), InlineBytes> {
       [](void* s, Args&&... args) -> R {
         return std::invoke(**static_cast<D**>(s), std::forward<Args>(args)...);
       },
-      [](void* from, void* to) noexcept { *static_cast<D**>(to) = *static_cast<D**>(from); },
+      nullptr,  // the pointer is copied as bytes
       [](void* s) noexcept { delete *static_cast<D**>(s); }};
 
   void take(UniqueFunction& other) noexcept {
     if (other.ops_ != nullptr) {
-      other.ops_->relocate(other.storage_, storage_);
+      if (other.ops_->relocate != nullptr) {
+        other.ops_->relocate(other.storage_, storage_);
+      } else {
+        std::memcpy(storage_, other.storage_, InlineBytes);
+      }
       ops_ = std::exchange(other.ops_, nullptr);
     }
   }

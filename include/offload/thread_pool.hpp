@@ -382,8 +382,7 @@ class BasicThreadPool {
       worker->run_time.add_to(run_time);
       worker->queue_wait.add_to(queue_wait);
     }
-    stats.submitted = (submitted_.load(std::memory_order_relaxed) & ~closed_bit) -
-                      rejected_.load(std::memory_order_relaxed);
+    stats.submitted = total_submitted() - rejected_.load(std::memory_order_relaxed);
     stats.queued = queues_.size();
     stats.run_time = percentiles(run_time);
     stats.queue_wait = percentiles(queue_wait);
@@ -403,6 +402,7 @@ class BasicThreadPool {
     }
 
     BasicThreadPool* pool;
+    std::atomic<std::uint64_t> submitted{0};  // by this worker's own tasks
     std::atomic<std::uint64_t> completed{0}, failed{0}, cancelled{0};
     std::atomic<unsigned> busy_depth{0};
     detail::Histogram run_time, queue_wait;
@@ -507,10 +507,17 @@ class BasicThreadPool {
       if (!reserve_queue_slot(may_block)) return std::nullopt;
       admission.holds_queue_slot = true;
     }
+    if (admission.from_own_worker) {
+      // A worker counts its own submissions: no shared cache line on the nested-spawn path,
+      // and the closed bit does not apply (tasks running at shutdown may still spawn).
+      auto& self = static_cast<Worker&>(*detail::current_worker);
+      self.add(self.submitted);
+      return admission;
+    }
     // Relaxed: the counter's modification order alone decides whether we came before
     // shutdown's fetch_or.
     const std::uint64_t before = submitted_.fetch_add(1, std::memory_order_relaxed);
-    if ((before & closed_bit) != 0 && !admission.from_own_worker) {
+    if ((before & closed_bit) != 0) {
       if (admission.holds_queue_slot) release_queue_slot();
       // seq_cst: store half of the idle check's store-load pattern.
       rejected_.fetch_add(1, std::memory_order_seq_cst);
@@ -737,8 +744,14 @@ class BasicThreadPool {
                   worker->failed.load(std::memory_order_seq_cst) +
                   worker->cancelled.load(std::memory_order_seq_cst);
     }
-    const std::uint64_t submitted = submitted_.load(std::memory_order_seq_cst) & ~closed_bit;
-    return submitted - finished;
+    return total_submitted() - finished;
+  }
+
+  /// Outside submissions plus each worker's own. Read after the finished counts (see pending).
+  [[nodiscard]] std::uint64_t total_submitted() const noexcept {
+    std::uint64_t submitted = submitted_.load(std::memory_order_seq_cst) & ~closed_bit;
+    for (const auto& worker : workers_) submitted += worker->submitted.load(std::memory_order_seq_cst);
+    return submitted;
   }
 
   bool wait_idle(const detail::Deadline& deadline) {
@@ -763,7 +776,7 @@ class BasicThreadPool {
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::thread> threads_;
 
-  alignas(64) std::atomic<std::uint64_t> submitted_{0};  // top bit: closed
+  alignas(64) std::atomic<std::uint64_t> submitted_{0};  // from outside; top bit: closed
   alignas(64) std::atomic<std::uint64_t> rejected_{0};
   std::atomic<std::size_t> queued_{0};  // bounded-queue slots in use
   std::atomic<bool> stopping_{false};

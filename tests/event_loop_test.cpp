@@ -1,11 +1,14 @@
 #include <offload/event_loop.hpp>
+#include <offload/thread_pool.hpp>
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <ctime>
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <numeric>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -132,6 +135,19 @@ TEST_CASE("a timer never fires before its delay", "[event_loop]") {
   CHECK(fired_after >= 40ms);
 }
 
+TEST_CASE("an idle loop sleeps instead of polling", "[event_loop]") {
+  // Waiting 300 ms for a timer must cost next to no CPU time; a polling loop would burn all
+  // of it. (No other thread of this program runs meanwhile, so process CPU time is the loop's.)
+  EventLoop loop;
+  bool fired = false;
+  loop.set_timeout(300ms, [&] { fired = true; });
+  const std::clock_t cpu_before = std::clock();
+  loop.run();
+  const double cpu_seconds = double(std::clock() - cpu_before) / CLOCKS_PER_SEC;
+  CHECK(fired);
+  CHECK(cpu_seconds < 0.1);
+}
+
 TEST_CASE("TimerQueue breaks deadline ties by insertion order and skips cancelled timers",
           "[event_loop][detail]") {
   using offload::detail::LoopClock;
@@ -142,8 +158,9 @@ TEST_CASE("TimerQueue breaks deadline ties by insertion order and skips cancelle
   for (int i = 0; i < 200; ++i) {
     // Three distinct deadlines, many exact ties within each.
     const auto when = deadline + std::chrono::microseconds(i % 3);
-    ids.push_back(timers.add(when, LoopClock::duration::zero(), false,
-                             offload::detail::make_loop_task([&fired, i] { fired.push_back(i); })));
+    auto task = offload::detail::make_loop_task([&fired, i] { fired.push_back(i); });
+    ids.push_back(timers.add(when, LoopClock::duration::zero(), false, task));
+    CHECK(task == nullptr);  // taken over
   }
   for (std::size_t i = 0; i < ids.size(); i += 2) CHECK(timers.cancel(ids[i]).found);
   CHECK_FALSE(timers.cancel(ids[0]).found);  // twice: unknown now
@@ -164,8 +181,47 @@ TEST_CASE("TimerQueue breaks deadline ties by insertion order and skips cancelle
   CHECK(fired == expected);
 }
 
+TEST_CASE("TimerQueue re-arms an interval on its rhythm, for the next tick only",
+          "[event_loop][detail]") {
+  using offload::detail::LoopClock;
+  offload::detail::TimerQueue timers;
+  const auto start = LoopClock::now();
+  auto ticking_task = offload::detail::make_loop_task([] {});
+  const auto every_10ms = timers.add(start, 10ms, true, ticking_task);
+  auto zero_task = offload::detail::make_loop_task([] {});
+  const auto zero_period = timers.add(start + 1h, 0ms, true, zero_task);
+
+  // On time: the next deadline keeps the rhythm, whenever within the period the run ended.
+  auto due = timers.pop_due(start, timers.sequence_mark());
+  REQUIRE(due);
+  CHECK(due->id == every_10ms);
+  CHECK(timers.finish(std::move(*due), start + 3ms) == nullptr);  // re-armed, task kept
+  CHECK(timers.next_deadline() == start + 10ms);
+
+  // Late (a starved loop): one call, then a period from now; no burst of catch-up calls.
+  due = timers.pop_due(start + 25ms, timers.sequence_mark());
+  REQUIRE(due);
+  CHECK(timers.finish(std::move(*due), start + 25ms) == nullptr);
+  CHECK(timers.next_deadline() == start + 35ms);
+  CHECK_FALSE(timers.pop_due(start + 25ms, timers.sequence_mark()));
+
+  // A zero period re-armed during a tick is due again at once, but not in the same tick, even
+  // when the clock has not moved: the tick's sequence mark excludes it.
+  CHECK(timers.cancel(every_10ms).found);
+  const auto far = start + 2h;
+  const auto tick_mark = timers.sequence_mark();
+  due = timers.pop_due(far, tick_mark);
+  REQUIRE(due);
+  CHECK(due->id == zero_period);
+  CHECK(timers.finish(std::move(*due), far) == nullptr);
+  CHECK_FALSE(timers.pop_due(far, tick_mark));           // this tick: no
+  CHECK(timers.pop_due(far, timers.sequence_mark()));    // next tick: yes
+  CHECK_FALSE(timers.empty());                           // still live (it is running now)
+}
+
 TEST_CASE("clear() cancels timers, also from inside callbacks", "[event_loop]") {
   EventLoop loop;
+  Watchdog watchdog(loop);
 
   SECTION("a cleared timer never fires; clearing twice or an unknown id returns false") {
     bool fired = false;
@@ -218,22 +274,29 @@ TEST_CASE("clear() cancels timers, also from inside callbacks", "[event_loop]") 
     loop.run();
     CHECK(fired == 1);
   }
+  CHECK_FALSE(watchdog.dismiss());
 }
 
-TEST_CASE("an interval keeps its rhythm and re-arms only for the next tick", "[event_loop]") {
+TEST_CASE("an interval re-armed during a tick waits for the next tick", "[event_loop]") {
   EventLoop loop;
+  Watchdog watchdog(loop);
   int calls = 0;
-  TimerId id{};
-  // A zero period: due again at once, yet it must fire once per tick, not spin in one tick.
   int posted_runs = 0;
+  int repeats_within_a_tick = 0;
+  TimerId id{};
+  // A zero period: due again at once, yet it must fire once per tick (the post made by the
+  // previous call runs in between), not spin inside one tick.
   id = loop.set_interval(0ms, [&] {
+    if (posted_runs != calls) ++repeats_within_a_tick;
     ++calls;
     loop.post([&] { ++posted_runs; });
     if (calls == 5) loop.clear(id);
   });
   loop.run();
+  CHECK_FALSE(watchdog.dismiss());
   CHECK(calls == 5);
   CHECK(posted_runs == 5);
+  CHECK(repeats_within_a_tick == 0);
 }
 
 TEST_CASE("immediates run after the tick's work; chained immediates yield to timers",
@@ -274,12 +337,10 @@ TEST_CASE("posts from many threads while the loop runs: every one runs exactly o
   int total = 0;
 
   std::vector<std::thread> threads;
-  std::atomic<int> started{0};
   for (int p = 0; p < producers; ++p) {
     // Each producer holds the loop until it has posted everything, so run() cannot run dry
     // between two posts.
     threads.emplace_back([&, p, hold = loop.hold()]() mutable {
-      started.fetch_add(1);
       for (int i = 0; i < per_producer; ++i) {
         loop.post([&, p, i] {
           if (next_expected[static_cast<std::size_t>(p)] != i) ++out_of_order;
@@ -451,6 +512,7 @@ TEST_CASE("stop() ends run(); what is pending stays for the next run()", "[event
 
 TEST_CASE("a throwing callback makes run() rethrow; a later run() carries on", "[event_loop]") {
   EventLoop loop;
+  Watchdog watchdog(loop);
   std::vector<std::string> order;
 
   SECTION("posted") {
@@ -494,6 +556,7 @@ TEST_CASE("a throwing callback makes run() rethrow; a later run() carries on", "
     loop.run();
     CHECK(calls == 2);
   }
+  CHECK_FALSE(watchdog.dismiss());
 }
 
 TEST_CASE("run() while the loop already runs is a logic_error", "[event_loop]") {
@@ -563,4 +626,152 @@ TEST_CASE("an idle loop wakes at once for work from another thread", "[event_loo
   other.join();
   CHECK_FALSE(watchdog.dismiss());
   CHECK(step.load() == 3);
+}
+
+TEST_CASE("for_each_chunked visits every element once, in order, yielding between chunks",
+          "[event_loop][for_each_chunked]") {
+  EventLoop loop;
+  std::vector<int> items(1000);
+  std::iota(items.begin(), items.end(), 0);
+  constexpr std::size_t chunk = 7;
+  std::vector<int> visited;
+  std::size_t visited_when_early_timer_fired = 0;
+  std::size_t visited_when_inner_timer_fired = 0;
+  int chunk_starts_seen_by_posts = 0;
+
+  // Set before the walk: it must get its turn before the walk ends.
+  loop.set_timeout(0ms, [&] { visited_when_early_timer_fired = visited.size(); });
+  auto done = offload::for_each_chunked(loop, items, chunk, [&](int& item) {
+    visited.push_back(item);
+    item *= 2;  // elements are passed by reference
+    if (visited.size() == 1) {
+      // Due at once, yet it can only run once this chunk has yielded.
+      loop.set_timeout(0ms, [&] { visited_when_inner_timer_fired = visited.size(); });
+    }
+    if (visited.size() % chunk == 1) {
+      // Posted at the start of a chunk: it runs between this chunk and the next one.
+      loop.post([&, at = visited.size()] {
+        if (visited.size() == at + chunk - 1 || visited.size() == items.size()) {
+          ++chunk_starts_seen_by_posts;
+        }
+      });
+    }
+  });
+  CHECK_FALSE(done.ready());  // nothing runs before run()
+  loop.run();
+  REQUIRE(done.ready());
+  CHECK_NOTHROW(done.get());
+
+  std::vector<int> expected(1000);
+  std::iota(expected.begin(), expected.end(), 0);
+  CHECK(visited == expected);
+  for (std::size_t i = 0; i < items.size(); ++i) CHECK(items[i] == 2 * static_cast<int>(i));
+  CHECK(visited_when_early_timer_fired < items.size());
+  CHECK(visited_when_inner_timer_fired == chunk);  // after the first chunk, before the second
+  CHECK(chunk_starts_seen_by_posts == static_cast<int>((items.size() + chunk - 1) / chunk));
+}
+
+TEST_CASE("for_each_chunked works on const and empty ranges", "[event_loop][for_each_chunked]") {
+  EventLoop loop;
+  const std::vector<int> items{3, 1, 4, 1, 5};
+  int sum = 0;
+  auto whole = offload::for_each_chunked(loop, items, 100, [&](const int& item) { sum += item; });
+  std::vector<int> none;
+  int calls = 0;
+  auto empty = offload::for_each_chunked(loop, none, 1, [&](int) { ++calls; });
+  loop.run();
+  CHECK_NOTHROW(whole.get());
+  CHECK_NOTHROW(empty.get());
+  CHECK(sum == 14);
+  CHECK(calls == 0);
+}
+
+TEST_CASE("for_each_chunked: an exception in a chunk fails the future and stops the walk",
+          "[event_loop][for_each_chunked]") {
+  EventLoop loop;
+  std::vector<int> items(100);
+  std::iota(items.begin(), items.end(), 0);
+  std::vector<int> visited;
+  bool other_work_ran = false;
+  auto done = offload::for_each_chunked(loop, items, 10, [&](int item) {
+    visited.push_back(item);
+    if (item == 15) throw std::runtime_error("bad item");
+  });
+  loop.set_timeout(5ms, [&] { other_work_ran = true; });
+  CHECK_NOTHROW(loop.run());  // the exception goes to the future, not to run()
+  REQUIRE(done.ready());
+  CHECK_THROWS_WITH(done.get(), "bad item");
+  std::vector<int> expected(16);
+  std::iota(expected.begin(), expected.end(), 0);
+  CHECK(visited == expected);
+  CHECK(other_work_ran);
+}
+
+TEST_CASE("for_each_chunked: request_stop() ends the walk between chunks",
+          "[event_loop][for_each_chunked]") {
+  EventLoop loop;
+  std::vector<int> items(100);
+  int visited = 0;
+  offload::Future<void> done;
+  done = offload::for_each_chunked(loop, items, 10, [&](int) {
+    if (++visited == 25) done.request_stop();
+  });
+  loop.run();
+  CHECK(visited == 30);  // the chunk in progress finishes
+  REQUIRE(done.ready());
+  CHECK_THROWS_AS(done.get(), offload::TaskCancelled);
+}
+
+TEST_CASE("for_each_chunked with a chunk of 0 is an error", "[event_loop][for_each_chunked]") {
+  EventLoop loop;
+  std::vector<int> items{1, 2, 3};
+  CHECK_THROWS_AS(offload::for_each_chunked(loop, items, 0, [](int) {}), std::invalid_argument);
+  loop.run();  // nothing was queued
+}
+
+TEST_CASE("Future::then(loop, f) runs f on the loop thread; run() waits for it",
+          "[event_loop][future]") {
+  EventLoop loop;
+  offload::ThreadPool pool{{.threads = 2}};
+  std::atomic<bool> release_task{false};
+  std::thread::id task_thread{};
+  std::thread::id continuation_thread{};
+  bool continuation_on_loop = false;
+  int seen = 0;
+
+  auto task = pool.submit([&] {
+    // Holds the pool task back until the loop has been idle for a while: run() must not
+    // return meanwhile, because the continuation's hold is outstanding.
+    while (!release_task.load()) std::this_thread::sleep_for(1ms);
+    task_thread = std::this_thread::get_id();
+    return 21;
+  });
+  auto doubled = std::move(task).then(loop, [&](int value) {
+    continuation_thread = std::this_thread::get_id();
+    continuation_on_loop = loop.is_loop_thread();
+    seen = value;
+    return value * 2;
+  });
+  loop.set_timeout(30ms, [&] { release_task.store(true); });
+  Watchdog watchdog(loop);
+  loop.run();
+  CHECK_FALSE(watchdog.dismiss());
+  CHECK(seen == 21);
+  CHECK(continuation_thread == std::this_thread::get_id());
+  CHECK(continuation_on_loop);
+  CHECK(task_thread != std::this_thread::get_id());
+  REQUIRE(doubled.ready());
+  CHECK(doubled.get() == 42);
+
+  SECTION("an exception in the task skips f and reaches the returned future") {
+    bool called = false;
+    auto failing = pool.submit([]() -> int { throw std::runtime_error("task failed"); })
+                       .then(loop, [&](int) {
+                         called = true;
+                         return 0;
+                       });
+    loop.run();
+    CHECK_FALSE(called);
+    CHECK_THROWS_WITH(failing.get(), "task failed");
+  }
 }

@@ -23,21 +23,21 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <functional>
-#include <iterator>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <ranges>
 #include <stdexcept>
 #include <thread>
-#include <type_traits>
 #include <utility>
-#include <vector>
 
 #include "detail/futex.hpp"
 #include "detail/loop_task.hpp"
 #include "detail/timer_queue.hpp"
+#include "errors.hpp"
+#include "future.hpp"
 
 namespace offload {
 inline namespace v0 {
@@ -55,7 +55,7 @@ namespace detail {
 /// treating negative values as zero and saturating instead of overflowing.
 template <class Rep, class Period>
 LoopClock::duration loop_duration(std::chrono::duration<Rep, Period> delay) noexcept {
-  if (delay <= delay.zero()) return LoopClock::duration::zero();
+  if (!(delay > delay.zero())) return LoopClock::duration::zero();  // also a NaN delay
   // Compared in floating point: converting a huge delay (hours::max()) to nanoseconds in
   // integers would overflow before the comparison could catch it.
   using FloatTicks = std::chrono::duration<double, LoopClock::period>;
@@ -69,9 +69,11 @@ LoopClock::duration loop_duration(std::chrono::duration<Rep, Period> delay) noex
 /// hold count are guarded by `mutex_`.
 class LoopCore {
  public:
-  /// Queues `task` on `queue` (posted or immediate). Thread-safe; blocks only on the short
-  /// internal lock; never allocates (the node exists already); drops the task when closed.
+  /// The two callback queues: post() and set_immediate().
   enum class Queue { posted, immediate };
+
+  /// Queues `task` on `queue`. Thread-safe; blocks only on the short internal lock; never
+  /// allocates (the node exists already); drops the task when closed.
   void enqueue(Queue queue, std::unique_ptr<LoopTask> task) noexcept {
     bool wake = false;
     {
@@ -95,7 +97,7 @@ class LoopCore {
     {
       std::lock_guard lock(mutex_);
       if (!closed_) {
-        id = timers_.add(deadline, delay, repeating, std::move(task));
+        id = timers_.add(deadline, delay, repeating, task);
         // A sleeping loop may be waiting for a later deadline than this one.
         wake = std::exchange(sleeping_, false);
       }
@@ -120,6 +122,8 @@ class LoopCore {
     return cancelled.found;  // the callback is destroyed here, outside the lock
   }
 
+  /// Counts one more Hold: run() will not return for lack of work until it is released.
+  /// Thread-safe; never allocates.
   void add_hold() {
     std::lock_guard lock(mutex_);
     ++holds_;
@@ -418,7 +422,8 @@ class EventLoop {
   /**
    * @brief Makes run() return once the callback in progress (if any) returns; what is pending
    * stays queued for the next run(). Requested while no run() is active, it makes the next
-   * run() return at once. Thread-safe; never blocks; wakes a sleeping loop.
+   * run() return at once. Thread-safe; never blocks for long (a short internal lock); wakes
+   * a sleeping loop.
    */
   void stop() noexcept { core_->request_stop(); }
 
@@ -501,6 +506,91 @@ class EventLoop::Hold {
 };
 
 inline EventLoop::Hold EventLoop::hold() { return Hold(core_); }
+
+namespace detail {
+
+/// The state of one for_each_chunked() walk. Exactly one owner at a time: the immediate that
+/// runs its next chunk, so no synchronisation is needed (the loop runs one chunk at a time).
+template <class Range, class F>
+class ChunkedWalk {
+ public:
+  ChunkedWalk(EventLoop& loop, Range& range, std::size_t chunk, F f, Promise<void> promise)
+      : loop_(loop),
+        next_(std::ranges::begin(range)),
+        end_(std::ranges::end(range)),
+        chunk_(chunk),
+        f_(std::move(f)),
+        promise_(std::move(promise)) {}
+
+  /// Queues the next chunk as an immediate (so timers and posts run between chunks).
+  static void schedule(std::unique_ptr<ChunkedWalk> walk) {
+    EventLoop& loop = walk->loop_;
+    loop.set_immediate([walk = std::move(walk)]() mutable { run_chunk(std::move(walk)); });
+  }
+
+ private:
+  /// Visits up to chunk_ elements, then completes the promise or schedules the next chunk.
+  static void run_chunk(std::unique_ptr<ChunkedWalk> walk) {
+    if (walk->promise_.stop_requested()) {
+      walk->promise_.set_exception(std::make_exception_ptr(TaskCancelled()));
+      return;
+    }
+    try {
+      walk->visit_chunk();
+    } catch (...) {
+      walk->promise_.set_exception(std::current_exception());
+      return;
+    }
+    if (walk->next_ == walk->end_) {
+      walk->promise_.set_value();
+      return;
+    }
+    schedule(std::move(walk));
+  }
+
+  void visit_chunk() {
+    for (std::size_t visited = 0; visited < chunk_ && next_ != end_; ++visited, ++next_) {
+      std::invoke(f_, *next_);
+    }
+  }
+
+  EventLoop& loop_;
+  std::ranges::iterator_t<Range> next_;
+  std::ranges::sentinel_t<Range> end_;
+  std::size_t chunk_;
+  F f_;
+  Promise<void> promise_;
+};
+
+}  // namespace detail
+
+/**
+ * @brief Calls `f` on each element of `range`, in order, on `loop`'s thread, `chunk` elements
+ * per tick: between chunks the loop yields (the next chunk is an immediate), so timers, posts
+ * and other immediates keep running while a long array is processed.
+ *
+ * The walk starts as an immediate: it needs run() (now or later) to make progress. The future
+ * completes on the loop thread after the last element; with the exception `f` threw (the
+ * remaining elements are not visited), which does not reach run(); or with
+ * offload::TaskCancelled when request_stop() was called on it before the walk finished (it
+ * stops between two chunks).
+ *
+ * @param range must outlive the walk (until the future completes); not copied.
+ * @param chunk elements per tick, at least 1.
+ * @param f called as f(element); it may modify the element when the range allows it.
+ * @throws std::invalid_argument when chunk == 0; what allocating the walk throws.
+ * Thread-safe to call from any thread (it only queues an immediate); allocates the walk once.
+ */
+template <std::ranges::input_range Range, class F>
+  requires std::invocable<F&, std::ranges::range_reference_t<Range>>
+Future<void> for_each_chunked(EventLoop& loop, Range& range, std::size_t chunk, F f) {
+  if (chunk == 0) throw std::invalid_argument("offload::for_each_chunked needs a chunk of at least 1");
+  Promise<void> promise;
+  Future<void> done = promise.get_future();
+  using Walk = detail::ChunkedWalk<Range, F>;
+  Walk::schedule(std::make_unique<Walk>(loop, range, chunk, std::move(f), std::move(promise)));
+  return done;
+}
 
 }  // namespace v0
 }  // namespace offload

@@ -5,6 +5,7 @@
 /// Everything offload offers. Each component also has its own header.
 
 #include "errors.hpp"
+#include "event_loop.hpp"
 #include "future.hpp"
 #include "thread_pool.hpp"
 #include "version.hpp"

@@ -50,20 +50,18 @@ class TimerQueue {
     std::unique_ptr<LoopTask> task;
   };
 
-  /// Adds a timer firing at `deadline`, then (if `repeating`) every `period` after that.
-  /// Returns its id (never 0, never reused). Allocates; strong guarantee on bad_alloc.
+  /// Adds a timer firing at `deadline`, then (if `repeating`) every `period` after that, and
+  /// takes `task` from the caller. Returns its id (never 0, never reused). Allocates; when an
+  /// allocation throws, nothing changed and `task` still belongs to the caller (so a callback
+  /// is never destroyed under the loop's lock).
   std::uint64_t add(LoopClock::time_point deadline, LoopClock::duration period, bool repeating,
-                    std::unique_ptr<LoopTask> task) {
+                    std::unique_ptr<LoopTask>& task) {
+    reserve_slots(timers_.size() + 1);
+    timers_.reserve(timers_.size() + 1);  // so the insertion below cannot rehash (and throw)
     const std::uint64_t id = next_id_;
-    timers_.emplace(id, Timer{std::move(task), period, repeating});
-    try {
-      reserve_slots();
-      push_slot(deadline, id);
-    } catch (...) {
-      timers_.erase(id);
-      throw;
-    }
+    timers_.try_emplace(id, std::move(task), period, repeating);  // throws before moving
     ++next_id_;
+    push_slot(deadline, id);
     return id;
   }
 
@@ -137,6 +135,8 @@ class TimerQueue {
 
  private:
   struct Timer {
+    Timer(std::unique_ptr<LoopTask>&& callback, LoopClock::duration every, bool repeats) noexcept
+        : task(std::move(callback)), period(every), repeating(repeats) {}
     std::unique_ptr<LoopTask> task;  // null while the timer runs
     LoopClock::duration period;
     bool repeating;
@@ -154,10 +154,10 @@ class TimerQueue {
     return a.sequence > b.sequence;
   }
 
-  /// Keeps capacity for one slot per live timer plus the stale ones, so that finish() can
-  /// re-arm a running interval without allocating. Doubles to stay amortised O(1).
-  void reserve_slots() {
-    const std::size_t needed = timers_.size() + stale_slots_;
+  /// Keeps capacity for one slot per live timer (`live` of them) plus the stale ones, so that
+  /// finish() can re-arm a running interval without allocating. Doubles: amortised O(1).
+  void reserve_slots(std::size_t live) {
+    const std::size_t needed = live + stale_slots_;
     if (heap_.capacity() < needed) heap_.reserve(std::max(needed, 2 * heap_.capacity()));
   }
 

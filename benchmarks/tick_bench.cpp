@@ -1,0 +1,225 @@
+// tick_bench: BENCHMARKS.md workload 5, the seed's heavy array, on an EventLoop.
+//
+// 400 items (item i: 200,000 square roots) processed three ways while a 1 ms set_interval
+// ticks on the loop:
+//   serial     one loop callback does all items (the loop starves: the baseline);
+//   chunked    offload::for_each_chunked, 10 items per tick;
+//   offloaded  one ThreadPool task per item, each result brought back with .then(loop, f).
+// Reported per approach: median total ms, median speedup over serial (each run's ratio against
+// the serial run of the same round), median tick count and median largest gap between ticks.
+//
+//   usage: tick_bench [--quick] [--json FILE]     (--quick: 3 runs instead of 7)
+
+#include <offload/event_loop.hpp>
+#include <offload/thread_pool.hpp>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <cstdio>
+#include <fstream>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "bench_common.hpp"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using Milliseconds = std::chrono::duration<double, std::milli>;
+using namespace std::chrono_literals;
+
+constexpr std::size_t item_count = 400;
+constexpr std::size_t items_per_tick = 10;
+
+double heavy_item(std::size_t i) {
+  double s = 0;
+  for (int k = 0; k < 200000; ++k) s += std::sqrt(double(k) * double(i % 7 + 1) + 1.0);
+  return s;
+}
+
+/// Tick statistics kept as the ticks come: count and longest silence since the work began.
+class TickStats {
+ public:
+  explicit TickStats(Clock::time_point start) : last_(start) {}
+  void tick(Clock::time_point now) {
+    largest_gap_ = std::max(largest_gap_, now - last_);
+    last_ = now;
+    ++count_;
+  }
+  /// Closes the span at `end` (the silence before it counts too).
+  void end(Clock::time_point now) { largest_gap_ = std::max(largest_gap_, now - last_); }
+  [[nodiscard]] std::size_t count() const { return count_; }
+  [[nodiscard]] double largest_gap_ms() const { return Milliseconds(largest_gap_).count(); }
+
+ private:
+  Clock::time_point last_;
+  Clock::duration largest_gap_{};
+  std::size_t count_ = 0;
+};
+
+struct Sample {
+  double total_ms = 0;
+  double largest_gap_ms = 0;
+  std::size_t ticks = 0;
+  double checksum = 0;
+};
+
+enum class Approach { serial, chunked, offloaded };
+constexpr std::array approaches{Approach::serial, Approach::chunked, Approach::offloaded};
+
+const char* name_of(Approach approach) {
+  switch (approach) {
+    case Approach::serial: return "serial";
+    case Approach::chunked: return "chunked";
+    case Approach::offloaded: return "offloaded";
+  }
+  return "?";
+}
+
+/// Per-run state an approach's callbacks share with the run; lives on run_once()'s stack,
+/// which outlives the loop's run().
+struct Run {
+  offload::EventLoop loop;
+  std::vector<double> results = std::vector<double>(item_count);
+  std::vector<std::size_t> indices;
+  std::size_t remaining = item_count;
+  offload::TimerId ticker;
+  Clock::time_point start;
+  Clock::time_point end;
+  TickStats ticks{Clock::now()};
+
+  void finish() {
+    end = Clock::now();
+    ticks.end(end);
+    loop.clear(ticker);
+  }
+};
+
+void start_serial(Run& run) {
+  run.loop.post([&run] {
+    for (std::size_t i = 0; i < item_count; ++i) run.results[i] = heavy_item(i);
+    run.finish();
+  });
+}
+
+void start_chunked(Run& run) {
+  run.indices.resize(item_count);
+  std::iota(run.indices.begin(), run.indices.end(), std::size_t{0});
+  offload::for_each_chunked(run.loop, run.indices, items_per_tick,
+                            [&run](std::size_t i) { run.results[i] = heavy_item(i); })
+      .then([&run] { run.finish(); });
+}
+
+void start_offloaded(Run& run, offload::ThreadPool& pool) {
+  for (std::size_t i = 0; i < item_count; ++i) {
+    pool.submit([i] { return heavy_item(i); }).then(run.loop, [&run, i](double value) {
+      run.results[i] = value;
+      if (--run.remaining == 0) run.finish();
+    });
+  }
+}
+
+Sample run_once(Approach approach, offload::ThreadPool& pool) {
+  Run run;
+  run.ticker = run.loop.set_interval(1ms, [&run] { run.ticks.tick(Clock::now()); });
+  run.start = Clock::now();
+  run.ticks = TickStats(run.start);
+  switch (approach) {
+    case Approach::serial: start_serial(run); break;
+    case Approach::chunked: start_chunked(run); break;
+    case Approach::offloaded: start_offloaded(run, pool); break;
+  }
+  run.loop.run();
+  return Sample{Milliseconds(run.end - run.start).count(), run.ticks.largest_gap_ms(),
+                run.ticks.count(), std::accumulate(run.results.begin(), run.results.end(), 0.0)};
+}
+
+struct Summary {
+  Approach approach;
+  double total_ms;
+  double speedup;
+  double ticks;
+  double largest_gap_ms;
+};
+
+std::vector<Summary> summarise(const std::vector<std::array<Sample, 3>>& rounds) {
+  std::vector<Summary> summary;
+  for (std::size_t a = 0; a < approaches.size(); ++a) {
+    std::vector<double> totals, speedups, ticks, gaps;
+    for (const auto& round : rounds) {
+      totals.push_back(round[a].total_ms);
+      speedups.push_back(round[0].total_ms / round[a].total_ms);  // same round's serial run
+      ticks.push_back(static_cast<double>(round[a].ticks));
+      gaps.push_back(round[a].largest_gap_ms);
+    }
+    summary.push_back({approaches[a], bench::median(totals), bench::median(speedups),
+                       bench::median(ticks), bench::median(gaps)});
+  }
+  return summary;
+}
+
+void print_markdown(const std::vector<Summary>& summary, int runs, unsigned threads) {
+  std::printf("## Workload 5: the heavy array on an event loop\n\nMachine: %s\n\n"
+              "%zu items, %zu per tick when chunked, %u pool threads, median of %d runs\n\n",
+              bench::machine_description().c_str(), item_count, items_per_tick, threads, runs);
+  std::printf("| approach | total ms | speedup vs serial | ticks (1 ms interval) | largest tick gap ms |\n");
+  std::printf("|---|---:|---:|---:|---:|\n");
+  for (const Summary& s : summary) {
+    std::printf("| %s | %.1f | %.2fx | %.0f | %.1f |\n", name_of(s.approach), s.total_ms, s.speedup,
+                s.ticks, s.largest_gap_ms);
+  }
+}
+
+bool write_json(const std::string& path, const std::vector<Summary>& summary, int runs, unsigned threads) {
+  std::ofstream out(path);
+  out << "{\n  \"workload\": \"heavy array on an event loop\",\n  \"machine\": \""
+      << bench::machine_description() << "\",\n  \"items\": " << item_count
+      << ",\n  \"items_per_tick\": " << items_per_tick << ",\n  \"threads\": " << threads
+      << ",\n  \"runs\": " << runs << ",\n  \"results\": [\n";
+  for (std::size_t i = 0; i < summary.size(); ++i) {
+    const Summary& s = summary[i];
+    out << "    {\"approach\": \"" << name_of(s.approach) << "\", \"total_ms\": " << s.total_ms
+        << ", \"speedup\": " << s.speedup << ", \"ticks\": " << s.ticks
+        << ", \"largest_tick_gap_ms\": " << s.largest_gap_ms << "}"
+        << (i + 1 < summary.size() ? ",\n" : "\n");
+  }
+  out << "  ]\n}\n";
+  return static_cast<bool>(out);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const bench::Options options = bench::parse_options(argc, argv);
+  const int runs = options.quick ? 3 : 7;
+
+  offload::ThreadPool pool;
+  run_once(Approach::chunked, pool);  // warm-up: page in code and data, start the workers
+  std::vector<std::array<Sample, 3>> rounds;
+  for (int r = 0; r < runs; ++r) {
+    std::array<Sample, 3> round;
+    for (std::size_t a = 0; a < approaches.size(); ++a) round[a] = run_once(approaches[a], pool);
+    rounds.push_back(round);
+  }
+
+  bool checksums_agree = true;
+  for (const auto& round : rounds) {
+    for (const Sample& sample : round) checksums_agree &= sample.checksum == rounds[0][0].checksum;
+  }
+  if (!checksums_agree) {
+    std::fprintf(stderr, "tick_bench: the approaches computed different checksums\n");
+    return 1;
+  }
+
+  const auto summary = summarise(rounds);
+  print_markdown(summary, runs, pool.size());
+  if (options.json && !write_json(*options.json, summary, runs, pool.size())) {
+    std::fprintf(stderr, "tick_bench: could not write %s\n", options.json->c_str());
+    return 1;
+  }
+  return 0;
+}

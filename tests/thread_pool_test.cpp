@@ -656,6 +656,28 @@ TEST_CASE("wait and wait_for", "[thread_pool]") {
   CHECK(done.load() == 100);
 }
 
+TEST_CASE("work submitted while a worker spins still reaches a sleeping peer", "[thread_pool]") {
+  // Regression: submitters do not wake anyone while a worker spins; when that spinner then
+  // takes one task, it must wake a peer for the next, or two blocking tasks never run at once.
+  int stuck_rounds = 0;
+  for (int round = 0; round < 1000; ++round) {
+    ThreadPool pool(threads(2));
+    // Sweep the submission time across the end of the workers' start-up spin.
+    std::this_thread::sleep_for(std::chrono::microseconds(round % 250));
+    std::atomic<int> started{0};
+    std::atomic<bool> release{false};
+    for (int i = 0; i < 2; ++i) {
+      pool.detach([&] {
+        started.fetch_add(1);
+        while (!release.load()) std::this_thread::sleep_for(50us);
+      });
+    }
+    if (!eventually([&] { return started.load() == 2; }, 5s)) ++stuck_rounds;
+    release = true;
+  }
+  CHECK(stuck_rounds == 0);
+}
+
 TEST_CASE("an idle pool wakes for new work", "[thread_pool]") {
   ThreadPool pool(threads(2));
   for (int round = 0; round < 5; ++round) {

@@ -396,9 +396,18 @@ class BasicThreadPool {
     bool help_one() override { return pool->run_one(*this); }
 
     void add(std::atomic<std::uint64_t>& counter) noexcept {
-      // Single writer: load + store avoids a locked instruction. seq_cst store: the idle
-      // check in wait() re-reads these after Parker::prepare() (store-load pattern).
-      counter.store(counter.load(std::memory_order_relaxed) + 1, std::memory_order_seq_cst);
+      // Single writer: load + store, no locked instruction. Release: a wait() that reads the
+      // new count also sees the task's effects.
+      counter.store(counter.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+    }
+
+    /// Re-stores the counters with seq_cst before the worker announces it ran out of work:
+    /// the store half of the store-load pattern with wait()'s re-check after
+    /// Parker::prepare(). Done once per idle moment instead of once per task.
+    void publish_counts() noexcept {
+      for (auto* counter : {&submitted, &completed, &failed, &cancelled}) {
+        counter->store(counter->load(std::memory_order_relaxed), std::memory_order_seq_cst);
+      }
     }
 
     BasicThreadPool* pool;
@@ -619,13 +628,13 @@ class BasicThreadPool {
     run_hook(options_.on_thread_start, self.index());
     for (;;) {
       if (run_one(self)) continue;
+      self.publish_counts();
       idle_parker_.notify_all();  // out of work: a wait() may now be satisfied
-      if (spin_for_work()) {
-        // We take the work we found; if there is more, a sleeping peer can start on it.
-        if (queues_.has_work()) wake_worker_for_new_work();
-        continue;
-      }
-      if (!park()) break;
+      if (!spin_for_work() && !park()) break;
+      // Back from idle to take work. Submitters skip waking anyone while a worker spins, so
+      // whoever leaves idle hands on the rest: if more work is queued and nobody spins, a
+      // sleeping peer is woken to take it.
+      if (queues_.has_work()) wake_worker_for_new_work();
     }
     run_hook(options_.on_thread_stop, self.index());
     detail::current_worker = nullptr;

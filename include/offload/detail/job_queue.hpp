@@ -27,6 +27,14 @@ class alignas(64) JobQueue {  // one cache line of its own: owners and thieves h
     publish_size();
   }
 
+  /// Pushes `count` jobs under one lock acquisition, the last of `jobs` first (so pop_back
+  /// returns them in their original order). Thread-safe; allocates only when the ring grows.
+  void push_reversed(Job* jobs, std::size_t count) {
+    std::lock_guard lock(lock_);
+    for (std::size_t i = count; i-- > 0;) jobs_.push_back(std::move(jobs[i]));
+    publish_size();
+  }
+
   /// Takes the newest job (LIFO: best locality for the owner). Thread-safe; never blocks
   /// beyond the short critical section.
   bool pop_back(Job& out) {
@@ -34,7 +42,7 @@ class alignas(64) JobQueue {  // one cache line of its own: owners and thieves h
     std::lock_guard lock(lock_);
     if (jobs_.empty()) return false;
     out = jobs_.pop_back();
-    publish_size();
+    shrink_size();
     return true;
   }
 
@@ -44,7 +52,7 @@ class alignas(64) JobQueue {  // one cache line of its own: owners and thieves h
     std::lock_guard lock(lock_);
     if (jobs_.empty()) return false;
     out = jobs_.pop_front();
-    publish_size();
+    shrink_size();
     return true;
   }
 
@@ -56,7 +64,7 @@ class alignas(64) JobQueue {  // one cache line of its own: owners and thieves h
     std::size_t share = (jobs_.size() + consumers - 1) / consumers;
     if (share > capacity) share = capacity;
     for (std::size_t i = 0; i < share; ++i) out[i] = jobs_.pop_front();
-    publish_size();
+    shrink_size();
     return share;
   }
 
@@ -71,6 +79,10 @@ class alignas(64) JobQueue {  // one cache line of its own: owners and thieves h
   void publish_size() noexcept {
     // seq_cst: publication half of the Parker protocol (a sleeper re-checks this value).
     size_.store(jobs_.size(), std::memory_order_seq_cst);
+  }
+  void shrink_size() noexcept {
+    // Relaxed: a sleeper that misses a decrease only looks once more and finds nothing.
+    size_.store(jobs_.size(), std::memory_order_relaxed);
   }
 
   SpinLock lock_;

@@ -71,7 +71,7 @@ class WorkStealingQueues {
     if (taken == 0) return false;
     out = std::move(batch[0]);
     // Pushed newest first, so the owner's LIFO pops replay them in submission order.
-    for (std::size_t i = taken; i-- > 1;) locals_[worker].push(std::move(batch[i]));
+    if (taken > 1) locals_[worker].push_reversed(batch + 1, taken - 1);
     return true;
   }
 

@@ -4,9 +4,12 @@
 /// @file offload.hpp
 /// Everything offload offers. Each component also has its own header.
 
+#include "channel.hpp"
 #include "errors.hpp"
 #include "event_loop.hpp"
 #include "future.hpp"
+#include "sendable.hpp"
+#include "shared_buffer.hpp"
 #include "thread_pool.hpp"
 #include "version.hpp"
 

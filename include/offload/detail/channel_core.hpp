@@ -1,0 +1,188 @@
+#ifndef OFFLOAD_DETAIL_CHANNEL_CORE_HPP
+#define OFFLOAD_DETAIL_CHANNEL_CORE_HPP
+
+/// @file channel_core.hpp
+/// The shared state behind a channel's Sender and Receiver handles: handle counts, and the
+/// operations each kind of channel implements (buffered: QueueChannel over a BoundedRing or a
+/// SegmentedQueue; rendezvous: RendezvousChannel).
+
+#include <atomic>
+#include <cstddef>
+#include <optional>
+#include <type_traits>
+
+#include "channel_status.hpp"
+#include "futex.hpp"
+#include "wait_queue.hpp"
+
+namespace offload {
+inline namespace v0 {
+namespace detail {
+
+/**
+ * What every kind of channel does, and the handle counts that decide when it closes and when
+ * it is freed. Created with one Sender and one Receiver. Every operation is thread-safe.
+ */
+template <class T>
+class ChannelCore {
+ public:
+  ChannelCore() = default;
+  ChannelCore(const ChannelCore&) = delete;
+  ChannelCore& operator=(const ChannelCore&) = delete;
+  virtual ~ChannelCore() = default;
+
+  /// Blocks until sent (ok), closed, or timeout. Moves from `value` only on ok.
+  virtual ChannelStatus send(T& value, const Deadline& deadline) = 0;
+  /// Never blocks: ok, full or closed. Moves from `value` only on ok.
+  virtual ChannelStatus try_send(T& value) = 0;
+  /// Blocks until a value is in `out` (ok), closed and drained, or timeout.
+  virtual ChannelStatus receive(std::optional<T>& out, const Deadline& deadline) = 0;
+  /// Never blocks: ok, empty, or closed (and drained).
+  virtual ChannelStatus try_receive(std::optional<T>& out) = 0;
+  /// Refuses further sends and wakes every blocked operation. Idempotent.
+  virtual void close() noexcept = 0;
+  virtual bool is_closed() const noexcept = 0;
+
+  /// A Sender was copied. Never blocks.
+  void add_sender() noexcept {
+    // relaxed: the copied handle already keeps the channel alive; nothing to publish.
+    senders_.fetch_add(1, std::memory_order_relaxed);
+    references_.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  /// A Receiver was copied. Never blocks.
+  void add_receiver() noexcept {
+    // relaxed: as in add_sender().
+    receivers_.fetch_add(1, std::memory_order_relaxed);
+    references_.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  /// A Sender went away; the last one closes the channel. May free the channel.
+  void drop_sender() noexcept {
+    // acq_rel: every send made through other Senders happens before the last one closes.
+    if (senders_.fetch_sub(1, std::memory_order_acq_rel) == 1) close();
+    drop_reference();
+  }
+
+  /// A Receiver went away; the last one closes the channel and destroys what is buffered.
+  /// May free the channel.
+  void drop_receiver() noexcept {
+    // acq_rel: every receive made through other Receivers happens before the clean-up.
+    if (receivers_.fetch_sub(1, std::memory_order_acq_rel) == 1) last_receiver_gone();
+    drop_reference();
+  }
+
+ protected:
+  /// Close, then destroy the buffered values now, including those of sends in flight.
+  virtual void last_receiver_gone() noexcept = 0;
+
+ private:
+  void drop_reference() noexcept {
+    // acq_rel: all uses of the channel happen before the last handle deletes it.
+    if (references_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+
+  std::atomic<std::size_t> senders_{1};
+  std::atomic<std::size_t> receivers_{1};
+  std::atomic<std::size_t> references_{2};
+};
+
+/// A channel with a buffer (`Queue` is BoundedRing<T> or SegmentedQueue<T>): lock-free
+/// operations, with blocked receivers and senders sleeping on two WaitQueues.
+template <class T, class Queue>
+class QueueChannel final : public ChannelCore<T> {
+ public:
+  template <class... QueueArgs>
+  explicit QueueChannel(QueueArgs... queue_args) : queue_(queue_args...) {}
+
+  ChannelStatus send(T& value, const Deadline& deadline) override {
+    const ChannelStatus status = retry_until(
+        room_, deadline, [&] { return push(value); },
+        [](ChannelStatus s) { return s == ChannelStatus::full; },
+        [&] { return announce_sleeping_sender(); });
+    return status == ChannelStatus::full ? ChannelStatus::timeout : status;
+  }
+
+  ChannelStatus try_send(T& value) override { return push(value); }
+
+  ChannelStatus receive(std::optional<T>& out, const Deadline& deadline) override {
+    const ChannelStatus status = retry_until(
+        values_, deadline, [&] { return pop(out); },
+        [](ChannelStatus s) { return s == ChannelStatus::empty; },
+        [&] { return queue_.announce_sleeping_receiver(); });
+    return status == ChannelStatus::empty ? ChannelStatus::timeout : status;
+  }
+
+  ChannelStatus try_receive(std::optional<T>& out) override { return pop(out); }
+
+  void close() noexcept override {
+    if (queue_.close()) {
+      values_.wake_all();
+      room_.wake_all();
+    }
+  }
+
+  bool is_closed() const noexcept override { return queue_.is_closed(); }
+
+ protected:
+  void last_receiver_gone() noexcept override {
+    close();
+    if (queue_.discard_all()) room_.wake_all();
+  }
+
+ private:
+  /// Pushes, and wakes the receivers if the claim found them sleeping.
+  ChannelStatus push(T& value) {
+    if constexpr (std::is_nothrow_move_constructible_v<T>) {
+      const PushOutcome outcome = queue_.try_push(value);
+      if (outcome.wake_receivers) values_.wake_all();
+      return outcome.status;
+    } else {
+      try {
+        const PushOutcome outcome = queue_.try_push(value);
+        if (outcome.wake_receivers) values_.wake_all();
+        return outcome.status;
+      } catch (...) {
+        // Our claim may have cleared the receivers' flag, and left a slot for them to skip.
+        values_.wake_all();
+        throw;
+      }
+    }
+  }
+
+  /// Pops, and wakes the senders if the claim found them sleeping.
+  ChannelStatus pop(std::optional<T>& out) {
+    if constexpr (std::is_nothrow_move_constructible_v<T>) {
+      const PopOutcome outcome = queue_.try_pop(out);
+      if (outcome.wake_senders) room_.wake_all();
+      return outcome.status;
+    } else {
+      try {
+        const PopOutcome outcome = queue_.try_pop(out);
+        if (outcome.wake_senders) room_.wake_all();
+        return outcome.status;
+      } catch (...) {
+        room_.wake_all();  // our claim may have cleared the senders' flag; the slot is free
+        throw;
+      }
+    }
+  }
+
+  bool announce_sleeping_sender() noexcept {
+    if constexpr (requires { queue_.announce_sleeping_sender(); }) {
+      return queue_.announce_sleeping_sender();
+    } else {
+      return false;  // an unbounded queue is never full
+    }
+  }
+
+  Queue queue_;
+  alignas(64) WaitQueue values_;  ///< receivers sleep here, waiting for a value
+  alignas(64) WaitQueue room_;    ///< senders sleep here, waiting for a free slot
+};
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_CHANNEL_CORE_HPP

@@ -1,0 +1,132 @@
+#ifndef OFFLOAD_DETAIL_RENDEZVOUS_CHANNEL_HPP
+#define OFFLOAD_DETAIL_RENDEZVOUS_CHANNEL_HPP
+
+/// @file rendezvous_channel.hpp
+/// A channel of capacity 0: a send completes only when a receiver takes the value.
+///
+/// Waiting senders and waiting receivers sit in two FIFOs under one mutex. Whoever arrives
+/// second moves the value straight from the sender's variable into the receiver's, under the
+/// mutex, and signals the other. The mutex is held only for that hand-off (a move and at most
+/// one futex wake), never while anyone sleeps, so try_send/try_receive never wait for a
+/// sleeping thread.
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <utility>
+
+#include "channel_core.hpp"
+#include "channel_status.hpp"
+#include "futex.hpp"
+#include "parking_spot.hpp"
+
+namespace offload {
+inline namespace v0 {
+namespace detail {
+
+template <class T>
+class RendezvousChannel final : public ChannelCore<T> {
+ public:
+  ChannelStatus send(T& value, const Deadline& deadline) override {
+    return hand_over(value, deadline, true);
+  }
+
+  ChannelStatus try_send(T& value) override { return hand_over(value, std::nullopt, false); }
+
+  ChannelStatus receive(std::optional<T>& out, const Deadline& deadline) override {
+    return take_over(out, deadline, true);
+  }
+
+  ChannelStatus try_receive(std::optional<T>& out) override {
+    return take_over(out, std::nullopt, false);
+  }
+
+  void close() noexcept override {
+    std::lock_guard lock(mutex_);
+    if (closed_) return;
+    closed_ = true;
+    // release: pairs with is_closed().
+    closed_flag_.store(true, std::memory_order_release);
+    while (Waiter* sender = senders_.pop_front()) sender->spot.signal(verdict_closed);
+    while (Waiter* receiver = receivers_.pop_front()) receiver->spot.signal(verdict_closed);
+  }
+
+  bool is_closed() const noexcept override {
+    return closed_flag_.load(std::memory_order_acquire);  // acquire: pairs with close()
+  }
+
+ protected:
+  void last_receiver_gone() noexcept override { close(); }  // nothing is ever buffered
+
+ private:
+  static constexpr std::uint32_t verdict_handed_over = 1;
+  static constexpr std::uint32_t verdict_closed = 2;
+
+  /// A sender or receiver parked on this channel. Lives on the waiting thread's stack.
+  struct Waiter {
+    ParkingSpot spot;
+    T* value = nullptr;               ///< a sender's value
+    std::optional<T>* out = nullptr;  ///< where a receiver wants its value
+    Waiter* previous = nullptr;
+    Waiter* next = nullptr;
+  };
+
+  ChannelStatus hand_over(T& value, const Deadline& deadline, bool may_wait) {
+    std::unique_lock lock(mutex_);
+    if (closed_) return ChannelStatus::closed;
+    if (Waiter* receiver = receivers_.front()) {
+      receiver->out->emplace(std::move(value));  // if this throws, the receiver stays queued
+      receivers_.pop_front();
+      receiver->spot.signal(verdict_handed_over);
+      return ChannelStatus::ok;
+    }
+    if (!may_wait) return ChannelStatus::full;
+    Waiter self;
+    self.value = &value;
+    senders_.push_back(&self);
+    return park(self, senders_, lock, deadline);
+  }
+
+  ChannelStatus take_over(std::optional<T>& out, const Deadline& deadline, bool may_wait) {
+    std::unique_lock lock(mutex_);
+    if (Waiter* sender = senders_.front()) {
+      out.emplace(std::move(*sender->value));  // if this throws, the sender stays queued
+      senders_.pop_front();
+      sender->spot.signal(verdict_handed_over);
+      return ChannelStatus::ok;
+    }
+    if (closed_) return ChannelStatus::closed;
+    if (!may_wait) return ChannelStatus::empty;
+    Waiter self;
+    self.out = &out;
+    receivers_.push_back(&self);
+    return park(self, receivers_, lock, deadline);
+  }
+
+  /// Sleeps until a partner or close() signals `self`, or the deadline passes.
+  ChannelStatus park(Waiter& self, IntrusiveFifo<Waiter>& queue, std::unique_lock<std::mutex>& lock,
+                     const Deadline& deadline) {
+    lock.unlock();
+    std::uint32_t verdict = self.spot.wait(deadline);
+    lock.lock();  // signals happen under mutex_: once we hold it, the signaller is done with us
+    if (verdict == ParkingSpot::no_verdict) verdict = self.spot.verdict();
+    if (verdict == ParkingSpot::no_verdict) {
+      queue.erase(&self);
+      return ChannelStatus::timeout;
+    }
+    return verdict == verdict_handed_over ? ChannelStatus::ok : ChannelStatus::closed;
+  }
+
+  std::mutex mutex_;
+  IntrusiveFifo<Waiter> senders_;         ///< guarded by mutex_
+  IntrusiveFifo<Waiter> receivers_;       ///< guarded by mutex_
+  bool closed_ = false;                   ///< guarded by mutex_
+  std::atomic<bool> closed_flag_{false};  ///< closed_, readable without the mutex
+};
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_RENDEZVOUS_CHANNEL_HPP

@@ -128,6 +128,29 @@ TEST_CASE("misuse gives std::future_error", "[future]") {
   }
 }
 
+TEST_CASE("a value whose construction throws leaves the promise usable", "[future]") {
+  struct Fragile {
+    explicit Fragile(int v) : value(v) {
+      if (v < 0) throw std::invalid_argument("negative");
+    }
+    int value;
+  };
+  Promise<Fragile> promise;
+  auto future = promise.get_future();
+  CHECK_THROWS_AS(promise.set_value(-1), std::invalid_argument);
+  CHECK_FALSE(future.ready());
+  promise.set_value(5);
+  CHECK(future.get().value == 5);
+
+  Future<Fragile> broken;
+  {
+    Promise<Fragile> dropped;
+    broken = dropped.get_future();
+    CHECK_THROWS_AS(dropped.set_value(-1), std::invalid_argument);
+  }
+  CHECK_THROWS_AS(broken.get(), std::future_error);  // broken, not hanging
+}
+
 TEST_CASE("then chains continuations", "[future]") {
   SECTION("on a ready future the continuation runs inline") {
     Promise<int> promise;

@@ -285,11 +285,13 @@ class Promise {
 
   /// Completes the future with a value. Throws std::future_error(no_state) when already
   /// satisfied. Wakes waiters and runs a continuation on this thread.
+  /// When constructing the value throws, the exception propagates and the promise stays
+  /// unsatisfied (it can still be set, or breaks its future when dropped).
   template <class... A>
   void set_value(A&&... args) {
     ensure_valid();
-    auto state = std::move(state_);
-    state->set_value(std::forward<A>(args)...);
+    state_->set_value(std::forward<A>(args)...);  // publishes only once the value is built
+    state_ = {};
   }
 
   /// Completes the future with an exception.

@@ -9,6 +9,7 @@
 #include "event_loop.hpp"
 #include "future.hpp"
 #include "sendable.hpp"
+#include "service.hpp"
 #include "shared_buffer.hpp"
 #include "thread_pool.hpp"
 #include "version.hpp"

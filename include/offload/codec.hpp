@@ -35,8 +35,8 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <iterator>
 #include <list>
@@ -53,6 +53,7 @@
 #include <variant>
 #include <vector>
 
+#include "detail/always_false.hpp"
 #include "errors.hpp"
 
 namespace offload {
@@ -85,9 +86,6 @@ concept HasCodec = requires(Writer& out, Reader& in, const T& value) {
 
 namespace detail {
 
-template <class T>
-inline constexpr bool always_false = false;
-
 /// Instantiated only to stop compilation with a message naming the type that has no codec
 /// (the compiler prints the template argument in its "required from" note).
 template <class T>
@@ -114,8 +112,8 @@ struct MissingCodecCulprit<Outer<Inner...>> {
 };
 template <class T, std::size_t N>
 struct MissingCodecCulprit<std::array<T, N>> {
-  using type = std::conditional_t<HasCodec<T>, std::array<T, N>,
-                                  typename MissingCodecCulprit<T>::type>;
+  using type =
+      std::conditional_t<HasCodec<T>, std::array<T, N>, typename MissingCodecCulprit<T>::type>;
 };
 
 template <class Outer>
@@ -620,7 +618,8 @@ struct Codec<std::set<K, Compare, Alloc>> : detail::SetCodec<std::set<K, Compare
 
 template <class K, class Compare, class Alloc>
   requires HasCodec<K>
-struct Codec<std::multiset<K, Compare, Alloc>> : detail::SetCodec<std::multiset<K, Compare, Alloc>> {};
+struct Codec<std::multiset<K, Compare, Alloc>>
+    : detail::SetCodec<std::multiset<K, Compare, Alloc>> {};
 
 template <class K, class Hash, class Equal, class Alloc>
   requires HasCodec<K>

@@ -14,4 +14,10 @@
 #include "thread_pool.hpp"
 #include "version.hpp"
 
+// The process pool needs fork, socketpair, pidfds and prctl: Linux only.
+#if defined(__linux__)
+#include "codec.hpp"
+#include "process_pool.hpp"
+#endif
+
 #endif  // OFFLOAD_OFFLOAD_HPP

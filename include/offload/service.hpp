@@ -42,6 +42,7 @@
 #include <utility>
 
 #include "channel.hpp"
+#include "detail/always_false.hpp"
 #include "errors.hpp"
 #include "future.hpp"
 #include "sendable.hpp"
@@ -152,10 +153,6 @@ constexpr ServiceProblem first_service_problem() noexcept {
 
 template <class Service, class Data, class Port>
 inline constexpr ServiceProblem service_problem = first_service_problem<Service, Data, Port>();
-
-/// Always false, but only once instantiated: lets a static_assert depend on template arguments.
-template <class...>
-inline constexpr bool always_false = false;
 
 /// Emits the one compile error that explains `problem`.
 template <ServiceProblem problem, class Service, class Data, class Port>

@@ -1,0 +1,335 @@
+// Process-pool benchmarks: BENCHMARKS.md workloads 7 (round trip, throughput, heavy array)
+// and 9 (resident memory per idle worker, processes vs threads).
+//
+//   process_bench [--quick] [--json FILE]
+//
+// Every figure is the median of several repetitions; the claims are ratios or medians
+// measured in this same process run. Baselines written here: a bare socketpair ping-pong with
+// one forked child (the floor any process pool pays), fork() per call, and a serial loop.
+
+#include <offload/process_pool.hpp>
+#include <offload/thread_pool.hpp>
+
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <cstdio>
+#include <fstream>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bench_common.hpp"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using bench::median;
+using bench::Report;
+
+constexpr unsigned pool_workers = 2;  // the figure: a process pool of 2
+
+double micros_since(Clock::time_point start) {
+  return std::chrono::duration<double, std::micro>(Clock::now() - start).count();
+}
+
+int tiny(int x) { return x + 1; }
+
+double heavy_item(int i) {
+  double s = 0;
+  for (int k = 0; k < 200000; ++k) s += std::sqrt(double(k) * double(i % 7 + 1) + 1.0);
+  return s;
+}
+
+// --- workload 7: round trip ----------------------------------------------------------------
+
+/// Median microseconds of submit(tiny).get(), over `calls` calls.
+double pool_round_trip_us(offload::ProcessPool& pool, int calls) {
+  std::vector<double> samples;
+  samples.reserve(static_cast<std::size_t>(calls));
+  for (int i = 0; i < calls; ++i) {
+    const auto start = Clock::now();
+    if (pool.submit(tiny, i).get() != i + 1) std::abort();
+    samples.push_back(micros_since(start));
+  }
+  return median(samples);
+}
+
+/// The classic floor: one forked child answering 4-byte messages on a blocking socketpair.
+double socketpair_round_trip_us(int calls) {
+  int ends[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ends) != 0) std::abort();
+  const pid_t child = ::fork();
+  if (child == 0) {
+    ::close(ends[0]);
+    int value = 0;
+    while (::read(ends[1], &value, sizeof value) == sizeof value) {
+      value = tiny(value);
+      if (::write(ends[1], &value, sizeof value) != sizeof value) break;
+    }
+    ::_exit(0);
+  }
+  ::close(ends[1]);
+  std::vector<double> samples;
+  for (int i = 0; i < calls; ++i) {
+    const auto start = Clock::now();
+    int value = i;
+    if (::write(ends[0], &value, sizeof value) != sizeof value) std::abort();
+    if (::read(ends[0], &value, sizeof value) != sizeof value) std::abort();
+    samples.push_back(micros_since(start));
+  }
+  ::close(ends[0]);
+  ::waitpid(child, nullptr, 0);
+  return median(samples);
+}
+
+/// A process per call: fork, compute, send the result through a pipe, reap.
+double fork_per_call_us(int calls) {
+  std::vector<double> samples;
+  for (int i = 0; i < calls; ++i) {
+    const auto start = Clock::now();
+    int pipe_ends[2];
+    if (::pipe(pipe_ends) != 0) std::abort();
+    const pid_t child = ::fork();
+    if (child == 0) {
+      const int value = tiny(i);
+      [[maybe_unused]] const ssize_t n = ::write(pipe_ends[1], &value, sizeof value);
+      ::_exit(0);
+    }
+    ::close(pipe_ends[1]);
+    int value = 0;
+    if (::read(pipe_ends[0], &value, sizeof value) != sizeof value) std::abort();
+    ::close(pipe_ends[0]);
+    ::waitpid(child, nullptr, 0);
+    samples.push_back(micros_since(start));
+  }
+  return median(samples);
+}
+
+// --- workload 7: throughput and the heavy array -----------------------------------------------
+
+/// Microseconds per call when `calls` tiny calls are submitted at once, then collected with
+/// when_all (one wait for the batch, rather than a wait, and a wake-up, per call).
+double pool_throughput_us(offload::ProcessPool& pool, int calls) {
+  std::vector<offload::Future<int>> futures;
+  futures.reserve(static_cast<std::size_t>(calls));
+  const auto start = Clock::now();
+  for (int i = 0; i < calls; ++i) futures.push_back(pool.submit(tiny, i));
+  const std::vector<int> results = offload::when_all(std::move(futures)).get();
+  const double elapsed = micros_since(start);
+  if (results.back() != calls) std::abort();
+  return elapsed / calls;
+}
+
+std::string echo(std::string text) { return text; }
+
+/// Milliseconds to send `bytes` to a worker and get them back.
+double pool_large_payload_ms(offload::ProcessPool& pool, std::size_t bytes) {
+  const std::string payload(bytes, 'x');
+  const auto start = Clock::now();
+  const std::string back = pool.submit(echo, payload).get();
+  const double elapsed = micros_since(start) / 1000;
+  if (back.size() != bytes) std::abort();
+  return elapsed;
+}
+
+/// The in-process floor: copying the same bytes twice.
+double copy_twice_ms(std::size_t bytes) {
+  const std::string payload(bytes, 'x');
+  const auto start = Clock::now();
+  std::string there = payload;
+  std::string back = there;
+  const double elapsed = micros_since(start) / 1000;
+  if (back.size() != bytes) std::abort();
+  return elapsed;
+}
+
+double serial_heavy_ms(int items) {
+  const auto start = Clock::now();
+  double sum = 0;
+  for (int i = 0; i < items; ++i) sum += heavy_item(i);
+  if (sum == 0) std::abort();  // keep the loop
+  return micros_since(start) / 1000;
+}
+
+double pool_heavy_ms(offload::ProcessPool& pool, int items) {
+  std::vector<offload::Future<double>> futures;
+  const auto start = Clock::now();
+  for (int i = 0; i < items; ++i) futures.push_back(pool.submit(heavy_item, i));
+  double sum = 0;
+  for (double value : offload::when_all(std::move(futures)).get()) sum += value;
+  if (sum == 0) std::abort();
+  return micros_since(start) / 1000;
+}
+
+/// The machine's parallel ceiling at this moment: the same items on two plain threads (on a
+/// shared machine, another tenant's load shows up here as well as in the pool's figure).
+double two_threads_heavy_ms(int items) {
+  double sums[2] = {0, 0};
+  const auto start = Clock::now();
+  std::thread second([&] {
+    for (int i = 1; i < items; i += 2) sums[1] += heavy_item(i);
+  });
+  for (int i = 0; i < items; i += 2) sums[0] += heavy_item(i);
+  second.join();
+  if (sums[0] + sums[1] == 0) std::abort();
+  return micros_since(start) / 1000;
+}
+
+// --- workload 9: memory ------------------------------------------------------------------------
+
+long proc_kib(const std::string& path, const std::string& key) {
+  std::ifstream file(path);
+  for (std::string line; std::getline(file, line);) {
+    if (line.rfind(key, 0) == 0) return std::stol(line.substr(key.size()));
+  }
+  return -1;
+}
+
+long self_rss_kib() { return proc_kib("/proc/self/status", "VmRSS:"); }
+
+struct ProcessMemory {
+  double rss_kib = 0;      // every page it maps that is in memory, shared or not
+  double pss_kib = 0;      // shared pages divided among their sharers
+  double private_kib = 0;  // pages only it uses: what it really adds
+};
+
+ProcessMemory worker_memory(const std::vector<pid_t>& pids) {
+  std::vector<double> rss, pss, own;
+  for (pid_t pid : pids) {
+    const std::string base = "/proc/" + std::to_string(pid);
+    rss.push_back(double(proc_kib(base + "/status", "VmRSS:")));
+    pss.push_back(double(proc_kib(base + "/smaps_rollup", "Pss:")));
+    own.push_back(double(proc_kib(base + "/smaps_rollup", "Private_Clean:") +
+                         proc_kib(base + "/smaps_rollup", "Private_Dirty:")));
+  }
+  return {median(rss), median(pss), median(own)};
+}
+
+/// RSS growth per idle std::thread (each runs a little, then blocks).
+double idle_std_thread_kib(int count) {
+  std::mutex mutex;
+  std::condition_variable changed;
+  int started = 0;
+  bool stop = false;
+  const long before = self_rss_kib();
+  std::vector<std::thread> threads;
+  for (int t = 0; t < count; ++t) {
+    threads.emplace_back([&] {
+      volatile int touched = tiny(t);
+      (void)touched;
+      std::unique_lock lock(mutex);
+      ++started;
+      changed.notify_all();
+      changed.wait(lock, [&] { return stop; });
+    });
+  }
+  {
+    std::unique_lock lock(mutex);
+    changed.wait(lock, [&] { return started == count; });
+  }
+  const long after = self_rss_kib();
+  {
+    std::lock_guard lock(mutex);
+    stop = true;
+  }
+  changed.notify_all();
+  for (auto& thread : threads) thread.join();
+  return double(after - before) / count;
+}
+
+/// RSS growth per idle worker of an offload::ThreadPool (after one task per worker).
+double idle_pool_thread_kib(unsigned count) {
+  const long before = self_rss_kib();
+  offload::ThreadPool pool({.threads = count});
+  std::vector<offload::Future<int>> warm;
+  for (unsigned i = 0; i < count * 4; ++i) warm.push_back(pool.submit(tiny, static_cast<int>(i)));
+  for (auto& future : warm) (void)future.get();
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  return double(self_rss_kib() - before) / count;
+}
+
+template <class Measure>
+double median_of(int runs, Measure measure) {
+  std::vector<double> values;
+  for (int run = 0; run < runs; ++run) values.push_back(measure());
+  return median(values);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  offload::process_init();  // first thing: fork the server while single-threaded
+  const bench::Options options = bench::parse_options(argc, argv);
+  const int runs = options.quick ? 3 : 7;
+  const int round_trips = options.quick ? 2000 : 20000;
+  const int throughput_calls = options.quick ? 5000 : 50000;
+  const int heavy_items = 400;
+
+  Report report("offload process pool (workloads 7 and 9)");
+  offload::ProcessPool pool({.workers = pool_workers});
+  (void)pool_round_trip_us(pool, 1000);  // warm up: workers started, pages touched
+
+  std::fprintf(stderr, "workload 7: round trip of a tiny call\n");
+  const std::string round_trip = "7. round trip, tiny call (median)";
+  report.add(round_trip, "offload ProcessPool(2)",
+             median_of(runs, [&] { return pool_round_trip_us(pool, round_trips); }), "us");
+  report.add(round_trip, "socketpair ping-pong, 1 forked child, blocking I/O",
+             median_of(runs, [&] { return socketpair_round_trip_us(round_trips); }), "us");
+  report.add(round_trip, "fork() per call",
+             median_of(runs, [&] { return fork_per_call_us(options.quick ? 50 : 300); }), "us");
+
+  std::fprintf(stderr, "workload 7: throughput of tiny calls\n");
+  const std::string throughput = "7. throughput, tiny calls (time per call)";
+  report.add(throughput, "offload ProcessPool(2)",
+             median_of(runs, [&] { return pool_throughput_us(pool, throughput_calls); }), "us");
+
+  std::fprintf(stderr, "workload 7: a large payload\n");
+  const std::string large = "7. 64 MiB string to a worker and back";
+  report.add(large, "offload ProcessPool(2)",
+             median_of(runs, [&] { return pool_large_payload_ms(pool, 64u << 20); }), "ms");
+  report.add(large, "two in-process copies (floor)",
+             median_of(runs, [] { return copy_twice_ms(64u << 20); }), "ms");
+
+  std::fprintf(stderr, "workload 7: heavy array\n");
+  const std::string heavy = "7. heavy array, 400 items (total)";
+  std::vector<double> serial_ms, pool_ms, threads_ms, speedups, ceilings;
+  for (int run = 0; run < runs; ++run) {  // interleaved, so drift hits all alike
+    serial_ms.push_back(serial_heavy_ms(heavy_items));
+    pool_ms.push_back(pool_heavy_ms(pool, heavy_items));
+    threads_ms.push_back(two_threads_heavy_ms(heavy_items));
+    speedups.push_back(serial_ms.back() / pool_ms.back());
+    ceilings.push_back(serial_ms.back() / threads_ms.back());
+  }
+  report.add(heavy, "offload ProcessPool(2)", median(pool_ms), "ms");
+  report.add(heavy, "serial loop", median(serial_ms), "ms");
+  report.add(heavy, "2 std::threads, half each (the machine's ceiling)", median(threads_ms), "ms");
+
+  std::fprintf(stderr, "workload 9: memory per idle worker\n");
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // workers idle, spin over
+  const ProcessMemory memory = worker_memory(pool.worker_pids());
+  const std::string idle_memory = "9. resident memory per idle worker";
+  report.add(idle_memory, "offload ProcessPool worker process: PSS", memory.pss_kib, "KiB");
+  report.add(idle_memory, "offload ProcessPool worker process: private", memory.private_kib, "KiB");
+  report.add(idle_memory, "offload ProcessPool worker process: RSS", memory.rss_kib, "KiB");
+  report.add(idle_memory, "offload ThreadPool worker thread (RSS growth)",
+             median_of(runs, [] { return idle_pool_thread_kib(32); }), "KiB");
+  report.add(idle_memory, "std::thread, blocked (RSS growth)",
+             median_of(runs, [] { return idle_std_thread_kib(32); }), "KiB");
+
+  report.claim("round trip median, ProcessPool (us)",
+               report.value(round_trip, "offload ProcessPool(2)"), "<= 20");
+  report.claim("heavy array speedup over serial, 2 worker processes (median of runs)",
+               median(speedups), ">= 1.9");
+  report.claim("heavy array speedup over serial, 2 plain threads (what the machine allowed)",
+               median(ceilings), "context");
+  report.print();
+  if (options.json) report.write_json(*options.json);
+  return 0;
+}

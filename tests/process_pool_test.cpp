@@ -1,0 +1,643 @@
+// ProcessPool: calls in worker processes, every kind of fault contained to its own call, and
+// process hygiene (no zombie, no orphan, nothing left after the pool or after its parent).
+//
+// This program has its own main(): it calls offload::process_init() first, as programs using
+// process pools should, and it doubles as the helper processes of the hygiene tests
+// (re-executed with a "--helper-..." argument).
+
+#define CATCH_CONFIG_RUNNER
+#include <offload/process_pool.hpp>
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+// This file compiles Catch2's implementation (it has its own main()), and g++ 12 warns
+// falsely (-Wmaybe-uninitialized) inside the <regex> that implementation uses.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include "catch.hpp"
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+extern char** environ;
+
+// Fault tests need the plain signal a crash raises, not a sanitizer's report and exit code.
+extern "C" const char* __asan_default_options() {
+  return "handle_segv=0:handle_sigbus=0:handle_sigfpe=0";
+}
+extern "C" const char* __tsan_default_options() {
+  return "handle_segv=0:handle_sigbus=0:handle_sigfpe=0";
+}
+extern "C" const char* __ubsan_default_options() {
+  return "handle_segv=0:handle_sigbus=0:handle_sigfpe=0";
+}
+
+namespace {
+
+using namespace std::chrono_literals;
+using offload::ProcessOptions;
+using offload::ProcessPool;
+
+// --- functions the workers run -------------------------------------------------------------
+
+int square(int x) { return x * x; }
+int worker_pid() { return static_cast<int>(::getpid()); }
+void do_nothing() {}
+std::string shout(const std::string& text) { return text + "!"; }
+double scale(double x, float by) noexcept { return x * by; }
+
+int crash_with_segfault(int) {
+  std::raise(SIGSEGV);
+  return 0;
+}
+int crash_with_abort(int) { std::abort(); }
+int exit_with_three(int) { std::exit(3); }
+int throw_runtime_error(int x) { throw std::runtime_error("bad input " + std::to_string(x)); }
+int hang_forever(int) {
+  for (;;) ::pause();
+}
+
+struct BadInput {
+  int code;
+};
+int throw_non_standard(int code) { throw BadInput{code}; }
+
+/// Crashes on its first attempt: the marker file tells the second attempt it came before.
+int crash_once(std::string marker) {
+  if (::access(marker.c_str(), F_OK) != 0) {
+    std::ofstream(marker) << "crashed once\n";
+    std::abort();
+  }
+  return 42;
+}
+
+/// Every tenth call crashes.
+int crash_every_tenth(int i) {
+  if (i % 10 == 9) std::abort();
+  return i + 1;
+}
+
+std::size_t sleep_then_size(std::string text, int milliseconds) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(milliseconds));
+  return text.size();
+}
+
+std::tuple<std::size_t, std::string, std::map<std::string, int>> summarise(
+    std::vector<std::string> words, std::optional<int> bonus) {
+  std::map<std::string, int> lengths;
+  std::string joined;
+  for (const auto& word : words) {
+    lengths[word] = static_cast<int>(word.size()) + bonus.value_or(0);
+    joined += word;
+  }
+  return {words.size(), joined, lengths};
+}
+
+std::string reverse_big(std::string text) { return std::string(text.rbegin(), text.rend()); }
+
+/// Writes garbage into the worker's own channel (descriptor 3) instead of a reply frame.
+int send_garbage(int) {
+  const char garbage[32] = "this is not an offload frame!!!";
+  [[maybe_unused]] const ssize_t n = ::write(3, garbage, sizeof garbage);
+  return 0;
+}
+
+/// Sends a valid header promising 100 bytes, two of them, then dies.
+int send_truncated_frame(int) {
+  std::vector<std::byte> frame;
+  offload::detail::begin_frame(frame);
+  frame.resize(frame.size() + 100);
+  offload::detail::finish_frame(frame, offload::detail::FrameKind::value);
+  [[maybe_unused]] const ssize_t n =
+      ::write(3, frame.data(), offload::detail::frame_header_size + 2);
+  ::_exit(0);
+}
+
+/// Sends a header announcing a payload far over max_message_size.
+int send_oversized_frame(int) {
+  std::vector<std::byte> frame;
+  offload::detail::begin_frame(frame);
+  offload::detail::finish_frame(frame, offload::detail::FrameKind::value);
+  const std::uint64_t huge = std::uint64_t{1} << 40;
+  std::memcpy(frame.data() + 8, &huge, 8);
+  [[maybe_unused]] const ssize_t n = ::write(3, frame.data(), frame.size());
+  for (;;) ::pause();
+}
+
+// --- process inspection through /proc --------------------------------------------------------
+
+struct ProcessInfo {
+  pid_t pid;
+  char state;
+  pid_t parent;
+};
+
+std::optional<ProcessInfo> read_process(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return std::nullopt;
+  const auto close = line.rfind(')');
+  if (close == std::string::npos) return std::nullopt;
+  std::istringstream rest(line.substr(close + 2));
+  ProcessInfo info{pid, '?', 0};
+  rest >> info.state >> info.parent;
+  return info;
+}
+
+std::vector<ProcessInfo> children_of(pid_t parent) {
+  std::vector<ProcessInfo> children;
+  DIR* proc = ::opendir("/proc");
+  if (proc == nullptr) return children;
+  while (const dirent* entry = ::readdir(proc)) {
+    char* end = nullptr;
+    const long pid = std::strtol(entry->d_name, &end, 10);
+    if (end == entry->d_name || *end != '\0') continue;
+    if (auto info = read_process(static_cast<pid_t>(pid)); info && info->parent == parent) {
+      children.push_back(*info);
+    }
+  }
+  ::closedir(proc);
+  return children;
+}
+
+pid_t fork_server_pid() { return offload::detail::running_fork_server()->pid(); }
+
+/// Waits (bounded) until `condition` holds; true if it did.
+template <class Condition>
+bool eventually(Condition condition, std::chrono::milliseconds limit = 10s) {
+  const auto give_up = std::chrono::steady_clock::now() + limit;
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() > give_up) return false;
+    std::this_thread::sleep_for(5ms);
+  }
+  return true;
+}
+
+/// Runs this test program again as a helper; returns its pid and the read end of its stdout.
+std::pair<pid_t, int> spawn_helper(const char* mode) {
+  int out[2];
+  REQUIRE(::pipe2(out, O_CLOEXEC) == 0);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
+  char self[] = "/proc/self/exe";
+  std::string mode_arg = mode;
+  char* argv[] = {self, mode_arg.data(), nullptr};
+  pid_t pid = 0;
+  const int rc = ::posix_spawn(&pid, "/proc/self/exe", &actions, nullptr, argv, environ);
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(out[1]);
+  REQUIRE(rc == 0);
+  return {pid, out[0]};
+}
+
+std::string read_all(int fd) {
+  std::string text;
+  char buffer[256];
+  ssize_t n = 0;
+  while ((n = ::read(fd, buffer, sizeof buffer)) > 0)
+    text.append(buffer, static_cast<std::size_t>(n));
+  return text;
+}
+
+std::string read_line(int fd) {
+  std::string line;
+  char c = 0;
+  while (::read(fd, &c, 1) == 1 && c != '\n') line += c;
+  return line;
+}
+
+int wait_for_exit_code(pid_t pid) {
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/// Checks that 100 ordinary calls all succeed around one faulty call, and returns the faulty
+/// call's exception message (after checking its type).
+template <class Expected, class Fault>
+std::string contain_fault(Fault fault, ProcessOptions options = {.workers = 2}) {
+  ProcessPool pool(options);
+  std::vector<offload::Future<int>> before, after;
+  for (int i = 0; i < 50; ++i) before.push_back(pool.submit(square, i));
+  auto faulty = pool.submit(fault, 7);
+  for (int i = 50; i < 100; ++i) after.push_back(pool.submit(square, i));
+  std::string message;
+  try {
+    faulty.get();
+  } catch (const Expected& error) {
+    message = error.what();
+  }
+  for (int i = 0; i < 50; ++i) CHECK(before[static_cast<std::size_t>(i)].get() == i * i);
+  for (int i = 50; i < 100; ++i) CHECK(after[static_cast<std::size_t>(i - 50)].get() == i * i);
+  CHECK_FALSE(message.empty());
+  return message;
+}
+
+}  // namespace
+
+// --- calls -----------------------------------------------------------------------------------
+
+TEST_CASE("calls run in worker processes and return their results", "[process_pool]") {
+  ProcessPool pool({.workers = 2});
+  CHECK(pool.size() == 2);
+  CHECK(pool.submit(square, 12).get() == 144);
+  CHECK(pool.submit([](int a, int b) { return a - b; }, 10, 3).get() == 7);
+  CHECK(pool.submit(shout, "hello").get() == "hello!");
+  CHECK(pool.submit(scale, 2.0, 1.5f).get() == 3.0);
+  pool.submit(do_nothing).get();
+  const int pid = pool.submit(worker_pid).get();
+  CHECK(pid != ::getpid());
+
+  SECTION("rich argument and result types cross through their codecs") {
+    auto [count, joined, lengths] =
+        pool.submit(summarise, std::vector<std::string>{"ab", "c", ""}, std::optional<int>(10))
+            .get();
+    CHECK(count == 3);
+    CHECK(joined == "abc");
+    CHECK(lengths == std::map<std::string, int>{{"", 10}, {"ab", 12}, {"c", 11}});
+  }
+  SECTION("empty and 64 MiB values cross intact") {
+    CHECK(pool.submit(reverse_big, std::string()).get().empty());
+    std::string big(64u << 20, 'a');
+    for (std::size_t i = 0; i < big.size(); i += 1000) big[i] = static_cast<char>('b' + i % 20);
+    const std::string back = pool.submit(reverse_big, big).get();
+    REQUIRE(back.size() == big.size());
+    CHECK(std::equal(back.rbegin(), back.rend(), big.begin()));
+  }
+  SECTION("many threads submit at once and every call is answered exactly once") {
+    std::atomic<int> wrong{0};
+    std::vector<std::thread> submitters;
+    for (int t = 0; t < 4; ++t) {
+      submitters.emplace_back([&pool, &wrong, t] {
+        std::vector<offload::Future<int>> futures;
+        for (int i = 0; i < 100; ++i) futures.push_back(pool.submit(square, t * 1000 + i));
+        for (int i = 0; i < 100; ++i) {
+          if (futures[static_cast<std::size_t>(i)].get() != (t * 1000 + i) * (t * 1000 + i))
+            ++wrong;
+        }
+      });
+    }
+    for (auto& submitter : submitters) submitter.join();
+    CHECK(wrong == 0);
+    const offload::ProcessStats stats = pool.stats();
+    CHECK(stats.failed == 0);
+    CHECK(stats.completed == stats.submitted);
+  }
+}
+
+// --- faults ----------------------------------------------------------------------------------
+
+TEST_CASE("each kind of fault fails only its own call", "[process_pool][faults]") {
+  SECTION("segmentation fault") {
+    CHECK_THAT(contain_fault<offload::WorkerCrashed>(crash_with_segfault),
+               Catch::Matchers::Contains("SIGSEGV"));
+  }
+  SECTION("abort") {
+    CHECK_THAT(contain_fault<offload::WorkerCrashed>(crash_with_abort),
+               Catch::Matchers::Contains("SIGABRT"));
+  }
+  SECTION("exit(3)") {
+    CHECK_THAT(contain_fault<offload::WorkerCrashed>(exit_with_three),
+               Catch::Matchers::Contains("exited with code 3"));
+  }
+  SECTION("an exception, with its type and message") {
+    ProcessPool pool({.workers = 2});
+    try {
+      pool.submit(throw_runtime_error, 5).get();
+      FAIL("no exception");
+    } catch (const offload::RemoteError& error) {
+      CHECK(error.type_name() == "std::runtime_error");
+      CHECK_THAT(error.what(), Catch::Matchers::Contains("bad input 5"));
+    }
+    try {
+      pool.submit(throw_non_standard, 1).get();
+      FAIL("no exception");
+    } catch (const offload::RemoteError& error) {
+      CHECK_THAT(error.type_name(), Catch::Matchers::Contains("BadInput"));
+    }
+    CHECK_THAT(contain_fault<offload::RemoteError>(throw_runtime_error),
+               Catch::Matchers::Contains("bad input 7"));
+    CHECK(pool.stats().crashes == 0);  // an exception does not cost the worker its life
+  }
+  SECTION("a hang, killed at max_call_time") {
+    const auto start = std::chrono::steady_clock::now();
+    const std::string message =
+        contain_fault<offload::CallTimeout>(hang_forever, {.workers = 2, .max_call_time = 500ms});
+    CHECK_THAT(message,
+               Catch::Matchers::Contains("max_call_time") && Catch::Matchers::Contains("SIGKILL"));
+    CHECK(std::chrono::steady_clock::now() - start >= 500ms);
+  }
+}
+
+TEST_CASE("1,000 calls of which every tenth crashes: all answered, crashes counted exactly",
+          "[process_pool][faults]") {
+  ProcessPool pool({.workers = 2});
+  std::vector<offload::Future<int>> futures;
+  for (int i = 0; i < 1000; ++i) futures.push_back(pool.submit(crash_every_tenth, i));
+  int values = 0;
+  int crashes = 0;
+  for (int i = 0; i < 1000; ++i) {
+    try {
+      const int value = futures[static_cast<std::size_t>(i)].get();
+      CHECK(value == i + 1);
+      ++values;
+    } catch (const offload::WorkerCrashed& error) {
+      CHECK(i % 10 == 9);
+      CHECK_THAT(error.what(), Catch::Matchers::Contains("SIGABRT"));
+      ++crashes;
+    }
+  }
+  CHECK(values == 900);
+  CHECK(crashes == 100);
+  const offload::ProcessStats stats = pool.stats();
+  CHECK(stats.crashes == 100);
+  CHECK(stats.failed == 100);
+  CHECK(stats.completed == 900);
+  CHECK(stats.retries == 0);
+}
+
+TEST_CASE("a crash is retried up to max_retries", "[process_pool][faults]") {
+  char directory[] = "/tmp/offload-retry-XXXXXX";
+  REQUIRE(::mkdtemp(directory) != nullptr);
+  const std::string marker = std::string(directory) + "/crashed";
+
+  SECTION("a transient crash succeeds on the retry") {
+    ProcessPool pool({.workers = 1, .max_retries = 2});
+    CHECK(pool.submit(crash_once, marker).get() == 42);
+    const offload::ProcessStats stats = pool.stats();
+    CHECK(stats.crashes == 1);
+    CHECK(stats.retries == 1);
+    CHECK(stats.failed == 0);
+  }
+  SECTION("a permanent crash fails after 1 + max_retries attempts") {
+    ProcessPool pool({.workers = 1, .max_retries = 2});
+    CHECK_THROWS_WITH(pool.submit(crash_with_abort, 0).get(),
+                      Catch::Matchers::Contains("3 attempts"));
+    CHECK(pool.stats().crashes == 3);
+    CHECK(pool.stats().retries == 2);
+  }
+  SECTION("no retry by default, and none for exceptions") {
+    ProcessPool pool({.workers = 1});
+    CHECK_THROWS_AS(pool.submit(crash_once, marker).get(), offload::WorkerCrashed);
+    ProcessPool retrying({.workers = 1, .max_retries = 3});
+    CHECK_THROWS_AS(retrying.submit(throw_runtime_error, 1).get(), offload::RemoteError);
+    CHECK(retrying.stats().retries == 0);
+  }
+  std::remove(marker.c_str());
+  ::rmdir(directory);
+}
+
+TEST_CASE("a worker is replaced after max_calls_per_worker calls", "[process_pool]") {
+  ProcessPool pool({.workers = 1, .max_calls_per_worker = 3});
+  std::vector<int> pids;
+  for (int i = 0; i < 9; ++i) pids.push_back(pool.submit(worker_pid).get());
+  for (int group = 0; group < 3; ++group) {
+    CHECK(pids[static_cast<std::size_t>(group * 3)] ==
+          pids[static_cast<std::size_t>(group * 3 + 1)]);
+    CHECK(pids[static_cast<std::size_t>(group * 3)] ==
+          pids[static_cast<std::size_t>(group * 3 + 2)]);
+  }
+  CHECK(std::set<int>(pids.begin(), pids.end()).size() == 3);
+}
+
+TEST_CASE("corrupt, truncated and oversized frames from a worker fail with a clear error",
+          "[process_pool][faults]") {
+  SECTION("garbage instead of a frame") {
+    CHECK_THAT(contain_fault<offload::ProtocolError>(send_garbage),
+               Catch::Matchers::Contains("corrupt frame"));
+  }
+  SECTION("a frame cut short by the worker's death") {
+    CHECK_THAT(contain_fault<offload::WorkerCrashed>(send_truncated_frame),
+               Catch::Matchers::Contains("exited with code 0") &&
+                   Catch::Matchers::Contains("18 bytes of an incomplete reply"));
+  }
+  SECTION("arguments larger than max_message_size are refused by submit") {
+    ProcessPool pool({.workers = 1, .max_message_size = 1 << 10});
+    CHECK_THROWS_WITH(pool.submit(reverse_big, std::string(2000, 'x')),
+                      Catch::Matchers::Contains("more than max_message_size"));
+    CHECK(pool.submit(reverse_big, std::string(100, 'x')).get().size() == 100);
+  }
+  SECTION("a frame larger than max_message_size") {
+    CHECK_THAT(contain_fault<offload::ProtocolError>(send_oversized_frame,
+                                                     {.workers = 2, .max_message_size = 1 << 20}),
+               Catch::Matchers::Contains("exceeds the limit"));
+  }
+}
+
+TEST_CASE("a worker killed while idle is replaced, and no call fails for it",
+          "[process_pool][faults]") {
+  ProcessPool pool({.workers = 1});
+  REQUIRE(eventually([&] { return pool.worker_pids().size() == 1; }));
+  const pid_t victim = pool.worker_pids().front();
+  REQUIRE(::kill(victim, SIGKILL) == 0);  // as the OOM killer would
+  // kill() returns before the process is gone; a call sent into its socket before the kernel
+  // closes it would be lost with the process, indistinguishable from a crash in the call.
+  REQUIRE(eventually([victim] {
+    const auto info = read_process(victim);
+    return !info || info->state == 'Z';
+  }));
+  for (int i = 0; i < 20; ++i) CHECK(pool.submit(square, i).get() == i * i);
+  const offload::ProcessStats stats = pool.stats();
+  CHECK(stats.crashes == 0);
+  CHECK(stats.failed == 0);
+  CHECK(stats.workers_started == 2);
+  CHECK(pool.submit(worker_pid).get() != victim);
+}
+
+// --- queueing, cancellation, shutdown ---------------------------------------------------------
+
+TEST_CASE("a bounded queue refuses try_submit when full", "[process_pool]") {
+  ProcessPool pool({.workers = 1, .max_queue = 1});
+  auto running = pool.submit(sleep_then_size, "running", 300);
+  REQUIRE(eventually([&] { return pool.stats().busy == 1; }));
+  auto queued = pool.submit(sleep_then_size, "queued", 0);
+  CHECK_FALSE(pool.try_submit(sleep_then_size, "refused", 0).has_value());
+  CHECK(running.get() == 7);
+  CHECK(queued.get() == 6);
+  auto accepted = pool.try_submit(sleep_then_size, "accepted", 0);
+  REQUIRE(accepted.has_value());
+  CHECK(accepted->get() == 8);
+}
+
+TEST_CASE("a call cancelled while queued never runs", "[process_pool]") {
+  ProcessPool pool({.workers = 1});
+  auto running = pool.submit(sleep_then_size, "running", 200);
+  REQUIRE(eventually([&] { return pool.stats().busy == 1; }));
+  auto queued = pool.submit(sleep_then_size, "queued", 0);
+  CHECK(queued.request_stop());
+  CHECK_THROWS_AS(queued.get(), offload::TaskCancelled);
+  CHECK(running.get() == 7);
+  CHECK(pool.stats().cancelled == 1);
+}
+
+TEST_CASE("shutdown finishes every queued call, then refuses new ones", "[process_pool]") {
+  std::vector<offload::Future<std::size_t>> futures;
+  {
+    ProcessPool pool({.workers = 2});
+    for (int i = 0; i < 20; ++i)
+      futures.push_back(
+          pool.submit(sleep_then_size, std::string(static_cast<std::size_t>(i), 'x'), 10));
+    pool.shutdown();
+    pool.shutdown();  // idempotent
+    CHECK_THROWS_AS(pool.submit(square, 1), offload::PoolClosed);
+  }
+  for (std::size_t i = 0; i < futures.size(); ++i) CHECK(futures[i].get() == i);
+}
+
+// --- process hygiene --------------------------------------------------------------------------
+
+TEST_CASE("no worker, zombie or orphan remains after the pool is destroyed",
+          "[process_pool][hygiene]") {
+  const pid_t server = fork_server_pid();
+  std::vector<pid_t> workers;
+  {
+    ProcessPool pool({.workers = 3, .max_call_time = 500ms});
+    REQUIRE(eventually([&] { return pool.worker_pids().size() == 3; }));
+    workers = pool.worker_pids();
+    CHECK_THROWS(pool.submit(crash_with_abort, 0).get());
+    CHECK_THROWS(pool.submit(hang_forever, 0).get());
+    CHECK(pool.submit(square, 3).get() == 9);
+    CHECK(eventually([&] { return children_of(server).size() == 3; }));
+    for (pid_t pid : pool.worker_pids()) workers.push_back(pid);
+  }
+  CHECK(children_of(server).empty());  // every worker ended and reaped by the server
+  for (const ProcessInfo& child : children_of(::getpid())) {
+    CHECK(child.pid == server);  // our only child is the fork server, alive (not a zombie)
+    CHECK(child.state != 'Z');
+  }
+  for (pid_t pid : workers) {
+    const auto info = read_process(pid);
+    CHECK((!info || (info->parent != server && info->parent != ::getpid())));
+  }
+}
+
+TEST_CASE("a fork server started by the pool ends with it", "[process_pool][hygiene]") {
+  auto [helper, output] = spawn_helper("--helper-pool-without-init");
+  const std::string report = read_all(output);
+  ::close(output);
+  CHECK(wait_for_exit_code(helper) == 0);
+  CHECK(report == "ok\n");
+}
+
+TEST_CASE("a parent killed with SIGKILL leaves no process behind", "[process_pool][hygiene]") {
+  // Orphans are re-parented to us while this test runs, so we can see them die and reap them.
+  REQUIRE(::prctl(PR_SET_CHILD_SUBREAPER, 1) == 0);
+  auto [helper, output] = spawn_helper("--helper-killed-parent");
+  std::istringstream line(read_line(output));
+  std::vector<pid_t> descendants;
+  for (pid_t pid = 0; line >> pid;) descendants.push_back(pid);
+  REQUIRE(descendants.size() == 3);  // the fork server and two workers
+  ::kill(helper, SIGKILL);
+  CHECK(wait_for_exit_code(helper) == 128 + SIGKILL);
+  ::close(output);
+  for (pid_t pid : descendants) {
+    // Dead means: reaped by us (it was re-parented here) or already gone.
+    const bool dead = eventually([pid] {
+      if (::waitpid(pid, nullptr, WNOHANG) == pid) return true;
+      return !read_process(pid).has_value();
+    });
+    CHECK(dead);
+  }
+  ::prctl(PR_SET_CHILD_SUBREAPER, 0);
+}
+
+TEST_CASE("no pool is forked from a multi-threaded process without process_init()",
+          "[process_pool][hygiene]") {
+  auto [helper, output] = spawn_helper("--helper-threaded-without-init");
+  const std::string report = read_all(output);
+  ::close(output);
+  CHECK(wait_for_exit_code(helper) == 0);
+  CHECK_THAT(report, Catch::Matchers::StartsWith("refused:") &&
+                         Catch::Matchers::Contains("process_init()"));
+}
+
+// --- helper processes -------------------------------------------------------------------------
+
+namespace {
+
+/// No process_init(): the pool starts its own fork server and must end it.
+int helper_pool_without_init() {
+  pid_t server = 0;
+  {
+    ProcessPool pool({.workers = 2});
+    if (pool.submit(square, 4).get() != 16) return 1;
+    server = fork_server_pid();
+    if (children_of(::getpid()).size() != 1) return 2;
+  }
+  if (!children_of(::getpid()).empty()) return 3;  // the server was ended and reaped
+  if (read_process(server).has_value()) return 4;
+  std::printf("ok\n");
+  return 0;
+}
+
+/// Creates a pool, reports the pids below it, and waits to be killed.
+int helper_killed_parent() {
+  ProcessPool pool({.workers = 2});
+  if (!eventually([&] { return pool.worker_pids().size() == 2; })) return 1;
+  std::vector<pid_t> pids = pool.worker_pids();
+  std::printf("%d %d %d\n", static_cast<int>(fork_server_pid()), static_cast<int>(pids[0]),
+              static_cast<int>(pids[1]));
+  std::fflush(stdout);
+  for (;;) ::pause();
+}
+
+/// Starts a thread, then tries to create a pool without process_init().
+int helper_threaded_without_init() {
+  std::atomic<bool> stop{false};
+  std::thread busy([&] {
+    while (!stop) std::this_thread::sleep_for(1ms);
+  });
+  int code = 0;
+  try {
+    ProcessPool pool({.workers = 1});
+    std::printf("created a pool\n");
+    code = 1;
+  } catch (const offload::Error& error) {
+    std::printf("refused: %s\n", error.what());
+  }
+  stop = true;
+  busy.join();
+  return code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc == 2) {
+    const std::string_view mode = argv[1];
+    if (mode == "--helper-pool-without-init") return helper_pool_without_init();
+    if (mode == "--helper-killed-parent") return helper_killed_parent();
+    if (mode == "--helper-threaded-without-init") return helper_threaded_without_init();
+  }
+  offload::process_init();  // first thing: the fork server starts while we are single-threaded
+  return Catch::Session().run(argc, argv);
+}

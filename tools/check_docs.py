@@ -57,7 +57,18 @@ def collect(node, scope, names):
         for child in node.get("inner", []):
             collect(child, inner_scope, names)
         return
+    if is_out_of_line_member(node):
+        return  # a member defined outside its class: counted (or not) with its class
     add_declaration(node, scope, names)
+
+
+def is_out_of_line_member(node):
+    kind = node.get("kind")
+    if kind == "CXXMethodDecl":
+        return True
+    if kind == "FunctionTemplateDecl":
+        return any(child.get("kind") == "CXXMethodDecl" for child in node.get("inner", []))
+    return False
 
 
 def add_declaration(node, scope, names):

@@ -30,100 +30,365 @@
 /// @file offload.hpp
 /// Everything offload offers. Each component also has its own header.
 
-// ---- begin offload/errors.hpp ----
-#ifndef OFFLOAD_ERRORS_HPP
-#define OFFLOAD_ERRORS_HPP
+// ---- begin offload/channel.hpp ----
+#ifndef OFFLOAD_CHANNEL_HPP
+#define OFFLOAD_CHANNEL_HPP
 
-/// @file errors.hpp
-/// Every exception offload throws on its own behalf derives from offload::Error.
+/// @file channel.hpp
+/// Channels: typed, multi-producer multi-consumer pipes between threads.
+///
+/// @code
+///   auto [tx, rx] = offload::channel<Job>(64);        // bounded; 0 = rendezvous
+///   auto [tx, rx] = offload::unbounded_channel<Job>();
+///   tx.send(std::move(job));                           // blocks while full
+///   for (Job job : rx) { ... }                         // until closed and drained
+/// @endcode
+///
+/// Sender and Receiver are handles: copy them to add producers and consumers. The last Sender
+/// to go closes the channel (receivers drain what is buffered, then see the end); the last
+/// Receiver to go closes it and destroys what is buffered (sends then fail with `closed`). No
+/// operation throws on a closed channel, every blocked operation wakes when it closes, and a
+/// send that fails leaves the value where it was.
+///
+/// Bounded channels are lock-free; unbounded ones also take a short lock once per segment of
+/// values (about 16 KiB); rendezvous channels hand values over under a short lock. A blocked
+/// operation spins briefly, then sleeps on a futex; a sender or receiver makes a system call
+/// only to wake someone who sleeps.
 
+#include <chrono>
+#include <cstddef>
+#include <iterator>
+#include <optional>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <utility>
+
+// ---- begin offload/detail/bounded_ring.hpp ----
+#ifndef OFFLOAD_DETAIL_BOUNDED_RING_HPP
+#define OFFLOAD_DETAIL_BOUNDED_RING_HPP
+
+/// @file bounded_ring.hpp
+/// The buffer of a bounded channel: a lock-free multi-producer multi-consumer ring with one
+/// sequence number ("stamp") per slot, after Dmitry Vyukov's bounded MPMC queue.
+///
+/// A position is `lap * one_lap + index` with one_lap a power of two above the capacity, so
+/// the capacity is exact and no division is needed. A slot whose stamp equals a position is
+/// free for the producer of that position; stamp == position + 1 means it holds that
+/// position's value; a consumer frees it for the next lap with stamp = position + one_lap.
+/// Producers and consumers claim positions with a CAS on tail / head after reading the stamp,
+/// so a try operation never waits for another thread: a slot still being written reads as
+/// empty, a slot still being read as full.
+///
+/// The tail word also carries closed_bit and waiting_bit (receivers sleep), the head word
+/// waiting_bit (senders sleep); see wait_queue.hpp for the sleeping protocol. Closing sets
+/// closed_bit with an RMW on the tail, so every send either claimed its position before the
+/// close (and its value will be received) or sees the bit and fails: no value is accepted and
+/// then lost.
+
+#include <atomic>
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <new>
+#include <optional>
+#include <stdexcept>
+#include <thread>
+#include <type_traits>
+#include <utility>
+
+// ---- begin offload/detail/channel_status.hpp ----
+#ifndef OFFLOAD_DETAIL_CHANNEL_STATUS_HPP
+#define OFFLOAD_DETAIL_CHANNEL_STATUS_HPP
+
+/// @file channel_status.hpp
+/// offload::ChannelStatus, declared apart so that channel internals can use it without
+/// including <offload/channel.hpp>, which includes them.
+
+#include <cstdint>
 
 namespace offload {
 inline namespace v0 {
 
-/// Base of every offload exception. Catch this to handle any failure the library reports.
-class Error : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
+/// The outcome of a channel operation.
+enum class ChannelStatus {
+  ok,      ///< the value was sent / received
+  empty,   ///< try_receive: nothing to receive right now
+  full,    ///< try_send: no room right now (rendezvous: no receiver is waiting)
+  closed,  ///< the channel is closed (receive: and drained); the value was not sent
+  timeout  ///< send_for / receive_for: the time ran out
 };
 
-/// Thrown by submit()/detach()/parallel_for() on a pool that was shut down.
-class PoolClosed : public Error {
- public:
-  PoolClosed() : Error("offload: the pool is shut down and accepts no more tasks") {}
-  using Error::Error;
+namespace detail {
+
+/// What a buffer's push did, and whether its claim found receivers announced as sleeping
+/// (then the caller must wake them).
+struct PushOutcome {
+  ChannelStatus status;
+  bool wake_receivers;
 };
 
-/// Thrown when a call would block a pool worker on work that only that pool can finish
-/// (for example ThreadPool::wait() called from one of the pool's own workers).
-class WouldDeadlock : public Error {
- public:
-  using Error::Error;
+/// What a buffer's pop did, and whether its claim found senders announced as sleeping.
+struct PopOutcome {
+  ChannelStatus status;
+  bool wake_senders;
 };
 
-/// The result of a task that was cancelled through Future::request_stop() before it started.
-class TaskCancelled : public Error {
- public:
-  TaskCancelled() : Error("offload: the task was cancelled before it started") {}
-  using Error::Error;
-};
+/// The buffers' head and tail words: a position in the low 62 bits, and two flags.
+inline constexpr std::uint64_t closed_bit = std::uint64_t{1} << 63;   ///< tail: channel closed
+inline constexpr std::uint64_t waiting_bit = std::uint64_t{1} << 62;  ///< the other side sleeps
+inline constexpr std::uint64_t position_mask = waiting_bit - 1;
 
-/// A process-pool worker died (signal or non-zero exit) while running the call.
-class WorkerCrashed : public Error {
- public:
-  using Error::Error;
-};
-
-/// A process-pool call ran longer than ProcessOptions::max_call_time; its worker was killed.
-class CallTimeout : public Error {
- public:
-  using Error::Error;
-};
-
-/// An exception thrown inside a process-pool worker, carried back to the caller.
-class RemoteError : public Error {
- public:
-  RemoteError(std::string type_name, const std::string& message)
-      : Error(type_name + ": " + message), type_name_(std::move(type_name)) {}
-
-  /// The (demangled when possible) type name of the exception thrown in the child.
-  [[nodiscard]] const std::string& type_name() const noexcept { return type_name_; }
-
- private:
-  std::string type_name_;
-};
-
+}  // namespace detail
 }  // namespace v0
 }  // namespace offload
 
-#endif  // OFFLOAD_ERRORS_HPP
-// ---- end offload/errors.hpp ----
-// ---- begin offload/future.hpp ----
-#ifndef OFFLOAD_FUTURE_HPP
-#define OFFLOAD_FUTURE_HPP
+#endif  // OFFLOAD_DETAIL_CHANNEL_STATUS_HPP
+// ---- end offload/detail/channel_status.hpp ----
 
-/// @file future.hpp
-/// Future<T> and Promise<T>: a one-shot result that can be waited for (helping the pool when
-/// the waiter is a pool worker), chained with then(), cancelled with request_stop() and
-/// combined with when_all().
+namespace offload {
+inline namespace v0 {
+namespace detail {
+
+template <class T>
+class BoundedRing {
+ public:
+  /// Allocates `capacity` slots (capacity >= 1). Throws std::length_error if absurdly large,
+  /// std::bad_alloc if memory runs out.
+  explicit BoundedRing(std::size_t capacity)
+      : capacity_(checked(capacity)),
+        one_lap_(std::bit_ceil(capacity_ + 1)),
+        slots_(std::make_unique<Slot[]>(capacity)) {
+    for (std::size_t i = 0; i < capacity; ++i) slots_[i].stamp.store(i, std::memory_order_relaxed);
+  }
+
+  BoundedRing(const BoundedRing&) = delete;
+  BoundedRing& operator=(const BoundedRing&) = delete;
+
+  /// Destroys the values still buffered. Not thread-safe (the last owner calls it).
+  ~BoundedRing() { drain(); }
+
+  /// Moves `value` into a free slot: ok (moved from `value`), full or closed (untouched).
+  /// Thread-safe; never waits for another thread; never allocates. If T's move constructor
+  /// throws, the exception propagates and the slot is marked for consumers to skip.
+  PushOutcome try_push(T& value) {
+    // relaxed: the word is a guess that the slot's stamp and the CAS validate.
+    std::uint64_t tail = tail_.load(std::memory_order_relaxed);
+    for (;;) {
+      if ((tail & closed_bit) != 0) return {ChannelStatus::closed, false};
+      const std::uint64_t position = tail & position_mask;
+      Slot& slot = slots_[position & (one_lap_ - 1)];
+      // acquire: the consumer that emptied this slot a lap ago has finished with it.
+      const std::uint64_t stamp = slot.stamp.load(std::memory_order_acquire);
+      if (stamp == position) {
+        // acquire on success: we read the waiting flag a sleeper set with a release RMW.
+        // The claim clears the flag: we take on waking the sleepers.
+        if (tail_.compare_exchange_weak(tail, next_position(position), std::memory_order_acquire,
+                                        std::memory_order_relaxed)) {
+          write(slot, position, value);
+          return {ChannelStatus::ok, (tail & waiting_bit) != 0};
+        }
+      } else if (static_cast<std::int64_t>(stamp - position) < 0) {
+        return {ChannelStatus::full, false};  // the slot still holds (or is giving up) a value
+      } else {
+        tail = tail_.load(std::memory_order_relaxed);  // another producer took this position
+      }
+    }
+  }
+
+  /// Moves the oldest value into `out`: ok, empty, or closed once closed and drained.
+  /// Thread-safe; never waits for another thread; never allocates. If T's move constructor
+  /// throws, that value is destroyed and the exception propagates.
+  PopOutcome try_pop(std::optional<T>& out) {
+    return pop_with([&out](T& value) { out.emplace(std::move(value)); });
+  }
+
+  /// A receiver about to sleep announces itself. Returns true if it may sleep: nothing is
+  /// buffered or being written and the ring is open, so the next claim will see the flag.
+  /// Thread-safe; never blocks.
+  bool announce_sleeping_receiver() noexcept {
+    // acq_rel: release publishes the sleeper's ticket read to the claimer that sees the flag.
+    const std::uint64_t tail = tail_.fetch_or(waiting_bit, std::memory_order_acq_rel);
+    if ((tail & closed_bit) != 0) return false;
+    // relaxed: a stale (smaller) head only makes us not sleep.
+    return (tail & position_mask) == (head_.load(std::memory_order_relaxed) & position_mask);
+  }
+
+  /// A sender about to sleep announces itself. Returns true if it may sleep: the ring is full
+  /// and no consumer is freeing a slot, so the next claim will see the flag. Thread-safe.
+  bool announce_sleeping_sender() noexcept {
+    // acq_rel: as in announce_sleeping_receiver().
+    const std::uint64_t head = head_.fetch_or(waiting_bit, std::memory_order_acq_rel);
+    // relaxed: a newer tail only reflects slots that claims after our flag will report.
+    const std::uint64_t tail = tail_.load(std::memory_order_relaxed);
+    if ((tail & closed_bit) != 0) return false;
+    // Full exactly when the oldest unclaimed value sits one lap behind the tail.
+    return (head & position_mask) + one_lap_ <= (tail & position_mask);
+  }
+
+  /// Marks the ring closed; returns true for the call that closed it. Thread-safe.
+  bool close() noexcept {
+    // release: what the closer did before close() is visible to whoever sees it closed.
+    const bool first = (tail_.fetch_or(closed_bit, std::memory_order_release) & closed_bit) == 0;
+    // release: pairs with empty_or_closed(); set after the bit, so it never claims too early.
+    closed_hint_.store(true, std::memory_order_release);
+    return first;
+  }
+
+  /// Thread-safe; never blocks.
+  bool is_closed() const noexcept {
+    // acquire: pairs with close().
+    return (tail_.load(std::memory_order_acquire) & closed_bit) != 0;
+  }
+
+  /// Destroys every value published so far. Thread-safe; never blocks.
+  void drain() noexcept {
+    while (pop_with([](T&) noexcept {}).status == ChannelStatus::ok) {
+    }
+  }
+
+  /// After close(): destroys every value, waiting (yielding) for sends that claimed a slot
+  /// before the close to finish writing it. Returns whether a sender must be woken.
+  bool discard_all() noexcept {
+    bool wake_senders = false;
+    for (;;) {
+      const PopOutcome outcome = pop_with([](T&) noexcept {});
+      wake_senders = wake_senders || outcome.wake_senders;
+      if (outcome.status == ChannelStatus::closed) return wake_senders;
+      if (outcome.status == ChannelStatus::empty) std::this_thread::yield();  // a send in flight
+    }
+  }
+
+ private:
+  struct Slot {
+    std::atomic<std::uint64_t> stamp{0};
+    bool abandoned = false;  ///< the producer's move constructor threw: there is no value
+    alignas(T) std::byte storage[sizeof(T)];
+
+    T* value() noexcept { return std::launder(reinterpret_cast<T*>(storage)); }
+  };
+
+  /// Frees a slot for the next lap when it goes out of scope, even if taking the value threw.
+  struct FreeSlotOnExit {
+    Slot& slot;
+    std::uint64_t next_stamp;
+    ~FreeSlotOnExit() {
+      std::destroy_at(slot.value());
+      // release: our use of the value happens before the next producer writes the slot.
+      slot.stamp.store(next_stamp, std::memory_order_release);
+    }
+  };
+
+  static std::size_t checked(std::size_t capacity) {
+    if (capacity == 0) throw std::invalid_argument("offload: a bounded ring needs capacity >= 1");
+    if (capacity > (std::size_t{1} << 48)) {
+      throw std::length_error("offload::channel: capacity is larger than any machine's memory");
+    }
+    return capacity;
+  }
+
+  std::uint64_t next_position(std::uint64_t position) const noexcept {
+    const std::uint64_t index = position & (one_lap_ - 1);
+    return index + 1 < capacity_ ? position + 1 : (position & ~(one_lap_ - 1)) + one_lap_;
+  }
+
+  void write(Slot& slot, std::uint64_t position, T& value) {
+    if constexpr (std::is_nothrow_move_constructible_v<T>) {
+      ::new (static_cast<void*>(slot.storage)) T(std::move(value));
+    } else {
+      try {
+        ::new (static_cast<void*>(slot.storage)) T(std::move(value));
+      } catch (...) {
+        slot.abandoned = true;
+        slot.stamp.store(position + 1, std::memory_order_release);  // release: as below
+        throw;
+      }
+    }
+    // release: the value is fully built before a consumer that reads this stamp touches it.
+    slot.stamp.store(position + 1, std::memory_order_release);
+  }
+
+  template <class Consume>
+  PopOutcome pop_with(Consume&& consume) {
+    bool wake_senders = false;
+    // relaxed: the word is a guess that the slot's stamp and the CAS validate.
+    std::uint64_t head = head_.load(std::memory_order_relaxed);
+    for (;;) {
+      const std::uint64_t position = head & position_mask;
+      Slot& slot = slots_[position & (one_lap_ - 1)];
+      // acquire: the producer's value is visible once we read its stamp.
+      const std::uint64_t stamp = slot.stamp.load(std::memory_order_acquire);
+      if (stamp == position + 1) {
+        // acquire on success: as in try_push, for the senders' waiting flag.
+        if (head_.compare_exchange_weak(head, next_position(position), std::memory_order_acquire,
+                                        std::memory_order_relaxed)) {
+          wake_senders = wake_senders || (head & waiting_bit) != 0;
+          if (take(slot, position, consume)) return {ChannelStatus::ok, wake_senders};
+          head = head_.load(std::memory_order_relaxed);  // skipped an abandoned slot
+        }
+      } else if (static_cast<std::int64_t>(stamp - (position + 1)) < 0) {
+        return {empty_or_closed(position), wake_senders};  // nothing published here yet
+      } else {
+        head = head_.load(std::memory_order_relaxed);  // another consumer took this position
+      }
+    }
+  }
+
+  /// Hands the slot's value to `consume` and frees the slot. Returns false for an abandoned slot.
+  template <class Consume>
+  bool take(Slot& slot, std::uint64_t position, Consume& consume) {
+    if constexpr (!std::is_nothrow_move_constructible_v<T>) {
+      if (slot.abandoned) {
+        slot.abandoned = false;
+        // release: our reset of `abandoned` happens before the next producer uses the slot.
+        slot.stamp.store(position + one_lap_, std::memory_order_release);
+        return false;
+      }
+    }
+    FreeSlotOnExit free_slot{slot, position + one_lap_};
+    consume(*slot.value());
+    return true;
+  }
+
+  ChannelStatus empty_or_closed(std::uint64_t head_position) const noexcept {
+    // The hint spares an empty-spinning consumer from reading the producers' hot tail line.
+    // acquire: pairs with close().
+    if (!closed_hint_.load(std::memory_order_acquire)) return ChannelStatus::empty;
+    // relaxed: only positions matter. If the tail (read after the slot) equals our head, no
+    // send claimed a later position, so a closed ring is drained.
+    const std::uint64_t tail = tail_.load(std::memory_order_relaxed);
+    const bool drained = (tail & position_mask) == head_position;
+    return (tail & closed_bit) != 0 && drained ? ChannelStatus::closed : ChannelStatus::empty;
+  }
+
+  const std::uint64_t capacity_;
+  const std::uint64_t one_lap_;
+  const std::unique_ptr<Slot[]> slots_;
+  std::atomic<bool> closed_hint_{false};            ///< set once, after closed_bit; read-mostly
+  alignas(64) std::atomic<std::uint64_t> tail_{0};  ///< next position to write, + flags
+  alignas(64) std::atomic<std::uint64_t> head_{0};  ///< next position to read, + waiting_bit
+};
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_BOUNDED_RING_HPP
+// ---- end offload/detail/bounded_ring.hpp ----
+// ---- begin offload/detail/channel_core.hpp ----
+#ifndef OFFLOAD_DETAIL_CHANNEL_CORE_HPP
+#define OFFLOAD_DETAIL_CHANNEL_CORE_HPP
+
+/// @file channel_core.hpp
+/// The shared state behind a channel's Sender and Receiver handles: handle counts, and the
+/// operations each kind of channel implements (buffered: QueueChannel over a BoundedRing or a
+/// SegmentedQueue; rendezvous: RendezvousChannel).
 
 #include <atomic>
-#include <chrono>
 #include <cstddef>
-#include <exception>
-#include <functional>
-#include <future>
-#include <memory>
-#include <mutex>
 #include <optional>
-#include <stop_token>
-#include <tuple>
 #include <type_traits>
-#include <utility>
-#include <vector>
 
 // ---- begin offload/detail/futex.hpp ----
 #ifndef OFFLOAD_DETAIL_FUTEX_HPP
@@ -290,25 +555,27 @@ inline std::size_t futex_wake(std::atomic<std::uint32_t>& word,
 
 #endif  // OFFLOAD_DETAIL_FUTEX_HPP
 // ---- end offload/detail/futex.hpp ----
-// ---- begin offload/detail/shared_state.hpp ----
-#ifndef OFFLOAD_DETAIL_SHARED_STATE_HPP
-#define OFFLOAD_DETAIL_SHARED_STATE_HPP
+// ---- begin offload/detail/wait_queue.hpp ----
+#ifndef OFFLOAD_DETAIL_WAIT_QUEUE_HPP
+#define OFFLOAD_DETAIL_WAIT_QUEUE_HPP
 
-/// @file shared_state.hpp
-/// The state a Future shares with whoever completes it (a Promise, a pool task, a
-/// continuation). One heap object per future: result, exception, continuation, cancellation
-/// flag and an intrusive reference count all live here.
+/// @file wait_queue.hpp
+/// Where blocked channel operations sleep, and the spin-then-sleep loop that sends them there.
+///
+/// The protocol that keeps wake-ups from being lost lives in the buffers (BoundedRing,
+/// SegmentedQueue): a thread about to sleep first reads the WaitQueue's ticket, then announces
+/// itself with a read-modify-write that sets a "waiting" flag in the very word the other side
+/// claims positions with, and sleeps only if that RMW shows nothing it could use, now or in
+/// flight. Whoever later claims a position sees the flag in its own claim (no extra atomic
+/// operation on the fast path), clears it, finishes, and wakes the queue. Because the ticket
+/// was read before the announcement, which the waker's claim read, the waker's epoch bump
+/// comes after the ticket, so the futex wait cannot miss it.
 
-#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <exception>
-#include <optional>
-#include <stop_token>
-#include <type_traits>
-#include <utility>
-#include <variant>
+#include <limits>
+#include <thread>
 
 // ---- begin offload/detail/spin.hpp ----
 #ifndef OFFLOAD_DETAIL_SPIN_HPP
@@ -340,6 +607,1970 @@ inline void cpu_relax() noexcept {
 
 #endif  // OFFLOAD_DETAIL_SPIN_HPP
 // ---- end offload/detail/spin.hpp ----
+
+namespace offload {
+inline namespace v0 {
+namespace detail {
+
+class WaitQueue {
+ public:
+  using Ticket = std::uint32_t;
+
+  /// Read before announcing a sleep; pass to wait(). Thread-safe; never blocks.
+  [[nodiscard]] Ticket ticket() const noexcept {
+    // acquire: if a waker already bumped the epoch, its progress is visible to our re-try.
+    return epoch_.load(std::memory_order_acquire);
+  }
+
+  /// Sleeps until a wake_all() after `ticket` was read, the deadline, or a spurious wake-up;
+  /// the caller re-tries in every case. Thread-safe; blocks.
+  FutexWait wait(Ticket ticket, const Deadline& deadline) noexcept {
+    return futex_wait(epoch_, ticket, deadline);
+  }
+
+  /// Wakes every sleeper. Called only by a thread that saw a waiting flag, and on close.
+  /// Thread-safe; never blocks; one system call.
+  void wake_all() noexcept {
+    // release: a sleeper that reads the new epoch as its ticket also sees our progress.
+    epoch_.fetch_add(1, std::memory_order_release);
+    futex_wake(epoch_, std::numeric_limits<std::size_t>::max());
+  }
+
+ private:
+  std::atomic<std::uint32_t> epoch_{0};  ///< the futex word sleepers wait on
+};
+
+/**
+ * Runs `attempt` until `is_blocked(result)` is false or `deadline` passes: a few tries with a
+ * growing pause, a couple of yields, then sleeping on `queue` between tries whenever
+ * `announce_sleep()` (the buffer's flag-setting RMW) says that is safe, yielding otherwise
+ * (another thread's operation is in flight and about to finish). Returns the last result:
+ * still blocked means the deadline ran out. Blocks; never allocates.
+ */
+template <class AttemptFn, class IsBlocked, class AnnounceSleep>
+auto retry_until(WaitQueue& queue, const Deadline& deadline, AttemptFn&& attempt,
+                 IsBlocked&& is_blocked, AnnounceSleep&& announce_sleep) -> decltype(attempt()) {
+  auto status = attempt();
+  // Spin first: the other side is usually running and about to make progress; a futex round
+  // trip costs microseconds.
+  constexpr unsigned spin_rounds = 7;  // 1 + 2 + ... + 64 pauses
+  constexpr unsigned yield_rounds = 2;
+  for (unsigned round = 0; is_blocked(status) && round < spin_rounds + yield_rounds; ++round) {
+    if (round < spin_rounds) {
+      for (unsigned pause = 0; pause < (1U << round); ++pause) cpu_relax();
+    } else {
+      std::this_thread::yield();
+    }
+    status = attempt();
+  }
+  while (is_blocked(status)) {
+    if (deadline && std::chrono::steady_clock::now() >= *deadline) break;
+    const WaitQueue::Ticket ticket = queue.ticket();
+    if (announce_sleep()) {
+      queue.wait(ticket, deadline);
+    } else {
+      std::this_thread::yield();
+    }
+    status = attempt();
+  }
+  return status;
+}
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_WAIT_QUEUE_HPP
+// ---- end offload/detail/wait_queue.hpp ----
+
+namespace offload {
+inline namespace v0 {
+namespace detail {
+
+/**
+ * What every kind of channel does, and the handle counts that decide when it closes and when
+ * it is freed. Created with one Sender and one Receiver. Every operation is thread-safe.
+ */
+template <class T>
+class ChannelCore {
+ public:
+  ChannelCore() = default;
+  ChannelCore(const ChannelCore&) = delete;
+  ChannelCore& operator=(const ChannelCore&) = delete;
+  virtual ~ChannelCore() = default;
+
+  /// Blocks until sent (ok), closed, or timeout. Moves from `value` only on ok.
+  virtual ChannelStatus send(T& value, const Deadline& deadline) = 0;
+  /// Never blocks: ok, full or closed. Moves from `value` only on ok.
+  virtual ChannelStatus try_send(T& value) = 0;
+  /// Blocks until a value is in `out` (ok), closed and drained, or timeout.
+  virtual ChannelStatus receive(std::optional<T>& out, const Deadline& deadline) = 0;
+  /// Never blocks: ok, empty, or closed (and drained).
+  virtual ChannelStatus try_receive(std::optional<T>& out) = 0;
+  /// Refuses further sends and wakes every blocked operation. Idempotent.
+  virtual void close() noexcept = 0;
+  virtual bool is_closed() const noexcept = 0;
+
+  /// A Sender was copied. Never blocks.
+  void add_sender() noexcept {
+    // relaxed: the copied handle already keeps the channel alive; nothing to publish.
+    senders_.fetch_add(1, std::memory_order_relaxed);
+    references_.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  /// A Receiver was copied. Never blocks.
+  void add_receiver() noexcept {
+    // relaxed: as in add_sender().
+    receivers_.fetch_add(1, std::memory_order_relaxed);
+    references_.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  /// A Sender went away; the last one closes the channel. May free the channel.
+  void drop_sender() noexcept {
+    // acq_rel: every send made through other Senders happens before the last one closes.
+    if (senders_.fetch_sub(1, std::memory_order_acq_rel) == 1) close();
+    drop_reference();
+  }
+
+  /// A Receiver went away; the last one closes the channel and destroys what is buffered.
+  /// May free the channel.
+  void drop_receiver() noexcept {
+    // acq_rel: every receive made through other Receivers happens before the clean-up.
+    if (receivers_.fetch_sub(1, std::memory_order_acq_rel) == 1) last_receiver_gone();
+    drop_reference();
+  }
+
+ protected:
+  /// Close, then destroy the buffered values now, including those of sends in flight.
+  virtual void last_receiver_gone() noexcept = 0;
+
+ private:
+  void drop_reference() noexcept {
+    // acq_rel: all uses of the channel happen before the last handle deletes it.
+    if (references_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+
+  std::atomic<std::size_t> senders_{1};
+  std::atomic<std::size_t> receivers_{1};
+  std::atomic<std::size_t> references_{2};
+};
+
+/// A channel with a buffer (`Queue` is BoundedRing<T> or SegmentedQueue<T>): lock-free
+/// operations, with blocked receivers and senders sleeping on two WaitQueues.
+template <class T, class Queue>
+class QueueChannel final : public ChannelCore<T> {
+ public:
+  template <class... QueueArgs>
+  explicit QueueChannel(QueueArgs... queue_args) : queue_(queue_args...) {}
+
+  ChannelStatus send(T& value, const Deadline& deadline) override {
+    const ChannelStatus status = retry_until(
+        room_, deadline, [&] { return push(value); },
+        [](ChannelStatus s) { return s == ChannelStatus::full; },
+        [&] { return announce_sleeping_sender(); });
+    return status == ChannelStatus::full ? ChannelStatus::timeout : status;
+  }
+
+  ChannelStatus try_send(T& value) override { return push(value); }
+
+  ChannelStatus receive(std::optional<T>& out, const Deadline& deadline) override {
+    const ChannelStatus status = retry_until(
+        values_, deadline, [&] { return pop(out); },
+        [](ChannelStatus s) { return s == ChannelStatus::empty; },
+        [&] { return queue_.announce_sleeping_receiver(); });
+    return status == ChannelStatus::empty ? ChannelStatus::timeout : status;
+  }
+
+  ChannelStatus try_receive(std::optional<T>& out) override { return pop(out); }
+
+  void close() noexcept override {
+    if (queue_.close()) {
+      values_.wake_all();
+      room_.wake_all();
+    }
+  }
+
+  bool is_closed() const noexcept override { return queue_.is_closed(); }
+
+ protected:
+  void last_receiver_gone() noexcept override {
+    close();
+    if (queue_.discard_all()) room_.wake_all();
+  }
+
+ private:
+  /// Pushes, and wakes the receivers if the claim found them sleeping.
+  ChannelStatus push(T& value) {
+    if constexpr (std::is_nothrow_move_constructible_v<T>) {
+      const PushOutcome outcome = queue_.try_push(value);
+      if (outcome.wake_receivers) values_.wake_all();
+      return outcome.status;
+    } else {
+      try {
+        const PushOutcome outcome = queue_.try_push(value);
+        if (outcome.wake_receivers) values_.wake_all();
+        return outcome.status;
+      } catch (...) {
+        // Our claim may have cleared the receivers' flag, and left a slot for them to skip.
+        values_.wake_all();
+        throw;
+      }
+    }
+  }
+
+  /// Pops, and wakes the senders if the claim found them sleeping.
+  ChannelStatus pop(std::optional<T>& out) {
+    if constexpr (std::is_nothrow_move_constructible_v<T>) {
+      const PopOutcome outcome = queue_.try_pop(out);
+      if (outcome.wake_senders) room_.wake_all();
+      return outcome.status;
+    } else {
+      try {
+        const PopOutcome outcome = queue_.try_pop(out);
+        if (outcome.wake_senders) room_.wake_all();
+        return outcome.status;
+      } catch (...) {
+        room_.wake_all();  // our claim may have cleared the senders' flag; the slot is free
+        throw;
+      }
+    }
+  }
+
+  bool announce_sleeping_sender() noexcept {
+    if constexpr (requires { queue_.announce_sleeping_sender(); }) {
+      return queue_.announce_sleeping_sender();
+    } else {
+      return false;  // an unbounded queue is never full
+    }
+  }
+
+  Queue queue_;
+  alignas(64) WaitQueue values_;  ///< receivers sleep here, waiting for a value
+  alignas(64) WaitQueue room_;    ///< senders sleep here, waiting for a free slot
+};
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_CHANNEL_CORE_HPP
+// ---- end offload/detail/channel_core.hpp ----
+// ---- begin offload/detail/rendezvous_channel.hpp ----
+#ifndef OFFLOAD_DETAIL_RENDEZVOUS_CHANNEL_HPP
+#define OFFLOAD_DETAIL_RENDEZVOUS_CHANNEL_HPP
+
+/// @file rendezvous_channel.hpp
+/// A channel of capacity 0: a send completes only when a receiver takes the value.
+///
+/// Waiting senders and waiting receivers sit in two FIFOs under one mutex. Whoever arrives
+/// second moves the value straight from the sender's variable into the receiver's, under the
+/// mutex, and signals the other. The mutex is held only for that hand-off (a move and at most
+/// one futex wake), never while anyone sleeps, so try_send/try_receive never wait for a
+/// sleeping thread.
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <utility>
+
+// ---- begin offload/detail/parking_spot.hpp ----
+#ifndef OFFLOAD_DETAIL_PARKING_SPOT_HPP
+#define OFFLOAD_DETAIL_PARKING_SPOT_HPP
+
+/// @file parking_spot.hpp
+/// One parked thread waiting for a verdict from another, plus an intrusive FIFO of them.
+///
+/// Used where waiters sit in a list under a mutex (rendezvous channels, SharedBuffer::wait).
+/// The waker removes a waiter from its list and signals it *while holding the list's mutex*;
+/// the waiter, once it sees a verdict, takes that mutex once before returning. So the waker is
+/// done touching the spot before the waiter's stack frame (where the spot lives) goes away.
+
+#include <atomic>
+#include <cstdint>
+
+
+namespace offload {
+inline namespace v0 {
+namespace detail {
+
+class ParkingSpot {
+ public:
+  static constexpr std::uint32_t no_verdict = 0;
+
+  /// Waits for signal() or the deadline; returns the verdict, or no_verdict on timeout.
+  /// Spins briefly before sleeping. Called by the owning thread only; blocks.
+  std::uint32_t wait(const Deadline& deadline) noexcept {
+    for (int spin = 0; spin < 64; ++spin) {
+      // acquire: the signaller's hand-off (e.g. a moved value) is visible with the verdict.
+      const std::uint32_t verdict = state_.load(std::memory_order_acquire);
+      if (verdict != no_verdict) return verdict;
+      cpu_relax();
+    }
+    for (;;) {
+      const std::uint32_t verdict = state_.load(std::memory_order_acquire);  // acquire: as above
+      if (verdict != no_verdict) return verdict;
+      if (futex_wait(state_, no_verdict, deadline) == FutexWait::timed_out) {
+        return state_.load(std::memory_order_acquire);  // acquire: as above
+      }
+    }
+  }
+
+  /// Hands the verdict (non-zero) to the waiter and wakes it. Call with the list's mutex held.
+  /// Thread-safe; never blocks.
+  void signal(std::uint32_t verdict) noexcept {
+    // release: what the signaller did for the waiter is visible with the verdict.
+    state_.store(verdict, std::memory_order_release);
+    futex_wake(state_, 1);
+  }
+
+  /// The verdict so far (no_verdict if none). Thread-safe; never blocks.
+  std::uint32_t verdict() const noexcept {
+    return state_.load(std::memory_order_acquire);  // acquire: as in wait()
+  }
+
+ private:
+  std::atomic<std::uint32_t> state_{no_verdict};
+};
+
+/// An intrusive doubly-linked FIFO of `Node`s, which have `Node* previous, * next` members.
+/// Not thread-safe: the owner guards it with a mutex. Never allocates.
+template <class Node>
+class IntrusiveFifo {
+ public:
+  bool empty() const noexcept { return head_ == nullptr; }
+  Node* front() const noexcept { return head_; }
+
+  void push_back(Node* node) noexcept {
+    node->previous = tail_;
+    node->next = nullptr;
+    (tail_ != nullptr ? tail_->next : head_) = node;
+    tail_ = node;
+  }
+
+  void erase(Node* node) noexcept {
+    (node->previous != nullptr ? node->previous->next : head_) = node->next;
+    (node->next != nullptr ? node->next->previous : tail_) = node->previous;
+    node->previous = node->next = nullptr;
+  }
+
+  Node* pop_front() noexcept {
+    Node* node = head_;
+    if (node != nullptr) erase(node);
+    return node;
+  }
+
+ private:
+  Node* head_ = nullptr;
+  Node* tail_ = nullptr;
+};
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_PARKING_SPOT_HPP
+// ---- end offload/detail/parking_spot.hpp ----
+
+namespace offload {
+inline namespace v0 {
+namespace detail {
+
+template <class T>
+class RendezvousChannel final : public ChannelCore<T> {
+ public:
+  ChannelStatus send(T& value, const Deadline& deadline) override {
+    return hand_over(value, deadline, true);
+  }
+
+  ChannelStatus try_send(T& value) override { return hand_over(value, std::nullopt, false); }
+
+  ChannelStatus receive(std::optional<T>& out, const Deadline& deadline) override {
+    return take_over(out, deadline, true);
+  }
+
+  ChannelStatus try_receive(std::optional<T>& out) override {
+    return take_over(out, std::nullopt, false);
+  }
+
+  void close() noexcept override {
+    std::lock_guard lock(mutex_);
+    if (closed_) return;
+    closed_ = true;
+    // release: pairs with is_closed().
+    closed_flag_.store(true, std::memory_order_release);
+    while (Waiter* sender = senders_.pop_front()) sender->spot.signal(verdict_closed);
+    while (Waiter* receiver = receivers_.pop_front()) receiver->spot.signal(verdict_closed);
+  }
+
+  bool is_closed() const noexcept override {
+    return closed_flag_.load(std::memory_order_acquire);  // acquire: pairs with close()
+  }
+
+ protected:
+  void last_receiver_gone() noexcept override { close(); }  // nothing is ever buffered
+
+ private:
+  static constexpr std::uint32_t verdict_handed_over = 1;
+  static constexpr std::uint32_t verdict_closed = 2;
+
+  /// A sender or receiver parked on this channel. Lives on the waiting thread's stack.
+  struct Waiter {
+    ParkingSpot spot;
+    T* value = nullptr;               ///< a sender's value
+    std::optional<T>* out = nullptr;  ///< where a receiver wants its value
+    Waiter* previous = nullptr;
+    Waiter* next = nullptr;
+  };
+
+  ChannelStatus hand_over(T& value, const Deadline& deadline, bool may_wait) {
+    std::unique_lock lock(mutex_);
+    if (closed_) return ChannelStatus::closed;
+    if (Waiter* receiver = receivers_.front()) {
+      receiver->out->emplace(std::move(value));  // if this throws, the receiver stays queued
+      receivers_.pop_front();
+      receiver->spot.signal(verdict_handed_over);
+      return ChannelStatus::ok;
+    }
+    if (!may_wait) return ChannelStatus::full;
+    Waiter self;
+    self.value = &value;
+    senders_.push_back(&self);
+    return park(self, senders_, lock, deadline);
+  }
+
+  ChannelStatus take_over(std::optional<T>& out, const Deadline& deadline, bool may_wait) {
+    std::unique_lock lock(mutex_);
+    if (Waiter* sender = senders_.front()) {
+      out.emplace(std::move(*sender->value));  // if this throws, the sender stays queued
+      senders_.pop_front();
+      sender->spot.signal(verdict_handed_over);
+      return ChannelStatus::ok;
+    }
+    if (closed_) return ChannelStatus::closed;
+    if (!may_wait) return ChannelStatus::empty;
+    Waiter self;
+    self.out = &out;
+    receivers_.push_back(&self);
+    return park(self, receivers_, lock, deadline);
+  }
+
+  /// Sleeps until a partner or close() signals `self`, or the deadline passes.
+  ChannelStatus park(Waiter& self, IntrusiveFifo<Waiter>& queue, std::unique_lock<std::mutex>& lock,
+                     const Deadline& deadline) {
+    lock.unlock();
+    std::uint32_t verdict = self.spot.wait(deadline);
+    lock.lock();  // signals happen under mutex_: once we hold it, the signaller is done with us
+    if (verdict == ParkingSpot::no_verdict) verdict = self.spot.verdict();
+    if (verdict == ParkingSpot::no_verdict) {
+      queue.erase(&self);
+      return ChannelStatus::timeout;
+    }
+    return verdict == verdict_handed_over ? ChannelStatus::ok : ChannelStatus::closed;
+  }
+
+  std::mutex mutex_;
+  IntrusiveFifo<Waiter> senders_;         ///< guarded by mutex_
+  IntrusiveFifo<Waiter> receivers_;       ///< guarded by mutex_
+  bool closed_ = false;                   ///< guarded by mutex_
+  std::atomic<bool> closed_flag_{false};  ///< closed_, readable without the mutex
+};
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_RENDEZVOUS_CHANNEL_HPP
+// ---- end offload/detail/rendezvous_channel.hpp ----
+// ---- begin offload/detail/segmented_queue.hpp ----
+#ifndef OFFLOAD_DETAIL_SEGMENTED_QUEUE_HPP
+#define OFFLOAD_DETAIL_SEGMENTED_QUEUE_HPP
+
+/// @file segmented_queue.hpp
+/// The buffer of an unbounded channel: a linked list of fixed-size segments, each slot used
+/// once, with the same stamp protocol as BoundedRing on absolute indices (index = stamp: free
+/// for that index; index + 1: holds that index's value). Claims are CASes on the global
+/// head / tail indices, made after reading the slot's stamp, so try operations never wait for
+/// another thread.
+///
+/// Moving the head or the tail from one segment to the next (once per segment) happens under
+/// a mutex, with a short critical section that never blocks on anything else. The tail word
+/// carries closed_bit and waiting_bit like BoundedRing's (see wait_queue.hpp).
+///
+/// Memory: a segment whose slots have all been read, and which the head has left, goes to a
+/// free list and is reused for a later range of indices; segments are only freed when the
+/// queue is destroyed (as in moodycamel::ConcurrentQueue). This keeps every segment pointer a
+/// thread may still hold valid memory. A thread holding a stale pointer (to a segment since
+/// reused) cannot be fooled: a stamp equal to an index (or index + 1) exists only in the one
+/// slot that really holds that index, and the claim is a CAS on the index itself.
+
+#include <algorithm>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <optional>
+#include <thread>
+#include <type_traits>
+#include <utility>
+
+
+namespace offload {
+inline namespace v0 {
+namespace detail {
+
+template <class T>
+class SegmentedQueue {
+ public:
+  /// Allocates the first segment. Throws std::bad_alloc if memory runs out.
+  SegmentedQueue() {
+    Segment* first = allocate_segment();
+    prepare(first, 0);
+    head_segment_.store(first, std::memory_order_relaxed);
+    tail_segment_.store(first, std::memory_order_relaxed);
+  }
+
+  SegmentedQueue(const SegmentedQueue&) = delete;
+  SegmentedQueue& operator=(const SegmentedQueue&) = delete;
+
+  /// Destroys the values still buffered and frees every segment. Not thread-safe.
+  ~SegmentedQueue() {
+    drain();
+    while (allocated_ != nullptr) delete std::exchange(allocated_, allocated_->next_allocated);
+  }
+
+  /// Moves `value` in. Returns ok (moved from `value`) or closed (untouched). Thread-safe;
+  /// never waits for another thread except, once per segment, for the short segment-switch
+  /// critical section; allocates a segment when the free list is empty (std::bad_alloc then
+  /// propagates with `value` untouched). If T's move constructor throws, the exception
+  /// propagates and the slot is marked for consumers to skip.
+  PushOutcome try_push(T& value) {
+    for (;;) {
+      // relaxed: a guess that the slot's stamp and the CAS validate.
+      std::uint64_t tail_word = tail_.load(std::memory_order_relaxed);
+      if ((tail_word & closed_bit) != 0) return {ChannelStatus::closed, false};
+      const std::uint64_t tail = tail_word & position_mask;
+      // acquire: a segment published by advance_tail() is seen fully prepared.
+      Segment* segment = tail_segment_.load(std::memory_order_acquire);
+      // relaxed: if the segment was reused since, the stamp check below rejects it.
+      const std::uint64_t first = segment->first.load(std::memory_order_relaxed);
+      const std::uint64_t offset = tail - first;
+      if (offset < segment_size) {
+        Slot& slot = segment->slots[offset];
+        // acquire (stamp): pairs with the release that prepared the slot. acquire (CAS): we
+        // read the waiting flag a sleeper set with a release RMW; the claim clears it and we
+        // take on waking the sleepers.
+        if (slot.stamp.load(std::memory_order_acquire) == tail &&
+            tail_.compare_exchange_strong(tail_word, tail + 1, std::memory_order_acquire,
+                                          std::memory_order_relaxed)) {
+          write(slot, tail, value);
+          return {ChannelStatus::ok, (tail_word & waiting_bit) != 0};
+        }
+      } else if (offset == segment_size) {
+        advance_tail(segment, first);
+      }
+      // Otherwise our snapshot was stale: another thread moved on. Look again.
+    }
+  }
+
+  /// Moves the oldest value into `out`. Returns ok, empty, or closed once closed and drained.
+  /// Thread-safe; never waits for another thread except, once per segment, for the short
+  /// segment-switch critical section; never allocates. If T's move constructor throws, that
+  /// value is destroyed and the exception propagates.
+  PopOutcome try_pop(std::optional<T>& out) {
+    return pop_with([&out](T& value) { out.emplace(std::move(value)); });
+  }
+
+  /// A receiver about to sleep announces itself. Returns true if it may sleep: nothing is
+  /// buffered or being written and the queue is open, so the next claim will see the flag.
+  /// Thread-safe; never blocks.
+  bool announce_sleeping_receiver() noexcept {
+    // acq_rel: release publishes the sleeper's ticket read to the claimer that sees the flag.
+    const std::uint64_t tail = tail_.fetch_or(waiting_bit, std::memory_order_acq_rel);
+    if ((tail & closed_bit) != 0) return false;
+    // relaxed: a stale (smaller) head only makes us not sleep.
+    return (tail & position_mask) == head_.load(std::memory_order_relaxed);
+  }
+
+  /// Marks the queue closed; returns true for the call that closed it. Thread-safe.
+  bool close() noexcept {
+    // release: what the closer did before close() is visible to whoever sees it closed.
+    const bool first = (tail_.fetch_or(closed_bit, std::memory_order_release) & closed_bit) == 0;
+    // release: pairs with empty_or_closed(); set after the bit, so it never claims too early.
+    closed_hint_.store(true, std::memory_order_release);
+    return first;
+  }
+
+  /// Thread-safe; never blocks.
+  bool is_closed() const noexcept {
+    // acquire: pairs with close().
+    return (tail_.load(std::memory_order_acquire) & closed_bit) != 0;
+  }
+
+  /// Destroys every value published so far. Thread-safe.
+  void drain() noexcept {
+    while (pop_with([](T&) noexcept {}).status == ChannelStatus::ok) {
+    }
+  }
+
+  /// After close(): destroys every value, waiting (yielding) for sends that claimed a slot
+  /// before the close to finish writing it. Returns false: no sender ever sleeps here.
+  bool discard_all() noexcept {
+    for (;;) {
+      const ChannelStatus status = pop_with([](T&) noexcept {}).status;
+      if (status == ChannelStatus::closed) return false;
+      if (status == ChannelStatus::empty) std::this_thread::yield();  // a send in flight
+    }
+  }
+
+ private:
+  struct Slot {
+    std::atomic<std::uint64_t> stamp{0};
+    bool abandoned = false;  ///< the producer's move constructor threw: there is no value
+    alignas(T) std::byte storage[sizeof(T)];
+
+    T* value() noexcept { return std::launder(reinterpret_cast<T*>(storage)); }
+  };
+
+  /// About 16 KiB per segment, between 16 and 1024 slots.
+  static constexpr std::size_t segment_size =
+      std::clamp<std::size_t>(16384 / sizeof(Slot), 16, 1024);
+
+  struct Segment {
+    std::atomic<std::uint64_t> first{0};     ///< index held by slots[0]; rises on each reuse
+    std::atomic<Segment*> next{nullptr};     ///< set once the tail moves past this segment
+    std::atomic<std::uint32_t> releases{0};  ///< slots emptied, + 1 when the head moves on
+    Segment* next_free = nullptr;            ///< free-list link; guarded by mutex_
+    Segment* next_allocated = nullptr;       ///< list of all segments; guarded by mutex_
+    Slot slots[segment_size];
+  };
+
+  /// Frees a slot when it goes out of scope, even if taking the value threw.
+  struct ReleaseSlotOnExit {
+    SegmentedQueue& queue;
+    Segment& segment;
+    Slot& slot;
+    ~ReleaseSlotOnExit() {
+      std::destroy_at(slot.value());
+      queue.release(segment);
+    }
+  };
+
+  Segment* allocate_segment() {
+    auto* segment = new Segment;
+    std::lock_guard lock(mutex_);
+    segment->next_allocated = allocated_;
+    allocated_ = segment;
+    return segment;
+  }
+
+  /// Readies a segment (fresh or reused) to hold indices [first, first + segment_size).
+  /// Called before the segment is published; stale readers may still look at it.
+  static void prepare(Segment* segment, std::uint64_t first) noexcept {
+    // relaxed: published by the release stores below and by the caller's release store.
+    segment->first.store(first, std::memory_order_relaxed);
+    segment->releases.store(0, std::memory_order_relaxed);
+    for (std::size_t i = 0; i < segment_size; ++i) {
+      segment->slots[i].abandoned = false;
+      // release: a stale producer that reads this stamp sees the slot reset.
+      segment->slots[i].stamp.store(first + i, std::memory_order_release);
+    }
+    // release: a consumer that reads this null also reads the new `first` (see pop_with).
+    segment->next.store(nullptr, std::memory_order_release);
+  }
+
+  void write(Slot& slot, std::uint64_t index, T& value) {
+    if constexpr (std::is_nothrow_move_constructible_v<T>) {
+      ::new (static_cast<void*>(slot.storage)) T(std::move(value));
+    } else {
+      try {
+        ::new (static_cast<void*>(slot.storage)) T(std::move(value));
+      } catch (...) {
+        slot.abandoned = true;
+        slot.stamp.store(index + 1, std::memory_order_release);  // release: as below
+        throw;
+      }
+    }
+    // release: the value is fully built before a consumer that reads this stamp touches it.
+    slot.stamp.store(index + 1, std::memory_order_release);
+  }
+
+  template <class Consume>
+  PopOutcome pop_with(Consume&& consume) {
+    for (;;) {
+      // relaxed: a guess that the slot's stamp and the CAS validate.
+      std::uint64_t head = head_.load(std::memory_order_relaxed);
+      // acquire: a segment published by advance_head() is seen fully prepared.
+      Segment* segment = head_segment_.load(std::memory_order_acquire);
+      // relaxed: a reused segment is caught by the stamp check, or by the re-read below.
+      const std::uint64_t first = segment->first.load(std::memory_order_relaxed);
+      const std::uint64_t offset = head - first;
+      if (offset < segment_size) {
+        Slot& slot = segment->slots[offset];
+        // acquire: the producer's value is visible once we read its stamp.
+        const std::uint64_t stamp = slot.stamp.load(std::memory_order_acquire);
+        if (stamp == head + 1) {
+          // relaxed: the claim publishes nothing.
+          if (head_.compare_exchange_strong(head, head + 1, std::memory_order_relaxed,
+                                            std::memory_order_relaxed) &&
+              take(*segment, slot, consume)) {
+            return {ChannelStatus::ok, false};
+          }
+        } else if (stamp == head) {
+          return {empty_or_closed(head), false};  // nothing published at this index yet
+        }
+      } else if (offset == segment_size) {
+        // acquire: pairs with the release of `next` in advance_tail() and prepare().
+        Segment* next = segment->next.load(std::memory_order_acquire);
+        if (next != nullptr) {
+          advance_head(segment, first);
+        } else if (segment->first.load(std::memory_order_relaxed) == first) {
+          return {empty_or_closed(head), false};  // the tail has not left this segment
+        }
+      }
+      // Otherwise our snapshot was stale: another thread moved on. Look again.
+    }
+  }
+
+  /// Hands the slot's value to `consume` and frees the slot. Returns false for an abandoned slot.
+  template <class Consume>
+  bool take(Segment& segment, Slot& slot, Consume& consume) {
+    if constexpr (!std::is_nothrow_move_constructible_v<T>) {
+      if (slot.abandoned) {
+        release(segment);
+        return false;
+      }
+    }
+    ReleaseSlotOnExit release_slot{*this, segment, slot};
+    consume(*slot.value());
+    return true;
+  }
+
+  /// One vote to recycle `segment`: one per slot read, one from the head moving on.
+  void release(Segment& segment) noexcept {
+    // acq_rel: every reader's use of its slot happens before the last voter recycles it.
+    if (segment.releases.fetch_add(1, std::memory_order_acq_rel) + 1 == segment_size + 1) {
+      std::lock_guard lock(mutex_);
+      segment.next_free = free_;
+      free_ = &segment;
+    }
+  }
+
+  /// The tail reached the end of `segment` (whose first index was `first`): link a next one.
+  void advance_tail(Segment* segment, std::uint64_t first) {
+    Segment* fresh = nullptr;
+    {
+      std::lock_guard lock(mutex_);
+      if (!is_tail_segment(segment, first)) return;
+      if (free_ != nullptr) fresh = std::exchange(free_, free_->next_free);
+    }
+    if (fresh == nullptr) fresh = allocate_segment();  // outside the lock: malloc may be slow
+    std::lock_guard lock(mutex_);
+    if (!is_tail_segment(segment, first)) {  // another thread did it meanwhile
+      fresh->next_free = free_;
+      free_ = fresh;
+      return;
+    }
+    prepare(fresh, first + segment_size);
+    // release: whoever follows these pointers sees the segment prepared.
+    segment->next.store(fresh, std::memory_order_release);
+    tail_segment_.store(fresh, std::memory_order_release);
+  }
+
+  /// Every index of `segment` (whose first index was `first`) has been claimed: move on.
+  void advance_head(Segment* segment, std::uint64_t first) {
+    {
+      std::lock_guard lock(mutex_);
+      // relaxed: these fields only change under mutex_.
+      if (head_segment_.load(std::memory_order_relaxed) != segment ||
+          segment->first.load(std::memory_order_relaxed) != first) {
+        return;  // another thread did it meanwhile
+      }
+      // release: readers of head_segment_ see the next segment prepared.
+      head_segment_.store(segment->next.load(std::memory_order_relaxed), std::memory_order_release);
+    }
+    release(*segment);
+  }
+
+  bool is_tail_segment(Segment* segment, std::uint64_t first) const noexcept {
+    // relaxed: these fields only change under mutex_, which the caller holds.
+    return tail_segment_.load(std::memory_order_relaxed) == segment &&
+           segment->first.load(std::memory_order_relaxed) == first;
+  }
+
+  ChannelStatus empty_or_closed(std::uint64_t head) const noexcept {
+    // The hint spares an empty-spinning consumer from reading the producers' hot tail line.
+    // acquire: pairs with close().
+    if (!closed_hint_.load(std::memory_order_acquire)) return ChannelStatus::empty;
+    // relaxed: only indices matter. If the tail (read after the slot) equals our head, no send
+    // claimed a later index, so a closed queue is drained.
+    const std::uint64_t tail = tail_.load(std::memory_order_relaxed);
+    const bool drained = (tail & position_mask) == head;
+    return (tail & closed_bit) != 0 && drained ? ChannelStatus::closed : ChannelStatus::empty;
+  }
+
+  alignas(64) std::atomic<std::uint64_t> tail_{0};    ///< next index to write, + flags
+  std::atomic<Segment*> tail_segment_{nullptr};       ///< segment holding tail_ (or just before)
+  alignas(64) std::atomic<std::uint64_t> head_{0};    ///< next index to read
+  std::atomic<Segment*> head_segment_{nullptr};       ///< segment holding head_ (or just before)
+  alignas(64) std::atomic<bool> closed_hint_{false};  ///< set once, after closed_bit
+  alignas(64) std::mutex mutex_;                      ///< guards segment switches and the lists
+  Segment* free_ = nullptr;                           ///< segments ready for reuse
+  Segment* allocated_ = nullptr;                      ///< every segment, for the destructor
+};
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_SEGMENTED_QUEUE_HPP
+// ---- end offload/detail/segmented_queue.hpp ----
+// ---- begin offload/sendable.hpp ----
+#ifndef OFFLOAD_SENDABLE_HPP
+#define OFFLOAD_SENDABLE_HPP
+
+/// @file sendable.hpp
+/// offload::Sendable<T>: may a value of type T cross to another thread through a channel or
+/// run_service? Values that cross are moved or copied, never shared behind the user's back.
+///
+/// Rejected: references, raw pointers to data, std::reference_wrapper, std::string_view,
+/// std::span, std::shared_ptr<T> with non-const T, std::weak_ptr, types that cannot be
+/// move-constructed, and any std container, container adaptor, std::array, std::optional,
+/// std::variant, std::pair or std::tuple that holds one of these (checked recursively).
+/// Accepted: everything else, including std::unique_ptr (a transfer), std::shared_ptr<const T>
+/// (immutable sharing), function pointers (code is immutable) and offload::SharedBuffer<T>
+/// (sharing on purpose). Classes offload cannot see into (your own types, std::function,
+/// std::any) are judged as a whole; specialise offload::is_sendable to opt one in or out.
+
+#include <type_traits>
+
+// ---- begin offload/detail/sendable_rules.hpp ----
+#ifndef OFFLOAD_DETAIL_SENDABLE_RULES_HPP
+#define OFFLOAD_DETAIL_SENDABLE_RULES_HPP
+
+/// @file sendable_rules.hpp
+/// The rules behind offload::Sendable: what makes a type unsafe to hand to another thread,
+/// which parts of a type are checked recursively, and the one static_assert that explains a
+/// rejection in words.
+
+#include <array>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <variant>
+
+namespace offload {
+inline namespace v0 {
+
+template <class T>
+struct is_sendable;  // defined in <offload/sendable.hpp>; users may specialise it
+
+namespace detail {
+
+/// Why a type may not cross to another thread. `none` means it may.
+enum class Unsendable {
+  none,
+  reference,
+  raw_pointer,
+  reference_wrapper,
+  string_view,
+  span,
+  shared_ptr_to_mutable,
+  weak_ptr,
+  not_move_constructible,
+  opted_out,
+};
+
+template <class T>
+inline constexpr bool is_reference_wrapper = false;
+template <class T>
+inline constexpr bool is_reference_wrapper<std::reference_wrapper<T>> = true;
+
+template <class T>
+inline constexpr bool is_string_view = false;
+template <class Char, class Traits>
+inline constexpr bool is_string_view<std::basic_string_view<Char, Traits>> = true;
+
+template <class T>
+inline constexpr bool is_span = false;
+template <class Element, std::size_t Extent>
+inline constexpr bool is_span<std::span<Element, Extent>> = true;
+
+template <class T>
+inline constexpr bool is_shared_ptr_to_mutable = false;
+template <class Element>
+inline constexpr bool is_shared_ptr_to_mutable<std::shared_ptr<Element>> =
+    !std::is_const_v<Element>;
+
+template <class T>
+inline constexpr bool is_weak_ptr = false;
+template <class Element>
+inline constexpr bool is_weak_ptr<std::weak_ptr<Element>> = true;
+
+/// A pointer to data. Function pointers are not: code is immutable and shared by every thread.
+template <class T>
+inline constexpr bool is_data_pointer =
+    std::is_pointer_v<T> && !std::is_function_v<std::remove_pointer_t<T>>;
+
+/// What is wrong with `T` itself, before looking at what it contains.
+template <class T>
+constexpr Unsendable own_problem() noexcept {
+  using U = std::remove_cv_t<T>;
+  if constexpr (std::is_reference_v<T>)
+    return Unsendable::reference;
+  else if constexpr (is_data_pointer<U>)
+    return Unsendable::raw_pointer;
+  else if constexpr (is_reference_wrapper<U>)
+    return Unsendable::reference_wrapper;
+  else if constexpr (is_string_view<U>)
+    return Unsendable::string_view;
+  else if constexpr (is_span<U>)
+    return Unsendable::span;
+  else if constexpr (is_shared_ptr_to_mutable<U>)
+    return Unsendable::shared_ptr_to_mutable;
+  else if constexpr (is_weak_ptr<U>)
+    return Unsendable::weak_ptr;
+  else
+    return Unsendable::none;
+}
+
+template <class... Parts>
+struct TypeList {};
+
+/// The parts of `T` that travel with it and so are checked too. Smart pointers and classes
+/// the library cannot see into are leaves: a unique_ptr is a transfer, whatever it owns.
+template <class T>
+struct PartsOf {
+  using type = TypeList<>;
+};
+
+/// Allocator-aware containers: vector, deque, list, forward_list, (multi)set, (multi)map,
+/// unordered_*, basic_string, their pmr versions. A map's value_type is pair<const K, V>.
+template <class T>
+concept allocator_aware_container = requires(T& container) {
+  typename T::value_type;
+  typename T::allocator_type;
+  container.begin();
+  container.end();
+};
+
+/// Container adaptors: queue, stack, priority_queue.
+template <class T>
+concept container_adaptor = requires {
+  typename T::container_type;
+};
+
+template <allocator_aware_container T>
+struct PartsOf<T> {
+  using type = TypeList<typename T::value_type>;
+};
+template <container_adaptor T>
+requires(!allocator_aware_container<T>) struct PartsOf<T> {
+  using type = TypeList<typename T::container_type>;
+};
+template <class Element, std::size_t N>
+struct PartsOf<std::array<Element, N>> {
+  using type = TypeList<Element>;
+};
+template <class Value>
+struct PartsOf<std::optional<Value>> {
+  using type = TypeList<Value>;
+};
+template <class First, class Second>
+struct PartsOf<std::pair<First, Second>> {
+  using type = TypeList<First, Second>;
+};
+template <class... Elements>
+struct PartsOf<std::tuple<Elements...>> {
+  using type = TypeList<Elements...>;
+};
+template <class... Alternatives>
+struct PartsOf<std::variant<Alternatives...>> {
+  using type = TypeList<Alternatives...>;
+};
+
+template <class List>
+struct AllSendable;
+template <class... Parts>
+struct AllSendable<TypeList<Parts...>> : std::bool_constant<(is_sendable<Parts>::value && ...)> {};
+
+/// The rule applied when nobody specialised is_sendable<T>.
+template <class T>
+constexpr bool follows_sendable_rules() noexcept {
+  if constexpr (std::is_const_v<T> || std::is_volatile_v<T>) {
+    return is_sendable<std::remove_cv_t<T>>::value;  // cv never changes the verdict
+  } else if constexpr (own_problem<T>() != Unsendable::none) {
+    return false;
+  } else {
+    return AllSendable<typename PartsOf<T>::type>::value && std::is_move_constructible_v<T>;
+  }
+}
+
+template <class... Parts>
+struct FirstUnsendablePart {
+  using type = void;  // every part is fine
+};
+template <class Part, class... Rest>
+struct FirstUnsendablePart<Part, Rest...> {
+  using type = std::conditional_t<is_sendable<Part>::value,
+                                  typename FirstUnsendablePart<Rest...>::type, Part>;
+};
+
+template <class List>
+struct FirstUnsendableIn;
+template <class... Parts>
+struct FirstUnsendableIn<TypeList<Parts...>> : FirstUnsendablePart<Parts...> {};
+
+/// The part of `T` to blame (void when `T` itself is to blame).
+template <class T>
+using part_to_blame = std::conditional_t<
+    own_problem<T>() == Unsendable::none,
+    typename FirstUnsendableIn<typename PartsOf<std::remove_cvref_t<T>>::type>::type, void>;
+
+template <class T, class BadPart = part_to_blame<T>>
+struct Diagnosis;
+
+/// `T` is to blame: for what it is, or because it cannot be moved, or because a user said so.
+template <class T>
+struct Diagnosis<T, void> {
+  using culprit = T;
+  static constexpr Unsendable problem = [] {
+    if constexpr (own_problem<T>() != Unsendable::none)
+      return own_problem<T>();
+    else if constexpr (!std::is_move_constructible_v<T>)
+      return Unsendable::not_move_constructible;
+    else
+      return Unsendable::opted_out;  // the rules accept T: is_sendable<T> was specialised
+  }();
+};
+
+/// One of `T`'s parts is to blame: follow it down to the innermost culprit.
+template <class T, class BadPart>
+struct Diagnosis : Diagnosis<BadPart> {};
+
+/// Instantiated only for a rejected type: its static_asserts are the compile error a user sees.
+/// The compiler prints this class's name with `Culprit` (the innermost offending type) and
+/// `SentType` (what was being sent) spelled out, then the one message below that applies.
+template <class Culprit, class SentType, Unsendable why>
+struct this_type_cannot_be_sent {
+  static_assert(why != Unsendable::reference,
+                "offload: a reference cannot be sent to another thread: it would point into the "
+                "sender's memory. Send the value itself (it is moved or copied).");
+  static_assert(why != Unsendable::raw_pointer,
+                "offload: a raw pointer cannot be sent to another thread: both threads would reach "
+                "the same object without synchronisation. Send the value, a std::unique_ptr<T> "
+                "(a transfer) or a std::shared_ptr<const T> (immutable sharing).");
+  static_assert(why != Unsendable::reference_wrapper,
+                "offload: std::reference_wrapper refers to an object it does not own: send the "
+                "object itself.");
+  static_assert(why != Unsendable::string_view,
+                "offload: std::string_view refers to memory it does not own: send a std::string.");
+  static_assert(why != Unsendable::span,
+                "offload: std::span refers to memory it does not own: send a std::vector, or an "
+                "offload::SharedBuffer to share memory on purpose.");
+  static_assert(why != Unsendable::shared_ptr_to_mutable,
+                "offload: std::shared_ptr<T> with a non-const T shares a mutable object between "
+                "threads: send a std::shared_ptr<const T>, a std::unique_ptr<T> or a copy.");
+  static_assert(why != Unsendable::weak_ptr,
+                "offload: std::weak_ptr refers to an object shared between threads: send a "
+                "std::shared_ptr<const T> or a copy.");
+  static_assert(why != Unsendable::not_move_constructible,
+                "offload: this type is not move-constructible, so it cannot be moved into a "
+                "channel or a worker.");
+  static_assert(why != Unsendable::opted_out,
+                "offload: offload::is_sendable is specialised to false for this type.");
+  static constexpr bool reported = true;
+};
+
+/**
+ * @brief Reports, as one static_assert naming the culprit and the reason, why `T` cannot be
+ *        sent; does nothing when `T` is Sendable.
+ *
+ * Call it as a statement, then guard the rest with `if constexpr (Sendable<T>)` so that nothing
+ * else is instantiated for a rejected type and the user reads exactly one error:
+ * @code
+ *   detail::check_sendable<T>();
+ *   if constexpr (Sendable<T>) { ... } else { return {}; }
+ * @endcode
+ */
+template <class T>
+constexpr void check_sendable() noexcept {
+  if constexpr (!is_sendable<T>::value) {
+    using Why = Diagnosis<T>;
+    static_assert(this_type_cannot_be_sent<typename Why::culprit, T, Why::problem>::reported);
+  }
+}
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_SENDABLE_RULES_HPP
+// ---- end offload/detail/sendable_rules.hpp ----
+
+namespace offload {
+inline namespace v0 {
+
+/**
+ * @brief Whether values of type `T` may be sent to another thread. Specialise it to opt a type
+ *        in (`: std::true_type`) or out (`: std::false_type`); containers of that type follow.
+ */
+template <class T>
+struct is_sendable : std::bool_constant<detail::follows_sendable_rules<T>()> {};
+
+/// Shorthand for is_sendable<T>::value.
+template <class T>
+inline constexpr bool is_sendable_v = is_sendable<T>::value;
+
+/**
+ * @brief A type whose values may cross to another thread by move or copy. Use it in
+ *        constraints; entry points that reject a type use detail::check_sendable<T>() instead,
+ *        whose error message says which part of the type is at fault and why.
+ */
+template <class T>
+concept Sendable = is_sendable<T>::value;
+
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_SENDABLE_HPP
+// ---- end offload/sendable.hpp ----
+
+namespace offload {
+inline namespace v0 {
+
+template <class T>
+class Sender;
+template <class T>
+class Receiver;
+
+/**
+ * @brief What try_receive() and receive_for() return: a status and, on ok, the value.
+ *
+ * @code
+ *   if (auto got = rx.try_receive()) use(*got);
+ *   auto [status, value] = rx.receive_for(10ms);
+ * @endcode
+ */
+template <class T>
+struct RecvResult {
+  ChannelStatus status;    ///< ok, or why there is no value: empty, closed or timeout
+  std::optional<T> value;  ///< engaged exactly when status == ok
+
+  /// True when a value was received.
+  explicit operator bool() const noexcept { return status == ChannelStatus::ok; }
+
+  /// The value. Precondition: status == ok.
+  T& operator*() & noexcept { return *value; }
+  const T& operator*() const& noexcept { return *value; }
+  T&& operator*() && noexcept { return std::move(*value); }
+  T* operator->() noexcept { return &*value; }
+  const T* operator->() const noexcept { return &*value; }
+};
+
+namespace detail {
+
+[[noreturn]] inline void throw_no_channel(const char* handle) {
+  throw std::logic_error(std::string("offload::") + handle +
+                         ": this handle refers to no channel (it was default-constructed or "
+                         "moved from)");
+}
+
+}  // namespace detail
+
+/**
+ * @brief The sending end of a channel. Copyable: each copy is one more producer.
+ *
+ * Every member may be called from any thread at the same time as any other member on the same
+ * handle or on copies of it, except assignment and destruction of that very handle.
+ * Operations on a handle that refers to no channel (default-constructed or moved from) throw
+ * std::logic_error.
+ */
+template <class T>
+class Sender {
+ public:
+  /// A handle that refers to no channel. Never allocates.
+  Sender() noexcept = default;
+
+  /// Another handle to the same channel. Never blocks; never allocates.
+  Sender(const Sender& other) noexcept : core_(other.core_) {
+    if (core_ != nullptr) core_->add_sender();
+  }
+
+  Sender(Sender&& other) noexcept : core_(std::exchange(other.core_, nullptr)) {}
+
+  Sender& operator=(Sender other) noexcept {
+    std::swap(core_, other.core_);
+    return *this;
+  }
+
+  /// Drops this handle; the last Sender of a channel closes it. Never blocks.
+  ~Sender() {
+    if (core_ != nullptr) core_->drop_sender();
+  }
+
+  /**
+   * @brief Sends `value`, waiting while a bounded channel is full (a rendezvous channel: until
+   *        a receiver takes it).
+   * @return ok, or closed (then `value` was not moved from).
+   * @throws std::logic_error on a handle that refers to no channel; whatever T's move
+   *         constructor throws; std::bad_alloc from an unbounded channel.
+   * Thread-safe; blocks; allocates only in unbounded channels (a segment per ~16 KiB).
+   */
+  ChannelStatus send(T&& value) { return core().send(value, std::nullopt); }
+
+  /// Sends a copy of `value`; see send(T&&). Blocks.
+  ChannelStatus send(const T& value) requires std::is_copy_constructible_v<T> {
+    T copy(value);
+    return send(std::move(copy));
+  }
+
+  /**
+   * @brief Sends `value` if that is possible without waiting.
+   * @return ok (moved from `value`), full (no room; rendezvous: no receiver waiting) or
+   *         closed; on full and closed `value` is untouched.
+   * Thread-safe; never sleeps and never waits for a sleeping thread (bounded: lock-free;
+   * unbounded and rendezvous: at most a short internal lock); allocates as send() does.
+   */
+  ChannelStatus try_send(T& value) { return core().try_send(value); }
+
+  /**
+   * @brief Like send(), giving up after `timeout`.
+   * @return ok (moved from `value`), closed or timeout (`value` untouched).
+   * Thread-safe; blocks up to `timeout`.
+   */
+  template <class Rep, class Period>
+  ChannelStatus send_for(T& value, std::chrono::duration<Rep, Period> timeout) {
+    return core().send(value, detail::deadline_after(timeout));
+  }
+
+  /// Closes the channel: sends fail, receivers drain what is buffered and then see the end,
+  /// blocked operations wake. Idempotent; a no-op on a handle without a channel. Never blocks.
+  void close() noexcept {
+    if (core_ != nullptr) core_->close();
+  }
+
+  /// Whether the channel is closed (true for a handle without a channel). Never blocks.
+  [[nodiscard]] bool is_closed() const noexcept { return core_ == nullptr || core_->is_closed(); }
+
+  /// Whether this handle refers to a channel. Never blocks.
+  [[nodiscard]] bool valid() const noexcept { return core_ != nullptr; }
+
+ private:
+  template <class U>
+  friend std::pair<Sender<U>, Receiver<U>> channel(std::size_t capacity);
+  template <class U>
+  friend std::pair<Sender<U>, Receiver<U>> unbounded_channel();
+
+  explicit Sender(detail::ChannelCore<T>* core) noexcept : core_(core) {}
+
+  detail::ChannelCore<T>& core() const {
+    if (core_ == nullptr) detail::throw_no_channel("Sender");
+    return *core_;
+  }
+
+  detail::ChannelCore<T>* core_ = nullptr;
+};
+
+/**
+ * @brief The receiving end of a channel. Copyable: each copy is one more consumer.
+ *
+ * Every member may be called from any thread at the same time as any other member on the same
+ * handle or on copies of it, except assignment and destruction of that very handle (and an
+ * iterator is used by one thread). Operations on a handle that refers to no channel throw
+ * std::logic_error.
+ */
+template <class T>
+class Receiver {
+ public:
+  class Iterator;
+
+  /// A handle that refers to no channel. Never allocates.
+  Receiver() noexcept = default;
+
+  /// Another handle to the same channel. Never blocks; never allocates.
+  Receiver(const Receiver& other) noexcept : core_(other.core_) {
+    if (core_ != nullptr) core_->add_receiver();
+  }
+
+  Receiver(Receiver&& other) noexcept : core_(std::exchange(other.core_, nullptr)) {}
+
+  Receiver& operator=(Receiver other) noexcept {
+    std::swap(core_, other.core_);
+    return *this;
+  }
+
+  /// Drops this handle; the last Receiver closes the channel and destroys the values still
+  /// buffered, so later sends fail with `closed`. The last one may yield briefly while sends
+  /// already in flight finish writing their values (so that it destroys those too).
+  ~Receiver() {
+    if (core_ != nullptr) core_->drop_receiver();
+  }
+
+  /**
+   * @brief Receives the oldest value, waiting while the channel is empty.
+   * @return the value, or std::nullopt once the channel is closed and drained.
+   * @throws std::logic_error on a handle that refers to no channel; whatever T's move
+   *         constructor throws (that value is then lost).
+   * Thread-safe; blocks; never allocates.
+   */
+  std::optional<T> receive() const {
+    std::optional<T> out;
+    core().receive(out, std::nullopt);
+    return out;
+  }
+
+  /**
+   * @brief Receives a value if one is ready.
+   * @return {ok, value}, {empty, nullopt}, or {closed, nullopt} once closed and drained.
+   * Thread-safe; never sleeps and never waits for a sleeping thread (see try_send); never
+   * allocates.
+   */
+  RecvResult<T> try_receive() const {
+    RecvResult<T> result{ChannelStatus::empty, std::nullopt};
+    result.status = core().try_receive(result.value);
+    return result;
+  }
+
+  /**
+   * @brief Like receive(), giving up after `timeout`.
+   * @return {ok, value}, {closed, nullopt} once closed and drained, or {timeout, nullopt}.
+   * Thread-safe; blocks up to `timeout`.
+   */
+  template <class Rep, class Period>
+  RecvResult<T> receive_for(std::chrono::duration<Rep, Period> timeout) const {
+    RecvResult<T> result{ChannelStatus::timeout, std::nullopt};
+    result.status = core().receive(result.value, detail::deadline_after(timeout));
+    return result;
+  }
+
+  /// Closes the channel (see Sender::close); buffered values stay receivable. Never blocks.
+  void close() noexcept {
+    if (core_ != nullptr) core_->close();
+  }
+
+  /// Whether the channel is closed (true for a handle without a channel). Never blocks.
+  [[nodiscard]] bool is_closed() const noexcept { return core_ == nullptr || core_->is_closed(); }
+
+  /// Whether this handle refers to a channel. Never blocks.
+  [[nodiscard]] bool valid() const noexcept { return core_ != nullptr; }
+
+  /// Starts receiving: the iterator holds the first value (blocks until there is one).
+  Iterator begin() const { return Iterator(*this); }
+  /// The end: reached once the channel is closed and drained.
+  std::default_sentinel_t end() const noexcept { return {}; }
+
+ private:
+  template <class U>
+  friend std::pair<Sender<U>, Receiver<U>> channel(std::size_t capacity);
+  template <class U>
+  friend std::pair<Sender<U>, Receiver<U>> unbounded_channel();
+
+  explicit Receiver(detail::ChannelCore<T>* core) noexcept : core_(core) {}
+
+  detail::ChannelCore<T>& core() const {
+    if (core_ == nullptr) detail::throw_no_channel("Receiver");
+    return *core_;
+  }
+
+  detail::ChannelCore<T>* core_ = nullptr;
+};
+
+/// Input iterator over received values: `*it` hands out the current value (as an rvalue, so
+/// move-only types work in `for (T v : rx)`); `++it` blocks for the next one.
+template <class T>
+class Receiver<T>::Iterator {
+ public:
+  using iterator_concept = std::input_iterator_tag;
+  using iterator_category = std::input_iterator_tag;
+  using value_type = T;
+  using difference_type = std::ptrdiff_t;
+  using reference = T&&;
+
+  Iterator() = default;
+
+  T&& operator*() const noexcept { return std::move(*current_); }
+
+  Iterator& operator++() {
+    current_.reset();  // the core emplaces: T need not be assignable
+    receiver_->core().receive(current_, std::nullopt);
+    return *this;
+  }
+  void operator++(int) { ++*this; }
+
+  friend bool operator==(const Iterator& it, std::default_sentinel_t) noexcept {
+    return !it.current_.has_value();
+  }
+
+ private:
+  friend class Receiver;
+  explicit Iterator(const Receiver& receiver)
+      : receiver_(&receiver), current_(receiver.receive()) {}
+
+  const Receiver* receiver_ = nullptr;
+  mutable std::optional<T> current_;  ///< mutable: operator* hands the value out
+};
+
+namespace detail {
+
+/// Refuses cv-qualified element types with a clear message (values are moved out).
+template <class T>
+constexpr void check_channel_element() noexcept {
+  static_assert(!std::is_const_v<T> && !std::is_volatile_v<T>,
+                "offload::channel<T>: T must not be const or volatile, since values are moved "
+                "out of the channel: use channel<int>, not channel<const int>");
+}
+
+template <class T>
+inline constexpr bool valid_channel_element =
+    Sendable<T> && !std::is_const_v<T> && !std::is_volatile_v<T>;
+
+}  // namespace detail
+
+/**
+ * @brief Creates a channel holding at most `capacity` values; capacity 0 makes a rendezvous
+ *        channel, where a send completes only when a receiver takes the value.
+ * @return the first Sender and Receiver: `auto [tx, rx] = offload::channel<T>(16);`
+ * @throws std::length_error for an absurd capacity; std::bad_alloc.
+ * T must be Sendable; a rejected T is a compile error that says why.
+ */
+template <class T>
+std::pair<Sender<T>, Receiver<T>> channel(std::size_t capacity) {
+  detail::check_sendable<T>();
+  detail::check_channel_element<T>();
+  if constexpr (detail::valid_channel_element<T>) {
+    detail::ChannelCore<T>* core = nullptr;
+    if (capacity == 0) {
+      core = new detail::RendezvousChannel<T>();
+    } else {
+      core = new detail::QueueChannel<T, detail::BoundedRing<T>>(capacity);
+    }
+    return {Sender<T>(core), Receiver<T>(core)};
+  } else {
+    return {};
+  }
+}
+
+/**
+ * @brief Creates a channel without a capacity limit: sends never wait.
+ * @return the first Sender and Receiver: `auto [tx, rx] = offload::unbounded_channel<T>();`
+ * @throws std::bad_alloc.
+ * T must be Sendable; a rejected T is a compile error that says why.
+ */
+template <class T>
+std::pair<Sender<T>, Receiver<T>> unbounded_channel() {
+  detail::check_sendable<T>();
+  detail::check_channel_element<T>();
+  if constexpr (detail::valid_channel_element<T>) {
+    detail::ChannelCore<T>* core = new detail::QueueChannel<T, detail::SegmentedQueue<T>>();
+    return {Sender<T>(core), Receiver<T>(core)};
+  } else {
+    return {};
+  }
+}
+
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_CHANNEL_HPP
+// ---- end offload/channel.hpp ----
+// ---- begin offload/errors.hpp ----
+#ifndef OFFLOAD_ERRORS_HPP
+#define OFFLOAD_ERRORS_HPP
+
+/// @file errors.hpp
+/// Every exception offload throws on its own behalf derives from offload::Error.
+
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+namespace offload {
+inline namespace v0 {
+
+/// Base of every offload exception. Catch this to handle any failure the library reports.
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Thrown by submit()/detach()/parallel_for() on a pool that was shut down.
+class PoolClosed : public Error {
+ public:
+  PoolClosed() : Error("offload: the pool is shut down and accepts no more tasks") {}
+  using Error::Error;
+};
+
+/// Thrown when a call would block a pool worker on work that only that pool can finish
+/// (for example ThreadPool::wait() called from one of the pool's own workers).
+class WouldDeadlock : public Error {
+ public:
+  using Error::Error;
+};
+
+/// The result of a task that was cancelled through Future::request_stop() before it started.
+class TaskCancelled : public Error {
+ public:
+  TaskCancelled() : Error("offload: the task was cancelled before it started") {}
+  using Error::Error;
+};
+
+/// A process-pool worker died (signal or non-zero exit) while running the call.
+class WorkerCrashed : public Error {
+ public:
+  using Error::Error;
+};
+
+/// A process-pool call ran longer than ProcessOptions::max_call_time; its worker was killed.
+class CallTimeout : public Error {
+ public:
+  using Error::Error;
+};
+
+/// An exception thrown inside a process-pool worker, carried back to the caller.
+class RemoteError : public Error {
+ public:
+  RemoteError(std::string type_name, const std::string& message)
+      : Error(type_name + ": " + message), type_name_(std::move(type_name)) {}
+
+  /// The (demangled when possible) type name of the exception thrown in the child.
+  [[nodiscard]] const std::string& type_name() const noexcept { return type_name_; }
+
+ private:
+  std::string type_name_;
+};
+
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_ERRORS_HPP
+// ---- end offload/errors.hpp ----
+// ---- begin offload/event_loop.hpp ----
+#ifndef OFFLOAD_EVENT_LOOP_HPP
+#define OFFLOAD_EVENT_LOOP_HPP
+
+/// @file event_loop.hpp
+/// The "tick" model: a single-threaded event loop in the manner of Node.js. Callbacks run one
+/// at a time on the thread that calls run(); CPU-heavy work either yields between slices
+/// (for_each_chunked) or goes to a thread pool and comes back to the loop (Future::then(loop,
+/// f), built on EventLoop::Hold).
+///
+/// One tick, in this order (Node's timers -> poll -> check phases):
+///   1. timers whose deadline has come, earliest deadline first, ties in the order they were
+///      set; an interval re-armed during this tick waits for the next one;
+///   2. callbacks post()ed before this phase began, first in first out;
+///   3. immediates queued before this phase began, first in first out. An immediate queued
+///      by a timer or posted callback runs in this same tick; one queued by an immediate runs
+///      in the next tick, after that tick's timers and posts: chained immediates yield.
+/// Then, when nothing is runnable, the loop sleeps (no polling) until the next timer is due,
+/// or something is posted/queued/released from any thread, which wakes it at once.
+/// run() returns when stop() was called, or when nothing is pending: no posted callback, no
+/// immediate, no live timer and no outstanding Hold.
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <ranges>
+#include <stdexcept>
+#include <thread>
+#include <utility>
+
+// ---- begin offload/detail/loop_task.hpp ----
+#ifndef OFFLOAD_DETAIL_LOOP_TASK_HPP
+#define OFFLOAD_DETAIL_LOOP_TASK_HPP
+
+/// @file loop_task.hpp
+/// The callbacks an EventLoop queues. Each one is a heap node that is both the type-erased
+/// move-only callable and its own link in an intrusive FIFO list. Why intrusive: the loop
+/// takes a whole queue in O(1) and, when a callback throws, splices what it has not run back
+/// in front of the queue without allocating, so an exception can never lose queued work.
+
+#include <functional>
+#include <memory>
+#include <type_traits>
+#include <utility>
+
+namespace offload {
+inline namespace v0 {
+namespace detail {
+
+/// One queued callback. Not thread-safe: whoever owns the node (a list or a unique_ptr) is
+/// the only one touching it.
+class LoopTask {
+ public:
+  LoopTask() = default;
+  LoopTask(const LoopTask&) = delete;
+  LoopTask& operator=(const LoopTask&) = delete;
+  virtual ~LoopTask() = default;
+
+  /// Calls the callable; may be called again (intervals). Exceptions propagate.
+  virtual void run() = 0;
+
+ private:
+  friend class TaskList;
+  LoopTask* next_ = nullptr;
+};
+
+template <class F>
+class LoopTaskFor final : public LoopTask {
+ public:
+  template <class G>
+  explicit LoopTaskFor(G&& fn) : fn_(std::forward<G>(fn)) {}
+  void run() override { std::invoke(fn_); }
+
+ private:
+  F fn_;
+};
+
+/// A callable the loop can queue: invocable with no arguments (the result is discarded) and
+/// storable by move, so move-only lambdas are fine.
+template <class F>
+concept LoopCallable = std::is_constructible_v<std::decay_t<F>, F> &&
+                       std::is_invocable_v<std::decay_t<F>&>;
+
+/// Wraps `fn` in a heap node. Allocates once; throws what the allocation or F's constructor
+/// throws.
+template <LoopCallable F>
+std::unique_ptr<LoopTask> make_loop_task(F&& fn) {
+  return std::make_unique<LoopTaskFor<std::decay_t<F>>>(std::forward<F>(fn));
+}
+
+/// Intrusive FIFO of owned LoopTask nodes. Not thread-safe (the loop guards it with its
+/// mutex); no member allocates or throws.
+class TaskList {
+ public:
+  TaskList() noexcept = default;
+  TaskList(TaskList&& other) noexcept
+      : head_(std::exchange(other.head_, nullptr)), tail_(std::exchange(other.tail_, nullptr)) {}
+  TaskList& operator=(TaskList&& other) noexcept {
+    if (this != &other) {
+      clear();
+      head_ = std::exchange(other.head_, nullptr);
+      tail_ = std::exchange(other.tail_, nullptr);
+    }
+    return *this;
+  }
+  TaskList(const TaskList&) = delete;
+  TaskList& operator=(const TaskList&) = delete;
+  ~TaskList() { clear(); }
+
+  [[nodiscard]] bool empty() const noexcept { return head_ == nullptr; }
+
+  void push_back(std::unique_ptr<LoopTask> task) noexcept {
+    LoopTask* node = task.release();
+    node->next_ = nullptr;
+    if (tail_ == nullptr) {
+      head_ = node;
+    } else {
+      tail_->next_ = node;
+    }
+    tail_ = node;
+  }
+
+  /// The first task, or null when empty.
+  std::unique_ptr<LoopTask> pop_front() noexcept {
+    LoopTask* node = head_;
+    if (node == nullptr) return nullptr;
+    head_ = std::exchange(node->next_, nullptr);
+    if (head_ == nullptr) tail_ = nullptr;
+    return std::unique_ptr<LoopTask>(node);
+  }
+
+  /// Moves every task of `front` before this list's tasks, keeping both orders.
+  void prepend(TaskList&& front) noexcept {
+    if (front.empty()) return;
+    front.tail_->next_ = head_;
+    if (tail_ == nullptr) tail_ = front.tail_;
+    head_ = std::exchange(front.head_, nullptr);
+    front.tail_ = nullptr;
+  }
+
+  /// Empties the list into the returned one.
+  TaskList take_all() noexcept { return TaskList(std::move(*this)); }
+
+  /// Destroys every task. The callables' destructors run here, so call it without holding a
+  /// lock those destructors might need.
+  void clear() noexcept {
+    while (pop_front() != nullptr) {
+    }
+  }
+
+ private:
+  LoopTask* head_ = nullptr;
+  LoopTask* tail_ = nullptr;
+};
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_LOOP_TASK_HPP
+// ---- end offload/detail/loop_task.hpp ----
+// ---- begin offload/detail/timer_queue.hpp ----
+#ifndef OFFLOAD_DETAIL_TIMER_QUEUE_HPP
+#define OFFLOAD_DETAIL_TIMER_QUEUE_HPP
+
+/// @file timer_queue.hpp
+/// The EventLoop's timers: a binary min-heap of (deadline, sequence) slots over steady_clock,
+/// plus a table from timer id to callback. Cancelling erases the table entry only; its heap
+/// slot turns stale and is dropped when it reaches the top (or by a compaction when stale
+/// slots outnumber live ones), so cancel is O(1) and the heap never needs a search.
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+
+namespace offload {
+inline namespace v0 {
+namespace detail {
+
+using LoopClock = std::chrono::steady_clock;
+
+/// `point + step`, saturating at the clock's end instead of overflowing. `step` >= 0.
+inline LoopClock::time_point saturating_add(LoopClock::time_point point,
+                                            LoopClock::duration step) noexcept {
+  if (step > LoopClock::time_point::max() - point) return LoopClock::time_point::max();
+  return point + step;
+}
+
+/// Timers of one loop. Not thread-safe (the loop guards it with its mutex). Members that
+/// return a task hand it over so the caller can destroy it after unlocking.
+class TimerQueue {
+ public:
+  /// A timer whose deadline came, taken out of the queue to run.
+  struct Due {
+    std::uint64_t id = 0;
+    std::unique_ptr<LoopTask> task;
+    LoopClock::time_point deadline;
+    bool repeating = false;
+  };
+
+  /// What cancel() found: whether the id was live, and its callback (null while it runs).
+  struct Cancelled {
+    bool found = false;
+    std::unique_ptr<LoopTask> task;
+  };
+
+  /// Adds a timer firing at `deadline`, then (if `repeating`) every `period` after that, and
+  /// takes `task` from the caller. Returns its id (never 0, never reused). Allocates; when an
+  /// allocation throws, nothing changed and `task` still belongs to the caller (so a callback
+  /// is never destroyed under the loop's lock).
+  std::uint64_t add(LoopClock::time_point deadline, LoopClock::duration period, bool repeating,
+                    std::unique_ptr<LoopTask>& task) {
+    reserve_slots(timers_.size() + 1);
+    timers_.reserve(timers_.size() + 1);  // so the insertion below cannot rehash (and throw)
+    const std::uint64_t id = next_id_;
+    timers_.try_emplace(id, std::move(task), period, repeating);  // throws before moving
+    ++next_id_;
+    push_slot(deadline, id);
+    return id;
+  }
+
+  /// Removes timer `id` if it is live. O(1) amortised; never allocates.
+  Cancelled cancel(std::uint64_t id) noexcept {
+    const auto found = timers_.find(id);
+    if (found == timers_.end()) return {};
+    Cancelled result{true, std::move(found->second.task)};
+    // A timer with its task in place still has a heap slot, which is now stale; a running
+    // one (task moved out to run) has none.
+    if (result.task != nullptr) ++stale_slots_;
+    timers_.erase(found);
+    compact_if_mostly_stale();
+    return result;
+  }
+
+  /// Takes the earliest timer with deadline <= `now` whose slot was pushed before sequence
+  /// `before` (so intervals re-armed during this tick wait for the next one). A one-shot
+  /// timer leaves the table; a repeating one stays, without its task, until finish().
+  std::optional<Due> pop_due(LoopClock::time_point now, std::uint64_t before) noexcept {
+    drop_stale_top();
+    if (heap_.empty()) return std::nullopt;
+    const Slot top = heap_.front();
+    if (top.deadline > now || top.sequence >= before) return std::nullopt;
+    pop_slot();
+    const auto found = timers_.find(top.id);  // live: drop_stale_top() checked it
+    Due due{top.id, std::move(found->second.task), top.deadline, found->second.repeating};
+    if (!due.repeating) timers_.erase(found);
+    return due;
+  }
+
+  /// Ends a run of `due`: re-arms a repeating timer unless it was cancelled meanwhile, and
+  /// returns the task when it was not re-armed (to be destroyed outside the lock). The next
+  /// deadline keeps the period's rhythm, but never lies in the past: a late tick does not
+  /// cause a burst of catch-up calls. Never allocates (add() reserved the slot).
+  std::unique_ptr<LoopTask> finish(Due due, LoopClock::time_point now) noexcept {
+    if (!due.repeating) return std::move(due.task);
+    const auto found = timers_.find(due.id);
+    if (found == timers_.end()) return std::move(due.task);
+    const LoopClock::duration period = found->second.period;
+    LoopClock::time_point next = saturating_add(due.deadline, period);
+    if (next <= now) next = saturating_add(now, period);
+    found->second.task = std::move(due.task);
+    push_slot(next, due.id);
+    return nullptr;
+  }
+
+  /// The earliest live deadline, if any timer is armed. Never allocates.
+  std::optional<LoopClock::time_point> next_deadline() noexcept {
+    drop_stale_top();
+    if (heap_.empty()) return std::nullopt;
+    return heap_.front().deadline;
+  }
+
+  /// The sequence number the next pushed slot will get; pass it to pop_due() as `before`.
+  [[nodiscard]] std::uint64_t sequence_mark() const noexcept { return next_sequence_; }
+
+  /// True when no timer is live (armed or running).
+  [[nodiscard]] bool empty() const noexcept { return timers_.empty(); }
+
+  /// Moves every callback out (for destruction outside the lock) and empties the queue.
+  std::vector<std::unique_ptr<LoopTask>> take_all() {
+    std::vector<std::unique_ptr<LoopTask>> tasks;
+    tasks.reserve(timers_.size());
+    for (auto& entry : timers_) tasks.push_back(std::move(entry.second.task));
+    timers_.clear();
+    heap_.clear();
+    stale_slots_ = 0;
+    return tasks;
+  }
+
+ private:
+  struct Timer {
+    Timer(std::unique_ptr<LoopTask>&& callback, LoopClock::duration every, bool repeats) noexcept
+        : task(std::move(callback)), period(every), repeating(repeats) {}
+    std::unique_ptr<LoopTask> task;  // null while the timer runs
+    LoopClock::duration period;
+    bool repeating;
+  };
+
+  struct Slot {
+    LoopClock::time_point deadline;
+    std::uint64_t sequence;  // ties on deadline fire in the order the slots were pushed
+    std::uint64_t id;
+  };
+
+  /// Heap order for std::push_heap & co (a max-heap): "fires later" is "less".
+  static bool fires_later(const Slot& a, const Slot& b) noexcept {
+    if (a.deadline != b.deadline) return a.deadline > b.deadline;
+    return a.sequence > b.sequence;
+  }
+
+  /// Keeps capacity for one slot per live timer (`live` of them) plus the stale ones, so that
+  /// finish() can re-arm a running interval without allocating. Doubles: amortised O(1).
+  void reserve_slots(std::size_t live) {
+    const std::size_t needed = live + stale_slots_;
+    if (heap_.capacity() < needed) heap_.reserve(std::max(needed, 2 * heap_.capacity()));
+  }
+
+  void push_slot(LoopClock::time_point deadline, std::uint64_t id) noexcept {
+    heap_.push_back(Slot{deadline, next_sequence_++, id});  // capacity reserved: no throw
+    std::push_heap(heap_.begin(), heap_.end(), fires_later);
+  }
+
+  void pop_slot() noexcept {
+    std::pop_heap(heap_.begin(), heap_.end(), fires_later);
+    heap_.pop_back();
+  }
+
+  [[nodiscard]] bool is_stale(const Slot& slot) const noexcept {
+    return timers_.find(slot.id) == timers_.end();
+  }
+
+  void drop_stale_top() noexcept {
+    while (!heap_.empty() && is_stale(heap_.front())) {
+      pop_slot();
+      --stale_slots_;
+    }
+  }
+
+  /// Rebuilds the heap without stale slots once they are the majority, so a program that
+  /// sets and clears long timers in a loop keeps a small heap.
+  void compact_if_mostly_stale() noexcept {
+    constexpr std::size_t minimum_worth_compacting = 64;
+    if (stale_slots_ < minimum_worth_compacting || stale_slots_ * 2 < heap_.size()) return;
+    std::erase_if(heap_, [this](const Slot& slot) { return is_stale(slot); });
+    std::make_heap(heap_.begin(), heap_.end(), fires_later);
+    stale_slots_ = 0;
+  }
+
+  std::vector<Slot> heap_;
+  std::unordered_map<std::uint64_t, Timer> timers_;
+  std::uint64_t next_id_ = 1;
+  std::uint64_t next_sequence_ = 0;
+  std::size_t stale_slots_ = 0;
+};
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_TIMER_QUEUE_HPP
+// ---- end offload/detail/timer_queue.hpp ----
+// ---- begin offload/future.hpp ----
+#ifndef OFFLOAD_FUTURE_HPP
+#define OFFLOAD_FUTURE_HPP
+
+/// @file future.hpp
+/// Future<T> and Promise<T>: a one-shot result that can be waited for (helping the pool when
+/// the waiter is a pool worker), chained with then(), cancelled with request_stop() and
+/// combined with when_all().
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <exception>
+#include <functional>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stop_token>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+// ---- begin offload/detail/shared_state.hpp ----
+#ifndef OFFLOAD_DETAIL_SHARED_STATE_HPP
+#define OFFLOAD_DETAIL_SHARED_STATE_HPP
+
+/// @file shared_state.hpp
+/// The state a Future shares with whoever completes it (a Promise, a pool task, a
+/// continuation). One heap object per future: result, exception, continuation, cancellation
+/// flag and an intrusive reference count all live here.
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <exception>
+#include <optional>
+#include <stop_token>
+#include <type_traits>
+#include <utility>
+#include <variant>
+
 // ---- begin offload/detail/unique_function.hpp ----
 #ifndef OFFLOAD_DETAIL_UNIQUE_FUNCTION_HPP
 #define OFFLOAD_DETAIL_UNIQUE_FUNCTION_HPP
@@ -992,11 +3223,13 @@ class Promise {
 
   /// Completes the future with a value. Throws std::future_error(no_state) when already
   /// satisfied. Wakes waiters and runs a continuation on this thread.
+  /// When constructing the value throws, the exception propagates and the promise stays
+  /// unsatisfied (it can still be set, or breaks its future when dropped).
   template <class... A>
   void set_value(A&&... args) {
     ensure_valid();
-    auto state = std::move(state_);
-    state->set_value(std::forward<A>(args)...);
+    state_->set_value(std::forward<A>(args)...);  // publishes only once the value is built
+    state_ = {};
   }
 
   /// Completes the future with an exception.
@@ -1207,6 +3440,630 @@ auto when_all(Future<Ts>... futures)
 
 #endif  // OFFLOAD_FUTURE_HPP
 // ---- end offload/future.hpp ----
+
+namespace offload {
+inline namespace v0 {
+
+/// Names a timer set by EventLoop::set_timeout / set_interval. A default-constructed TimerId
+/// names no timer; ids are never reused within a loop.
+struct TimerId {
+  std::uint64_t value = 0;
+  friend constexpr bool operator==(TimerId, TimerId) noexcept = default;
+};
+
+namespace detail {
+
+/// Converts a user's duration to the loop clock's, rounding up (a timer never fires early),
+/// treating negative values as zero and saturating instead of overflowing.
+template <class Rep, class Period>
+LoopClock::duration loop_duration(std::chrono::duration<Rep, Period> delay) noexcept {
+  if (!(delay > delay.zero())) return LoopClock::duration::zero();  // also a NaN delay
+  // Compared in floating point: converting a huge delay (hours::max()) to nanoseconds in
+  // integers would overflow before the comparison could catch it.
+  using FloatTicks = std::chrono::duration<double, LoopClock::period>;
+  if (FloatTicks(delay) >= FloatTicks(LoopClock::duration::max())) return LoopClock::duration::max();
+  return std::chrono::ceil<LoopClock::duration>(delay);
+}
+
+/// Everything an EventLoop shares with its Holds. Holds keep it alive, so a Hold that outlives
+/// its loop (a pool task finishing after the loop was destroyed) touches valid memory: it
+/// finds the core closed and drops its callback. Thread-safe: all queues, the timers and the
+/// hold count are guarded by `mutex_`.
+class LoopCore {
+ public:
+  /// The two callback queues: post() and set_immediate().
+  enum class Queue { posted, immediate };
+
+  /// Queues `task` on `queue`. Thread-safe; blocks only on the short internal lock; never
+  /// allocates (the node exists already); drops the task when closed.
+  void enqueue(Queue queue, std::unique_ptr<LoopTask> task) noexcept {
+    bool wake = false;
+    {
+      std::lock_guard lock(mutex_);
+      if (!closed_) {
+        list(queue).push_back(std::move(task));
+        wake = std::exchange(sleeping_, false);
+      }
+    }
+    // Destroyed outside the lock: a callable's destructor may call back into the loop.
+    task.reset();
+    if (wake) wake_loop();
+  }
+
+  /// Adds a timer; returns its id (0 when the core is closed). Thread-safe; allocates.
+  std::uint64_t add_timer(LoopClock::duration delay, bool repeating,
+                          std::unique_ptr<LoopTask> task) {
+    const auto deadline = saturating_add(LoopClock::now(), delay);
+    std::uint64_t id = 0;
+    bool wake = false;
+    {
+      std::lock_guard lock(mutex_);
+      if (!closed_) {
+        id = timers_.add(deadline, delay, repeating, task);
+        // A sleeping loop may be waiting for a later deadline than this one.
+        wake = std::exchange(sleeping_, false);
+      }
+    }
+    task.reset();
+    if (wake) wake_loop();
+    return id;
+  }
+
+  /// Cancels timer `id`; true when it was live. Thread-safe; never allocates.
+  bool cancel_timer(std::uint64_t id) {
+    TimerQueue::Cancelled cancelled;
+    bool wake = false;
+    {
+      std::lock_guard lock(mutex_);
+      cancelled = timers_.cancel(id);
+      // The loop may sleep until this timer's deadline with nothing else pending: it must
+      // re-check, or run() would stay asleep instead of returning.
+      if (cancelled.found) wake = std::exchange(sleeping_, false);
+    }
+    if (wake) wake_loop();
+    return cancelled.found;  // the callback is destroyed here, outside the lock
+  }
+
+  /// Counts one more Hold: run() will not return for lack of work until it is released.
+  /// Thread-safe; never allocates.
+  void add_hold() {
+    std::lock_guard lock(mutex_);
+    ++holds_;
+  }
+
+  /// Releases one hold, first queueing `task` (if any) as a posted callback, under one lock:
+  /// run() sees either the hold or the task, never neither. Thread-safe; never allocates.
+  void release_hold(std::unique_ptr<LoopTask> task) noexcept {
+    bool wake = false;
+    {
+      std::lock_guard lock(mutex_);
+      if (task != nullptr && !closed_) posted_.push_back(std::move(task));
+      --holds_;
+      wake = std::exchange(sleeping_, false);
+    }
+    task.reset();
+    if (wake) wake_loop();
+  }
+
+  /// Asks run() to return after the callback in progress. Thread-safe; never blocks long.
+  void request_stop() noexcept {
+    bool wake = false;
+    {
+      std::lock_guard lock(mutex_);
+      // Relaxed: the flag publishes nothing; run() re-reads it under this mutex before it
+      // sleeps, and between callbacks a late sighting only delays the stop by one callback.
+      stop_requested_.store(true, std::memory_order_relaxed);
+      wake = std::exchange(sleeping_, false);
+    }
+    if (wake) wake_loop();
+  }
+
+  [[nodiscard]] bool stop_requested() const noexcept {
+    return stop_requested_.load(std::memory_order_relaxed);  // see request_stop()
+  }
+
+  /// Called when a run() ends, however it ends: a stop request is consumed by the run() it
+  /// ended (or, made while no run() was active, by the next one, which returns at once).
+  void clear_stop() noexcept { stop_requested_.store(false, std::memory_order_relaxed); }
+
+  /// Marks the calling thread as the one running the loop. Throws std::logic_error when a
+  /// run() is already active, naming the mistake (recursion vs. a second thread).
+  void enter_run() {
+    std::thread::id expected{};
+    // Relaxed: the CAS only makes overlapping run() calls fail; the loop state itself is
+    // published between successive runs by `mutex_`.
+    if (running_thread_.compare_exchange_strong(expected, std::this_thread::get_id(),
+                                                std::memory_order_relaxed)) {
+      return;
+    }
+    if (expected == std::this_thread::get_id()) {
+      throw std::logic_error("offload::EventLoop::run() called from inside one of its callbacks");
+    }
+    throw std::logic_error("offload::EventLoop::run() called while another thread runs the loop");
+  }
+
+  void leave_run() noexcept {
+    clear_stop();
+    running_thread_.store(std::thread::id{}, std::memory_order_relaxed);  // see enter_run()
+  }
+
+  [[nodiscard]] bool is_loop_thread() const noexcept {
+    // Relaxed: only the thread that stored its own id can read that id back.
+    return running_thread_.load(std::memory_order_relaxed) == std::this_thread::get_id();
+  }
+
+  /// Runs the timers that are due now. False when a stop request cut the phase short.
+  bool run_due_timers() {
+    const LoopClock::time_point now = LoopClock::now();
+    std::uint64_t before = 0;
+    {
+      std::lock_guard lock(mutex_);
+      before = timers_.sequence_mark();
+    }
+    for (;;) {
+      std::optional<TimerQueue::Due> due;
+      {
+        std::lock_guard lock(mutex_);
+        due = timers_.pop_due(now, before);
+      }
+      if (!due) return true;
+      run_timer(std::move(*due));
+      if (stop_requested()) return false;
+    }
+  }
+
+  /// Runs the callbacks that were on `queue` when the phase began. If one throws or a stop is
+  /// requested, the ones not run go back to the front of the queue, in order.
+  bool run_phase(Queue queue) {
+    TaskList batch;
+    {
+      std::lock_guard lock(mutex_);
+      batch = list(queue).take_all();
+    }
+    ReturnUnrun guard{*this, queue, batch};
+    while (std::unique_ptr<LoopTask> task = batch.pop_front()) {
+      task->run();
+      if (stop_requested()) return false;
+    }
+    return true;
+  }
+
+  /// Between ticks: returns at once when something is runnable, sleeps until the next timer or
+  /// a wake-up when only timers or holds are pending, and returns false when run() should end
+  /// (stop requested, or nothing pending at all).
+  bool wait_for_work() {
+    std::unique_lock lock(mutex_);
+    if (stop_requested()) return false;
+    if (!posted_.empty() || !immediates_.empty()) return true;
+    const std::optional<LoopClock::time_point> next_timer = timers_.next_deadline();
+    if (!next_timer && holds_ == 0) return false;
+    if (next_timer && *next_timer <= LoopClock::now()) return true;
+    // Prepare to sleep under the lock: anyone who adds work after this sees sleeping_ and
+    // bumps wake_word_ after we read it, so the futex wait returns at once; none is lost.
+    sleeping_ = true;
+    const std::uint32_t seen = wake_word_.load(std::memory_order_relaxed);
+    lock.unlock();
+    futex_wait(wake_word_, seen, next_timer);
+    lock.lock();
+    sleeping_ = false;
+    return true;
+  }
+
+  /// Marks the core closed and destroys everything still queued (outside the lock). Later
+  /// posts, timers and hold releases drop their callbacks.
+  void close() noexcept {
+    TaskList posted;
+    TaskList immediates;
+    TimerQueue timers;
+    {
+      std::lock_guard lock(mutex_);
+      closed_ = true;
+      posted = posted_.take_all();
+      immediates = immediates_.take_all();
+      std::swap(timers, timers_);
+    }
+  }
+
+ private:
+  /// Puts a batch's unrun callbacks back in front of their queue when a phase ends early.
+  struct ReturnUnrun {
+    LoopCore& core;
+    Queue queue;
+    TaskList& batch;
+    ~ReturnUnrun() {
+      if (batch.empty()) return;
+      std::lock_guard lock(core.mutex_);
+      core.list(queue).prepend(std::move(batch));
+    }
+  };
+
+  /// Re-arms a repeating timer after its run, even when the run threw (an interval is not
+  /// lost to an exception); a one-shot timer's callback is destroyed outside the lock.
+  struct FinishTimer {
+    LoopCore& core;
+    TimerQueue::Due& due;
+    ~FinishTimer() {
+      std::unique_ptr<LoopTask> done;
+      {
+        std::lock_guard lock(core.mutex_);
+        done = core.timers_.finish(std::move(due), LoopClock::now());
+      }
+    }
+  };
+
+  void run_timer(TimerQueue::Due due) {
+    FinishTimer finish{*this, due};
+    due.task->run();
+  }
+
+  TaskList& list(Queue queue) noexcept { return queue == Queue::posted ? posted_ : immediates_; }
+
+  void wake_loop() noexcept {
+    // Relaxed: the queued work is published by `mutex_`; the futex only needs the word to
+    // change so that a wait prepared before the change cannot sleep.
+    wake_word_.fetch_add(1, std::memory_order_relaxed);
+    futex_wake(wake_word_, 1);
+  }
+
+  std::mutex mutex_;
+  TaskList posted_;            // guarded by mutex_
+  TaskList immediates_;        // guarded by mutex_
+  TimerQueue timers_;          // guarded by mutex_
+  std::size_t holds_ = 0;      // guarded by mutex_
+  bool sleeping_ = false;      // guarded by mutex_: the loop is (about to be) in futex_wait
+  bool closed_ = false;        // guarded by mutex_: the EventLoop was destroyed
+  std::atomic<std::uint32_t> wake_word_{0};
+  std::atomic<bool> stop_requested_{false};
+  std::atomic<std::thread::id> running_thread_{};
+};
+
+}  // namespace detail
+
+/**
+ * @brief A single-threaded event loop: callbacks, immediates and timers run one at a time on
+ * the thread that calls run().
+ *
+ * Every member is thread-safe (callable from any thread, including from inside callbacks)
+ * unless it says otherwise; the scheduling members take a short internal lock and allocate
+ * one node per callback. Destroying the loop destroys, without running, whatever is still
+ * queued; it must not happen while run() is active.
+ */
+class EventLoop {
+ public:
+  class Hold;
+
+  /// An idle loop. Allocates its shared core.
+  EventLoop() : core_(std::make_shared<detail::LoopCore>()) {}
+  EventLoop(const EventLoop&) = delete;
+  EventLoop& operator=(const EventLoop&) = delete;
+  ~EventLoop() { core_->close(); }
+
+  /**
+   * @brief Queues `fn` to run on the loop thread in the next posts phase, first in first out.
+   * @param fn a callable taking no arguments (move-only is fine); its result is discarded.
+   * Thread-safe; wakes a sleeping loop at once; allocates one node.
+   * @throws what allocating or moving `fn` throws (then nothing was queued).
+   */
+  template <detail::LoopCallable F>
+  void post(F&& fn) {
+    core_->enqueue(detail::LoopCore::Queue::posted, detail::make_loop_task(std::forward<F>(fn)));
+  }
+
+  /**
+   * @brief Queues `fn` to run after the current tick's work, like Node's setImmediate.
+   *
+   * Queued from a timer or posted callback (or from outside the loop), it runs in this
+   * tick's immediates phase; queued from an immediate, it runs in the next tick, so timers and
+   * posts get a turn between chained immediates. Thread-safe; allocates one node.
+   * @throws what allocating or moving `fn` throws.
+   */
+  template <detail::LoopCallable F>
+  void set_immediate(F&& fn) {
+    core_->enqueue(detail::LoopCore::Queue::immediate,
+                   detail::make_loop_task(std::forward<F>(fn)));
+  }
+
+  /**
+   * @brief Runs `fn` once, on the first tick at least `delay` after now (steady_clock).
+   * @param delay negative counts as zero; timers with equal deadlines fire in the order set.
+   * @return the id to clear() it with. Thread-safe; allocates.
+   * @throws what allocating or moving `fn` throws.
+   */
+  template <class Rep, class Period, detail::LoopCallable F>
+  TimerId set_timeout(std::chrono::duration<Rep, Period> delay, F&& fn) {
+    return TimerId{core_->add_timer(detail::loop_duration(delay), false,
+                                    detail::make_loop_task(std::forward<F>(fn)))};
+  }
+
+  /**
+   * @brief Runs `fn` every `period` until cleared. A late tick does not cause catch-up calls:
+   * the next call is one period after the missed deadline, or after now when that has passed.
+   *
+   * A live interval keeps run() from returning. A zero period calls `fn` once per tick.
+   * @return the id to clear() it with. Thread-safe; allocates.
+   * @throws what allocating or moving `fn` throws.
+   */
+  template <class Rep, class Period, detail::LoopCallable F>
+  TimerId set_interval(std::chrono::duration<Rep, Period> period, F&& fn) {
+    return TimerId{core_->add_timer(detail::loop_duration(period), true,
+                                    detail::make_loop_task(std::forward<F>(fn)))};
+  }
+
+  /**
+   * @brief Cancels a timer: it will not fire (again).
+   *
+   * Safe from inside any callback, including the timer's own: an interval clearing itself is
+   * not re-armed. When called from another thread while the timer's callback is running, that
+   * call completes and no further one starts.
+   * @return true when `id` named a live timer; false (and no effect) for an unknown,
+   * already-cleared or already-fired one-shot timer (so a timeout clearing itself gets false).
+   * Thread-safe; never allocates; destroys the callback (outside the internal lock).
+   */
+  bool clear(TimerId id) { return core_->cancel_timer(id.value); }
+
+  /**
+   * @brief Runs ticks on the calling thread until stop() or until nothing is pending (no
+   * posted callback, immediate, live timer or outstanding Hold). Sleeps while idle.
+   *
+   * @throws whatever a callback throws, after leaving the loop consistent: the throwing
+   * callback is consumed (an interval stays armed), everything else stays queued, and a later
+   * run() carries on with it.
+   * @throws std::logic_error when run() is already active on this loop: called from inside a
+   * callback, or from a second thread while another runs it. The active run is unaffected.
+   * Blocks. Not meant to be called concurrently (that is the error above).
+   */
+  void run() {
+    core_->enter_run();
+    LeaveRun leave{*core_};
+    while (!core_->stop_requested() && core_->run_due_timers() &&
+           core_->run_phase(detail::LoopCore::Queue::posted) &&
+           core_->run_phase(detail::LoopCore::Queue::immediate) && core_->wait_for_work()) {
+    }
+  }
+
+  /**
+   * @brief Makes run() return once the callback in progress (if any) returns; what is pending
+   * stays queued for the next run(). Requested while no run() is active, it makes the next
+   * run() return at once. Thread-safe; never blocks for long (a short internal lock); wakes
+   * a sleeping loop.
+   */
+  void stop() noexcept { core_->request_stop(); }
+
+  /// True when called from inside run() of this loop (that is, from one of its callbacks).
+  /// Thread-safe; never blocks.
+  [[nodiscard]] bool is_loop_thread() const noexcept { return core_->is_loop_thread(); }
+
+  /**
+   * @brief Keeps run() from returning until the returned Hold is released: the mechanism for
+   * work that will come back to the loop (a pool task whose continuation must run here, as in
+   * Future::then(loop, f)).
+   *
+   * Release it by `std::move(hold).post(fn)` (queues `fn` and releases, atomically) or by
+   * destroying it. Thread-safe; allocates nothing beyond a reference count.
+   */
+  [[nodiscard]] Hold hold();
+
+ private:
+  struct LeaveRun {
+    detail::LoopCore& core;
+    ~LeaveRun() { core.leave_run(); }
+  };
+
+  std::shared_ptr<detail::LoopCore> core_;
+};
+
+/**
+ * @brief A movable keep-alive token: while it exists, EventLoop::run() does not return for lack
+ * of pending work (stop() still ends it).
+ *
+ * Thread-safe to use from any thread; one Hold must not be used by two threads at once (like
+ * any object). It may outlive its loop: posting then destroys the callback without running it.
+ */
+class EventLoop::Hold {
+ public:
+  /// An empty hold, holding nothing.
+  Hold() noexcept = default;
+  Hold(Hold&& other) noexcept = default;
+  Hold& operator=(Hold&& other) noexcept {
+    if (this != &other) {
+      reset();
+      core_ = std::move(other.core_);
+    }
+    return *this;
+  }
+  Hold(const Hold&) = delete;
+  Hold& operator=(const Hold&) = delete;
+  /// Releases the hold, waking the loop so run() can return. Never blocks long.
+  ~Hold() { reset(); }
+
+  /// True while this object holds its loop.
+  [[nodiscard]] bool active() const noexcept { return core_ != nullptr; }
+  explicit operator bool() const noexcept { return active(); }
+
+  /**
+   * @brief Queues `fn` on the loop as a posted callback and releases the hold, atomically:
+   * run() cannot see "nothing pending" in between. Thread-safe; allocates one node.
+   * @throws std::logic_error on an empty (moved-from or released) hold.
+   * @throws what allocating or moving `fn` throws; the hold is then still held.
+   */
+  template <detail::LoopCallable F>
+  void post(F&& fn) && {
+    if (!core_) throw std::logic_error("offload::EventLoop::Hold::post() on an empty hold");
+    auto task = detail::make_loop_task(std::forward<F>(fn));
+    std::exchange(core_, nullptr)->release_hold(std::move(task));
+  }
+
+  /// Releases the hold without posting anything; no effect on an empty hold.
+  void reset() noexcept {
+    if (core_) std::exchange(core_, nullptr)->release_hold(nullptr);
+  }
+
+ private:
+  friend class EventLoop;
+  explicit Hold(std::shared_ptr<detail::LoopCore> core) : core_(std::move(core)) {
+    core_->add_hold();
+  }
+
+  std::shared_ptr<detail::LoopCore> core_;
+};
+
+inline EventLoop::Hold EventLoop::hold() { return Hold(core_); }
+
+namespace detail {
+
+/// The state of one for_each_chunked() walk. Exactly one owner at a time: the immediate that
+/// runs its next chunk, so no synchronisation is needed (the loop runs one chunk at a time).
+template <class Range, class F>
+class ChunkedWalk {
+ public:
+  ChunkedWalk(EventLoop& loop, Range& range, std::size_t chunk, F f, Promise<void> promise)
+      : loop_(loop),
+        next_(std::ranges::begin(range)),
+        end_(std::ranges::end(range)),
+        chunk_(chunk),
+        f_(std::move(f)),
+        promise_(std::move(promise)) {}
+
+  /// Queues the next chunk as an immediate (so timers and posts run between chunks).
+  static void schedule(std::unique_ptr<ChunkedWalk> walk) {
+    EventLoop& loop = walk->loop_;
+    loop.set_immediate([walk = std::move(walk)]() mutable { run_chunk(std::move(walk)); });
+  }
+
+ private:
+  /// Visits up to chunk_ elements, then completes the promise or schedules the next chunk.
+  static void run_chunk(std::unique_ptr<ChunkedWalk> walk) {
+    if (walk->promise_.stop_requested()) {
+      walk->promise_.set_exception(std::make_exception_ptr(TaskCancelled()));
+      return;
+    }
+    try {
+      walk->visit_chunk();
+    } catch (...) {
+      walk->promise_.set_exception(std::current_exception());
+      return;
+    }
+    if (walk->next_ == walk->end_) {
+      walk->promise_.set_value();
+      return;
+    }
+    schedule(std::move(walk));
+  }
+
+  void visit_chunk() {
+    for (std::size_t visited = 0; visited < chunk_ && next_ != end_; ++visited, ++next_) {
+      std::invoke(f_, *next_);
+    }
+  }
+
+  EventLoop& loop_;
+  std::ranges::iterator_t<Range> next_;
+  std::ranges::sentinel_t<Range> end_;
+  std::size_t chunk_;
+  F f_;
+  Promise<void> promise_;
+};
+
+}  // namespace detail
+
+/**
+ * @brief Calls `f` on each element of `range`, in order, on `loop`'s thread, `chunk` elements
+ * per tick: between chunks the loop yields (the next chunk is an immediate), so timers, posts
+ * and other immediates keep running while a long array is processed.
+ *
+ * The walk starts as an immediate: it needs run() (now or later) to make progress. The future
+ * completes on the loop thread after the last element; with the exception `f` threw (the
+ * remaining elements are not visited), which does not reach run(); or with
+ * offload::TaskCancelled when request_stop() was called on it before the walk finished (it
+ * stops between two chunks).
+ *
+ * @param range must outlive the walk (until the future completes); not copied.
+ * @param chunk elements per tick, at least 1.
+ * @param f called as f(element); it may modify the element when the range allows it.
+ * @throws std::invalid_argument when chunk == 0; what allocating the walk throws.
+ * Thread-safe to call from any thread (it only queues an immediate); allocates the walk once.
+ */
+template <std::ranges::input_range Range, class F>
+  requires std::invocable<F&, std::ranges::range_reference_t<Range>>
+Future<void> for_each_chunked(EventLoop& loop, Range& range, std::size_t chunk, F f) {
+  if (chunk == 0) throw std::invalid_argument("offload::for_each_chunked needs a chunk of at least 1");
+  Promise<void> promise;
+  Future<void> done = promise.get_future();
+  using Walk = detail::ChunkedWalk<Range, F>;
+  Walk::schedule(std::make_unique<Walk>(loop, range, chunk, std::move(f), std::move(promise)));
+  return done;
+}
+
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_EVENT_LOOP_HPP
+// ---- end offload/event_loop.hpp ----
+// ---- begin offload/service.hpp ----
+#ifndef OFFLOAD_SERVICE_HPP
+#define OFFLOAD_SERVICE_HPP
+
+/// @file service.hpp
+/// run_service: the worker_threads model. A service is a callable that runs on a pool worker
+/// with its own copy of some data (Node's `workerData`), may post messages through a port (a
+/// channel Sender, Node's `parentPort.postMessage`), and delivers its return value (or its
+/// exception) through a Future.
+///
+/// @code
+///   auto hello = offload::run_service(pool, [](std::string name) { return "Hello " + name; },
+///                                     std::string("world"));
+///   hello.get();                                            // "Hello world"
+///
+///   auto [tx, rx] = offload::unbounded_channel<int>();
+///   auto job = offload::run_service(pool, [](Input in, offload::Sender<int>& port) {
+///     for (...) port.send(percent_done);
+///     return result;
+///   }, std::move(input), std::move(tx));
+///   for (int percent : rx) show(percent);                  // ends when the service is done
+///   Result result = job.get();
+/// @endcode
+///
+/// What crosses is moved or copied, never shared: the data, the result and the messages must
+/// be Sendable (<offload/sendable.hpp>); a rejected type is one compile error that names it.
+///
+/// How a service is called. It runs once, as `svc(data)` or `svc(data, port)`, where `data` is
+/// the service's own copy and `port` is an lvalue `offload::Sender<Msg>&`:
+///   - data: declare the parameter as `Data`, `const Data&` or `Data&&` (the copy is passed as
+///     an rvalue), or as `Data&` (then it is passed as an lvalue); `Data` is the decayed type
+///     of the argument given to run_service;
+///   - port: declare it as `offload::Sender<Msg>&` (or `offload::Sender<Msg>` for a handle of
+///     its own, which is released when svc returns too);
+///   - result: any Sendable type, or void.
+/// Any other signature is a compile error that says what is expected.
+
+#include <exception>
+#include <functional>
+#include <future>
+#include <optional>
+#include <type_traits>
+#include <utility>
+
+// ---- begin offload/detail/always_false.hpp ----
+#ifndef OFFLOAD_DETAIL_ALWAYS_FALSE_HPP
+#define OFFLOAD_DETAIL_ALWAYS_FALSE_HPP
+
+/// @file always_false.hpp
+/// A false that depends on template arguments, so a static_assert fires only when the template
+/// holding it is instantiated (the usual way to write "this overload must not be chosen").
+
+namespace offload {
+inline namespace v0 {
+namespace detail {
+
+template <class...>
+inline constexpr bool always_false = false;
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_ALWAYS_FALSE_HPP
+// ---- end offload/detail/always_false.hpp ----
 // ---- begin offload/thread_pool.hpp ----
 #ifndef OFFLOAD_THREAD_POOL_HPP
 #define OFFLOAD_THREAD_POOL_HPP
@@ -1716,6 +4573,14 @@ class alignas(64) JobQueue {  // one cache line of its own: owners and thieves h
     publish_size();
   }
 
+  /// Pushes `count` jobs under one lock acquisition, the last of `jobs` first (so pop_back
+  /// returns them in their original order). Thread-safe; allocates only when the ring grows.
+  void push_reversed(Job* jobs, std::size_t count) {
+    std::lock_guard lock(lock_);
+    for (std::size_t i = count; i-- > 0;) jobs_.push_back(std::move(jobs[i]));
+    publish_size();
+  }
+
   /// Takes the newest job (LIFO: best locality for the owner). Thread-safe; never blocks
   /// beyond the short critical section.
   bool pop_back(Job& out) {
@@ -1723,7 +4588,7 @@ class alignas(64) JobQueue {  // one cache line of its own: owners and thieves h
     std::lock_guard lock(lock_);
     if (jobs_.empty()) return false;
     out = jobs_.pop_back();
-    publish_size();
+    shrink_size();
     return true;
   }
 
@@ -1733,7 +4598,7 @@ class alignas(64) JobQueue {  // one cache line of its own: owners and thieves h
     std::lock_guard lock(lock_);
     if (jobs_.empty()) return false;
     out = jobs_.pop_front();
-    publish_size();
+    shrink_size();
     return true;
   }
 
@@ -1745,7 +4610,7 @@ class alignas(64) JobQueue {  // one cache line of its own: owners and thieves h
     std::size_t share = (jobs_.size() + consumers - 1) / consumers;
     if (share > capacity) share = capacity;
     for (std::size_t i = 0; i < share; ++i) out[i] = jobs_.pop_front();
-    publish_size();
+    shrink_size();
     return share;
   }
 
@@ -1760,6 +4625,10 @@ class alignas(64) JobQueue {  // one cache line of its own: owners and thieves h
   void publish_size() noexcept {
     // seq_cst: publication half of the Parker protocol (a sleeper re-checks this value).
     size_.store(jobs_.size(), std::memory_order_seq_cst);
+  }
+  void shrink_size() noexcept {
+    // Relaxed: a sleeper that misses a decrease only looks once more and finds nothing.
+    size_.store(jobs_.size(), std::memory_order_relaxed);
   }
 
   SpinLock lock_;
@@ -1947,7 +4816,7 @@ class WorkStealingQueues {
     if (taken == 0) return false;
     out = std::move(batch[0]);
     // Pushed newest first, so the owner's LIFO pops replay them in submission order.
-    for (std::size_t i = taken; i-- > 1;) locals_[worker].push(std::move(batch[i]));
+    if (taken > 1) locals_[worker].push_reversed(batch + 1, taken - 1);
     return true;
   }
 
@@ -2364,8 +5233,7 @@ class BasicThreadPool {
       worker->run_time.add_to(run_time);
       worker->queue_wait.add_to(queue_wait);
     }
-    stats.submitted = (submitted_.load(std::memory_order_relaxed) & ~closed_bit) -
-                      rejected_.load(std::memory_order_relaxed);
+    stats.submitted = total_submitted() - rejected_.load(std::memory_order_relaxed);
     stats.queued = queues_.size();
     stats.run_time = percentiles(run_time);
     stats.queue_wait = percentiles(queue_wait);
@@ -2379,12 +5247,22 @@ class BasicThreadPool {
     bool help_one() override { return pool->run_one(*this); }
 
     void add(std::atomic<std::uint64_t>& counter) noexcept {
-      // Single writer: load + store avoids a locked instruction. seq_cst store: the idle
-      // check in wait() re-reads these after Parker::prepare() (store-load pattern).
-      counter.store(counter.load(std::memory_order_relaxed) + 1, std::memory_order_seq_cst);
+      // Single writer: load + store, no locked instruction. Release: a wait() that reads the
+      // new count also sees the task's effects.
+      counter.store(counter.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+    }
+
+    /// Re-stores the counters with seq_cst before the worker announces it ran out of work:
+    /// the store half of the store-load pattern with wait()'s re-check after
+    /// Parker::prepare(). Done once per idle moment instead of once per task.
+    void publish_counts() noexcept {
+      for (auto* counter : {&submitted, &completed, &failed, &cancelled}) {
+        counter->store(counter->load(std::memory_order_relaxed), std::memory_order_seq_cst);
+      }
     }
 
     BasicThreadPool* pool;
+    std::atomic<std::uint64_t> submitted{0};  // by this worker's own tasks
     std::atomic<std::uint64_t> completed{0}, failed{0}, cancelled{0};
     std::atomic<unsigned> busy_depth{0};
     detail::Histogram run_time, queue_wait;
@@ -2489,10 +5367,17 @@ class BasicThreadPool {
       if (!reserve_queue_slot(may_block)) return std::nullopt;
       admission.holds_queue_slot = true;
     }
+    if (admission.from_own_worker) {
+      // A worker counts its own submissions: no shared cache line on the nested-spawn path,
+      // and the closed bit does not apply (tasks running at shutdown may still spawn).
+      auto& self = static_cast<Worker&>(*detail::current_worker);
+      self.add(self.submitted);
+      return admission;
+    }
     // Relaxed: the counter's modification order alone decides whether we came before
     // shutdown's fetch_or.
     const std::uint64_t before = submitted_.fetch_add(1, std::memory_order_relaxed);
-    if ((before & closed_bit) != 0 && !admission.from_own_worker) {
+    if ((before & closed_bit) != 0) {
       if (admission.holds_queue_slot) release_queue_slot();
       // seq_cst: store half of the idle check's store-load pattern.
       rejected_.fetch_add(1, std::memory_order_seq_cst);
@@ -2594,13 +5479,13 @@ class BasicThreadPool {
     run_hook(options_.on_thread_start, self.index());
     for (;;) {
       if (run_one(self)) continue;
+      self.publish_counts();
       idle_parker_.notify_all();  // out of work: a wait() may now be satisfied
-      if (spin_for_work()) {
-        // We take the work we found; if there is more, a sleeping peer can start on it.
-        if (queues_.has_work()) wake_worker_for_new_work();
-        continue;
-      }
-      if (!park()) break;
+      if (!spin_for_work() && !park()) break;
+      // Back from idle to take work. Submitters skip waking anyone while a worker spins, so
+      // whoever leaves idle hands on the rest: if more work is queued and nobody spins, a
+      // sleeping peer is woken to take it.
+      if (queues_.has_work()) wake_worker_for_new_work();
     }
     run_hook(options_.on_thread_stop, self.index());
     detail::current_worker = nullptr;
@@ -2719,8 +5604,14 @@ class BasicThreadPool {
                   worker->failed.load(std::memory_order_seq_cst) +
                   worker->cancelled.load(std::memory_order_seq_cst);
     }
-    const std::uint64_t submitted = submitted_.load(std::memory_order_seq_cst) & ~closed_bit;
-    return submitted - finished;
+    return total_submitted() - finished;
+  }
+
+  /// Outside submissions plus each worker's own. Read after the finished counts (see pending).
+  [[nodiscard]] std::uint64_t total_submitted() const noexcept {
+    std::uint64_t submitted = submitted_.load(std::memory_order_seq_cst) & ~closed_bit;
+    for (const auto& worker : workers_) submitted += worker->submitted.load(std::memory_order_seq_cst);
+    return submitted;
   }
 
   bool wait_idle(const detail::Deadline& deadline) {
@@ -2745,7 +5636,7 @@ class BasicThreadPool {
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::thread> threads_;
 
-  alignas(64) std::atomic<std::uint64_t> submitted_{0};  // top bit: closed
+  alignas(64) std::atomic<std::uint64_t> submitted_{0};  // from outside; top bit: closed
   alignas(64) std::atomic<std::uint64_t> rejected_{0};
   std::atomic<std::size_t> queued_{0};  // bounded-queue slots in use
   std::atomic<bool> stopping_{false};
@@ -2768,6 +5659,694 @@ using PriorityThreadPool = BasicThreadPool<Prioritized>;
 
 #endif  // OFFLOAD_THREAD_POOL_HPP
 // ---- end offload/thread_pool.hpp ----
+
+namespace offload {
+inline namespace v0 {
+namespace detail {
+
+/// Stands for the port of a service that has none.
+struct NoPort {};
+
+template <class T>
+inline constexpr bool is_thread_pool = false;
+template <class Scheduler>
+inline constexpr bool is_thread_pool<BasicThreadPool<Scheduler>> = true;
+
+/// The arguments a service receives after its data: the port as an lvalue, or nothing.
+template <class Port>
+struct PortArguments {
+  template <class Service, class DataArgument>
+  static constexpr bool invocable = std::is_invocable_v<Service&, DataArgument, Port&>;
+  template <class Service, class DataArgument>
+  using result = std::invoke_result_t<Service&, DataArgument, Port&>;
+};
+template <>
+struct PortArguments<NoPort> {
+  template <class Service, class DataArgument>
+  static constexpr bool invocable = std::is_invocable_v<Service&, DataArgument>;
+  template <class Service, class DataArgument>
+  using result = std::invoke_result_t<Service&, DataArgument>;
+};
+
+/// Whether the service takes its data as an rvalue (by value, const& or &&); if not, it gets
+/// an lvalue (a `Data&` parameter).
+template <class Service, class Data, class Port>
+inline constexpr bool takes_data_as_rvalue =
+    PortArguments<Port>::template invocable<Service, Data&&>;
+
+template <class Service, class Data, class Port>
+inline constexpr bool is_service_signature =
+    takes_data_as_rvalue<Service, Data, Port> ||
+    PortArguments<Port>::template invocable<Service, Data&>;
+
+/// How the service is handed its data: Data&& when it accepts an rvalue, else Data&.
+template <class Service, class Data, class Port>
+using data_argument_t =
+    std::conditional_t<takes_data_as_rvalue<Service, Data, Port>, Data&&, Data&>;
+
+/// What the service returns (cv dropped: `const std::string f()` gives a Future<std::string>).
+template <class Service, class Data, class Port>
+using service_result_t = std::remove_cv_t<
+    typename PortArguments<Port>::template result<Service, data_argument_t<Service, Data, Port>>>;
+
+/// The message type of a port (void when there is no port).
+template <class Port>
+struct port_message {
+  using type = void;
+};
+template <class Msg>
+struct port_message<Sender<Msg>> {
+  using type = Msg;
+};
+
+/// A service may return any Sendable type, or nothing.
+template <class R>
+struct is_sendable_result : is_sendable<R> {};
+template <>
+struct is_sendable_result<void> : std::true_type {};
+
+/// The first reason, in the order a user would fix them, why run_service cannot accept these
+/// arguments. Each is reported by exactly one static_assert (see report_service_problem).
+enum class ServiceProblem {
+  none,
+  data_not_sendable,
+  data_not_copyable,
+  message_not_sendable,
+  service_not_movable,
+  signature,
+  result_not_sendable,
+};
+
+/// `Service` and `Data` are the types run_service deduced (possibly references), `Port` is
+/// Sender<Msg> or NoPort.
+template <class Service, class Data, class Port>
+constexpr ServiceProblem first_service_problem() noexcept {
+  using StoredService = std::decay_t<Service>;
+  using StoredData = std::decay_t<Data>;
+  using Msg = typename port_message<Port>::type;
+  if constexpr (!Sendable<StoredData>) {
+    return ServiceProblem::data_not_sendable;
+  } else if constexpr (!std::is_constructible_v<StoredData, Data>) {
+    return ServiceProblem::data_not_copyable;
+  } else if constexpr (!std::is_void_v<Msg> && !valid_channel_element<Msg>) {
+    return ServiceProblem::message_not_sendable;
+  } else if constexpr (!std::is_constructible_v<StoredService, Service> ||
+                       !std::is_move_constructible_v<StoredService>) {
+    return ServiceProblem::service_not_movable;
+  } else if constexpr (!is_service_signature<StoredService, StoredData, Port>) {
+    return ServiceProblem::signature;
+  } else if constexpr (!is_sendable_result<
+                           service_result_t<StoredService, StoredData, Port>>::value) {
+    return ServiceProblem::result_not_sendable;
+  } else {
+    return ServiceProblem::none;
+  }
+}
+
+template <class Service, class Data, class Port>
+inline constexpr ServiceProblem service_problem = first_service_problem<Service, Data, Port>();
+
+/// Emits the one compile error that explains `problem`.
+template <ServiceProblem problem, class Service, class Data, class Port>
+constexpr void report_service_problem() noexcept {
+  using StoredService = std::decay_t<Service>;
+  using StoredData = std::decay_t<Data>;
+  using Msg = typename port_message<Port>::type;
+  if constexpr (problem == ServiceProblem::data_not_sendable) {
+    check_sendable<StoredData>();
+  } else if constexpr (problem == ServiceProblem::data_not_copyable) {
+    static_assert(always_false<Data>,
+                  "offload::run_service: the service gets its own copy of data, and this data "
+                  "cannot be copied: pass a move-only value as an rvalue (std::move(data)).");
+  } else if constexpr (problem == ServiceProblem::message_not_sendable) {
+    if constexpr (!Sendable<Msg>) {
+      check_sendable<Msg>();
+    } else {
+      check_channel_element<Msg>();
+    }
+  } else if constexpr (problem == ServiceProblem::service_not_movable) {
+    static_assert(always_false<Service>,
+                  "offload::run_service: the service callable is copied or moved into the task: "
+                  "it must be move-constructible, and a move-only callable must be passed as an "
+                  "rvalue (std::move(svc)).");
+  } else if constexpr (problem == ServiceProblem::signature && std::is_same_v<Port, NoPort>) {
+    static_assert(always_false<Service>,
+                  "offload::run_service(pool, svc, data): svc cannot be called as svc(data). It "
+                  "is called once with its own copy of data: declare the parameter as Data, "
+                  "const Data&, Data&& or Data&, where Data is the (decayed) type of the data "
+                  "argument. A service that takes a port needs run_service(pool, svc, data, "
+                  "port).");
+  } else if constexpr (problem == ServiceProblem::signature) {
+    static_assert(always_false<Service>,
+                  "offload::run_service(pool, svc, data, port): svc cannot be called as "
+                  "svc(data, port). It is called once with its own copy of data (declare Data, "
+                  "const Data&, Data&& or Data&) and the port as an lvalue: declare "
+                  "offload::Sender<Msg>& (or offload::Sender<Msg>), with the port's Msg.");
+  } else if constexpr (problem == ServiceProblem::result_not_sendable) {
+    check_sendable<service_result_t<StoredService, StoredData, Port>>();
+  }
+}
+
+/// What a callable declares it returns, whatever it is called with: read from a function
+/// pointer or a lambda's one operator() (std::function's deduction guide does exactly that);
+/// void for generic or overloaded callables.
+template <class Service>
+struct declared_result {
+  using type = void;
+};
+template <class Service>
+requires requires { std::function{std::declval<Service>()}; }
+struct declared_result<Service> {
+  using type = typename decltype(std::function{std::declval<Service>()})::result_type;
+};
+
+/// The Future to return after a compile error, chosen so that the caller's own use of it
+/// raises no second error: of the service's result type, or of what it declares to return when
+/// it cannot be called with these arguments.
+template <class Service, class Data, class Port>
+constexpr auto future_after_error() noexcept {
+  using StoredService = std::decay_t<Service>;
+  using StoredData = std::decay_t<Data>;
+  if constexpr (is_service_signature<StoredService, StoredData, Port>) {
+    return Future<std::remove_cvref_t<service_result_t<StoredService, StoredData, Port>>>();
+  } else {
+    return Future<std::remove_cvref_t<typename declared_result<StoredService>::type>>();
+  }
+}
+
+/**
+ * @brief One service run, as queued on a pool: the callable, its copy of the data, its port
+ *        and the promise of its result.
+ *
+ * Run once by one worker. It frees the callable, the data and the port before it completes
+ * the future, so a caller that sees the future ready also sees the port released (and the
+ * channel closed if that was its last Sender). Destroyed without running (the pool refused
+ * it), it releases the port and breaks the promise.
+ */
+template <class R, class Service, class Data, class Port>
+class ServiceJob {
+ public:
+  template <class ServiceArgument, class DataArgument>
+  ServiceJob(Promise<R> promise, ServiceArgument&& service, DataArgument&& data, Port port)
+      : promise_(std::move(promise)),
+        service_(std::in_place, std::forward<ServiceArgument>(service)),
+        data_(std::in_place, std::forward<DataArgument>(data)),
+        port_(std::move(port)) {}
+
+  /// Runs the service (unless its future was cancelled first) and completes the future.
+  /// Never throws: every exception goes to the future.
+  void operator()() noexcept {
+    if (promise_.stop_requested()) {
+      release_inputs();
+      fail(std::make_exception_ptr(TaskCancelled()));
+      return;
+    }
+    try {
+      if constexpr (std::is_void_v<R>) {
+        call();
+        release_inputs();
+        promise_.set_value();
+      } else {
+        R result = call();
+        release_inputs();
+        promise_.set_value(std::move(result));
+      }
+    } catch (...) {
+      release_inputs();
+      fail(std::current_exception());
+    }
+  }
+
+ private:
+  decltype(auto) call() {
+    using Argument = data_argument_t<Service, Data, Port>;
+    if constexpr (std::is_same_v<Port, NoPort>) {
+      return std::invoke(*service_, static_cast<Argument>(*data_));
+    } else {
+      return std::invoke(*service_, static_cast<Argument>(*data_), port_);
+    }
+  }
+
+  /// Destroys the callable and the data, and drops the port (the last Sender closes the
+  /// channel). Idempotent.
+  void release_inputs() noexcept {
+    data_.reset();
+    service_.reset();
+    port_ = Port();
+  }
+
+  void fail(std::exception_ptr error) noexcept {
+    try {
+      promise_.set_exception(std::move(error));
+    } catch (const std::future_error&) {
+      // Already satisfied: set_value() itself threw (R's move constructor). Nothing to add.
+    }
+  }
+
+  // Declared first so it is destroyed last: the port is gone before a promise is broken.
+  Promise<R> promise_;
+  std::optional<Service> service_;
+  std::optional<Data> data_;
+  Port port_;
+};
+
+/// Checks the arguments (one readable compile error for the first problem), then queues the
+/// service on `pool`.
+template <class Pool, class Service, class Data, class Port>
+auto start_service(Pool& pool, Service&& service, Data&& data, Port port) {
+  constexpr ServiceProblem problem = service_problem<Service, Data, Port>;
+  if constexpr (problem != ServiceProblem::none) {
+    report_service_problem<problem, Service, Data, Port>();
+    return future_after_error<Service, Data, Port>();
+  } else {
+    using StoredService = std::decay_t<Service>;
+    using StoredData = std::decay_t<Data>;
+    using R = service_result_t<StoredService, StoredData, Port>;
+    Promise<R> promise;
+    Future<R> future = promise.get_future();
+    pool.detach(ServiceJob<R, StoredService, StoredData, Port>(
+        std::move(promise), std::forward<Service>(service), std::forward<Data>(data),
+        std::move(port)));
+    return future;
+  }
+}
+
+/**
+ * @brief The pool behind run_service(svc, data): std::thread::hardware_concurrency() workers
+ *        (at least one), created by the first call (thread-safe: a function-local static).
+ *
+ * It lives until static destruction after main() returns (or exit()); its destructor then
+ * runs every service still queued and joins the workers, so the process exits only when they
+ * are done. Caveats of that order: a service still running then must not use objects with
+ * static storage that were created after the pool (they are destroyed before it), nor wait
+ * for something that never comes (exit would hang); and run_service(svc, data) must not be
+ * called from a static destructor that runs after the pool's. get() every future before main()
+ * returns to stay clear of all three. Each shared library that inlines this header privately
+ * (hidden visibility) gets a pool of its own.
+ */
+inline ThreadPool& default_service_pool() {
+  static ThreadPool pool;
+  return pool;
+}
+
+}  // namespace detail
+
+/**
+ * @brief Runs `svc` on a worker of `pool` with its own copy of `data`; its return value is
+ *        the result (Node's `new Worker(file, {workerData})`).
+ *
+ * The service is called once as `svc(data)` (see the file comment for the accepted
+ * parameter types). `data` is copied when it is an lvalue and moved when it is an rvalue; the
+ * callable is decay-copied or moved the same way. The service's copy of the data and the
+ * callable are destroyed on the worker before the future completes. On a PriorityThreadPool
+ * the service runs at priority 0.
+ *
+ * Future::request_stop() before the service starts: it never runs, and the future fails with
+ * offload::TaskCancelled. A running service is not interrupted.
+ *
+ * @param pool the pool to run on; must outlive the call (the pool finishes the service even
+ *             if the returned future is dropped).
+ * @param svc  the service: a callable, copied or moved into the task.
+ * @param data the service's input; its decayed type must be Sendable.
+ * @return Future<R>, R being what svc returns (void allowed; otherwise Sendable). get()
+ *         rethrows whatever svc threw.
+ * @throws PoolClosed when the pool is shut down; std::bad_alloc; whatever copying or moving
+ *         svc and data throws. Nothing runs then.
+ *
+ * Thread-safe (any thread, including the pool's own workers). Blocks only while a bounded pool
+ * queue is full (PoolOptions::max_queue). Allocates the future's state and the queued task.
+ */
+template <class Scheduler, class Service, class Data>
+auto run_service(BasicThreadPool<Scheduler>& pool, Service&& svc, Data&& data) {
+  return detail::start_service(pool, std::forward<Service>(svc), std::forward<Data>(data),
+                               detail::NoPort{});
+}
+
+/**
+ * @brief Runs `svc` on a worker of `pool` with its own copy of `data` and a port through which
+ *        it posts messages (progress, partial results) while it runs.
+ *
+ * The service is called once as `svc(data, port)`, the port being an lvalue
+ * `offload::Sender<Msg>&`. When svc returns or throws, or when it never starts because its
+ * future was cancelled, the service's port handle is released before the future completes.
+ * Releasing the last Sender closes the channel, so a caller that moved its Sender in sees
+ * `for (Msg m : rx)` end once the service is done. Several services may share a channel by
+ * each getting a copy of one Sender: it closes when the last of them is done (and the caller
+ * dropped its own copy).
+ *
+ * A bounded port makes the service wait while it is full (back-pressure): read the port
+ * before waiting on the future, or the two wait for each other. A caller that drops its last
+ * Receiver makes the service's sends return ChannelStatus::closed, so the service can stop
+ * early. Everything else is as for run_service(pool, svc, data).
+ *
+ * @param port a Sender of the channel to post to; Msg must be Sendable. Copied or moved in.
+ * @return Future<R>, R being what svc returns (void allowed; otherwise Sendable).
+ * @throws PoolClosed when the pool is shut down (the port is released, nothing runs);
+ *         std::bad_alloc; whatever copying or moving svc and data throws.
+ *
+ * Thread-safe. Blocks only while a bounded pool queue is full. Allocates the future's state
+ * and the queued task.
+ */
+template <class Scheduler, class Service, class Data, class Msg>
+auto run_service(BasicThreadPool<Scheduler>& pool, Service&& svc, Data&& data, Sender<Msg> port) {
+  return detail::start_service(pool, std::forward<Service>(svc), std::forward<Data>(data),
+                               std::move(port));
+}
+
+/**
+ * @brief run_service(pool, svc, data) on the process-wide default pool, created on first use
+ *        with std::thread::hardware_concurrency() workers and kept until the program exits.
+ *
+ * Lifetime: the pool is a function-local static, so it is destroyed during static destruction
+ * after main() returns, and its destructor finishes every service still queued or running
+ * first (exit waits for them). get() every future before main() returns: a service still
+ * running then must not use static objects created after the pool (they are destroyed before
+ * it), and run_service(svc, data) must not be called from a static destructor that runs after
+ * the pool's. Thread-safe; the first call starts the pool's threads (creation is thread-safe).
+ */
+template <class Service, class Data>
+requires(!detail::is_thread_pool<std::remove_cvref_t<Service>>) auto run_service(Service&& svc,
+                                                                                 Data&& data) {
+  return run_service(detail::default_service_pool(), std::forward<Service>(svc),
+                     std::forward<Data>(data));
+}
+
+/**
+ * @brief run_service(pool, svc, data, port) on the process-wide default pool (see
+ *        run_service(svc, data)).
+ */
+template <class Service, class Data, class Msg>
+requires(!detail::is_thread_pool<std::remove_cvref_t<Service>>) auto run_service(Service&& svc,
+                                                                                 Data&& data,
+                                                                                 Sender<Msg> port) {
+  return run_service(detail::default_service_pool(), std::forward<Service>(svc),
+                     std::forward<Data>(data), std::move(port));
+}
+
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_SERVICE_HPP
+// ---- end offload/service.hpp ----
+// ---- begin offload/shared_buffer.hpp ----
+#ifndef OFFLOAD_SHARED_BUFFER_HPP
+#define OFFLOAD_SHARED_BUFFER_HPP
+
+/// @file shared_buffer.hpp
+/// SharedBuffer<T>: memory shared between threads on purpose (the SharedArrayBuffer model).
+/// Copies of a SharedBuffer are handles to the same zero-filled array; threads read and write
+/// it in place, use std::atomic_ref on its elements, and wait for / notify one another on an
+/// element as with JavaScript's Atomics.wait / Atomics.notify.
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <mutex>
+#include <new>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+
+namespace offload {
+inline namespace v0 {
+
+/// How SharedBuffer::wait() ended.
+enum class WaitResult {
+  ok,         ///< woken by notify()
+  not_equal,  ///< the element did not hold `expected` when wait() was called
+  timed_out   ///< the timeout passed first
+};
+
+namespace detail {
+
+/// The alignment every element needs for std::atomic_ref (without extra errors for a T that
+/// SharedBuffer rejects anyway).
+template <class T>
+constexpr std::size_t atomic_element_alignment() noexcept {
+  if constexpr (std::is_trivially_copyable_v<T>) {
+    return std::max(alignof(T), std::atomic_ref<T>::required_alignment);
+  } else {
+    return alignof(T);
+  }
+}
+
+}  // namespace detail
+
+/**
+ * @brief A fixed-size, zero-filled array of `T` shared by every copy of the handle.
+ *
+ * The handle is cheap to copy (a reference count) and Sendable: sending it shares the memory
+ * on purpose. Plain access through span() is the caller's to keep race-free (disjoint ranges,
+ * or synchronisation); atomic(i) gives an std::atomic_ref; wait()/notify() park threads on an
+ * element. Every member is thread-safe on distinct handles; on one handle every const member
+ * is, but assignment and destruction are not. T must be trivially copyable.
+ */
+template <class T>
+class SharedBuffer {
+  static_assert(std::is_trivially_copyable_v<T>,
+                "offload::SharedBuffer<T>: T must be trivially copyable (numbers, or structs and "
+                "arrays of them), because threads read and write it in place and through "
+                "std::atomic_ref");
+  static_assert(!std::is_const_v<T> && !std::is_volatile_v<T>,
+                "offload::SharedBuffer<T>: T must not be const or volatile: use "
+                "SharedBuffer<int>, not SharedBuffer<const int>");
+  static_assert(sizeof(T) % detail::atomic_element_alignment<T>() == 0,
+                "offload::SharedBuffer<T>: sizeof(T) must be a multiple of "
+                "std::atomic_ref<T>::required_alignment, so that every element can be used "
+                "atomically");
+
+ public:
+  using value_type = T;
+
+  /// notify()'s default count: wake every waiter.
+  static constexpr std::size_t all = std::numeric_limits<std::size_t>::max();
+
+  /// The alignment of every element: enough for std::atomic_ref<T>. The array itself also
+  /// starts on a cache line.
+  static constexpr std::size_t element_alignment = detail::atomic_element_alignment<T>();
+
+  /// A buffer with no elements. Never allocates.
+  SharedBuffer() noexcept = default;
+
+  /**
+   * @brief Allocates `size` zero-filled elements.
+   * @throws std::length_error if the size cannot be allocated on this machine; std::bad_alloc.
+   */
+  explicit SharedBuffer(std::size_t size) : block_(Block::create(size)) {}
+
+  /// Another handle to the same memory. Never blocks; never allocates.
+  SharedBuffer(const SharedBuffer& other) noexcept : block_(other.block_) {
+    // relaxed: the copied handle keeps the block alive; nothing to publish.
+    if (block_ != nullptr) block_->references.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  SharedBuffer(SharedBuffer&& other) noexcept : block_(std::exchange(other.block_, nullptr)) {}
+
+  SharedBuffer& operator=(SharedBuffer other) noexcept {
+    std::swap(block_, other.block_);
+    return *this;
+  }
+
+  /// Drops this handle; the last one frees the memory. Never blocks.
+  ~SharedBuffer() {
+    // acq_rel: every handle's use of the memory happens before the last one frees it.
+    if (block_ != nullptr && block_->references.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      Block::destroy(block_);
+    }
+  }
+
+  /// Number of elements. Never blocks.
+  [[nodiscard]] std::size_t size() const noexcept { return block_ == nullptr ? 0 : block_->size; }
+
+  /// How many handles share this memory (0 for an empty buffer). A snapshot. Never blocks.
+  [[nodiscard]] std::size_t use_count() const noexcept {
+    // relaxed: a snapshot for diagnostics.
+    return block_ == nullptr ? 0 : block_->references.load(std::memory_order_relaxed);
+  }
+
+  /// Plain access to every element. Concurrent writes to one element, or a write concurrent
+  /// with a read, are data races: keep them disjoint or use atomic(). Never blocks.
+  [[nodiscard]] std::span<T> span() const noexcept {
+    return block_ == nullptr ? std::span<T>() : std::span<T>(block_->data(), block_->size);
+  }
+
+  /**
+   * @brief Atomic access to element `index`.
+   * @throws std::out_of_range if index >= size().
+   */
+  [[nodiscard]] std::atomic_ref<T> atomic(std::size_t index) const {
+    return std::atomic_ref<T>(element(index));
+  }
+
+  /**
+   * @brief Sleeps while element `index` holds `expected`, until notify() wakes this thread.
+   * @return ok when woken by notify(); not_equal if the element did not hold `expected` (the
+   *         bytes are compared, as std::atomic::wait does).
+   * @throws std::out_of_range if index >= size().
+   * Thread-safe; blocks; never allocates.
+   */
+  WaitResult wait(std::size_t index, T expected) const {
+    return wait_until(index, expected, std::nullopt);
+  }
+
+  /**
+   * @brief Like wait(index, expected), giving up after `timeout` with timed_out.
+   * @throws std::out_of_range if index >= size().
+   */
+  template <class Rep, class Period>
+  WaitResult wait(std::size_t index, T expected, std::chrono::duration<Rep, Period> timeout) const {
+    return wait_until(index, expected, detail::deadline_after(timeout));
+  }
+
+  /**
+   * @brief Wakes up to `count` threads waiting on element `index`, oldest first.
+   * @return how many it woke: exactly the number of wait() calls that will return ok.
+   * @throws std::out_of_range if index >= size().
+   * Thread-safe; never sleeps (takes a short internal lock); never allocates.
+   */
+  std::size_t notify(std::size_t index, std::size_t count = all) const {
+    check(index);
+    std::lock_guard lock(block_->mutex);
+    std::size_t woken = 0;
+    for (Waiter* waiter = block_->waiters.front(); waiter != nullptr && woken < count;) {
+      Waiter* const next = waiter->next;
+      if (waiter->index == index) {
+        block_->waiters.erase(waiter);
+        waiter->spot.signal(woken_by_notify);
+        ++woken;
+      }
+      waiter = next;
+    }
+    return woken;
+  }
+
+  /**
+   * @brief How many threads are waiting on element `index` right now (a snapshot).
+   * @throws std::out_of_range if index >= size().
+   */
+  [[nodiscard]] std::size_t waiters(std::size_t index) const {
+    check(index);
+    std::lock_guard lock(block_->mutex);
+    std::size_t count = 0;
+    for (const Waiter* waiter = block_->waiters.front(); waiter != nullptr; waiter = waiter->next) {
+      if (waiter->index == index) ++count;
+    }
+    return count;
+  }
+
+ private:
+  static constexpr std::uint32_t woken_by_notify = 1;
+
+  /// A thread inside wait(), parked on its own futex word. Lives on that thread's stack.
+  struct Waiter {
+    std::size_t index = 0;
+    detail::ParkingSpot spot;
+    Waiter* previous = nullptr;
+    Waiter* next = nullptr;
+  };
+
+  /// One allocation: this header, then (cache-line aligned) the elements.
+  struct Block {
+    std::atomic<std::size_t> references{1};
+    std::size_t size = 0;
+    std::mutex mutex;                       ///< guards `waiters`
+    detail::IntrusiveFifo<Waiter> waiters;  ///< every thread in wait(), oldest first
+
+    T* data() noexcept;
+    static Block* create(std::size_t size);
+    static void destroy(Block* block) noexcept;
+  };
+
+  static constexpr std::size_t block_alignment =
+      std::max<std::size_t>({alignof(Block), element_alignment, 64});
+  static constexpr std::size_t data_offset =
+      (sizeof(Block) + block_alignment - 1) / block_alignment * block_alignment;
+
+  void check(std::size_t index) const {
+    if (index >= size()) {
+      throw std::out_of_range("offload::SharedBuffer: index " + std::to_string(index) +
+                              " is out of range for a buffer of " + std::to_string(size()) +
+                              " elements");
+    }
+  }
+
+  T& element(std::size_t index) const {
+    check(index);
+    return block_->data()[index];
+  }
+
+  WaitResult wait_until(std::size_t index, const T& expected,
+                        const detail::Deadline& deadline) const {
+    T& target = element(index);
+    Waiter self;
+    self.index = index;
+    std::unique_lock lock(block_->mutex);
+    // Checked under the mutex that notify() takes: a writer stores, then notifies; if its
+    // notify comes after our check we are already queued, otherwise we see its store.
+    // acquire: a waiter that sees the new value also sees what the writer did before it.
+    const T current = std::atomic_ref<T>(target).load(std::memory_order_acquire);
+    if (std::memcmp(&current, &expected, sizeof(T)) != 0) return WaitResult::not_equal;
+    if (deadline && std::chrono::steady_clock::now() >= *deadline) return WaitResult::timed_out;
+    block_->waiters.push_back(&self);
+    lock.unlock();
+    std::uint32_t verdict = self.spot.wait(deadline);
+    lock.lock();  // notify() signals under the mutex: once we hold it, it is done with `self`
+    if (verdict == detail::ParkingSpot::no_verdict) verdict = self.spot.verdict();
+    if (verdict == detail::ParkingSpot::no_verdict) {
+      block_->waiters.erase(&self);
+      return WaitResult::timed_out;
+    }
+    return WaitResult::ok;
+  }
+
+  Block* block_ = nullptr;
+};
+
+template <class T>
+T* SharedBuffer<T>::Block::data() noexcept {
+  return std::launder(reinterpret_cast<T*>(reinterpret_cast<std::byte*>(this) + data_offset));
+}
+
+template <class T>
+auto SharedBuffer<T>::Block::create(std::size_t size) -> Block* {
+  if (size > (std::numeric_limits<std::size_t>::max() - data_offset) / sizeof(T)) {
+    throw std::length_error("offload::SharedBuffer: " + std::to_string(size) + " elements of " +
+                            std::to_string(sizeof(T)) + " bytes do not fit in memory");
+  }
+  void* memory = ::operator new (data_offset + size * sizeof(T), std::align_val_t{block_alignment});
+  auto* block = ::new (memory) Block;
+  block->size = size;
+  // Trivially copyable types are implicit-lifetime: zeroed storage holds zero-valued Ts.
+  std::memset(static_cast<std::byte*>(memory) + data_offset, 0, size * sizeof(T));
+  return block;
+}
+
+template <class T>
+void SharedBuffer<T>::Block::destroy(Block* block) noexcept {
+  block->~Block();
+  ::operator delete (static_cast<void*>(block), std::align_val_t{block_alignment});
+}
+
+template <class T>
+struct is_sendable;  // <offload/sendable.hpp>
+
+/// SharedBuffer shares memory on purpose: sending a handle is explicit sharing.
+template <class T>
+struct is_sendable<SharedBuffer<T>> : std::true_type {};
+
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_SHARED_BUFFER_HPP
+// ---- end offload/shared_buffer.hpp ----
 // ---- begin offload/version.hpp ----
 #ifndef OFFLOAD_VERSION_HPP
 #define OFFLOAD_VERSION_HPP
@@ -2784,6 +6363,3014 @@ using PriorityThreadPool = BasicThreadPool<Prioritized>;
 
 #endif  // OFFLOAD_VERSION_HPP
 // ---- end offload/version.hpp ----
+
+// The process pool needs fork, socketpair, pidfds and prctl: Linux only.
+#if defined(__linux__)
+// ---- begin offload/codec.hpp ----
+#ifndef OFFLOAD_CODEC_HPP
+#define OFFLOAD_CODEC_HPP
+
+/// @file codec.hpp
+/// Codec<T>: how a value crosses a process boundary (ProcessPool arguments and results).
+///
+/// The encoding is a plain byte sequence in the machine's own byte order and type sizes: it
+/// only ever travels between a program and a process forked from that same program, so it
+/// needs no portability, but it is decoded defensively (every length is checked against the
+/// bytes that are really there, every bool and optional flag against its legal values), so a
+/// corrupt or truncated message raises offload::ProtocolError instead of undefined behaviour.
+///
+/// Provided: arithmetic types, enums with a fixed underlying type, std::basic_string, vector,
+/// deque, list, array, pair, tuple, optional, variant, monostate, map, multimap, set,
+/// multiset, their unordered forms, and std::chrono::duration.
+///
+/// Your own type needs two static functions:
+/// @code
+/// template <> struct offload::Codec<Point> {
+///   static void encode(offload::Writer& out, const Point& p) { out.write(p.x); out.write(p.y); }
+///   static Point decode(offload::Reader& in) {
+///     double x = in.read<double>();        // read in the order encode() wrote
+///     double y = in.read<double>();
+///     return Point{x, y};
+///   }
+/// };
+/// @endcode
+/// Optionally add `static constexpr std::size_t min_encoded_size = 16;` (a lower bound on the
+/// bytes one value takes): a corrupt element count is then rejected before anything is
+/// allocated for it.
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <iterator>
+#include <list>
+#include <map>
+#include <optional>
+#include <set>
+#include <span>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <variant>
+#include <vector>
+
+
+namespace offload {
+inline namespace v0 {
+
+/// A message between processes was malformed: truncated, corrupt, or of the wrong shape.
+class ProtocolError : public Error {
+ public:
+  using Error::Error;
+};
+
+/**
+ * @brief How values of type T are written to and read from bytes.
+ *
+ * Not defined for arbitrary types: specialise it (see the file comment) with
+ * `static void encode(offload::Writer&, const T&)` and `static T decode(offload::Reader&)`.
+ */
+template <class T>
+struct Codec;
+
+class Writer;
+class Reader;
+
+/// True when Codec<T> provides encode(Writer&, const T&) and decode(Reader&) -> T.
+template <class T>
+concept HasCodec = requires(Writer& out, Reader& in, const T& value) {
+  Codec<T>::encode(out, value);
+  { Codec<T>::decode(in) } -> std::same_as<T>;
+};
+
+namespace detail {
+
+/// Instantiated only to stop compilation with a message naming the type that has no codec
+/// (the compiler prints the template argument in its "required from" note).
+template <class T>
+struct TypeHasNoCodec {
+  static_assert(always_false<T>,
+                "offload: type T of TypeHasNoCodec<T> has no offload::Codec<T>, so it cannot "
+                "cross to a worker process. Specialise offload::Codec<T> with "
+                "'static void encode(offload::Writer&, const T&)' and "
+                "'static T decode(offload::Reader&)' (see offload/codec.hpp). Enums need a "
+                "fixed underlying type ('enum E : int'); pointers and references cannot cross.");
+};
+
+template <class Outer, class... Inner>
+struct FirstMissingCodec;
+
+/// The innermost type that lacks a codec inside T: for std::vector<Point> that is Point.
+template <class T>
+struct MissingCodecCulprit {
+  using type = T;
+};
+template <template <class...> class Outer, class... Inner>
+struct MissingCodecCulprit<Outer<Inner...>> {
+  using type = typename FirstMissingCodec<Outer<Inner...>, Inner...>::type;
+};
+template <class T, std::size_t N>
+struct MissingCodecCulprit<std::array<T, N>> {
+  using type =
+      std::conditional_t<HasCodec<T>, std::array<T, N>, typename MissingCodecCulprit<T>::type>;
+};
+
+template <class Outer>
+struct FirstMissingCodec<Outer> {
+  using type = Outer;  // every argument has a codec: the outer type itself is the culprit
+};
+template <class Outer, class First, class... Rest>
+struct FirstMissingCodec<Outer, First, Rest...> {
+  using type = typename std::conditional_t<HasCodec<First>, FirstMissingCodec<Outer, Rest...>,
+                                           MissingCodecCulprit<First>>::type;
+};
+
+/// Stops compilation with one readable message naming the innermost type without a codec.
+/// Only ever instantiated for a T that has none.
+template <class T>
+[[noreturn]] void report_missing_codec() {
+  (void)sizeof(TypeHasNoCodec<typename MissingCodecCulprit<T>::type>);
+  std::abort();
+}
+
+/// A lower bound on the bytes one encoded T takes; 0 when unknown.
+template <class T>
+constexpr std::size_t min_encoded_size() {
+  if constexpr (requires { Codec<T>::min_encoded_size; }) {
+    return Codec<T>::min_encoded_size;
+  } else {
+    return 0;
+  }
+}
+
+/// Enums whose every underlying value is a valid value (those with a fixed underlying type:
+/// scoped enums and `enum E : int`); for the others, loading an out-of-range value is UB.
+template <class E>
+concept FixedEnum = std::is_enum_v<E> && requires { E{std::underlying_type_t<E>{}}; };
+
+/// Types encoded as their raw bytes, where every bit pattern is a valid value (so bulk
+/// copies are safe in both directions). Not bool: only 0 and 1 are valid bools.
+template <class T>
+concept Bitwise = (std::is_arithmetic_v<T> && !std::is_same_v<T, bool>) ||
+                  (FixedEnum<T> && !std::is_same_v<std::underlying_type_t<T>, bool>);
+
+}  // namespace detail
+
+/**
+ * @brief Appends encoded values to a byte buffer.
+ *
+ * Not thread-safe (one writer per buffer). Allocates as the buffer grows.
+ */
+class Writer {
+ public:
+  /// Appends to `buffer` (which it does not own; it must outlive the writer).
+  explicit Writer(std::vector<std::byte>& buffer) noexcept : buffer_(&buffer) {}
+
+  /// Appends `size` raw bytes.
+  void write_bytes(const void* data, std::size_t size) {
+    if (size == 0) return;
+    const auto* first = static_cast<const std::byte*>(data);
+    buffer_->insert(buffer_->end(), first, first + size);
+  }
+
+  /// Appends a count or length (always 8 bytes, so sizes are the same on every build).
+  void write_size(std::size_t size) { write_raw(static_cast<std::uint64_t>(size)); }
+
+  /// Appends `value` through Codec<T>.
+  template <class T>
+  void write(const T& value) {
+    if constexpr (HasCodec<T>) {
+      Codec<T>::encode(*this, value);
+    } else {
+      detail::report_missing_codec<T>();
+    }
+  }
+
+  /// Bytes in the buffer so far.
+  [[nodiscard]] std::size_t size() const noexcept { return buffer_->size(); }
+
+ private:
+  template <class T>
+  void write_raw(const T& value) {
+    write_bytes(&value, sizeof value);
+  }
+
+  std::vector<std::byte>* buffer_;
+};
+
+/**
+ * @brief Reads encoded values back from a byte span, checking every read against its end.
+ *
+ * Not thread-safe. Never allocates by itself (decoded values may). Every member throws
+ * offload::ProtocolError rather than read past the end or accept an impossible value.
+ */
+class Reader {
+ public:
+  explicit Reader(std::span<const std::byte> bytes) noexcept : bytes_(bytes) {}
+
+  /// Copies the next `size` bytes to `out`.
+  void read_bytes(void* out, std::size_t size) {
+    const auto source = take(size);
+    if (size != 0) std::memcpy(out, source.data(), size);
+  }
+
+  /// The next `size` bytes, without copying; valid as long as the underlying buffer.
+  std::span<const std::byte> take(std::size_t size) {
+    if (size > remaining()) {
+      throw ProtocolError("offload: truncated message: needed " + std::to_string(size) +
+                          " more bytes, " + std::to_string(remaining()) + " left");
+    }
+    const auto part = bytes_.subspan(position_, size);
+    position_ += size;
+    return part;
+  }
+
+  /// Reads a length or count written by Writer::write_size(). `min_element_size` is a lower
+  /// bound on the bytes each element takes (0 when unknown): a count the remaining bytes
+  /// cannot possibly hold is rejected here, before anyone allocates room for it.
+  std::size_t read_size(std::size_t min_element_size = 1) {
+    std::uint64_t count = 0;
+    read_bytes(&count, sizeof count);
+    // Elements that may encode to nothing still cost a loop iteration each, so bound them
+    // too: no honest message holds a million more of them than it has bytes.
+    const std::uint64_t limit = min_element_size == 0
+                                    ? remaining() + empty_element_allowance
+                                    : remaining() / min_element_size;
+    if (count > limit) {
+      throw ProtocolError("offload: corrupt message: a count of " + std::to_string(count) +
+                          " elements does not fit in the " + std::to_string(remaining()) +
+                          " bytes left");
+    }
+    return static_cast<std::size_t>(count);
+  }
+
+  /// Reads a value through Codec<T>.
+  template <class T>
+  T read() {
+    if constexpr (HasCodec<T>) {
+      return Codec<T>::decode(*this);
+    } else {
+      detail::report_missing_codec<T>();
+    }
+  }
+
+  /// Bytes not read yet.
+  [[nodiscard]] std::size_t remaining() const noexcept { return bytes_.size() - position_; }
+
+  /// Throws ProtocolError unless every byte was read (a longer message is a corrupt one).
+  void expect_end() const {
+    if (remaining() != 0) {
+      throw ProtocolError("offload: corrupt message: " + std::to_string(remaining()) +
+                          " unexpected bytes after the last value");
+    }
+  }
+
+  /// How many elements that may encode to zero bytes a count may claim beyond the bytes left.
+  static constexpr std::uint64_t empty_element_allowance = std::uint64_t{1} << 20;
+
+ private:
+  std::span<const std::byte> bytes_;
+  std::size_t position_ = 0;
+};
+
+// --- scalars ---------------------------------------------------------------------------------
+
+/// Arithmetic types (except bool) and enums with a fixed underlying type: their raw bytes.
+template <class T>
+  requires detail::Bitwise<T>
+struct Codec<T> {
+  static constexpr std::size_t min_encoded_size = sizeof(T);
+  static void encode(Writer& out, const T& value) { out.write_bytes(&value, sizeof value); }
+  static T decode(Reader& in) {
+    T value{};
+    in.read_bytes(&value, sizeof value);
+    return value;
+  }
+};
+
+/// bool: one byte, 0 or 1; anything else is a corrupt message.
+template <>
+struct Codec<bool> {
+  static constexpr std::size_t min_encoded_size = 1;
+  static void encode(Writer& out, bool value) {
+    const auto byte = static_cast<std::uint8_t>(value ? 1 : 0);
+    out.write_bytes(&byte, 1);
+  }
+  static bool decode(Reader& in) {
+    std::uint8_t byte = 0;
+    in.read_bytes(&byte, 1);
+    if (byte > 1) {
+      throw ProtocolError("offload: corrupt message: a bool holds " + std::to_string(byte));
+    }
+    return byte == 1;
+  }
+};
+
+/// Enums with a bool underlying type: encoded as that bool.
+template <class E>
+  requires detail::FixedEnum<E> && std::is_same_v<std::underlying_type_t<E>, bool>
+struct Codec<E> {
+  static constexpr std::size_t min_encoded_size = 1;
+  static void encode(Writer& out, E value) { Codec<bool>::encode(out, static_cast<bool>(value)); }
+  static E decode(Reader& in) { return static_cast<E>(Codec<bool>::decode(in)); }
+};
+
+/// std::monostate: nothing at all.
+template <>
+struct Codec<std::monostate> {
+  static constexpr std::size_t min_encoded_size = 0;
+  static void encode(Writer&, std::monostate) {}
+  static std::monostate decode(Reader&) { return {}; }
+};
+
+/// std::chrono::duration: its count.
+template <class Rep, class Period>
+  requires HasCodec<Rep>
+struct Codec<std::chrono::duration<Rep, Period>> {
+  static constexpr std::size_t min_encoded_size = detail::min_encoded_size<Rep>();
+  static void encode(Writer& out, const std::chrono::duration<Rep, Period>& value) {
+    out.write(value.count());
+  }
+  static std::chrono::duration<Rep, Period> decode(Reader& in) {
+    return std::chrono::duration<Rep, Period>(in.read<Rep>());
+  }
+};
+
+// --- sequences ---------------------------------------------------------------------------------
+
+namespace detail {
+
+/// Writes a count, then each element.
+template <class Range>
+void encode_elements(Writer& out, const Range& range) {
+  out.write_size(static_cast<std::size_t>(std::distance(std::begin(range), std::end(range))));
+  for (const auto& element : range) out.write(element);
+}
+
+/// Reads a count written by encode_elements(), then calls `add(element)` for each element.
+template <class T, class Add>
+void decode_elements(Reader& in, Add add) {
+  const std::size_t count = in.read_size(min_encoded_size<T>());
+  for (std::size_t i = 0; i < count; ++i) add(in.read<T>());
+}
+
+/// How many elements a container may reserve up front: never more than the bytes left could
+/// hold, so a large (but plausible) count does not allocate before its elements arrive.
+template <class T>
+std::size_t safe_reserve(std::size_t count, const Reader& in) {
+  const std::size_t per_element = std::max<std::size_t>(min_encoded_size<T>(), 1);
+  return std::min(count, in.remaining() / per_element);
+}
+
+}  // namespace detail
+
+/// std::basic_string of a bitwise character type: length, then the characters.
+template <class Char, class Traits, class Alloc>
+  requires detail::Bitwise<Char>
+struct Codec<std::basic_string<Char, Traits, Alloc>> {
+  using String = std::basic_string<Char, Traits, Alloc>;
+  static constexpr std::size_t min_encoded_size = 8;
+  static void encode(Writer& out, const String& value) {
+    out.write_size(value.size());
+    out.write_bytes(value.data(), value.size() * sizeof(Char));
+  }
+  static String decode(Reader& in) {
+    const std::size_t length = in.read_size(sizeof(Char));
+    String value;
+    value.resize(length);
+    in.read_bytes(value.data(), length * sizeof(Char));
+    return value;
+  }
+};
+
+/// std::vector: count, then elements (one block copy for bitwise element types).
+template <class T, class Alloc>
+  requires HasCodec<T>
+struct Codec<std::vector<T, Alloc>> {
+  using Vector = std::vector<T, Alloc>;
+  static constexpr std::size_t min_encoded_size = 8;
+  static void encode(Writer& out, const Vector& value) {
+    if constexpr (detail::Bitwise<T>) {
+      out.write_size(value.size());
+      out.write_bytes(value.data(), value.size() * sizeof(T));
+    } else {
+      detail::encode_elements(out, value);
+    }
+  }
+  static Vector decode(Reader& in) {
+    Vector value;
+    if constexpr (detail::Bitwise<T>) {
+      const std::size_t count = in.read_size(sizeof(T));
+      value.resize(count);
+      in.read_bytes(value.data(), count * sizeof(T));
+    } else {
+      // Peek at the count only to reserve; decode_elements reads and checks it again.
+      Reader peek = in;
+      value.reserve(detail::safe_reserve<T>(peek.read_size(detail::min_encoded_size<T>()), peek));
+      detail::decode_elements<T>(in, [&](T&& element) { value.push_back(std::move(element)); });
+    }
+    return value;
+  }
+};
+
+/// std::deque and std::list: count, then elements.
+template <class T, class Alloc>
+  requires HasCodec<T>
+struct Codec<std::deque<T, Alloc>> {
+  static constexpr std::size_t min_encoded_size = 8;
+  static void encode(Writer& out, const std::deque<T, Alloc>& value) {
+    detail::encode_elements(out, value);
+  }
+  static std::deque<T, Alloc> decode(Reader& in) {
+    std::deque<T, Alloc> value;
+    detail::decode_elements<T>(in, [&](T&& element) { value.push_back(std::move(element)); });
+    return value;
+  }
+};
+template <class T, class Alloc>
+  requires HasCodec<T>
+struct Codec<std::list<T, Alloc>> {
+  static constexpr std::size_t min_encoded_size = 8;
+  static void encode(Writer& out, const std::list<T, Alloc>& value) {
+    detail::encode_elements(out, value);
+  }
+  static std::list<T, Alloc> decode(Reader& in) {
+    std::list<T, Alloc> value;
+    detail::decode_elements<T>(in, [&](T&& element) { value.push_back(std::move(element)); });
+    return value;
+  }
+};
+
+/// std::array: the N elements, no count.
+template <class T, std::size_t N>
+  requires HasCodec<T>
+struct Codec<std::array<T, N>> {
+  static constexpr std::size_t min_encoded_size = N * detail::min_encoded_size<T>();
+  static void encode(Writer& out, const std::array<T, N>& value) {
+    if constexpr (detail::Bitwise<T>) {
+      out.write_bytes(value.data(), N * sizeof(T));
+    } else {
+      for (const auto& element : value) out.write(element);
+    }
+  }
+  static std::array<T, N> decode(Reader& in) {
+    if constexpr (detail::Bitwise<T>) {
+      std::array<T, N> value{};
+      in.read_bytes(value.data(), N * sizeof(T));
+      return value;
+    } else {
+      // Braced initialisation evaluates the reads left to right.
+      return [&]<std::size_t... I>(std::index_sequence<I...>) {
+        return std::array<T, N>{((void)I, in.read<T>())...};
+      }(std::make_index_sequence<N>{});
+    }
+  }
+};
+
+// --- products and sums -------------------------------------------------------------------------
+
+/// std::pair: first, then second.
+template <class A, class B>
+  requires HasCodec<A> && HasCodec<B>
+struct Codec<std::pair<A, B>> {
+  static constexpr std::size_t min_encoded_size =
+      detail::min_encoded_size<A>() + detail::min_encoded_size<B>();
+  static void encode(Writer& out, const std::pair<A, B>& value) {
+    out.write(value.first);
+    out.write(value.second);
+  }
+  static std::pair<A, B> decode(Reader& in) {
+    A first = in.read<A>();
+    B second = in.read<B>();
+    return {std::move(first), std::move(second)};
+  }
+};
+
+/// std::tuple: each member in order.
+template <class... Ts>
+  requires(HasCodec<Ts> && ...)
+struct Codec<std::tuple<Ts...>> {
+  static constexpr std::size_t min_encoded_size =
+      (std::size_t{0} + ... + detail::min_encoded_size<Ts>());
+  static void encode(Writer& out, const std::tuple<Ts...>& value) {
+    std::apply([&](const Ts&... members) { (out.write(members), ...); }, value);
+  }
+  static std::tuple<Ts...> decode(Reader& in) {
+    return std::tuple<Ts...>{in.read<Ts>()...};  // braced: evaluated left to right
+  }
+};
+
+/// std::optional: a flag byte (0 or 1), then the value when present.
+template <class T>
+  requires HasCodec<T>
+struct Codec<std::optional<T>> {
+  static constexpr std::size_t min_encoded_size = 1;
+  static void encode(Writer& out, const std::optional<T>& value) {
+    out.write(value.has_value());
+    if (value) out.write(*value);
+  }
+  static std::optional<T> decode(Reader& in) {
+    if (!in.read<bool>()) return std::nullopt;
+    return std::optional<T>(in.read<T>());
+  }
+};
+
+/// std::variant: the alternative's index (4 bytes), then its value.
+template <class... Ts>
+  requires(HasCodec<Ts> && ...)
+struct Codec<std::variant<Ts...>> {
+  using Variant = std::variant<Ts...>;
+  static constexpr std::size_t min_encoded_size = 4;
+  static void encode(Writer& out, const Variant& value) {
+    if (value.valueless_by_exception()) {
+      throw ProtocolError("offload: cannot encode a variant that is valueless by exception");
+    }
+    out.write(static_cast<std::uint32_t>(value.index()));
+    std::visit([&](const auto& alternative) { out.write(alternative); }, value);
+  }
+  static Variant decode(Reader& in) {
+    const auto index = in.read<std::uint32_t>();
+    if (index >= sizeof...(Ts)) {
+      throw ProtocolError("offload: corrupt message: variant index " + std::to_string(index) +
+                          " of " + std::to_string(sizeof...(Ts)));
+    }
+    using Decoder = Variant (*)(Reader&);
+    static constexpr Decoder decoders[] = {&decode_alternative<Ts>...};
+    return decoders[index](in);
+  }
+
+ private:
+  template <class T>
+  static Variant decode_alternative(Reader& in) {
+    return Variant(std::in_place_type<T>, in.read<T>());
+  }
+};
+
+// --- associative containers --------------------------------------------------------------------
+
+namespace detail {
+
+/// Shared by every map: count, then key/value pairs; decoding inserts at the end hint, which
+/// is constant time for the sorted order encode() produced.
+template <class Map>
+struct MapCodec {
+  using Key = typename Map::key_type;
+  using Mapped = typename Map::mapped_type;
+  static constexpr std::size_t min_encoded_size = 8;
+  static void encode(Writer& out, const Map& value) {
+    out.write_size(value.size());
+    for (const auto& [key, mapped] : value) {
+      out.write(key);
+      out.write(mapped);
+    }
+  }
+  static Map decode(Reader& in) {
+    Map value;
+    const std::size_t count =
+        in.read_size(detail::min_encoded_size<Key>() + detail::min_encoded_size<Mapped>());
+    for (std::size_t i = 0; i < count; ++i) {
+      Key key = in.read<Key>();
+      Mapped mapped = in.read<Mapped>();
+      value.emplace_hint(value.end(), std::move(key), std::move(mapped));
+    }
+    return value;
+  }
+};
+
+/// Shared by every set: count, then keys.
+template <class Set>
+struct SetCodec {
+  using Key = typename Set::key_type;
+  static constexpr std::size_t min_encoded_size = 8;
+  static void encode(Writer& out, const Set& value) { encode_elements(out, value); }
+  static Set decode(Reader& in) {
+    Set value;
+    decode_elements<Key>(in, [&](Key&& key) { value.emplace_hint(value.end(), std::move(key)); });
+    return value;
+  }
+};
+
+}  // namespace detail
+
+template <class K, class V, class Compare, class Alloc>
+  requires HasCodec<K> && HasCodec<V>
+struct Codec<std::map<K, V, Compare, Alloc>> : detail::MapCodec<std::map<K, V, Compare, Alloc>> {};
+
+template <class K, class V, class Compare, class Alloc>
+  requires HasCodec<K> && HasCodec<V>
+struct Codec<std::multimap<K, V, Compare, Alloc>>
+    : detail::MapCodec<std::multimap<K, V, Compare, Alloc>> {};
+
+template <class K, class V, class Hash, class Equal, class Alloc>
+  requires HasCodec<K> && HasCodec<V>
+struct Codec<std::unordered_map<K, V, Hash, Equal, Alloc>>
+    : detail::MapCodec<std::unordered_map<K, V, Hash, Equal, Alloc>> {};
+
+template <class K, class V, class Hash, class Equal, class Alloc>
+  requires HasCodec<K> && HasCodec<V>
+struct Codec<std::unordered_multimap<K, V, Hash, Equal, Alloc>>
+    : detail::MapCodec<std::unordered_multimap<K, V, Hash, Equal, Alloc>> {};
+
+template <class K, class Compare, class Alloc>
+  requires HasCodec<K>
+struct Codec<std::set<K, Compare, Alloc>> : detail::SetCodec<std::set<K, Compare, Alloc>> {};
+
+template <class K, class Compare, class Alloc>
+  requires HasCodec<K>
+struct Codec<std::multiset<K, Compare, Alloc>>
+    : detail::SetCodec<std::multiset<K, Compare, Alloc>> {};
+
+template <class K, class Hash, class Equal, class Alloc>
+  requires HasCodec<K>
+struct Codec<std::unordered_set<K, Hash, Equal, Alloc>>
+    : detail::SetCodec<std::unordered_set<K, Hash, Equal, Alloc>> {};
+
+template <class K, class Hash, class Equal, class Alloc>
+  requires HasCodec<K>
+struct Codec<std::unordered_multiset<K, Hash, Equal, Alloc>>
+    : detail::SetCodec<std::unordered_multiset<K, Hash, Equal, Alloc>> {};
+
+// --- whole messages ----------------------------------------------------------------------------
+
+/**
+ * @brief Encodes one value into a new byte vector. Allocates; thread-safe (no shared state).
+ */
+template <class T>
+std::vector<std::byte> encode(const T& value) {
+  std::vector<std::byte> bytes;
+  Writer out(bytes);
+  out.write(value);
+  return bytes;
+}
+
+/**
+ * @brief Decodes a T that must take exactly all of `bytes`.
+ * @throws offload::ProtocolError when the bytes are truncated, corrupt or too long.
+ */
+template <class T>
+T decode(std::span<const std::byte> bytes) {
+  Reader in(bytes);
+  T value = in.read<T>();
+  in.expect_end();
+  return value;
+}
+
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_CODEC_HPP
+// ---- end offload/codec.hpp ----
+// ---- begin offload/process_pool.hpp ----
+#ifndef OFFLOAD_PROCESS_POOL_HPP
+#define OFFLOAD_PROCESS_POOL_HPP
+
+/// @file process_pool.hpp
+/// ProcessPool: the worker-farm model. Calls run in separate worker processes, so a call that
+/// crashes, hangs or leaks takes down only its worker; the caller gets an error and the pool
+/// a fresh worker. POSIX (Linux) only.
+///
+/// How a call travels: submit() encodes the arguments with Codec<T> into a frame naming the
+/// function by address (a worker is a fork of this very program, so the address means the same
+/// thing there). Each worker has one private socket pair and one *keeper* thread in this
+/// process. If a worker is idle, submit() sends the frame to it at once; otherwise the frame
+/// waits in the pool's queue until a keeper takes it. The keeper watches its worker's socket,
+/// the call's deadline (a timerfd) and the worker's death (end of stream, then the exit status
+/// relayed by the fork server), and completes the Future. Nothing is shared between workers: a
+/// worker that dies mid-call cannot leave a lock or a queue behind.
+///
+/// Latency: a round trip costs two process wake-ups at worst. Workers poll for a moment
+/// before they sleep (ProcessOptions::idle_spin), and keepers ask for short scheduler slices,
+/// so in a loop of short calls neither has to be woken from a deep sleep.
+///
+/// Workers are forked by a fork server (see detail/fork_server.hpp), a process forked while
+/// the program was still single-threaded: by offload::process_init() at the start of main(),
+/// or by the first ProcessPool if no other thread runs yet.
+///
+/// Important consequence: a worker sees the program as it was when the fork server started,
+/// not as it is when the call is made. Globals changed later, libraries loaded later with
+/// dlopen(), and objects built later do not exist there: pass what a call needs as arguments.
+
+#if !defined(__unix__) && !defined(__APPLE__)
+#error "offload/process_pool.hpp needs a POSIX system (it forks worker processes)"
+#endif
+
+#include <sched.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+// ---- begin offload/detail/fork_server.hpp ----
+#ifndef OFFLOAD_DETAIL_FORK_SERVER_HPP
+#define OFFLOAD_DETAIL_FORK_SERVER_HPP
+
+/// @file fork_server.hpp
+/// The fork server: a small process, forked while the program was still single-threaded,
+/// that forks every worker process on the pool's behalf.
+///
+/// Why: fork() copies only the calling thread. If another thread holds a lock at that moment
+/// (malloc's, stdio's, any mutex of the program) the child inherits it locked, forever. A
+/// process that never starts threads can fork safely at any time, so the pool asks this one.
+///
+/// Protocol (SOCK_SEQPACKET, one fixed-size ServerMessage per packet, descriptors travel as
+/// SCM_RIGHTS attachments):
+///   control socket (one per program):   open_session + [session socket]
+///   session socket (one per pool slot): spawn + [worker's socket end]  ->  spawned / spawn_failed
+///                                       kill(pid)
+///                                       <-  exited(pid, wait status)   (every worker, once)
+/// The server reaps every worker itself (they are its children) and reports each exit on the
+/// session that spawned it: the program never calls waitpid() on a worker, never touches
+/// SIGCHLD, and a kill can never hit a recycled pid (the server kills only unreaped children).
+/// Closing a session kills its workers; closing the control socket (the program exited or
+/// died) kills every worker and ends the server.
+///
+/// Deaths propagate downwards: the server and each worker set PR_SET_PDEATHSIG(SIGKILL) and
+/// then re-check getppid(), because the parent may have died before the prctl() took effect.
+
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fcntl.h>
+#include <algorithm>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+// ---- begin offload/detail/posix_io.hpp ----
+#ifndef OFFLOAD_DETAIL_POSIX_IO_HPP
+#define OFFLOAD_DETAIL_POSIX_IO_HPP
+
+/// @file posix_io.hpp
+/// Small POSIX/Linux building blocks for the process pool: an owning descriptor, socket I/O
+/// with deadlines, descriptor passing, thread counting, and readable exit statuses.
+///
+/// Every send uses MSG_NOSIGNAL: a dead peer must show up as EPIPE, never as a SIGPIPE that
+/// the program's own handler (or the default action, death) would see.
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/timerfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <span>
+#include <string>
+#include <system_error>
+#include <utility>
+
+
+namespace offload {
+inline namespace v0 {
+namespace detail {
+
+/// An owned file descriptor, closed on destruction. Not thread-safe; never allocates.
+class UniqueFd {
+ public:
+  UniqueFd() noexcept = default;
+  explicit UniqueFd(int fd) noexcept : fd_(fd) {}
+  UniqueFd(UniqueFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  UniqueFd& operator=(UniqueFd&& other) noexcept {
+    if (this != &other) reset(std::exchange(other.fd_, -1));
+    return *this;
+  }
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  ~UniqueFd() { reset(); }
+
+  [[nodiscard]] int get() const noexcept { return fd_; }
+  [[nodiscard]] explicit operator bool() const noexcept { return fd_ >= 0; }
+  int release() noexcept { return std::exchange(fd_, -1); }
+  void reset(int fd = -1) noexcept {
+    // close() is not retried on EINTR: on Linux the descriptor is gone either way.
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = fd;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+[[noreturn]] inline void throw_system_error(const char* what) {
+  throw std::system_error(errno, std::generic_category(), what);
+}
+
+/// A connected pair of close-on-exec AF_UNIX sockets of `type` (SOCK_STREAM, SOCK_SEQPACKET).
+inline std::pair<UniqueFd, UniqueFd> make_socket_pair(int type) {
+  int fds[2];
+  if (::socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, fds) != 0) throw_system_error("socketpair");
+  return {UniqueFd(fds[0]), UniqueFd(fds[1])};
+}
+
+inline void set_nonblocking(int fd) {
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) throw_system_error("fcntl");
+}
+
+using Clock = std::chrono::steady_clock;
+/// A point on the monotonic clock; IoDeadline::max() (no_deadline) means "wait forever".
+using IoDeadline = Clock::time_point;
+inline constexpr IoDeadline no_deadline = IoDeadline::max();
+
+/// Milliseconds until `deadline` for poll(): -1 for none, rounded up so we never wake early.
+inline int poll_timeout(IoDeadline deadline) noexcept {
+  if (deadline == no_deadline) return -1;
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
+  if (left <= 0) return 0;
+  return left > 1'000'000'000 ? 1'000'000'000 : static_cast<int>(left);
+}
+
+enum class WaitResult { ready, timed_out };
+
+/// Waits until `fd` has any of `events` (or an error/hang-up) or `deadline` passes.
+/// Blocks; never allocates.
+inline WaitResult wait_for_fd(int fd, short events, IoDeadline deadline) {
+  for (;;) {
+    pollfd entry{fd, events, 0};
+    const int rc = ::poll(&entry, 1, poll_timeout(deadline));
+    if (rc > 0) return WaitResult::ready;
+    if (rc == 0) {
+      if (Clock::now() >= deadline) return WaitResult::timed_out;
+      continue;  // woke early (rounding): wait the rest
+    }
+    if (errno != EINTR) throw_system_error("poll");
+  }
+}
+
+enum class IoResult { ok, closed, timed_out };
+
+/// Sends all of `bytes` on a (possibly non-blocking) stream socket, waiting for room up to
+/// `deadline`. `closed` when the peer is gone. Blocks; never allocates.
+inline IoResult send_all(int fd, std::span<const std::byte> bytes,
+                         IoDeadline deadline = no_deadline) {
+  while (!bytes.empty()) {
+    const ssize_t sent = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    if (sent >= 0) {
+      bytes = bytes.subspan(static_cast<std::size_t>(sent));
+      continue;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      if (wait_for_fd(fd, POLLOUT, deadline) == WaitResult::timed_out) return IoResult::timed_out;
+      continue;
+    }
+    if (errno == EPIPE || errno == ECONNRESET) return IoResult::closed;
+    throw_system_error("send");
+  }
+  return IoResult::ok;
+}
+
+/// One receive into `buffer`; 0 bytes means the peer closed (or reset) the connection.
+/// Retries EINTR; returns -1 (errno EAGAIN) when nothing is there and the socket is
+/// non-blocking or `flags` has MSG_DONTWAIT.
+inline ssize_t receive_some(int fd, std::span<std::byte> buffer, int flags = 0) {
+  for (;;) {
+    const ssize_t got = ::recv(fd, buffer.data(), buffer.size(), flags);
+    if (got >= 0) return got;
+    if (errno == EINTR) continue;
+    if (errno == ECONNRESET) return 0;  // the peer died with our data unread: same as EOF
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return -1;
+    throw_system_error("recv");
+  }
+}
+
+/// Sends one datagram/packet with an optional descriptor attached (SCM_RIGHTS).
+/// Returns false when the peer is gone. Blocks; never allocates.
+inline bool send_packet(int fd, const void* data, std::size_t size, int attached_fd = -1) {
+  iovec io{const_cast<void*>(data), size};
+  msghdr message{};
+  message.msg_iov = &io;
+  message.msg_iovlen = 1;
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  if (attached_fd >= 0) {
+    message.msg_control = control;
+    message.msg_controllen = sizeof control;
+    cmsghdr* header = CMSG_FIRSTHDR(&message);
+    header->cmsg_level = SOL_SOCKET;
+    header->cmsg_type = SCM_RIGHTS;
+    header->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(header), &attached_fd, sizeof(int));
+  }
+  for (;;) {
+    const ssize_t sent = ::sendmsg(fd, &message, MSG_NOSIGNAL);
+    if (sent >= 0) return static_cast<std::size_t>(sent) == size;
+    if (errno == EINTR) continue;
+    if (errno == EPIPE || errno == ECONNRESET) return false;
+    throw_system_error("sendmsg");
+  }
+}
+
+/// Receives one packet of at most `size` bytes into `data`, and the descriptor attached to it
+/// if any (close-on-exec). Returns the packet size, 0 when the peer is gone (packets are never
+/// empty in our protocols). Blocks; never allocates.
+inline std::size_t receive_packet(int fd, void* data, std::size_t size,
+                                  UniqueFd* attached = nullptr) {
+  iovec io{data, size};
+  msghdr message{};
+  message.msg_iov = &io;
+  message.msg_iovlen = 1;
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  message.msg_control = control;
+  message.msg_controllen = sizeof control;
+  for (;;) {
+    const ssize_t got = ::recvmsg(fd, &message, MSG_CMSG_CLOEXEC);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0 && errno == ECONNRESET) return 0;
+    if (got < 0) throw_system_error("recvmsg");
+    for (cmsghdr* header = CMSG_FIRSTHDR(&message); header != nullptr;
+         header = CMSG_NXTHDR(&message, header)) {
+      if (header->cmsg_level == SOL_SOCKET && header->cmsg_type == SCM_RIGHTS) {
+        int received = -1;
+        std::memcpy(&received, CMSG_DATA(header), sizeof(int));
+        if (attached != nullptr) {
+          attached->reset(received);
+        } else {
+          ::close(received);  // nobody asked for it: do not leak it
+        }
+      }
+    }
+    return static_cast<std::size_t>(got);
+  }
+}
+
+/// A non-blocking, close-on-exec eventfd: a doorbell another thread can ring.
+inline UniqueFd make_doorbell() {
+  const int fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (fd < 0) throw_system_error("eventfd");
+  return UniqueFd(fd);
+}
+
+/// Rings a doorbell made by make_doorbell(). Thread-safe; never blocks.
+inline void ring(int doorbell) noexcept {
+  const std::uint64_t one = 1;
+  // Can only fail if the counter would overflow, and then it is already ringing.
+  [[maybe_unused]] const ssize_t written = ::write(doorbell, &one, sizeof one);
+}
+
+/// Clears a doorbell (or a timerfd's expiry count) after poll() reported it readable.
+inline void drain(int fd) noexcept {
+  std::uint64_t count = 0;
+  [[maybe_unused]] const ssize_t got = ::read(fd, &count, sizeof count);
+}
+
+/// A non-blocking, close-on-exec timer on the monotonic clock, readable once it expires.
+inline UniqueFd make_timer() {
+  const int fd = ::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+  if (fd < 0) throw_system_error("timerfd_create");
+  return UniqueFd(fd);
+}
+
+/// Arms `timer` to expire once, `after` from now (replacing any earlier setting).
+/// Thread-safe; never blocks.
+inline void arm_timer(int timer, std::chrono::nanoseconds after) noexcept {
+  if (after.count() <= 0) after = std::chrono::nanoseconds(1);  // zero would disarm it
+  itimerspec spec{};
+  spec.it_value.tv_sec = static_cast<time_t>(after.count() / 1'000'000'000);
+  spec.it_value.tv_nsec = static_cast<long>(after.count() % 1'000'000'000);
+  ::timerfd_settime(timer, 0, &spec, nullptr);
+}
+
+/// Number of threads in this process, from /proc/self/stat (field 20); 0 if unreadable.
+/// Allocates (reads a file).
+inline unsigned count_threads() {
+  std::ifstream stat("/proc/self/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return 0;
+  // The command name (field 2) may contain spaces and parentheses: skip past its last ')'.
+  const auto close = line.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::size_t position = close + 2;  // now at field 3 (state)
+  for (int field = 3; field < 20; ++field) {
+    position = line.find(' ', position);
+    if (position == std::string::npos) return 0;
+    ++position;
+  }
+  return static_cast<unsigned>(std::strtoul(line.c_str() + position, nullptr, 10));
+}
+
+/// The thread that called this is the process's main thread.
+inline bool on_main_thread() noexcept {
+  return static_cast<pid_t>(::syscall(SYS_gettid)) == ::getpid();
+}
+
+/// A descriptor that becomes readable when process `pid` exits (Linux 5.3+), or -1.
+/// Raw syscall: glibc's <sys/pidfd.h> is not usable from C++ in every version.
+inline int open_pidfd(pid_t pid) noexcept {
+#if defined(SYS_pidfd_open)
+  return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+#else
+  (void)pid;
+  errno = ENOSYS;
+  return -1;
+#endif
+}
+
+/// Closes every descriptor >= `lowest`. For a freshly forked, single-threaded child.
+inline void close_descriptors_from(int lowest) noexcept {
+#if defined(SYS_close_range)
+  if (::syscall(SYS_close_range, static_cast<unsigned>(lowest), ~0U, 0U) == 0) return;
+#endif
+  const long limit = ::sysconf(_SC_OPEN_MAX);
+  for (long fd = lowest; fd < (limit > 0 ? limit : 65536); ++fd) ::close(static_cast<int>(fd));
+}
+
+/// "SIGSEGV" for SIGSEGV, and so on; "signal N" for the rest.
+inline std::string signal_name(int signal_number) {
+  struct Named {
+    int number;
+    const char* name;
+  };
+  static constexpr Named names[] = {
+      {SIGHUP, "SIGHUP"},   {SIGINT, "SIGINT"},   {SIGQUIT, "SIGQUIT"},     {SIGILL, "SIGILL"},
+      {SIGTRAP, "SIGTRAP"}, {SIGABRT, "SIGABRT"}, {SIGBUS, "SIGBUS"},       {SIGFPE, "SIGFPE"},
+      {SIGKILL, "SIGKILL"}, {SIGUSR1, "SIGUSR1"}, {SIGSEGV, "SIGSEGV"},     {SIGUSR2, "SIGUSR2"},
+      {SIGPIPE, "SIGPIPE"}, {SIGALRM, "SIGALRM"}, {SIGTERM, "SIGTERM"},     {SIGCHLD, "SIGCHLD"},
+      {SIGCONT, "SIGCONT"}, {SIGSTOP, "SIGSTOP"}, {SIGTSTP, "SIGTSTP"},     {SIGTTIN, "SIGTTIN"},
+      {SIGTTOU, "SIGTTOU"}, {SIGURG, "SIGURG"},   {SIGXCPU, "SIGXCPU"},     {SIGXFSZ, "SIGXFSZ"},
+      {SIGPROF, "SIGPROF"}, {SIGSYS, "SIGSYS"},   {SIGVTALRM, "SIGVTALRM"}, {SIGWINCH, "SIGWINCH"},
+  };
+  for (const Named& named : names) {
+    if (named.number == signal_number) return named.name;
+  }
+  return "signal " + std::to_string(signal_number);
+}
+
+/// "was killed by signal SIGSEGV" or "exited with code 3".
+inline std::string describe_exit(int wait_status) {
+  if (WIFSIGNALED(wait_status)) return "was killed by signal " + signal_name(WTERMSIG(wait_status));
+  if (WIFEXITED(wait_status)) return "exited with code " + std::to_string(WEXITSTATUS(wait_status));
+  return "stopped with wait status " + std::to_string(wait_status);
+}
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_POSIX_IO_HPP
+// ---- end offload/detail/posix_io.hpp ----
+// ---- begin offload/detail/process_worker.hpp ----
+#ifndef OFFLOAD_DETAIL_PROCESS_WORKER_HPP
+#define OFFLOAD_DETAIL_PROCESS_WORKER_HPP
+
+/// @file process_worker.hpp
+/// The loop a worker process runs: read a call frame, run it, write back a value or error
+/// frame, repeat until the pool closes the socket.
+///
+/// A call frame names a *trampoline* (an instantiation of call_in_worker<R, Params...>, which
+/// knows the types) and the user's function, both as addresses. That works because a worker is
+/// forked from (a fork of) the same program: the same binary image sits at the same addresses.
+
+#include <cxxabi.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <memory>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <typeinfo>
+#include <utility>
+#include <vector>
+
+// ---- begin offload/detail/frame.hpp ----
+#ifndef OFFLOAD_DETAIL_FRAME_HPP
+#define OFFLOAD_DETAIL_FRAME_HPP
+
+/// @file frame.hpp
+/// Length-prefixed frames: how messages travel over a worker's byte-stream socket.
+///
+/// A frame is a 16-byte header followed by its payload:
+///
+///     offset 0   u32  magic "OFL1" (catches a stream that lost its framing)
+///     offset 4   u8   kind: 1 call, 2 value, 3 error
+///     offset 5   u8×3 zero (reserved; anything else is corruption)
+///     offset 8   u64  payload size in bytes (at most the receiver's limit)
+///
+/// Payloads:  call  = u64 trampoline address, u64 function address, the encoded arguments
+///            value = the encoded result
+///            error = string type name, string message (an exception thrown in the worker)
+///
+/// Integers are in the machine's byte order: both ends are the same program on one machine.
+/// The assembler validates every header before trusting it, so a corrupt or truncated stream
+/// raises ProtocolError, never undefined behaviour or an allocation the size of a lie.
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+
+namespace offload {
+inline namespace v0 {
+namespace detail {
+
+enum class FrameKind : std::uint8_t { call = 1, value = 2, error = 3 };
+
+inline constexpr std::size_t frame_header_size = 16;
+inline constexpr std::uint32_t frame_magic = 0x314C464F;  // "OFL1" in little-endian memory
+
+/// A decoded frame header.
+struct FrameHeader {
+  FrameKind kind;
+  std::uint64_t payload_size;
+};
+
+/// A complete frame inside a FrameAssembler's buffer (valid until the assembler is touched).
+struct FrameView {
+  FrameKind kind;
+  std::span<const std::byte> payload;
+};
+
+/// Clears `buffer` and leaves room for a header; append the payload with a Writer, then call
+/// finish_frame(). Allocates only when the buffer must grow.
+inline void begin_frame(std::vector<std::byte>& buffer) {
+  buffer.clear();
+  buffer.resize(frame_header_size);
+}
+
+/// Writes the header of the frame begun by begin_frame(), now that its payload size is known.
+inline void finish_frame(std::vector<std::byte>& buffer, FrameKind kind) noexcept {
+  const std::uint64_t payload_size = buffer.size() - frame_header_size;
+  const auto kind_byte = static_cast<std::uint8_t>(kind);
+  std::memcpy(buffer.data(), &frame_magic, 4);
+  std::memcpy(buffer.data() + 4, &kind_byte, 1);
+  std::memset(buffer.data() + 5, 0, 3);
+  std::memcpy(buffer.data() + 8, &payload_size, 8);
+}
+
+/// Decodes and validates a header (exactly frame_header_size bytes).
+/// @throws ProtocolError on a bad magic, unknown kind, non-zero reserved bytes, or a payload
+///         larger than `max_payload`.
+inline FrameHeader decode_frame_header(std::span<const std::byte> header,
+                                       std::uint64_t max_payload) {
+  if (header.size() != frame_header_size) {
+    throw ProtocolError("offload: corrupt frame: header of " + std::to_string(header.size()) +
+                        " bytes");
+  }
+  std::uint32_t magic = 0;
+  std::uint8_t kind = 0;
+  std::uint8_t reserved[3] = {};
+  std::uint64_t payload_size = 0;
+  std::memcpy(&magic, header.data(), 4);
+  std::memcpy(&kind, header.data() + 4, 1);
+  std::memcpy(reserved, header.data() + 5, 3);
+  std::memcpy(&payload_size, header.data() + 8, 8);
+  if (magic != frame_magic) {
+    throw ProtocolError("offload: corrupt frame: bad magic number (the stream lost its framing)");
+  }
+  if (kind < static_cast<std::uint8_t>(FrameKind::call) ||
+      kind > static_cast<std::uint8_t>(FrameKind::error)) {
+    throw ProtocolError("offload: corrupt frame: unknown kind " + std::to_string(kind));
+  }
+  if ((reserved[0] | reserved[1] | reserved[2]) != 0) {
+    throw ProtocolError("offload: corrupt frame: reserved header bytes are not zero");
+  }
+  if (payload_size > max_payload) {
+    throw ProtocolError("offload: frame of " + std::to_string(payload_size) +
+                        " bytes exceeds the limit of " + std::to_string(max_payload) +
+                        " (ProcessOptions::max_message_size)");
+  }
+  return FrameHeader{static_cast<FrameKind>(kind), payload_size};
+}
+
+/**
+ * Cuts a byte stream into validated frames. Bytes go in through prepare()/commit() (receive
+ * straight into its buffer) or append(); complete frames come out of next().
+ *
+ * Not thread-safe. Allocates as needed to hold the largest frame seen, and gives large
+ * buffers back with release_memory().
+ */
+class FrameAssembler {
+ public:
+  explicit FrameAssembler(std::uint64_t max_payload) noexcept : max_payload_(max_payload) {}
+
+  /// Room for at least `minimum` more bytes at the end of the buffered data (more when the
+  /// frame being received is known to be larger). Invalidates earlier FrameViews.
+  std::span<std::byte> prepare(std::size_t minimum = 64 * 1024) {
+    const std::size_t wanted = std::max(minimum, bytes_missing_from_current_frame());
+    if (capacity_ - end_ < wanted) make_room(wanted);
+    return {buffer_.get() + end_, capacity_ - end_};
+  }
+
+  /// Declares that `count` bytes were written at the start of the last prepare()'s span.
+  void commit(std::size_t count) noexcept { end_ += count; }
+
+  /// Copies `bytes` in (for tests and the fuzzer; sockets use prepare()/commit()).
+  void append(std::span<const std::byte> bytes) {
+    if (bytes.empty()) return;
+    const auto room = prepare(bytes.size());
+    std::memcpy(room.data(), bytes.data(), bytes.size());
+    commit(bytes.size());
+  }
+
+  /// The next complete frame, or nothing until more bytes arrive. The view stays valid until
+  /// the next call of any member.
+  /// @throws ProtocolError when the buffered bytes cannot start a valid frame.
+  std::optional<FrameView> next() {
+    if (buffered() < frame_header_size) return std::nullopt;
+    const FrameHeader header = decode_frame_header(
+        std::span<const std::byte>(buffer_.get() + begin_, frame_header_size), max_payload_);
+    if (buffered() - frame_header_size < header.payload_size) return std::nullopt;
+    const std::size_t payload_size = static_cast<std::size_t>(header.payload_size);
+    FrameView frame{header.kind, std::span<const std::byte>(
+                                     buffer_.get() + begin_ + frame_header_size, payload_size)};
+    begin_ += frame_header_size + payload_size;
+    return frame;
+  }
+
+  /// Bytes received but not yet returned as a frame (non-zero at end of stream = truncation).
+  [[nodiscard]] std::size_t buffered() const noexcept { return end_ - begin_; }
+
+  /// Frees a buffer grown large by a big frame, once nothing is buffered.
+  void release_memory() noexcept {
+    if (buffered() == 0 && capacity_ > keep_capacity) {
+      buffer_.reset();
+      capacity_ = begin_ = end_ = 0;
+    }
+  }
+
+ private:
+  static constexpr std::size_t keep_capacity = 1024 * 1024;
+
+  /// How many more bytes the frame at the front needs (0 while its header is incomplete or
+  /// invalid; next() reports invalid headers).
+  [[nodiscard]] std::size_t bytes_missing_from_current_frame() const noexcept {
+    if (buffered() < frame_header_size) return 0;
+    std::uint64_t payload_size = 0;
+    std::memcpy(&payload_size, buffer_.get() + begin_ + 8, 8);
+    if (payload_size > max_payload_) return 0;
+    const std::uint64_t total = frame_header_size + payload_size;
+    return total > buffered() ? static_cast<std::size_t>(total - buffered()) : 0;
+  }
+
+  void make_room(std::size_t wanted) {
+    const std::size_t live = buffered();
+    if (begin_ > 0 && capacity_ - live >= wanted) {  // compacting is enough
+      std::memmove(buffer_.get(), buffer_.get() + begin_, live);
+    } else {
+      const std::size_t capacity = std::max(live + wanted, capacity_ * 2);
+      // Default-initialised: the bytes are about to be overwritten by the receive.
+      std::unique_ptr<std::byte[]> grown(new std::byte[capacity]);
+      if (live != 0) std::memcpy(grown.get(), buffer_.get() + begin_, live);
+      buffer_ = std::move(grown);
+      capacity_ = capacity;
+    }
+    begin_ = 0;
+    end_ = live;
+  }
+
+  std::uint64_t max_payload_;
+  std::unique_ptr<std::byte[]> buffer_;
+  std::size_t capacity_ = 0;
+  std::size_t begin_ = 0;
+  std::size_t end_ = 0;
+};
+
+/// The fixed part of a call payload: which trampoline to run and which function it calls.
+struct CallTarget {
+  std::uint64_t trampoline;
+  std::uint64_t function;
+};
+
+/// Reads the call target from the front of a call payload; the arguments follow in `in`.
+inline CallTarget read_call_target(Reader& in) {
+  CallTarget target{};
+  target.trampoline = in.read<std::uint64_t>();
+  target.function = in.read<std::uint64_t>();
+  return target;
+}
+
+/// An exception that crossed from a worker: its type name and message.
+struct RemoteException {
+  std::string type_name;
+  std::string message;
+};
+
+/// Decodes an error payload.
+/// @throws ProtocolError when it is not exactly two strings.
+inline RemoteException decode_remote_exception(std::span<const std::byte> payload) {
+  Reader in(payload);
+  RemoteException error;
+  error.type_name = in.read<std::string>();
+  error.message = in.read<std::string>();
+  in.expect_end();
+  return error;
+}
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_FRAME_HPP
+// ---- end offload/detail/frame.hpp ----
+
+namespace offload {
+inline namespace v0 {
+namespace detail {
+
+/// What a call frame's trampoline address points to.
+using Trampoline = void (*)(std::uint64_t function, Reader& arguments, Writer& result);
+
+/// Decodes the arguments of `R function(Params...)`, calls it, encodes its result. Runs in the
+/// worker; its address travels in the call frame.
+template <class R, class... Params>
+void call_in_worker(std::uint64_t function, Reader& arguments, Writer& result) {
+  using Function = R (*)(Params...);
+  const auto target = reinterpret_cast<Function>(static_cast<std::uintptr_t>(function));
+  // Braced initialisation reads the arguments left to right, in the order they were written.
+  std::tuple<std::decay_t<Params>...> values{arguments.read<std::decay_t<Params>>()...};
+  arguments.expect_end();
+  if constexpr (std::is_void_v<R>) {
+    std::apply(target, std::move(values));
+  } else {
+    const std::decay_t<R>& value = std::apply(target, std::move(values));
+    result.write(value);
+  }
+}
+
+/// The readable (demangled) name of a type_info.
+inline std::string demangled_name(const std::type_info& type) {
+  int status = 0;
+  std::unique_ptr<char, void (*)(void*)> name(
+      abi::__cxa_demangle(type.name(), nullptr, nullptr, &status), std::free);
+  return status == 0 && name ? std::string(name.get()) : std::string(type.name());
+}
+
+/// The type name and message of the exception being handled. Call inside a catch block.
+inline RemoteException describe_current_exception() {
+  RemoteException error{"unknown exception", ""};
+  if (const std::type_info* type = abi::__cxa_current_exception_type()) {
+    error.type_name = demangled_name(*type);
+  }
+  try {
+    throw;
+  } catch (const std::exception& exception) {
+    error.message = exception.what();
+  } catch (...) {  // not a std::exception: the type name is all there is
+  }
+  return error;
+}
+
+/// Runs one call frame's payload, leaving a complete value or error frame in `reply`.
+inline void run_call(std::span<const std::byte> payload, std::vector<std::byte>& reply) {
+  begin_frame(reply);
+  try {
+    Reader arguments(payload);
+    const CallTarget target = read_call_target(arguments);
+    Writer result(reply);
+    reinterpret_cast<Trampoline>(static_cast<std::uintptr_t>(target.trampoline))(target.function,
+                                                                                 arguments, result);
+    finish_frame(reply, FrameKind::value);
+  } catch (...) {
+    const RemoteException error = describe_current_exception();
+    begin_frame(reply);
+    Writer out(reply);
+    out.write(error.type_name);
+    out.write(error.message);
+    finish_frame(reply, FrameKind::error);
+  }
+}
+
+/// Exit code of a worker that received something other than a well-formed call frame.
+inline constexpr int worker_protocol_exit_code = 70;  // EX_SOFTWARE
+
+/// Receives into `incoming`, polling without sleeping for `linger` first: waking a sleeping
+/// process costs several microseconds (tens in a VM), and in a loop of short calls the next
+/// one arrives well within the window. The poll yields the CPU between tries, so it never
+/// holds up another thread. Returns what recv() did: > 0 bytes, 0 at end of stream.
+inline ssize_t receive_lingering(int channel, FrameAssembler& incoming,
+                                 std::chrono::microseconds linger) {
+  const auto give_up = Clock::now() + linger;
+  const std::span<std::byte> room = incoming.prepare();
+  for (;;) {
+    const ssize_t got = receive_some(channel, room, MSG_DONTWAIT);
+    if (got >= 0) return got;
+    if (Clock::now() >= give_up) return receive_some(channel, room);
+    // Let anything else runnable on this CPU go first: often the keeper our reply just woke,
+    // which is about to send the next call. Spinning ahead of it would only delay that call.
+    ::sched_yield();
+  }
+}
+
+/**
+ * The worker's main loop on the (blocking) socket `channel`; after each reply it polls for
+ * `idle_spin` before it sleeps (ProcessOptions::idle_spin). Never returns: ends the process
+ * with _exit(0) when the pool closes the socket (no atexit handlers or static destructors of
+ * the program copy run: they belong to the parent), or with worker_protocol_exit_code on a
+ * corrupt stream.
+ */
+[[noreturn]] inline void run_worker(int channel, std::uint64_t max_payload,
+                                    std::chrono::microseconds idle_spin) {
+  try {
+    FrameAssembler incoming(max_payload);
+    std::vector<std::byte> reply;
+    for (;;) {
+      std::optional<FrameView> frame = incoming.next();
+      if (!frame) {
+        const ssize_t got = receive_lingering(channel, incoming, idle_spin);
+        if (got <= 0) ::_exit(incoming.buffered() == 0 ? 0 : worker_protocol_exit_code);
+        incoming.commit(static_cast<std::size_t>(got));
+        continue;
+      }
+      if (frame->kind != FrameKind::call) ::_exit(worker_protocol_exit_code);
+      run_call(frame->payload, reply);
+      // Output the call printed must appear now: _exit() would drop a full stdio buffer.
+      std::fflush(stdout);
+      std::fflush(stderr);
+      if (send_all(channel, reply) != IoResult::ok) ::_exit(0);  // the pool is gone
+      incoming.release_memory();
+      if (reply.capacity() > (std::size_t{1} << 20)) std::vector<std::byte>().swap(reply);
+    }
+  } catch (...) {
+    ::_exit(worker_protocol_exit_code);  // ProtocolError, or no memory to even report one
+  }
+}
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_PROCESS_WORKER_HPP
+// ---- end offload/detail/process_worker.hpp ----
+
+namespace offload {
+inline namespace v0 {
+namespace detail {
+
+enum class ServerMessageKind : std::uint32_t {
+  open_session = 1,  // program -> server, on the control socket, carries the session socket
+  spawn = 2,         // pool -> server, carries the worker's end of its channel
+  kill = 3,          // pool -> server: SIGKILL worker `pid`
+  spawned = 4,       // server -> pool: worker `pid` started
+  spawn_failed = 5,  // server -> pool: fork failed with errno `value`
+  exited = 6,        // server -> pool: worker `pid` was reaped with wait status `value`
+};
+
+struct ServerMessage {
+  ServerMessageKind kind{};
+  std::int32_t pid = 0;
+  std::int32_t value = 0;
+  std::uint32_t idle_spin_us = 0;  // spawn: how long the worker polls before it sleeps
+  std::uint64_t max_payload = 0;   // spawn: the largest frame the new worker accepts
+};
+
+/// What a new worker is told (ProcessOptions, as far as the worker needs them).
+struct WorkerSettings {
+  std::uint64_t max_payload;
+  std::chrono::microseconds idle_spin;
+};
+
+/// The fork server died or stopped answering: no worker can be started or reaped any more.
+class ForkServerLost : public Error {
+ public:
+  ForkServerLost()
+      : Error(
+            "offload: the process pool's fork server process is gone; no worker can be "
+            "started") {}
+};
+
+// --- the server process ---------------------------------------------------------------------
+
+/// State and loop of the fork server process. Lives only in that process.
+class ForkServerProcess {
+ public:
+  ForkServerProcess(UniqueFd control, struct sigaction inherited_sigchld) noexcept
+      : control_(std::move(control)), inherited_sigchld_(inherited_sigchld) {}
+
+  [[noreturn]] void run() noexcept {
+    try {
+      for (;;) serve_once();
+    } catch (...) {
+      stop_everything();
+      ::_exit(1);
+    }
+  }
+
+ private:
+  struct Session {
+    UniqueFd socket;
+  };
+  struct Child {
+    pid_t pid;
+    UniqueFd pidfd;       // readable once the child has exited (absent on old kernels)
+    std::size_t session;  // index into sessions_; meaningless once session_open is false
+    bool session_open = true;
+  };
+
+  void serve_once() {
+    std::vector<pollfd> polled;
+    polled.push_back({control_.get(), POLLIN, 0});
+    for (const Session& session : sessions_) polled.push_back({session.socket.get(), POLLIN, 0});
+    bool every_child_has_pidfd = true;
+    for (const Child& child : children_) {
+      polled.push_back({child.pidfd.get(), POLLIN, 0});  // a negative fd is ignored by poll
+      every_child_has_pidfd = every_child_has_pidfd && child.pidfd;
+    }
+    // Without pidfds (Linux < 5.3) fall back to checking the children every 20 ms.
+    const int timeout = every_child_has_pidfd ? -1 : 20;
+    if (::poll(polled.data(), polled.size(), timeout) < 0) {
+      if (errno == EINTR) return;
+      throw_system_error("poll");
+    }
+    // Only the sessions polled above: serve_control() may add one, which has no entry yet.
+    const std::size_t polled_sessions = sessions_.size();
+    if (polled[0].revents != 0) serve_control();
+    for (std::size_t i = 0; i < polled_sessions; ++i) {
+      if (polled[1 + i].revents != 0 && sessions_[i].socket) serve_session(i);
+    }
+    reap_exited_children();
+  }
+
+  void serve_control() {
+    ServerMessage message;
+    UniqueFd attached;
+    if (receive_packet(control_.get(), &message, sizeof message, &attached) == 0) {
+      stop_everything();  // the program is gone
+      ::_exit(0);
+    }
+    if (message.kind != ServerMessageKind::open_session || !attached) return;
+    // Reuse a closed session's slot (its children, if any, already know it is closed).
+    for (Session& session : sessions_) {
+      if (!session.socket) {
+        session.socket = std::move(attached);
+        return;
+      }
+    }
+    sessions_.push_back(Session{std::move(attached)});
+  }
+
+  void serve_session(std::size_t index) {
+    ServerMessage message;
+    UniqueFd attached;
+    if (receive_packet(sessions_[index].socket.get(), &message, sizeof message, &attached) == 0) {
+      close_session(index);
+      return;
+    }
+    if (message.kind == ServerMessageKind::spawn && attached) {
+      spawn(index, std::move(attached),
+            WorkerSettings{message.max_payload, std::chrono::microseconds(message.idle_spin_us)});
+    } else if (message.kind == ServerMessageKind::kill) {
+      for (const Child& child : children_) {
+        if (child.pid == message.pid && child.session_open && child.session == index) {
+          ::kill(child.pid, SIGKILL);  // an unreaped child of ours: the pid cannot be recycled
+        }
+      }
+    }
+  }
+
+  void close_session(std::size_t index) {
+    for (Child& child : children_) {
+      if (child.session_open && child.session == index) {
+        ::kill(child.pid, SIGKILL);
+        child.session_open = false;
+      }
+    }
+    sessions_[index].socket.reset();  // its slot stays (indices are stable) until reused
+  }
+
+  void spawn(std::size_t session, UniqueFd channel, const WorkerSettings& settings) {
+    const pid_t server = ::getpid();
+    const pid_t pid = ::fork();
+    if (pid == 0) become_worker(server, channel.get(), settings);
+    ServerMessage reply;
+    if (pid < 0) {
+      reply.kind = ServerMessageKind::spawn_failed;
+      reply.value = errno;
+    } else {
+      reply.kind = ServerMessageKind::spawned;
+      reply.pid = pid;
+      children_.push_back(Child{pid, UniqueFd(open_pidfd(pid)), session});
+    }
+    send_packet(sessions_[session].socket.get(), &reply, sizeof reply);
+    // `channel` closes here: the worker holds the only other copy, so its death means EOF.
+  }
+
+  [[noreturn]] void become_worker(pid_t server, int channel,
+                                  const WorkerSettings& settings) noexcept {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != server) ::_exit(0);  // the server died before prctl() took effect
+    ::sigaction(SIGCHLD, &inherited_sigchld_, nullptr);  // the program's own setting
+    // Keep stdio and the channel (as fd 3); every other descriptor belongs to someone else,
+    // and holding a copy of another worker's socket would hide that worker's death.
+    for (int fd = 0; fd < 3; ++fd) {
+      if (is_server_descriptor(fd)) replace_with_dev_null(fd);
+    }
+    if (channel != 3 && ::dup2(channel, 3) < 0) ::_exit(worker_protocol_exit_code);
+    close_descriptors_from(4);
+    ::prctl(PR_SET_NAME, "offload-worker");
+    run_worker(3, settings.max_payload, settings.idle_spin);
+  }
+
+  [[nodiscard]] bool is_server_descriptor(int fd) const noexcept {
+    if (control_.get() == fd) return true;
+    for (const Session& session : sessions_) {
+      if (session.socket.get() == fd) return true;
+    }
+    for (const Child& child : children_) {
+      if (child.pidfd.get() == fd) return true;
+    }
+    return false;
+  }
+
+  void reap_exited_children() {
+    for (std::size_t i = 0; i < children_.size();) {
+      int status = 0;
+      const pid_t reaped = ::waitpid(children_[i].pid, &status, WNOHANG);
+      if (reaped == 0 || (reaped < 0 && errno == EINTR)) {
+        ++i;
+        continue;
+      }
+      // Reaped (or, impossibly, not our child any more): report it once, then forget it.
+      Child& child = children_[i];
+      if (child.session_open && sessions_[child.session].socket) {
+        ServerMessage message{ServerMessageKind::exited, child.pid, reaped > 0 ? status : 0, 0, 0};
+        send_packet(sessions_[child.session].socket.get(), &message, sizeof message);
+      }
+      children_.erase(children_.begin() + static_cast<std::ptrdiff_t>(i));
+    }
+  }
+
+  /// Kills and reaps every worker: no process of ours outlives the server.
+  void stop_everything() noexcept {
+    for (const Child& child : children_) ::kill(child.pid, SIGKILL);
+    for (const Child& child : children_) {
+      while (::waitpid(child.pid, nullptr, 0) < 0 && errno == EINTR) {
+      }
+    }
+    children_.clear();
+  }
+
+  static void replace_with_dev_null(int fd) noexcept {
+    const int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null >= 0 && null != fd) {
+      ::dup2(null, fd);
+      ::close(null);
+    }
+  }
+
+  UniqueFd control_;
+  struct sigaction inherited_sigchld_;
+  std::vector<Session> sessions_;
+  std::vector<Child> children_;
+};
+
+/// Runs in the child of the program's fork(): prepares the process, then serves forever.
+[[noreturn]] inline void become_fork_server(pid_t program, UniqueFd control) noexcept {
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != program) ::_exit(0);  // the program died before prctl() took effect
+  // A process group of its own: a terminal's Ctrl-C goes to the program, which decides what
+  // happens; the workers die with it (death signal, end of file), never half-way by accident.
+  ::setpgid(0, 0);
+  ::prctl(PR_SET_NAME, "offload-forksrv");
+  // The server reaps its workers itself, whatever the program did with SIGCHLD (SIG_IGN
+  // would make waitpid() fail). Workers get the program's setting back.
+  struct sigaction inherited {};
+  struct sigaction reap_default {};
+  reap_default.sa_handler = SIG_DFL;
+  ::sigaction(SIGCHLD, &reap_default, &inherited);
+  // Keep stdio and the control socket; nothing else the program had open is ours to hold.
+  int fd = control.release();
+  if (fd < 3) {
+    const int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    if (moved < 0) ::_exit(1);
+    ::close(fd);
+    fd = moved;
+  }
+  if (fd != 3) {
+    if (::dup2(fd, 3) < 0) ::_exit(1);
+    ::close(fd);
+    fd = 3;
+  }
+  close_descriptors_from(4);
+  for (int stdio = 0; stdio < 3; ++stdio) {
+    if (::fcntl(stdio, F_GETFD) < 0) {  // closed by the program: keep the slot filled
+      const int null = ::open("/dev/null", O_RDWR);
+      if (null >= 0 && null != stdio) {
+        ::dup2(null, stdio);
+        ::close(null);
+      }
+    }
+  }
+  ForkServerProcess server(UniqueFd(fd), inherited);
+  server.run();
+}
+
+// --- the program's side -----------------------------------------------------------------------
+
+/**
+ * The program's handle on a running fork server. Destroying it ends the server (which kills
+ * any worker left) and reaps it.
+ */
+class ForkServer {
+ public:
+  /// Forks the server. Precondition: the calling thread is the only one in the process (the
+  /// caller checks), and it lives as long as the server is needed: the server's death signal
+  /// fires when the thread that forked it exits. Allocates; blocks for the fork.
+  static std::shared_ptr<ForkServer> start() {
+    auto [program_end, server_end] = make_socket_pair(SOCK_SEQPACKET);
+    // Buffered output would otherwise be copied into the server and, through its workers,
+    // written a second time.
+    std::fflush(nullptr);
+    const pid_t program = ::getpid();
+    const pid_t pid = ::fork();
+    if (pid < 0) throw_system_error("offload: fork of the process pool's fork server");
+    if (pid == 0) {
+      program_end.reset();
+      become_fork_server(program, std::move(server_end));
+    }
+    return std::shared_ptr<ForkServer>(new ForkServer(pid, std::move(program_end)));
+  }
+
+  ForkServer(const ForkServer&) = delete;
+  ForkServer& operator=(const ForkServer&) = delete;
+
+  /// Ends the server and reaps it (the server first kills and reaps any worker left).
+  /// Blocks until the server has exited.
+  ~ForkServer() {
+    control_.reset();
+    while (::waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
+    }
+  }
+
+  /// A new session socket: workers spawned through it are reported on it and killed when it
+  /// closes. Thread-safe; blocks briefly; allocates nothing beyond the socket pair.
+  /// @throws ForkServerLost when the server is gone.
+  UniqueFd open_session() {
+    auto [pool_end, server_end] = make_socket_pair(SOCK_SEQPACKET);
+    const ServerMessage message{ServerMessageKind::open_session, 0, 0, 0, 0};
+    std::lock_guard lock(mutex_);
+    if (!send_packet(control_.get(), &message, sizeof message, server_end.get())) {
+      throw ForkServerLost();
+    }
+    return std::move(pool_end);
+  }
+
+  /// The server's process id. Thread-safe.
+  [[nodiscard]] pid_t pid() const noexcept { return pid_; }
+
+ private:
+  ForkServer(pid_t pid, UniqueFd control) noexcept : pid_(pid), control_(std::move(control)) {}
+
+  const pid_t pid_;
+  std::mutex mutex_;  // one sender at a time on the control socket
+  UniqueFd control_;
+};
+
+/**
+ * One pool slot's conversation with the fork server. Not thread-safe (one keeper thread owns
+ * it). Every member blocks until the server answers.
+ */
+class ServerSession {
+ public:
+  explicit ServerSession(UniqueFd socket) noexcept : socket_(std::move(socket)) {}
+
+  /// Starts a worker that will serve `worker_end` (its end of a channel) and returns its pid.
+  /// @throws ForkServerLost; offload::Error when fork() failed (errno in the message).
+  pid_t spawn(UniqueFd worker_end, const WorkerSettings& settings) {
+    const auto spin_us =
+        std::chrono::duration_cast<std::chrono::microseconds>(settings.idle_spin).count();
+    ServerMessage request{
+        ServerMessageKind::spawn, 0, 0,
+        static_cast<std::uint32_t>(std::clamp<std::int64_t>(spin_us, 0, 1'000'000)),
+        settings.max_payload};
+    if (!send_packet(socket_.get(), &request, sizeof request, worker_end.get())) {
+      throw ForkServerLost();
+    }
+    worker_end.reset();  // the worker's copy is the only one left that matters
+    const ServerMessage reply = receive(no_deadline);
+    if (reply.kind == ServerMessageKind::spawned) return reply.pid;
+    if (reply.kind == ServerMessageKind::spawn_failed) {
+      throw Error(std::string("offload: could not start a worker process: fork failed: ") +
+                  std::strerror(reply.value));
+    }
+    throw ForkServerLost();  // an out-of-order message: the conversation is broken
+  }
+
+  /// Asks the server to SIGKILL worker `pid` (a no-op if it is already gone).
+  void kill(pid_t pid) {
+    const ServerMessage request{ServerMessageKind::kill, pid, 0, 0, 0};
+    if (!send_packet(socket_.get(), &request, sizeof request)) throw ForkServerLost();
+  }
+
+  /// Waits until the server reports worker `pid` reaped; its wait status, or nothing if
+  /// `deadline` passed first. @throws ForkServerLost.
+  std::optional<int> await_exit(pid_t pid, IoDeadline deadline) {
+    for (;;) {
+      if (wait_for_fd(socket_.get(), POLLIN, deadline) == WaitResult::timed_out)
+        return std::nullopt;
+      const ServerMessage message = receive(deadline);
+      if (message.kind == ServerMessageKind::exited && message.pid == pid) return message.value;
+    }
+  }
+
+ private:
+  ServerMessage receive(IoDeadline deadline) {
+    (void)wait_for_fd(socket_.get(), POLLIN, deadline);
+    ServerMessage message;
+    if (receive_packet(socket_.get(), &message, sizeof message) != sizeof message) {
+      throw ForkServerLost();
+    }
+    return message;
+  }
+
+  UniqueFd socket_;
+};
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_FORK_SERVER_HPP
+// ---- end offload/detail/fork_server.hpp ----
+
+namespace offload {
+inline namespace v0 {
+
+/// Configuration of a ProcessPool.
+struct ProcessOptions {
+  /// Worker processes; 0 means std::thread::hardware_concurrency().
+  unsigned workers = 0;
+  /// A worker is replaced by a fresh one after this many calls; 0 means never (this bounds
+  /// the damage of leaks in the called code).
+  unsigned max_calls_per_worker = 0;
+  /// A call running longer is killed (SIGKILL) and fails with CallTimeout; 0 means no limit.
+  std::chrono::milliseconds max_call_time{0};
+  /// How many times a call whose worker crashed is re-run on a fresh worker before it fails
+  /// with WorkerCrashed. Only crashes are retried, never exceptions or timeouts.
+  unsigned max_retries = 0;
+  /// Calls waiting for a worker; 0 means unbounded, otherwise submit() blocks while full.
+  std::size_t max_queue = 0;
+  /// The largest encoded argument list or result, in bytes; a bigger frame from a worker is a
+  /// ProtocolError. Guards against a corrupt length making this process allocate gigabytes.
+  std::size_t max_message_size = std::size_t{1} << 30;
+  /// How long an idle worker keeps polling for its next call before it sleeps (at most 1 s).
+  /// Waking a sleeping process costs microseconds (tens in a VM); a loop of short calls stays
+  /// within the window and never pays it. The price: up to this much CPU after each call.
+  std::chrono::microseconds idle_spin{200};
+};
+
+/// Counters of a ProcessPool (a snapshot; each field is exact, the set is not atomic).
+struct ProcessStats {
+  std::uint64_t submitted = 0;        ///< calls accepted by submit()/try_submit()
+  std::uint64_t completed = 0;        ///< calls that returned a value
+  std::uint64_t failed = 0;           ///< calls that ended with an exception of any kind
+  std::uint64_t cancelled = 0;        ///< calls whose future asked to stop before they started
+  std::uint64_t crashes = 0;          ///< worker deaths during a call (retried or not)
+  std::uint64_t timeouts = 0;         ///< calls killed for exceeding max_call_time
+  std::uint64_t retries = 0;          ///< re-runs after a crash
+  std::uint64_t workers_started = 0;  ///< worker processes forked so far
+  std::size_t queued = 0;             ///< calls waiting for a worker now
+  unsigned busy = 0;                  ///< workers running a call now
+};
+
+namespace detail {
+
+// --- calls --------------------------------------------------------------------------------------
+
+inline void count(std::atomic<std::uint64_t>& counter) noexcept {
+  // Relaxed: counters publish nothing; stats() reads a snapshot.
+  counter.fetch_add(1, std::memory_order_relaxed);
+}
+
+/// A call on its way: the encoded request frame, and how to complete its Future.
+class CallTicket {
+ public:
+  CallTicket() = default;
+  CallTicket(const CallTicket&) = delete;
+  CallTicket& operator=(const CallTicket&) = delete;
+  virtual ~CallTicket() = default;
+
+  /// Decodes a value frame's payload, counts it in `completed`, then completes the future
+  /// (counting first, so that whoever sees the result also sees it counted).
+  /// @throws ProtocolError when the payload does not decode to the result type.
+  virtual void complete(std::span<const std::byte> payload,
+                        std::atomic<std::uint64_t>& completed) = 0;
+  /// Completes the future with `error`. Never throws.
+  virtual void fail(std::exception_ptr error) noexcept = 0;
+  /// True when the future's holder called request_stop().
+  [[nodiscard]] virtual bool stop_requested() const noexcept = 0;
+
+  std::vector<std::byte> request;  ///< a complete call frame, kept for retries
+};
+
+template <class R>
+class TypedCallTicket final : public CallTicket {
+ public:
+  Future<R> get_future() { return promise_.get_future(); }
+
+  void complete(std::span<const std::byte> payload,
+                std::atomic<std::uint64_t>& completed) override {
+    if constexpr (std::is_void_v<R>) {
+      Reader(payload).expect_end();
+      count(completed);
+      promise_.set_value();
+    } else {
+      R value = offload::decode<R>(payload);
+      count(completed);
+      promise_.set_value(std::move(value));
+    }
+  }
+
+  void fail(std::exception_ptr error) noexcept override {
+    try {
+      promise_.set_exception(std::move(error));
+    } catch (...) {  // already satisfied: nothing left to tell anyone
+    }
+  }
+
+  [[nodiscard]] bool stop_requested() const noexcept override { return promise_.stop_requested(); }
+
+ private:
+  Promise<R> promise_;
+};
+
+/// struct sched_attr of sched_setattr(2) (not in glibc's headers).
+struct SchedAttributes {
+  std::uint32_t size;
+  std::uint32_t sched_policy;
+  std::uint64_t sched_flags;
+  std::int32_t sched_nice;
+  std::uint32_t sched_priority;
+  std::uint64_t sched_runtime;
+  std::uint64_t sched_deadline;
+  std::uint64_t sched_period;
+};
+
+/**
+ * Asks the scheduler for short time slices on the calling thread (Linux 6.12+ EEVDF; older
+ * kernels ignore the request). A keeper sleeps almost always and runs for microseconds when a
+ * reply arrives; with the default slice it may wait a whole slice (milliseconds) behind a
+ * thread that spins, such as a caller spinning in Future::get() on a busy machine. A short
+ * slice lets it run at once, and costs nothing else: the policy and nice value are kept.
+ */
+inline void request_short_time_slices() noexcept {
+#if defined(SYS_sched_getattr) && defined(SYS_sched_setattr)
+  SchedAttributes attributes{};
+  if (::syscall(SYS_sched_getattr, 0, &attributes, sizeof attributes, 0) != 0) return;
+  if (attributes.sched_policy != SCHED_OTHER) return;  // real-time or batch: not ours to touch
+  attributes.size = sizeof attributes;
+  attributes.sched_runtime = 100'000;  // nanoseconds: the shortest slice the kernel allows
+  ::syscall(SYS_sched_setattr, 0, &attributes, 0);
+#endif
+}
+
+/// Which pool's keeper runs on this thread (nullptr elsewhere): lets blocking members refuse
+/// to wait for work that only this very thread could do.
+inline thread_local const void* keeper_of_pool = nullptr;
+
+// --- shared state --------------------------------------------------------------------------------
+
+/// One worker slot as the submitting threads see it. Guarded by PoolCore::mutex, except the
+/// descriptors themselves, which are fixed after construction.
+struct Slot {
+  enum class Phase {
+    unavailable,  // the keeper is busy with the worker itself (starting, replacing, retiring)
+    idle,         // a worker waits: a submitter may hand it a call directly
+    busy,         // a call is in flight (or waits to be re-sent after a crash)
+  };
+  Phase phase = Phase::unavailable;
+  std::unique_ptr<CallTicket> call;   // the call in flight; only the keeper takes it out
+  unsigned attempt = 0;               // crashes of `call` so far
+  unsigned redeliveries = 0;          // workers that died before `call` reached them
+  std::size_t sent = 0;               // bytes of call->request already sent
+  bool send_pending = false;          // the keeper must send call->request from `sent` on
+  IoDeadline deadline = no_deadline;  // when the call in flight times out
+  int channel = -1;                   // the worker's socket (owned by the keeper) while idle/busy
+  pid_t pid = 0;                      // the worker's pid; 0 while there is none
+  UniqueFd doorbell;                  // rung to wake the keeper: a send to finish, or closing
+  UniqueFd timer;                     // expires at `deadline`
+};
+
+/// What the pool's submitters and keepers share. All members but `options`, the counters and
+/// the slots' descriptors are guarded by `mutex`.
+class PoolCore {
+ public:
+  explicit PoolCore(const ProcessOptions& opts) : options(opts), slots(opts.workers) {
+    for (Slot& slot : slots) {
+      slot.doorbell = make_doorbell();
+      slot.timer = make_timer();
+    }
+  }
+
+  /**
+   * Hands `call` to an idle worker at once (sending it from this thread: no other thread has
+   * to wake up for it), or queues it. With `block`, waits while a bounded queue is full;
+   * without, returns false and leaves `call` untouched instead. Thread-safe.
+   * @throws PoolClosed after shutdown; WouldDeadlock when a keeper thread would wait for room;
+   *         ProtocolError when the encoded arguments exceed max_message_size.
+   */
+  bool accept(std::unique_ptr<CallTicket>& call, bool block) {
+    const std::size_t payload = call->request.size() - frame_header_size;
+    if (payload > options.max_message_size) {
+      throw ProtocolError("offload: the call's arguments encode to " + std::to_string(payload) +
+                          " bytes, more than max_message_size (" +
+                          std::to_string(options.max_message_size) + ")");
+    }
+    std::unique_lock lock(mutex);
+    if (block && queue_full() && keeper_of_pool == this) {
+      throw WouldDeadlock(
+          "offload: ProcessPool::submit from the pool's own keeper thread (a "
+          "continuation) while its queue is full would wait forever");
+    }
+    if (block) not_full.wait(lock, [&] { return closing || !queue_full(); });
+    if (closing) throw PoolClosed();
+    if (!block && queue_full()) return false;
+    count(submitted);
+    if (server_lost) {
+      lock.unlock();
+      count(failed);
+      call->fail(std::make_exception_ptr(ForkServerLost()));
+      return true;
+    }
+    if (Slot* slot = idle_slot()) {
+      begin_call(*slot, std::move(call));
+      send_without_blocking(*slot);
+    } else {
+      queue.push_back(std::move(call));
+    }
+    return true;
+  }
+
+  /// Refuses new calls from now on and wakes every keeper so it can finish. Thread-safe.
+  void close() {
+    {
+      std::lock_guard lock(mutex);
+      closing = true;
+    }
+    not_full.notify_all();
+    for (Slot& slot : slots) ring(slot.doorbell.get());
+  }
+
+  // The members below expect `mutex` to be held.
+
+  [[nodiscard]] bool queue_full() const noexcept {
+    return options.max_queue != 0 && queue.size() >= options.max_queue;
+  }
+
+  Slot* idle_slot() noexcept {
+    for (Slot& slot : slots) {
+      if (slot.phase == Slot::Phase::idle) return &slot;
+    }
+    return nullptr;
+  }
+
+  std::unique_ptr<CallTicket> pop_queued() {
+    std::unique_ptr<CallTicket> call = std::move(queue.front());
+    queue.pop_front();
+    not_full.notify_one();
+    return call;
+  }
+
+  /// Makes `call` the slot's call in flight, starting its clock.
+  void begin_call(Slot& slot, std::unique_ptr<CallTicket> call) {
+    slot.call = std::move(call);
+    slot.phase = Slot::Phase::busy;
+    slot.attempt = 0;
+    slot.redeliveries = 0;
+    slot.sent = 0;
+    slot.send_pending = false;
+    start_clock(slot);
+  }
+
+  void start_clock(Slot& slot) noexcept {
+    if (options.max_call_time.count() <= 0) {
+      slot.deadline = no_deadline;
+      return;
+    }
+    slot.deadline = Clock::now() + options.max_call_time;
+    arm_timer(slot.timer.get(), options.max_call_time);
+  }
+
+  /// Sends the slot's new call without blocking; whatever does not fit now is left to the
+  /// keeper (send_pending, and its doorbell rung).
+  void send_without_blocking(Slot& slot) {
+    const std::vector<std::byte>& request = slot.call->request;
+    ssize_t sent = -1;
+    do {
+      sent = ::send(slot.channel, request.data(), request.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    } while (sent < 0 && errno == EINTR);
+    if (sent == static_cast<ssize_t>(request.size())) {
+      slot.sent = request.size();
+      return;
+    }
+    if (sent < 0 && (errno == EPIPE || errno == ECONNRESET)) return;  // dead: the keeper sees EOF
+    slot.sent = sent > 0 ? static_cast<std::size_t>(sent) : 0;
+    slot.send_pending = true;
+    ring(slot.doorbell.get());
+  }
+
+  const ProcessOptions options;
+  mutable std::mutex mutex;
+  std::condition_variable not_full;  // the bounded queue has room again, or closing
+  std::deque<std::unique_ptr<CallTicket>> queue;
+  std::vector<Slot> slots;  // one per keeper; never resized
+  bool closing = false;
+  bool server_lost = false;
+  std::atomic<std::uint64_t> submitted{0}, completed{0}, failed{0}, cancelled{0}, crashes{0},
+      timeouts{0}, retries{0}, workers_started{0};
+};
+
+// --- the keeper: one thread per worker process ---------------------------------------------------
+
+/**
+ * Owns one worker slot: a thread of the program that watches one worker process (its socket,
+ * its call's deadline, its death), completes the futures of its calls, takes queued calls,
+ * and replaces the worker when it crashes, times out or has served its quota. Every private
+ * member runs on the keeper's own thread.
+ */
+class WorkerKeeper {
+ public:
+  WorkerKeeper(PoolCore& core, ForkServer& server, std::size_t index)
+      : core_(core),
+        slot_(core.slots[index]),
+        session_(server.open_session()),
+        incoming_(core.options.max_message_size) {}
+
+  WorkerKeeper(const WorkerKeeper&) = delete;
+  WorkerKeeper& operator=(const WorkerKeeper&) = delete;
+
+  /// Starts the keeper thread. Allocates (the thread).
+  void start() {
+    thread_ = std::thread([this] { run(); });
+  }
+
+  /// Waits for the keeper thread to end (after PoolCore::close()). Blocks.
+  void join() {
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  struct Worker {
+    pid_t pid;
+    UniqueFd channel;  // non-blocking; our end of the worker's socket pair
+    unsigned calls = 0;
+  };
+
+  enum class Action { send, wait, exit };
+
+  // Exceptions are handed to futures only after their handler has ended (here and below):
+  // libstdc++ counts an exception's owners where ThreadSanitizer cannot see it, so a caller
+  // done with the exception while our handler still runs would look like a race to TSan.
+
+  void run() noexcept {
+    keeper_of_pool = &core_;
+    request_short_time_slices();
+    while (!done_) {
+      bool server_lost = false;
+      std::exception_ptr unexpected;
+      try {
+        step();
+      } catch (const ForkServerLost&) {
+        server_lost = true;
+      } catch (...) {  // a system call failed unexpectedly: the worker's state is unknown
+        unexpected = std::current_exception();
+      }
+      if (server_lost) {
+        lose_server();
+      } else if (unexpected) {
+        fail_current(std::move(unexpected));
+        discard_worker();
+      }
+    }
+    discard_worker();
+  }
+
+  void step() {
+    if (!worker_ && !start_worker()) return;
+    switch (next_action()) {
+      case Action::send:
+        send_request();
+        return;
+      case Action::wait:
+        wait_for_event();
+        return;
+      case Action::exit:
+        done_ = true;
+        return;
+    }
+  }
+
+  /// Decides what to do next, taking a queued call when the worker is free.
+  Action next_action() {
+    std::lock_guard lock(core_.mutex);
+    if (slot_.call == nullptr) {
+      if (!core_.queue.empty()) {
+        core_.begin_call(slot_, core_.pop_queued());
+        slot_.send_pending = true;
+      } else if (core_.closing) {
+        slot_.phase = Slot::Phase::unavailable;
+        return Action::exit;
+      } else {
+        slot_.phase = Slot::Phase::idle;  // from now on submitters send to us directly
+        return Action::wait;
+      }
+    }
+    if (!slot_.send_pending) return Action::wait;
+    slot_.send_pending = false;
+    if (slot_.sent == 0) core_.start_clock(slot_);  // a queued call or a retry starts now
+    return Action::send;
+  }
+
+  void send_request() {
+    std::span<const std::byte> rest;
+    IoDeadline deadline;
+    CallTicket* call = nullptr;
+    bool started = false;
+    {
+      std::lock_guard lock(core_.mutex);
+      call = slot_.call.get();
+      rest = std::span<const std::byte>(call->request).subspan(slot_.sent);
+      deadline = slot_.deadline;
+      started = slot_.sent != 0;
+    }
+    if (!started && call->stop_requested()) {  // cancelled while it waited: it never runs
+      cancel_current();
+      return;
+    }
+    switch (send_all(worker_->channel.get(), rest, deadline)) {
+      case IoResult::ok: {
+        std::lock_guard lock(core_.mutex);
+        slot_.sent = call->request.size();
+        return;
+      }
+      case IoResult::closed:
+        on_worker_died();
+        return;
+      case IoResult::timed_out:
+        on_timeout();
+        return;
+    }
+  }
+
+  void wait_for_event() {
+    pollfd events[3] = {{worker_->channel.get(), POLLIN, 0},
+                        {slot_.doorbell.get(), POLLIN, 0},
+                        {slot_.timer.get(), POLLIN, 0}};
+    if (::poll(events, 3, -1) < 0) {
+      if (errno == EINTR) return;
+      throw_system_error("poll");
+    }
+    if (events[1].revents != 0) drain(slot_.doorbell.get());  // the next step sees why
+    if (events[2].revents != 0) {
+      drain(slot_.timer.get());
+      if (deadline_passed()) {
+        on_timeout();
+        return;
+      }
+    }
+    if (events[0].revents != 0) receive_from_worker();
+  }
+
+  bool deadline_passed() {
+    std::lock_guard lock(core_.mutex);
+    return slot_.phase == Slot::Phase::busy && slot_.call != nullptr &&
+           Clock::now() >= slot_.deadline;
+  }
+
+  void receive_from_worker() {
+    bool ended = false;
+    for (;;) {
+      const std::span<std::byte> room = incoming_.prepare();
+      const ssize_t got = receive_some(worker_->channel.get(), room);
+      if (got < 0) break;  // drained
+      if (got == 0) {
+        ended = true;
+        break;
+      }
+      incoming_.commit(static_cast<std::size_t>(got));
+      if (static_cast<std::size_t>(got) < room.size()) break;  // drained, most likely
+    }
+    // A reply that arrived whole counts even if the worker died right after sending it; its
+    // end of stream stays visible and is handled on the next step.
+    std::optional<FrameView> frame;
+    std::exception_ptr corrupt;
+    try {
+      frame = incoming_.next();
+    } catch (const ProtocolError&) {
+      corrupt = std::current_exception();
+    }
+    if (frame && frame->kind == FrameKind::call) {
+      corrupt = std::make_exception_ptr(
+          ProtocolError("offload: corrupt reply: a worker sent a call frame"));
+    }
+    if (corrupt) {
+      on_corrupt(std::move(corrupt));
+    } else if (frame) {
+      on_reply(*frame);
+    } else if (ended) {
+      on_worker_died();
+    }
+  }
+
+  void on_reply(const FrameView& reply) {
+    if (!call_delivered()) {
+      on_corrupt(std::make_exception_ptr(
+          ProtocolError("offload: corrupt stream: a worker replied to no call")));
+      return;
+    }
+    std::unique_ptr<CallTicket> call;
+    const unsigned quota = core_.options.max_calls_per_worker;
+    const bool retiring = quota != 0 && worker_->calls + 1 >= quota;
+    {
+      std::lock_guard lock(core_.mutex);
+      call = std::move(slot_.call);
+      slot_.phase = Slot::Phase::unavailable;
+      // Send the next queued call before completing this one: the worker starts on it while
+      // we decode and wake the caller.
+      if (!retiring && !core_.queue.empty()) {
+        core_.begin_call(slot_, core_.pop_queued());
+        if (slot_.call->stop_requested()) {
+          slot_.send_pending = true;  // send_request() cancels it without sending
+        } else {
+          core_.send_without_blocking(slot_);
+        }
+      }
+    }
+    ++worker_->calls;
+    if (reply.kind == FrameKind::value) {
+      std::exception_ptr undecodable;
+      try {
+        call->complete(reply.payload, core_.completed);
+      } catch (...) {
+        undecodable = std::current_exception();
+      }
+      if (undecodable) fail(*call, std::move(undecodable));
+    } else {
+      fail(*call, remote_error(reply.payload));
+    }
+    incoming_.release_memory();
+    if (retiring) end_worker(false);  // replaced on the next step
+  }
+
+  static std::exception_ptr remote_error(std::span<const std::byte> payload) {
+    try {
+      RemoteException remote = decode_remote_exception(payload);
+      return std::make_exception_ptr(RemoteError(std::move(remote.type_name), remote.message));
+    } catch (...) {
+      return std::current_exception();
+    }
+  }
+
+  /// The worker's stream ended: it crashed (or exited), with or without a call in flight.
+  void on_worker_died() {
+    const CallProgress progress = call_progress();  // before take_call() empties the slot
+    std::unique_ptr<CallTicket> call = take_call();
+    const std::size_t partial = incoming_.buffered();
+    std::string death = end_worker(false);
+    if (call == nullptr) return;  // it died idle: replaced on the next step
+    if (!progress.delivered && progress.redeliveries < max_redeliveries) {
+      // It died before the whole call reached it (killed while idle, say), so the call never
+      // ran: the replacement gets it, and it does not count as a crash.
+      resend(std::move(call), progress.attempt, progress.redeliveries + 1);
+      return;
+    }
+    count(core_.crashes);
+    if (progress.attempt < core_.options.max_retries) {
+      count(core_.retries);
+      resend(std::move(call), progress.attempt + 1, progress.redeliveries);
+      return;
+    }
+    if (partial != 0) {
+      death += " after sending " + std::to_string(partial) + " bytes of an incomplete reply";
+    }
+    death += progress.delivered ? " while running the call" : " before the call reached it";
+    fail(*call,
+         std::make_exception_ptr(WorkerCrashed("offload: " + death + attempts(progress.attempt))));
+  }
+
+  /// Puts `call` back in the slot, to be sent to the next worker.
+  void resend(std::unique_ptr<CallTicket> call, unsigned attempt, unsigned redeliveries) {
+    std::lock_guard lock(core_.mutex);
+    slot_.call = std::move(call);
+    slot_.phase = Slot::Phase::busy;
+    slot_.attempt = attempt;
+    slot_.redeliveries = redeliveries;
+    slot_.sent = 0;
+    slot_.send_pending = true;  // sent on the next step, once a new worker runs
+  }
+
+  /// How many workers may die before a call reaches them, before the call fails anyway.
+  static constexpr unsigned max_redeliveries = 3;
+
+  void on_timeout() {
+    std::unique_ptr<CallTicket> call = take_call();
+    const std::string death = end_worker(true);
+    if (call == nullptr) return;
+    count(core_.timeouts);
+    fail(*call, std::make_exception_ptr(CallTimeout(
+                    "offload: the call ran longer than max_call_time (" +
+                    std::to_string(core_.options.max_call_time.count()) + " ms); " + death)));
+  }
+
+  void on_corrupt(std::exception_ptr error) {
+    std::unique_ptr<CallTicket> call = take_call();
+    end_worker(true);
+    if (call != nullptr) fail(*call, std::move(error));
+  }
+
+  void cancel_current() {
+    std::unique_ptr<CallTicket> call = take_call();
+    count(core_.cancelled);
+    fail(*call, std::make_exception_ptr(TaskCancelled()));
+  }
+
+  /// Takes the call in flight (if any) out of the slot, which stops submitters from using it.
+  std::unique_ptr<CallTicket> take_call() {
+    std::lock_guard lock(core_.mutex);
+    slot_.phase = Slot::Phase::unavailable;
+    slot_.send_pending = false;
+    return std::move(slot_.call);
+  }
+
+  struct CallProgress {
+    bool delivered;         // the whole request was sent
+    unsigned attempt;       // crashes so far
+    unsigned redeliveries;  // workers that died before it reached them
+  };
+
+  CallProgress call_progress() {
+    std::lock_guard lock(core_.mutex);
+    const bool delivered = slot_.call != nullptr && slot_.sent == slot_.call->request.size();
+    return {delivered, slot_.attempt, slot_.redeliveries};
+  }
+
+  /// Whether a call is in flight and was sent whole (only then may a reply come).
+  bool call_delivered() { return call_progress().delivered; }
+
+  static std::string attempts(unsigned attempt) {
+    return attempt == 0 ? std::string() : " (" + std::to_string(attempt + 1) + " attempts)";
+  }
+
+  void fail(CallTicket& call, std::exception_ptr error) noexcept {
+    count(core_.failed);  // first, so that whoever sees the failure also sees it counted
+    call.fail(std::move(error));
+  }
+
+  /// Starts a worker; on failure fails one waiting call (so no caller waits forever on a
+  /// machine that cannot fork) and backs off. Returns whether a worker runs.
+  bool start_worker() {
+    std::exception_ptr failure;
+    try {
+      auto [ours, theirs] = make_socket_pair(SOCK_STREAM);
+      const pid_t pid =
+          session_.spawn(std::move(theirs),
+                         WorkerSettings{core_.options.max_message_size, core_.options.idle_spin});
+      set_nonblocking(ours.get());
+      worker_.emplace(Worker{pid, std::move(ours)});
+      incoming_ = FrameAssembler(core_.options.max_message_size);
+      count(core_.workers_started);
+      std::lock_guard lock(core_.mutex);
+      slot_.channel = worker_->channel.get();
+      slot_.pid = pid;
+      return true;
+    } catch (const ForkServerLost&) {
+      throw;
+    } catch (...) {
+      failure = std::current_exception();
+    }
+    back_off_after(std::move(failure));
+    return false;
+  }
+
+  void back_off_after(std::exception_ptr error) {
+    std::unique_ptr<CallTicket> victim;
+    {
+      std::lock_guard lock(core_.mutex);
+      slot_.phase = Slot::Phase::unavailable;
+      if (slot_.call != nullptr) {
+        victim = std::move(slot_.call);
+      } else if (!core_.queue.empty()) {
+        victim = core_.pop_queued();
+      }
+      done_ = core_.closing && core_.queue.empty();
+    }
+    if (victim != nullptr) fail(*victim, std::move(error));
+    if (!done_) {
+      (void)wait_for_fd(slot_.doorbell.get(), POLLIN,
+                        Clock::now() + std::chrono::milliseconds(100));
+      drain(slot_.doorbell.get());
+    }
+  }
+
+  /// Ends the worker (SIGKILL when `kill`, otherwise by closing its socket, which it reads as
+  /// "exit now") and waits until the server has reaped it. The slot must be unavailable.
+  /// Returns "worker process <pid> <how it ended>". Blocks.
+  std::string end_worker(bool kill) {
+    const pid_t pid = worker_->pid;
+    if (kill) session_.kill(pid);
+    {
+      std::lock_guard lock(core_.mutex);
+      slot_.channel = -1;
+      slot_.pid = 0;
+    }
+    worker_.reset();
+    incoming_ = FrameAssembler(core_.options.max_message_size);
+    std::optional<int> status = session_.await_exit(pid, Clock::now() + std::chrono::seconds(10));
+    if (!status) {  // still running although its socket is closed: no more patience
+      session_.kill(pid);
+      status = session_.await_exit(pid, no_deadline);
+    }
+    return "worker process " + std::to_string(pid) + " " + describe_exit(*status);
+  }
+
+  void discard_worker() noexcept {
+    if (!worker_) return;
+    {
+      std::lock_guard lock(core_.mutex);
+      slot_.phase = Slot::Phase::unavailable;
+    }
+    try {
+      end_worker(!done_);
+    } catch (...) {
+      worker_.reset();  // the server is gone; closing our end is all that is left
+    }
+  }
+
+  void fail_current(std::exception_ptr error) noexcept {
+    std::unique_ptr<CallTicket> call;
+    {
+      std::lock_guard lock(core_.mutex);
+      slot_.phase = Slot::Phase::unavailable;
+      call = std::move(slot_.call);
+    }
+    if (call != nullptr) fail(*call, std::move(error));
+  }
+
+  /// The fork server is gone: fail this slot's call and everything queued, and stop.
+  void lose_server() noexcept {
+    std::vector<std::unique_ptr<CallTicket>> orphans;
+    {
+      std::lock_guard lock(core_.mutex);
+      core_.server_lost = true;
+      slot_.phase = Slot::Phase::unavailable;
+      slot_.channel = -1;
+      slot_.pid = 0;
+      if (slot_.call != nullptr) orphans.push_back(std::move(slot_.call));
+      while (!core_.queue.empty()) orphans.push_back(core_.pop_queued());
+    }
+    for (auto& call : orphans) fail(*call, std::make_exception_ptr(ForkServerLost()));
+    worker_.reset();
+    done_ = true;
+  }
+
+  PoolCore& core_;
+  Slot& slot_;
+  ServerSession session_;
+  FrameAssembler incoming_;
+  std::optional<Worker> worker_;
+  bool done_ = false;
+  std::thread thread_;
+};
+
+// --- fork server registry ------------------------------------------------------------------------
+
+struct ForkServerRegistry {
+  std::mutex mutex;
+  std::shared_ptr<ForkServer> kept;  // started by process_init(): lives until exit
+  std::weak_ptr<ForkServer> shared;  // started by a pool: lives while a pool uses it
+};
+
+inline ForkServerRegistry& fork_server_registry() {
+  static ForkServerRegistry registry;
+  return registry;
+}
+
+inline std::shared_ptr<ForkServer> running_fork_server() {
+  ForkServerRegistry& registry = fork_server_registry();
+  std::lock_guard lock(registry.mutex);
+  if (registry.kept) return registry.kept;
+  return registry.shared.lock();
+}
+
+/// Throws unless the calling thread is the process's only thread (and its main thread, which
+/// lives as long as the process: the fork server's death signal fires when its forking thread
+/// exits).
+inline void require_single_threaded(const char* who) {
+  const unsigned threads = count_threads();
+  if (threads == 1 && on_main_thread()) return;
+  const std::string why = threads == 0   ? "its thread count cannot be read from /proc/self/stat"
+                          : threads == 1 ? "this is not the main thread"
+                                         : std::to_string(threads) + " threads are running";
+  throw Error(std::string("offload: ") + who + " must start the process pool's fork server, but " +
+              why +
+              ". Forking a multi-threaded process is unsafe (a lock held by another thread "
+              "stays locked forever in the child), so offload refuses. Call "
+              "offload::process_init() first thing in main(), before any thread starts.");
+}
+
+/// The running fork server, or a new one when none runs and forking is still safe.
+inline std::shared_ptr<ForkServer> acquire_fork_server(const char* who) {
+  if (auto server = running_fork_server()) return server;
+  // Only the sole thread of the process gets past this check, so nobody can race us to
+  // start a second server, and no lock needs to be held across fork().
+  require_single_threaded(who);
+  std::shared_ptr<ForkServer> server = ForkServer::start();
+  ForkServerRegistry& registry = fork_server_registry();
+  std::lock_guard lock(registry.mutex);
+  registry.shared = server;
+  return server;
+}
+
+// --- turning a callable into something a worker can call -------------------------------------
+
+template <class F>
+inline constexpr bool is_function_pointer_v =
+    std::is_pointer_v<F> && std::is_function_v<std::remove_pointer_t<F>>;
+
+/// `fn` as a plain function pointer: a function, a function pointer, or a capture-less,
+/// non-generic lambda (through its conversion operator).
+template <class F>
+auto to_function_pointer(F& fn) {
+  if constexpr (is_function_pointer_v<std::decay_t<F>>) {
+    return static_cast<std::decay_t<F>>(fn);
+  } else if constexpr (requires { requires is_function_pointer_v<decltype(+fn)>; }) {
+    return +fn;
+  } else {
+    static_assert(always_false<F>,
+                  "offload::ProcessPool::submit needs a function, a function pointer or a "
+                  "capture-less, non-generic lambda: the worker process calls it by its "
+                  "address, so it cannot carry captured state. Pass that state as arguments.");
+  }
+}
+
+/// Stops compilation with the message naming the type, when T has no codec.
+template <class T>
+void report_if_no_codec() {
+  if constexpr (!HasCodec<T>) (void)sizeof(TypeHasNoCodec<typename MissingCodecCulprit<T>::type>);
+}
+
+/// The result type of a callable object's (single, non-template) operator(), or void; used
+/// only to keep a rejected submit() from causing follow-on errors.
+template <class F>
+struct ObjectCallResult {
+  using type = void;
+};
+template <class F>
+  requires requires { &F::operator(); }
+struct ObjectCallResult<F> {
+  template <class M>
+  struct Of;
+  template <class R, class C, class... A>
+  struct Of<R (C::*)(A...)> {
+    using type = std::decay_t<R>;
+  };
+  template <class R, class C, class... A>
+  struct Of<R (C::*)(A...) const> {
+    using type = std::decay_t<R>;
+  };
+  template <class R, class C, class... A>
+  struct Of<R (C::*)(A...) noexcept> {
+    using type = std::decay_t<R>;
+  };
+  template <class R, class C, class... A>
+  struct Of<R (C::*)(A...) const noexcept> {
+    using type = std::decay_t<R>;
+  };
+  using type = typename Of<decltype(&F::operator())>::type;
+};
+
+template <class Pointer>
+struct FunctionSignature;
+template <class R, class... Params>
+struct FunctionSignature<R (*)(Params...)> {
+  using Result = std::decay_t<R>;
+  using Plain = R (*)(Params...);
+
+  /// What the worker runs for this signature (instantiated only for valid calls).
+  static constexpr Trampoline trampoline() { return &call_in_worker<R, Params...>; }
+
+  /// Whether `fn(args...)` can run in a worker; each failed check but the codecs' stops
+  /// compilation with its own message, and the caller compiles nothing more for an invalid
+  /// call (one error each).
+  template <class... Args>
+  static constexpr bool check_call() {
+    constexpr bool count_matches = sizeof...(Args) == sizeof...(Params);
+    static_assert(count_matches,
+                  "offload::ProcessPool::submit: the number of arguments does not match the "
+                  "function's parameters (default arguments do not survive the conversion to "
+                  "a function pointer: pass every argument)");
+    if constexpr (!count_matches) {
+      return false;
+    } else {
+      constexpr bool convertible = (std::is_constructible_v<std::decay_t<Params>, Args&&> && ...);
+      static_assert(convertible,
+                    "offload::ProcessPool::submit: an argument cannot be converted to the "
+                    "type of its parameter");
+      constexpr bool no_output_parameter =
+          !((std::is_lvalue_reference_v<Params> &&
+             !std::is_const_v<std::remove_reference_t<Params>>) ||
+            ...);
+      static_assert(no_output_parameter,
+                    "offload::ProcessPool::submit: the function takes a non-const reference; a "
+                    "worker would change its own copy and the change would be lost. Return the "
+                    "new value instead.");
+      return convertible && no_output_parameter && has_codecs();
+    }
+  }
+
+  /// Whether every parameter and the result can cross (see report_missing_codecs()).
+  static constexpr bool has_codecs() {
+    if constexpr (std::is_void_v<Result>) {
+      return (HasCodec<std::decay_t<Params>> && ...);
+    } else {
+      return (HasCodec<std::decay_t<Params>> && ...) && HasCodec<Result>;
+    }
+  }
+
+  /// One readable error per type that cannot cross.
+  static void report_missing_codecs() {
+    (report_if_no_codec<std::decay_t<Params>>(), ...);
+    if constexpr (!std::is_void_v<Result>) report_if_no_codec<Result>();
+  }
+
+  /// Encodes each argument as its parameter's (decayed) type, the type the worker decodes.
+  template <class... Args>
+  static void write_arguments(Writer& out, Args&&... args) {
+    (write_argument<std::decay_t<Params>>(out, std::forward<Args>(args)), ...);
+  }
+
+  template <class Value, class Arg>
+  static void write_argument(Writer& out, Arg&& arg) {
+    if constexpr (std::is_same_v<std::decay_t<Arg>, Value>) {
+      out.write<Value>(arg);
+    } else {
+      out.write<Value>(Value(std::forward<Arg>(arg)));
+    }
+  }
+};
+template <class R, class... Params>
+struct FunctionSignature<R (*)(Params...) noexcept> : FunctionSignature<R (*)(Params...)> {};
+
+}  // namespace detail
+
+/**
+ * @brief Starts the fork server now, while the program is still single-threaded.
+ *
+ * Call it first thing in main(). It is optional when the first ProcessPool is created before
+ * any other thread starts; it is required when pools are created later, from a program that
+ * by then runs threads. The server (one small process) then lives until the program exits.
+ * Idempotent and thread-safe; blocks for one fork().
+ * @throws offload::Error when other threads already run (forking now would be unsafe).
+ */
+inline void process_init() {
+  detail::ForkServerRegistry& registry = detail::fork_server_registry();
+  {
+    std::lock_guard lock(registry.mutex);
+    if (registry.kept) return;
+    if ((registry.kept = registry.shared.lock())) return;
+  }
+  std::shared_ptr<detail::ForkServer> server =
+      detail::acquire_fork_server("offload::process_init()");
+  std::lock_guard lock(registry.mutex);
+  registry.kept = std::move(server);
+}
+
+/**
+ * @brief A pool of worker processes that run calls in isolation (the worker-farm model).
+ *
+ * submit() is thread-safe. Each worker runs one call at a time. A crash (signal or non-zero
+ * exit) fails only the call it ran, with WorkerCrashed, after max_retries re-runs; a call over
+ * max_call_time is killed and fails with CallTimeout; an exception thrown by the function
+ * fails its call with RemoteError (type name and message); any other call is undisturbed.
+ *
+ * Owns (number of workers) keeper threads and worker processes. The destructor finishes every
+ * queued call, then ends and reaps every worker: nothing outlives the pool but, when
+ * process_init() was used, the fork server itself.
+ */
+class ProcessPool {
+ public:
+  /**
+   * @brief Starts the workers.
+   * @throws offload::Error when no fork server runs and other threads already run (call
+   *         offload::process_init() at the start of main()); std::system_error when the
+   *         fork server cannot be started.
+   */
+  explicit ProcessPool(ProcessOptions options = {})
+      : server_(detail::acquire_fork_server("constructing an offload::ProcessPool")),
+        core_(std::make_unique<detail::PoolCore>(with_defaults(options))) {
+    const std::size_t workers = core_->slots.size();
+    keepers_.reserve(workers);
+    for (std::size_t slot = 0; slot < workers; ++slot) {
+      keepers_.push_back(std::make_unique<detail::WorkerKeeper>(*core_, *server_, slot));
+    }
+    for (auto& keeper : keepers_) keeper->start();
+  }
+
+  ProcessPool(const ProcessPool&) = delete;
+  ProcessPool& operator=(const ProcessPool&) = delete;
+
+  /// Finishes every queued call, then ends and reaps every worker (see shutdown()).
+  ~ProcessPool() {
+    try {
+      shutdown();
+    } catch (...) {  // WouldDeadlock from a keeper thread: nothing sensible is left to do
+    }
+  }
+
+  /**
+   * @brief Runs `fn(args...)` in a worker process.
+   *
+   * `fn` is a function, function pointer or capture-less non-generic lambda; each argument is
+   * converted to its parameter's type and encoded with Codec (compile error if a type has no
+   * codec), the result comes back through Codec. When a worker is idle the call is sent to it
+   * from this thread right away; otherwise it is queued. Thread-safe. Allocates the call.
+   * Blocks while a bounded queue (max_queue) is full.
+   * @return the future result; it fails with WorkerCrashed, CallTimeout, RemoteError or
+   *         ProtocolError as described on the class, or TaskCancelled when request_stop()
+   *         came before the call started.
+   * @throws offload::PoolClosed after shutdown(); offload::ProtocolError when the encoded
+   *         arguments exceed max_message_size; whatever a codec throws while encoding.
+   */
+  template <class F, class... Args>
+  auto submit(F&& fn, Args&&... args) {
+    auto [future, call] = make_call(fn, std::forward<Args>(args)...);
+    core_->accept(call, true);
+    return std::move(future);
+  }
+
+  /**
+   * @brief Like submit(), but returns nothing instead of blocking when the queue is full.
+   * Thread-safe; never blocks for long. @throws offload::PoolClosed after shutdown().
+   */
+  template <class F, class... Args>
+  auto try_submit(F&& fn, Args&&... args) {
+    auto [future, call] = make_call(fn, std::forward<Args>(args)...);
+    using FutureType = std::remove_cvref_t<decltype(future)>;
+    if (!core_->accept(call, false)) return std::optional<FutureType>();
+    return std::optional<FutureType>(std::move(future));
+  }
+
+  /**
+   * @brief Stops accepting calls, finishes the queued ones, ends and reaps every worker.
+   *
+   * Idempotent and thread-safe; blocks until done. A call that hangs without max_call_time
+   * keeps it waiting: set max_call_time if that can happen.
+   * @throws offload::WouldDeadlock when called from the pool's own keeper thread (from a
+   *         continuation of one of its futures).
+   */
+  void shutdown() {
+    if (detail::keeper_of_pool == core_.get()) {
+      throw WouldDeadlock(
+          "offload: ProcessPool::shutdown from a continuation running on the "
+          "pool's own keeper thread would wait for itself");
+    }
+    std::lock_guard lock(shutdown_mutex_);
+    if (keepers_.empty()) return;
+    core_->close();
+    for (auto& keeper : keepers_) keeper->join();
+    keepers_.clear();  // closes the sessions: the server forgets them
+    server_.reset();   // the last pool using a pool-started server ends it
+  }
+
+  /// Number of worker slots. Thread-safe; never blocks.
+  [[nodiscard]] unsigned size() const noexcept { return core_->options.workers; }
+
+  /// A snapshot of the pool's counters. Thread-safe; takes the pool's lock briefly.
+  [[nodiscard]] ProcessStats stats() const {
+    ProcessStats snapshot;
+    const auto read = [](const std::atomic<std::uint64_t>& counter) {
+      return counter.load(std::memory_order_relaxed);
+    };
+    snapshot.submitted = read(core_->submitted);
+    snapshot.completed = read(core_->completed);
+    snapshot.failed = read(core_->failed);
+    snapshot.cancelled = read(core_->cancelled);
+    snapshot.crashes = read(core_->crashes);
+    snapshot.timeouts = read(core_->timeouts);
+    snapshot.retries = read(core_->retries);
+    snapshot.workers_started = read(core_->workers_started);
+    std::lock_guard lock(core_->mutex);
+    snapshot.queued = core_->queue.size();
+    for (const detail::Slot& slot : core_->slots) {
+      if (slot.phase == detail::Slot::Phase::busy) ++snapshot.busy;
+    }
+    return snapshot;
+  }
+
+  /// The process ids of the live workers (one being replaced is missing). Thread-safe.
+  [[nodiscard]] std::vector<pid_t> worker_pids() const {
+    std::lock_guard lock(core_->mutex);
+    std::vector<pid_t> live;
+    for (const detail::Slot& slot : core_->slots) {
+      if (slot.pid != 0) live.push_back(slot.pid);
+    }
+    return live;
+  }
+
+ private:
+  static ProcessOptions with_defaults(ProcessOptions options) {
+    if (options.workers == 0) options.workers = std::max(1u, std::thread::hardware_concurrency());
+    return options;
+  }
+
+  /// Builds the call's frame and its ticket; returns the ticket with its future.
+  template <class F, class... Args>
+  static auto make_call(F& fn, Args&&... args) {
+    using Pointer = decltype(detail::to_function_pointer(fn));
+    if constexpr (!detail::is_function_pointer_v<Pointer>) {
+      return invalid_call<typename detail::ObjectCallResult<std::decay_t<F>>::type>();  // said why
+    } else {
+      using Signature = detail::FunctionSignature<Pointer>;
+      if constexpr (!Signature::template check_call<Args...>()) {
+        Signature::report_missing_codecs();  // the other checks have said why already
+        return invalid_call<typename Signature::Result>();
+      } else {
+        return make_valid_call<Signature>(detail::to_function_pointer(fn),
+                                          std::forward<Args>(args)...);
+      }
+    }
+  }
+
+  /// What make_call() returns for a call that does not compile, typed as the caller expects so
+  /// that the one error already reported is the only one.
+  template <class R>
+  static auto invalid_call() {
+    return std::pair<Future<R>, std::unique_ptr<detail::CallTicket>>();
+  }
+
+  template <class Signature, class... Args>
+  static auto make_valid_call(typename Signature::Plain pointer, Args&&... args) {
+    using R = typename Signature::Result;
+    auto call = std::make_unique<detail::TypedCallTicket<R>>();
+    Future<R> future = call->get_future();
+    detail::begin_frame(call->request);
+    Writer out(call->request);
+    out.write(
+        static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(Signature::trampoline())));
+    out.write(static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(pointer)));
+    Signature::write_arguments(out, std::forward<Args>(args)...);
+    detail::finish_frame(call->request, detail::FrameKind::call);
+    return std::pair<Future<R>, std::unique_ptr<detail::CallTicket>>(std::move(future),
+                                                                     std::move(call));
+  }
+
+  std::shared_ptr<detail::ForkServer> server_;
+  std::unique_ptr<detail::PoolCore> core_;
+  std::vector<std::unique_ptr<detail::WorkerKeeper>> keepers_;
+  std::mutex shutdown_mutex_;
+};
+
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_PROCESS_POOL_HPP
+// ---- end offload/process_pool.hpp ----
+#endif
 
 #endif  // OFFLOAD_OFFLOAD_HPP
 // ---- end offload/offload.hpp ----

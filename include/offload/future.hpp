@@ -283,7 +283,7 @@ class Promise {
     return Future<T>(detail::StatePtr<detail::SharedState<T>>(state_));
   }
 
-  /// Completes the future with a value. Throws std::future_error(no_state) when already
+  /// Completes the future with a value. Throws std::future_error(promise_already_satisfied) when already
   /// satisfied. Wakes waiters and runs a continuation on this thread.
   /// When constructing the value throws, the exception propagates and the promise stays
   /// unsatisfied (it can still be set, or breaks its future when dropped).

@@ -3221,10 +3221,10 @@ class Promise {
     return Future<T>(detail::StatePtr<detail::SharedState<T>>(state_));
   }
 
-  /// Completes the future with a value. Throws std::future_error(promise_already_satisfied) when already
-  /// satisfied. Wakes waiters and runs a continuation on this thread.
-  /// When constructing the value throws, the exception propagates and the promise stays
-  /// unsatisfied (it can still be set, or breaks its future when dropped).
+  /// Completes the future with a value; wakes waiters and runs a continuation on this thread.
+  /// Throws std::future_error(promise_already_satisfied) when already satisfied. When building
+  /// the value throws, the exception propagates and the promise stays unsatisfied (it can still
+  /// be set, or breaks its future when dropped).
   template <class... A>
   void set_value(A&&... args) {
     ensure_valid();

@@ -13,11 +13,6 @@
 #include <offload/event_loop.hpp>
 #include <offload/thread_pool.hpp>
 
-#if defined(__linux__)
-#include <sys/resource.h>
-#include <unistd.h>
-#endif
-
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -196,27 +191,13 @@ bool write_json(const std::string& path, const std::vector<Summary>& summary, in
   return static_cast<bool>(out);
 }
 
-/// Pool workers one notch of "nice" below the loop thread. When every core is busy (two
-/// workers and the loop on a two-core machine), the kernel then runs the loop's 1 ms tick as
-/// soon as it is due instead of after a slice of pool work: the loop stays responsive and the
-/// work still gets every idle cycle. Linux applies nice per thread.
-offload::PoolOptions background_workers() {
-  offload::PoolOptions options;
-#if defined(__linux__)
-  options.on_thread_start = [](unsigned) {
-    setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 10);
-  };
-#endif
-  return options;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   const bench::Options options = bench::parse_options(argc, argv);
   const int runs = options.quick ? 3 : 7;
 
-  offload::ThreadPool pool(background_workers());
+  offload::ThreadPool pool;
   run_once(Approach::chunked, pool);  // warm-up: page in code and data, start the workers
   std::vector<std::array<Sample, 3>> rounds;
   for (int r = 0; r < runs; ++r) {

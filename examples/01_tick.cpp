@@ -15,11 +15,6 @@
 #include <offload/event_loop.hpp>
 #include <offload/thread_pool.hpp>
 
-#if defined(__linux__)
-#include <sys/resource.h>
-#include <unistd.h>
-#endif
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -225,20 +220,6 @@ class SvgChart {
   double row_height_ = 56;
 };
 
-/// Pool workers one notch of "nice" below the loop thread. When every core is busy (two
-/// workers and the loop on a two-core machine), the kernel then runs the loop's 1 ms tick as
-/// soon as it is due instead of after a slice of pool work: the loop stays responsive and the
-/// work still gets every idle cycle. Linux applies nice per thread.
-offload::PoolOptions background_workers() {
-  offload::PoolOptions options;
-#if defined(__linux__)
-  options.on_thread_start = [](unsigned) {
-    setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 10);
-  };
-#endif
-  return options;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -253,7 +234,7 @@ int main(int argc, char** argv) {
     }
   }
 
-  offload::ThreadPool pool(background_workers());
+  offload::ThreadPool pool;
   std::vector<Timeline> timelines;
   timelines.push_back(measure("naive", start_naive));
   timelines.push_back(measure("chunked", start_chunked));

@@ -555,7 +555,8 @@ class BasicThreadPool {
   /// A spinning worker will find new work by itself; only when none spins is a sleeper woken
   /// (a futex system call). This keeps a stream of submissions free of system calls.
   void wake_worker_for_new_work() noexcept {
-    // seq_cst: store-load pattern with the queue publication and with leave_spinning().
+    // seq_cst: store-load pattern with the queue publication, and with the decrement at the
+    // end of spin_for_work() (a spinner leaving after our push re-checks in park()).
     if (spinning_.load(std::memory_order_seq_cst) == 0) worker_parker_.notify_one();
   }
 

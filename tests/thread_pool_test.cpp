@@ -661,11 +661,11 @@ TEST_CASE("work submitted while a worker spins still reaches a sleeping peer", "
   // takes one task, it must wake a peer for the next, or two blocking tasks never run at once.
   int stuck_rounds = 0;
   for (int round = 0; round < 1000; ++round) {
+    std::atomic<int> started{0};
+    std::atomic<bool> release{false};  // declared before the pool: outlives its tasks
     ThreadPool pool(threads(2));
     // Sweep the submission time across the end of the workers' start-up spin.
     std::this_thread::sleep_for(std::chrono::microseconds(round % 250));
-    std::atomic<int> started{0};
-    std::atomic<bool> release{false};
     for (int i = 0; i < 2; ++i) {
       pool.detach([&] {
         started.fetch_add(1);

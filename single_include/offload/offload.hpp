@@ -5038,6 +5038,15 @@ class ParallelFor {
   std::exception_ptr error_;
 };
 
+/// last - first for first <= last, computed in unsigned arithmetic: exact for every integral
+/// type, where the signed subtraction could overflow (INT_MIN .. INT_MAX).
+template <std::integral I>
+std::uint64_t index_distance(I first, I last) noexcept {
+  using Unsigned = std::make_unsigned_t<I>;
+  return static_cast<std::uint64_t>(
+      static_cast<Unsigned>(static_cast<Unsigned>(last) - static_cast<Unsigned>(first)));
+}
+
 inline std::int64_t steady_now_ns() noexcept {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
@@ -5155,9 +5164,7 @@ class BasicThreadPool {
                   "is called as const: give it a const operator() taking the index");
     if (last < first) throw std::invalid_argument("offload: parallel_for needs first <= last");
     if (grain == 0) throw std::invalid_argument("offload: parallel_for needs a grain of at least 1");
-    using Unsigned = std::make_unsigned_t<I>;
-    const auto count = static_cast<std::uint64_t>(static_cast<Unsigned>(
-        static_cast<Unsigned>(last) - static_cast<Unsigned>(first)));
+    const std::uint64_t count = detail::index_distance(first, last);
     Promise<void> promise;
     Future<void> future = promise.get_future();
     if (count == 0) {
@@ -5175,10 +5182,7 @@ class BasicThreadPool {
   /// parallel_for with a grain chosen for about eight chunks per worker.
   template <std::integral I, class F>
   Future<void> parallel_for(I first, I last, F fn) {
-    using Unsigned = std::make_unsigned_t<I>;
-    const auto count = last < first ? 0
-                                    : static_cast<std::uint64_t>(static_cast<Unsigned>(
-                                          static_cast<Unsigned>(last) - static_cast<Unsigned>(first)));
+    const std::uint64_t count = last < first ? 0 : detail::index_distance(first, last);
     const std::uint64_t grain = std::max<std::uint64_t>(1, count / (std::uint64_t{size()} * 8));
     return parallel_for(first, last, static_cast<std::size_t>(grain), std::move(fn));
   }

@@ -157,18 +157,26 @@ struct ProcessInfo {
   pid_t pid;
   char state;
   pid_t parent;
+  std::string name;  // the command name (comm), at most 15 characters
 };
 
 std::optional<ProcessInfo> read_process(pid_t pid) {
   std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
   std::string line;
   if (!std::getline(stat, line)) return std::nullopt;
+  const auto open = line.find('(');
   const auto close = line.rfind(')');
-  if (close == std::string::npos) return std::nullopt;
+  if (open == std::string::npos || close == std::string::npos) return std::nullopt;
   std::istringstream rest(line.substr(close + 2));
-  ProcessInfo info{pid, '?', 0};
+  ProcessInfo info{pid, '?', 0, line.substr(open + 1, close - open - 1)};
   rest >> info.state >> info.parent;
   return info;
+}
+
+/// The sanitizers' runtime starts llvm-symbolizer as a child of the test process the first
+/// time it symbolizes a stack (TSan does so to match tests/tsan.supp); it is not ours to count.
+bool is_sanitizer_helper(const ProcessInfo& process) {
+  return process.name.starts_with("llvm-symbolizer");
 }
 
 std::vector<ProcessInfo> children_of(pid_t parent) {
@@ -179,7 +187,8 @@ std::vector<ProcessInfo> children_of(pid_t parent) {
     char* end = nullptr;
     const long pid = std::strtol(entry->d_name, &end, 10);
     if (end == entry->d_name || *end != '\0') continue;
-    if (auto info = read_process(static_cast<pid_t>(pid)); info && info->parent == parent) {
+    const auto info = read_process(static_cast<pid_t>(pid));
+    if (info && info->parent == parent && !is_sanitizer_helper(*info)) {
       children.push_back(*info);
     }
   }
@@ -459,12 +468,9 @@ TEST_CASE("a worker killed while idle is replaced, and no call fails for it",
   REQUIRE(eventually([&] { return pool.worker_pids().size() == 1; }));
   const pid_t victim = pool.worker_pids().front();
   REQUIRE(::kill(victim, SIGKILL) == 0);  // as the OOM killer would
-  // kill() returns before the process is gone; a call sent into its socket before the kernel
-  // closes it would be lost with the process, indistinguishable from a crash in the call.
-  REQUIRE(eventually([victim] {
-    const auto info = read_process(victim);
-    return !info || info->state == 'Z';
-  }));
+  // No waiting: kill() returns before the process is gone, so the first call is likely sent
+  // into the socket of a dying process that will never run it. The pool must notice that
+  // the call never started and give it to the replacement.
   for (int i = 0; i < 20; ++i) CHECK(pool.submit(square, i).get() == i * i);
   const offload::ProcessStats stats = pool.stats();
   CHECK(stats.crashes == 0);

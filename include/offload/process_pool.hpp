@@ -55,6 +55,7 @@
 #include <vector>
 
 #include "codec.hpp"
+#include "detail/call_counter.hpp"
 #include "detail/fork_server.hpp"
 #include "detail/frame.hpp"
 #include "detail/posix_io.hpp"
@@ -381,8 +382,9 @@ class WorkerKeeper {
  private:
   struct Worker {
     pid_t pid;
-    UniqueFd channel;  // non-blocking; our end of the worker's socket pair
-    unsigned calls = 0;
+    UniqueFd channel;     // non-blocking; our end of the worker's socket pair
+    CallCounter started;  // calls the worker has begun to run (see call_counter.hpp)
+    unsigned calls = 0;   // replies received from it
   };
 
   enum class Action { send, wait, exit };
@@ -593,13 +595,15 @@ class WorkerKeeper {
   /// The worker's stream ended: it crashed (or exited), with or without a call in flight.
   void on_worker_died() {
     const CallProgress progress = call_progress();  // before take_call() empties the slot
+    // Read before end_worker() unmaps it. The worker is dead, so the count is final.
+    const bool started = worker_->started.started() > worker_->calls;
     std::unique_ptr<CallTicket> call = take_call();
     const std::size_t partial = incoming_.buffered();
     std::string death = end_worker(false);
     if (call == nullptr) return;  // it died idle: replaced on the next step
-    if (!progress.delivered && progress.redeliveries < max_redeliveries) {
-      // It died before the whole call reached it (killed while idle, say), so the call never
-      // ran: the replacement gets it, and it does not count as a crash.
+    if (!started && progress.redeliveries < max_redeliveries) {
+      // It died before it began the call (killed while idle, say), so the call never ran:
+      // the replacement gets it, and it does not count as a crash.
       resend(std::move(call), progress.attempt, progress.redeliveries + 1);
       return;
     }
@@ -612,7 +616,7 @@ class WorkerKeeper {
     if (partial != 0) {
       death += " after sending " + std::to_string(partial) + " bytes of an incomplete reply";
     }
-    death += progress.delivered ? " while running the call" : " before the call reached it";
+    death += started ? " while running the call" : " before the call reached it";
     fail(*call,
          std::make_exception_ptr(WorkerCrashed("offload: " + death + attempts(progress.attempt))));
   }
@@ -691,11 +695,13 @@ class WorkerKeeper {
     std::exception_ptr failure;
     try {
       auto [ours, theirs] = make_socket_pair(SOCK_STREAM);
-      const pid_t pid =
-          session_.spawn(std::move(theirs),
-                         WorkerSettings{core_.options.max_message_size, core_.options.idle_spin});
+      const UniqueFd counter_page = CallCounter::create();
+      CallCounter started(counter_page.get());
+      const pid_t pid = session_.spawn(
+          std::move(theirs), counter_page,
+          WorkerSettings{core_.options.max_message_size, core_.options.idle_spin});
       set_nonblocking(ours.get());
-      worker_.emplace(Worker{pid, std::move(ours)});
+      worker_.emplace(Worker{pid, std::move(ours), std::move(started)});
       incoming_ = FrameAssembler(core_.options.max_message_size);
       count(core_.workers_started);
       std::lock_guard lock(core_.mutex);

@@ -7090,52 +7090,31 @@ T decode(std::span<const std::byte> bytes) {
 #include <utility>
 #include <vector>
 
-// ---- begin offload/detail/fork_server.hpp ----
-#ifndef OFFLOAD_DETAIL_FORK_SERVER_HPP
-#define OFFLOAD_DETAIL_FORK_SERVER_HPP
+// ---- begin offload/detail/call_counter.hpp ----
+#ifndef OFFLOAD_DETAIL_CALL_COUNTER_HPP
+#define OFFLOAD_DETAIL_CALL_COUNTER_HPP
 
-/// @file fork_server.hpp
-/// The fork server: a small process, forked while the program was still single-threaded,
-/// that forks every worker process on the pool's behalf.
+/// @file call_counter.hpp
+/// A counter a worker process shares with its keeper: the number of calls the worker has
+/// started.
 ///
-/// Why: fork() copies only the calling thread. If another thread holds a lock at that moment
-/// (malloc's, stdio's, any mutex of the program) the child inherits it locked, forever. A
-/// process that never starts threads can fork safely at any time, so the pool asks this one.
-///
-/// Protocol (SOCK_SEQPACKET, one fixed-size ServerMessage per packet, descriptors travel as
-/// SCM_RIGHTS attachments):
-///   control socket (one per program):   open_session + [session socket]
-///   session socket (one per pool slot): spawn + [worker's socket end]  ->  spawned / spawn_failed
-///                                       kill(pid)
-///                                       <-  exited(pid, wait status)   (every worker, once)
-/// The server reaps every worker itself (they are its children) and reports each exit on the
-/// session that spawned it: the program never calls waitpid() on a worker, never touches
-/// SIGCHLD, and a kill can never hit a recycled pid (the server kills only unreaped children).
-/// Closing a session kills its workers; closing the control socket (the program exited or
-/// died) kills every worker and ends the server.
-///
-/// Deaths propagate downwards: the server and each worker set PR_SET_PDEATHSIG(SIGKILL) and
-/// then re-check getppid(), because the parent may have died before the prctl() took effect.
-
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/types.h>
-#include <sys/wait.h>
-#include <unistd.h>
+/// Why: when a worker's stream ends, the keeper must tell "it died running my call" (a crash:
+/// fail or retry the call) from "it died before my call reached it" (killed while idle, say:
+/// the call never ran, so it goes to the replacement and is no crash). Bytes accepted by the
+/// socket do not tell: a process being killed may accept a whole call into its buffer and
+/// then vanish with it. The worker bumps this counter just before it runs a call, so after
+/// its death the keeper compares the count with the replies it got. A counter in shared
+/// memory costs the worker one store per call, where an acknowledgement message would cost a
+/// system call and wake the keeper.
 
 #include <fcntl.h>
-#include <algorithm>
+#include <sys/mman.h>
+#include <unistd.h>
 
-#include <cerrno>
+#include <atomic>
 #include <cstdint>
 #include <cstdio>
-#include <cstring>
-#include <memory>
-#include <mutex>
-#include <optional>
-#include <string>
 #include <utility>
-#include <vector>
 
 // ---- begin offload/detail/posix_io.hpp ----
 #ifndef OFFLOAD_DETAIL_POSIX_IO_HPP
@@ -7165,6 +7144,7 @@ T decode(std::span<const std::byte> bytes) {
 #include <cstring>
 #include <fstream>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <system_error>
 #include <utility>
@@ -7284,22 +7264,27 @@ inline ssize_t receive_some(int fd, std::span<std::byte> buffer, int flags = 0) 
   }
 }
 
-/// Sends one datagram/packet with an optional descriptor attached (SCM_RIGHTS).
+/// The most descriptors one packet carries (a worker's channel and its call counter).
+inline constexpr std::size_t max_attached_fds = 2;
+
+/// Sends one datagram/packet with up to max_attached_fds descriptors attached (SCM_RIGHTS).
 /// Returns false when the peer is gone. Blocks; never allocates.
-inline bool send_packet(int fd, const void* data, std::size_t size, int attached_fd = -1) {
+inline bool send_packet(int fd, const void* data, std::size_t size,
+                        std::span<const int> attached = {}) {
   iovec io{const_cast<void*>(data), size};
   msghdr message{};
   message.msg_iov = &io;
   message.msg_iovlen = 1;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  if (attached_fd >= 0) {
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * max_attached_fds)] = {};
+  if (!attached.empty()) {
+    if (attached.size() > max_attached_fds) throw std::invalid_argument("send_packet: too many fds");
     message.msg_control = control;
-    message.msg_controllen = sizeof control;
+    message.msg_controllen = CMSG_SPACE(sizeof(int) * attached.size());
     cmsghdr* header = CMSG_FIRSTHDR(&message);
     header->cmsg_level = SOL_SOCKET;
     header->cmsg_type = SCM_RIGHTS;
-    header->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(header), &attached_fd, sizeof(int));
+    header->cmsg_len = CMSG_LEN(sizeof(int) * attached.size());
+    std::memcpy(CMSG_DATA(header), attached.data(), sizeof(int) * attached.size());
   }
   for (;;) {
     const ssize_t sent = ::sendmsg(fd, &message, MSG_NOSIGNAL);
@@ -7310,16 +7295,17 @@ inline bool send_packet(int fd, const void* data, std::size_t size, int attached
   }
 }
 
-/// Receives one packet of at most `size` bytes into `data`, and the descriptor attached to it
-/// if any (close-on-exec). Returns the packet size, 0 when the peer is gone (packets are never
-/// empty in our protocols). Blocks; never allocates.
+/// Receives one packet of at most `size` bytes into `data`, and the descriptors attached to it
+/// into `attached`, in order (close-on-exec; any beyond attached.size() are closed). Returns
+/// the packet size, 0 when the peer is gone (packets are never empty in our protocols).
+/// Blocks; never allocates.
 inline std::size_t receive_packet(int fd, void* data, std::size_t size,
-                                  UniqueFd* attached = nullptr) {
+                                  std::span<UniqueFd> attached = {}) {
   iovec io{data, size};
   msghdr message{};
   message.msg_iov = &io;
   message.msg_iovlen = 1;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * max_attached_fds)] = {};
   message.msg_control = control;
   message.msg_controllen = sizeof control;
   for (;;) {
@@ -7327,13 +7313,16 @@ inline std::size_t receive_packet(int fd, void* data, std::size_t size,
     if (got < 0 && errno == EINTR) continue;
     if (got < 0 && errno == ECONNRESET) return 0;
     if (got < 0) throw_system_error("recvmsg");
+    std::size_t taken = 0;
     for (cmsghdr* header = CMSG_FIRSTHDR(&message); header != nullptr;
          header = CMSG_NXTHDR(&message, header)) {
-      if (header->cmsg_level == SOL_SOCKET && header->cmsg_type == SCM_RIGHTS) {
+      if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS) continue;
+      const std::size_t count = (header->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (std::size_t i = 0; i < count; ++i) {
         int received = -1;
-        std::memcpy(&received, CMSG_DATA(header), sizeof(int));
-        if (attached != nullptr) {
-          attached->reset(received);
+        std::memcpy(&received, CMSG_DATA(header) + i * sizeof(int), sizeof(int));
+        if (taken < attached.size()) {
+          attached[taken++].reset(received);
         } else {
           ::close(received);  // nobody asked for it: do not leak it
         }
@@ -7458,6 +7447,133 @@ inline std::string describe_exit(int wait_status) {
 
 #endif  // OFFLOAD_DETAIL_POSIX_IO_HPP
 // ---- end offload/detail/posix_io.hpp ----
+
+namespace offload {
+inline namespace v0 {
+namespace detail {
+
+/// One mapping of a counter page (see the file comment). Not thread-safe: one owner each side.
+class CallCounter {
+ public:
+  /// A new, zeroed counter page as a close-on-exec descriptor (to map here and in the worker).
+  /// @throws std::system_error when the page cannot be created.
+  static UniqueFd create() {
+#if defined(__linux__)
+    UniqueFd page(::memfd_create("offload-call-counter", MFD_CLOEXEC));
+    if (!page) throw_system_error("memfd_create");
+#else
+    // No memfd: an anonymous POSIX shared memory object, unlinked at once.
+    char name[64];
+    std::snprintf(name, sizeof name, "/offload-calls-%ld-%p", static_cast<long>(::getpid()),
+                  static_cast<void*>(name));
+    UniqueFd page(::shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600));
+    if (!page) throw_system_error("shm_open");
+    ::shm_unlink(name);
+    (void)::fcntl(page.get(), F_SETFD, FD_CLOEXEC);
+#endif
+    if (::ftruncate(page.get(), sizeof(std::uint64_t)) != 0) throw_system_error("ftruncate");
+    return page;
+  }
+
+  CallCounter() noexcept = default;
+  /// Maps the page behind `page` (the descriptor may be closed afterwards).
+  /// @throws std::system_error when it cannot be mapped.
+  explicit CallCounter(int page) {
+    void* mapped =
+        ::mmap(nullptr, sizeof(std::uint64_t), PROT_READ | PROT_WRITE, MAP_SHARED, page, 0);
+    if (mapped == MAP_FAILED) throw_system_error("mmap");
+    value_ = static_cast<std::uint64_t*>(mapped);
+  }
+  CallCounter(CallCounter&& other) noexcept : value_(std::exchange(other.value_, nullptr)) {}
+  CallCounter& operator=(CallCounter&& other) noexcept {
+    if (this != &other) {
+      unmap();
+      value_ = std::exchange(other.value_, nullptr);
+    }
+    return *this;
+  }
+  CallCounter(const CallCounter&) = delete;
+  CallCounter& operator=(const CallCounter&) = delete;
+  ~CallCounter() { unmap(); }
+
+  /// Worker side: one more call is about to run. Never blocks.
+  void count_start() noexcept {
+    if (value_ == nullptr) return;
+    std::atomic_ref<std::uint64_t> counter(*value_);
+    // Only the worker writes, so load + store is an increment; release orders it before the
+    // call's effects (its reply), which the keeper may see first.
+    counter.store(counter.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+  }
+
+  /// Keeper side: the calls the worker has started so far (all of them once it is dead).
+  [[nodiscard]] std::uint64_t started() const noexcept {
+    if (value_ == nullptr) return 0;
+    return std::atomic_ref<std::uint64_t>(*value_).load(std::memory_order_acquire);
+  }
+
+ private:
+  void unmap() noexcept {
+    if (value_ != nullptr) ::munmap(value_, sizeof(std::uint64_t));
+    value_ = nullptr;
+  }
+
+  std::uint64_t* value_ = nullptr;  // page-aligned, so suitably aligned for atomic_ref
+};
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_CALL_COUNTER_HPP
+// ---- end offload/detail/call_counter.hpp ----
+// ---- begin offload/detail/fork_server.hpp ----
+#ifndef OFFLOAD_DETAIL_FORK_SERVER_HPP
+#define OFFLOAD_DETAIL_FORK_SERVER_HPP
+
+/// @file fork_server.hpp
+/// The fork server: a small process, forked while the program was still single-threaded,
+/// that forks every worker process on the pool's behalf.
+///
+/// Why: fork() copies only the calling thread. If another thread holds a lock at that moment
+/// (malloc's, stdio's, any mutex of the program) the child inherits it locked, forever. A
+/// process that never starts threads can fork safely at any time, so the pool asks this one.
+///
+/// Protocol (SOCK_SEQPACKET, one fixed-size ServerMessage per packet, descriptors travel as
+/// SCM_RIGHTS attachments):
+///   control socket (one per program):   open_session + [session socket]
+///   session socket (one per pool slot): spawn + [worker's socket end, its call counter page]
+///                                                                    ->  spawned / spawn_failed
+///                                       kill(pid)
+///                                       <-  exited(pid, wait status)   (every worker, once)
+/// The server reaps every worker itself (they are its children) and reports each exit on the
+/// session that spawned it: the program never calls waitpid() on a worker, never touches
+/// SIGCHLD, and a kill can never hit a recycled pid (the server kills only unreaped children).
+/// Closing a session kills its workers; closing the control socket (the program exited or
+/// died) kills every worker and ends the server.
+///
+/// Deaths propagate downwards: the server and each worker set PR_SET_PDEATHSIG(SIGKILL) and
+/// then re-check getppid(), because the parent may have died before the prctl() took effect.
+
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fcntl.h>
+#include <algorithm>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
 // ---- begin offload/detail/process_worker.hpp ----
 #ifndef OFFLOAD_DETAIL_PROCESS_WORKER_HPP
 #define OFFLOAD_DETAIL_PROCESS_WORKER_HPP
@@ -7813,13 +7929,13 @@ inline ssize_t receive_lingering(int channel, FrameAssembler& incoming,
 }
 
 /**
- * The worker's main loop on the (blocking) socket `channel`; after each reply it polls for
- * `idle_spin` before it sleeps (ProcessOptions::idle_spin). Never returns: ends the process
+ * The worker's main loop on the (blocking) socket `channel`, counting each call it starts in
+ * `calls`; after each reply it polls for `idle_spin` before it sleeps (ProcessOptions::idle_spin). Never returns: ends the process
  * with _exit(0) when the pool closes the socket (no atexit handlers or static destructors of
  * the program copy run: they belong to the parent), or with worker_protocol_exit_code on a
  * corrupt stream.
  */
-[[noreturn]] inline void run_worker(int channel, std::uint64_t max_payload,
+[[noreturn]] inline void run_worker(int channel, CallCounter calls, std::uint64_t max_payload,
                                     std::chrono::microseconds idle_spin) {
   try {
     FrameAssembler incoming(max_payload);
@@ -7833,6 +7949,7 @@ inline ssize_t receive_lingering(int channel, FrameAssembler& incoming,
         continue;
       }
       if (frame->kind != FrameKind::call) ::_exit(worker_protocol_exit_code);
+      calls.count_start();
       run_call(frame->payload, reply);
       // Output the call printed must appear now: _exit() would drop a full stdio buffer.
       std::fflush(stdout);
@@ -7859,7 +7976,7 @@ namespace detail {
 
 enum class ServerMessageKind : std::uint32_t {
   open_session = 1,  // program -> server, on the control socket, carries the session socket
-  spawn = 2,         // pool -> server, carries the worker's end of its channel
+  spawn = 2,         // pool -> server, carries the worker's end of its channel + counter page
   kill = 3,          // pool -> server: SIGKILL worker `pid`
   spawned = 4,       // server -> pool: worker `pid` started
   spawn_failed = 5,  // server -> pool: fork failed with errno `value`
@@ -7944,7 +8061,7 @@ class ForkServerProcess {
   void serve_control() {
     ServerMessage message;
     UniqueFd attached;
-    if (receive_packet(control_.get(), &message, sizeof message, &attached) == 0) {
+    if (receive_packet(control_.get(), &message, sizeof message, {&attached, 1}) == 0) {
       stop_everything();  // the program is gone
       ::_exit(0);
     }
@@ -7961,13 +8078,13 @@ class ForkServerProcess {
 
   void serve_session(std::size_t index) {
     ServerMessage message;
-    UniqueFd attached;
-    if (receive_packet(sessions_[index].socket.get(), &message, sizeof message, &attached) == 0) {
+    UniqueFd attached[2];  // the worker's channel and its call counter page
+    if (receive_packet(sessions_[index].socket.get(), &message, sizeof message, attached) == 0) {
       close_session(index);
       return;
     }
-    if (message.kind == ServerMessageKind::spawn && attached) {
-      spawn(index, std::move(attached),
+    if (message.kind == ServerMessageKind::spawn && attached[0] && attached[1]) {
+      spawn(index, std::move(attached[0]), std::move(attached[1]),
             WorkerSettings{message.max_payload, std::chrono::microseconds(message.idle_spin_us)});
     } else if (message.kind == ServerMessageKind::kill) {
       for (const Child& child : children_) {
@@ -7988,10 +8105,11 @@ class ForkServerProcess {
     sessions_[index].socket.reset();  // its slot stays (indices are stable) until reused
   }
 
-  void spawn(std::size_t session, UniqueFd channel, const WorkerSettings& settings) {
+  void spawn(std::size_t session, UniqueFd channel, UniqueFd counter_page,
+             const WorkerSettings& settings) {
     const pid_t server = ::getpid();
     const pid_t pid = ::fork();
-    if (pid == 0) become_worker(server, channel.get(), settings);
+    if (pid == 0) become_worker(server, channel.get(), counter_page.get(), settings);
     ServerMessage reply;
     if (pid < 0) {
       reply.kind = ServerMessageKind::spawn_failed;
@@ -8005,10 +8123,17 @@ class ForkServerProcess {
     // `channel` closes here: the worker holds the only other copy, so its death means EOF.
   }
 
-  [[noreturn]] void become_worker(pid_t server, int channel,
+  [[noreturn]] void become_worker(pid_t server, int channel, int counter_page,
                                   const WorkerSettings& settings) noexcept {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != server) ::_exit(0);  // the server died before prctl() took effect
+    // Mapped first: the mapping outlives the descriptor, which the shuffle below may close.
+    CallCounter calls;
+    try {
+      calls = CallCounter(counter_page);
+    } catch (...) {
+      ::_exit(worker_protocol_exit_code);
+    }
     ::sigaction(SIGCHLD, &inherited_sigchld_, nullptr);  // the program's own setting
     // Keep stdio and the channel (as fd 3); every other descriptor belongs to someone else,
     // and holding a copy of another worker's socket would hide that worker's death.
@@ -8018,7 +8143,7 @@ class ForkServerProcess {
     if (channel != 3 && ::dup2(channel, 3) < 0) ::_exit(worker_protocol_exit_code);
     close_descriptors_from(4);
     ::prctl(PR_SET_NAME, "offload-worker");
-    run_worker(3, settings.max_payload, settings.idle_spin);
+    run_worker(3, std::move(calls), settings.max_payload, settings.idle_spin);
   }
 
   [[nodiscard]] bool is_server_descriptor(int fd) const noexcept {
@@ -8159,7 +8284,8 @@ class ForkServer {
     auto [pool_end, server_end] = make_socket_pair(SOCK_SEQPACKET);
     const ServerMessage message{ServerMessageKind::open_session, 0, 0, 0, 0};
     std::lock_guard lock(mutex_);
-    if (!send_packet(control_.get(), &message, sizeof message, server_end.get())) {
+    const int attached = server_end.get();
+    if (!send_packet(control_.get(), &message, sizeof message, {&attached, 1})) {
       throw ForkServerLost();
     }
     return std::move(pool_end);
@@ -8184,18 +8310,18 @@ class ServerSession {
  public:
   explicit ServerSession(UniqueFd socket) noexcept : socket_(std::move(socket)) {}
 
-  /// Starts a worker that will serve `worker_end` (its end of a channel) and returns its pid.
+  /// Starts a worker that will serve `worker_end` (its end of a channel) and count its calls
+  /// in `counter_page` (CallCounter::create()); returns its pid.
   /// @throws ForkServerLost; offload::Error when fork() failed (errno in the message).
-  pid_t spawn(UniqueFd worker_end, const WorkerSettings& settings) {
+  pid_t spawn(UniqueFd worker_end, const UniqueFd& counter_page, const WorkerSettings& settings) {
     const auto spin_us =
         std::chrono::duration_cast<std::chrono::microseconds>(settings.idle_spin).count();
     ServerMessage request{
         ServerMessageKind::spawn, 0, 0,
         static_cast<std::uint32_t>(std::clamp<std::int64_t>(spin_us, 0, 1'000'000)),
         settings.max_payload};
-    if (!send_packet(socket_.get(), &request, sizeof request, worker_end.get())) {
-      throw ForkServerLost();
-    }
+    const int attached[2] = {worker_end.get(), counter_page.get()};
+    if (!send_packet(socket_.get(), &request, sizeof request, attached)) throw ForkServerLost();
     worker_end.reset();  // the worker's copy is the only one left that matters
     const ServerMessage reply = receive(no_deadline);
     if (reply.kind == ServerMessageKind::spawned) return reply.pid;
@@ -8562,8 +8688,9 @@ class WorkerKeeper {
  private:
   struct Worker {
     pid_t pid;
-    UniqueFd channel;  // non-blocking; our end of the worker's socket pair
-    unsigned calls = 0;
+    UniqueFd channel;     // non-blocking; our end of the worker's socket pair
+    CallCounter started;  // calls the worker has begun to run (see call_counter.hpp)
+    unsigned calls = 0;   // replies received from it
   };
 
   enum class Action { send, wait, exit };
@@ -8774,13 +8901,15 @@ class WorkerKeeper {
   /// The worker's stream ended: it crashed (or exited), with or without a call in flight.
   void on_worker_died() {
     const CallProgress progress = call_progress();  // before take_call() empties the slot
+    // Read before end_worker() unmaps it. The worker is dead, so the count is final.
+    const bool started = worker_->started.started() > worker_->calls;
     std::unique_ptr<CallTicket> call = take_call();
     const std::size_t partial = incoming_.buffered();
     std::string death = end_worker(false);
     if (call == nullptr) return;  // it died idle: replaced on the next step
-    if (!progress.delivered && progress.redeliveries < max_redeliveries) {
-      // It died before the whole call reached it (killed while idle, say), so the call never
-      // ran: the replacement gets it, and it does not count as a crash.
+    if (!started && progress.redeliveries < max_redeliveries) {
+      // It died before it began the call (killed while idle, say), so the call never ran:
+      // the replacement gets it, and it does not count as a crash.
       resend(std::move(call), progress.attempt, progress.redeliveries + 1);
       return;
     }
@@ -8793,7 +8922,7 @@ class WorkerKeeper {
     if (partial != 0) {
       death += " after sending " + std::to_string(partial) + " bytes of an incomplete reply";
     }
-    death += progress.delivered ? " while running the call" : " before the call reached it";
+    death += started ? " while running the call" : " before the call reached it";
     fail(*call,
          std::make_exception_ptr(WorkerCrashed("offload: " + death + attempts(progress.attempt))));
   }
@@ -8872,11 +9001,13 @@ class WorkerKeeper {
     std::exception_ptr failure;
     try {
       auto [ours, theirs] = make_socket_pair(SOCK_STREAM);
-      const pid_t pid =
-          session_.spawn(std::move(theirs),
-                         WorkerSettings{core_.options.max_message_size, core_.options.idle_spin});
+      const UniqueFd counter_page = CallCounter::create();
+      CallCounter started(counter_page.get());
+      const pid_t pid = session_.spawn(
+          std::move(theirs), counter_page,
+          WorkerSettings{core_.options.max_message_size, core_.options.idle_spin});
       set_nonblocking(ours.get());
-      worker_.emplace(Worker{pid, std::move(ours)});
+      worker_.emplace(Worker{pid, std::move(ours), std::move(started)});
       incoming_ = FrameAssembler(core_.options.max_message_size);
       count(core_.workers_started);
       std::lock_guard lock(core_.mutex);

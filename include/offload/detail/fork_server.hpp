@@ -12,7 +12,8 @@
 /// Protocol (SOCK_SEQPACKET, one fixed-size ServerMessage per packet, descriptors travel as
 /// SCM_RIGHTS attachments):
 ///   control socket (one per program):   open_session + [session socket]
-///   session socket (one per pool slot): spawn + [worker's socket end]  ->  spawned / spawn_failed
+///   session socket (one per pool slot): spawn + [worker's socket end, its call counter page]
+///                                                                    ->  spawned / spawn_failed
 ///                                       kill(pid)
 ///                                       <-  exited(pid, wait status)   (every worker, once)
 /// The server reaps every worker itself (they are its children) and reports each exit on the
@@ -54,7 +55,7 @@ namespace detail {
 
 enum class ServerMessageKind : std::uint32_t {
   open_session = 1,  // program -> server, on the control socket, carries the session socket
-  spawn = 2,         // pool -> server, carries the worker's end of its channel
+  spawn = 2,         // pool -> server, carries the worker's end of its channel + counter page
   kill = 3,          // pool -> server: SIGKILL worker `pid`
   spawned = 4,       // server -> pool: worker `pid` started
   spawn_failed = 5,  // server -> pool: fork failed with errno `value`
@@ -139,7 +140,7 @@ class ForkServerProcess {
   void serve_control() {
     ServerMessage message;
     UniqueFd attached;
-    if (receive_packet(control_.get(), &message, sizeof message, &attached) == 0) {
+    if (receive_packet(control_.get(), &message, sizeof message, {&attached, 1}) == 0) {
       stop_everything();  // the program is gone
       ::_exit(0);
     }
@@ -156,13 +157,13 @@ class ForkServerProcess {
 
   void serve_session(std::size_t index) {
     ServerMessage message;
-    UniqueFd attached;
-    if (receive_packet(sessions_[index].socket.get(), &message, sizeof message, &attached) == 0) {
+    UniqueFd attached[2];  // the worker's channel and its call counter page
+    if (receive_packet(sessions_[index].socket.get(), &message, sizeof message, attached) == 0) {
       close_session(index);
       return;
     }
-    if (message.kind == ServerMessageKind::spawn && attached) {
-      spawn(index, std::move(attached),
+    if (message.kind == ServerMessageKind::spawn && attached[0] && attached[1]) {
+      spawn(index, std::move(attached[0]), std::move(attached[1]),
             WorkerSettings{message.max_payload, std::chrono::microseconds(message.idle_spin_us)});
     } else if (message.kind == ServerMessageKind::kill) {
       for (const Child& child : children_) {
@@ -183,10 +184,11 @@ class ForkServerProcess {
     sessions_[index].socket.reset();  // its slot stays (indices are stable) until reused
   }
 
-  void spawn(std::size_t session, UniqueFd channel, const WorkerSettings& settings) {
+  void spawn(std::size_t session, UniqueFd channel, UniqueFd counter_page,
+             const WorkerSettings& settings) {
     const pid_t server = ::getpid();
     const pid_t pid = ::fork();
-    if (pid == 0) become_worker(server, channel.get(), settings);
+    if (pid == 0) become_worker(server, channel.get(), counter_page.get(), settings);
     ServerMessage reply;
     if (pid < 0) {
       reply.kind = ServerMessageKind::spawn_failed;
@@ -200,10 +202,17 @@ class ForkServerProcess {
     // `channel` closes here: the worker holds the only other copy, so its death means EOF.
   }
 
-  [[noreturn]] void become_worker(pid_t server, int channel,
+  [[noreturn]] void become_worker(pid_t server, int channel, int counter_page,
                                   const WorkerSettings& settings) noexcept {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != server) ::_exit(0);  // the server died before prctl() took effect
+    // Mapped first: the mapping outlives the descriptor, which the shuffle below may close.
+    CallCounter calls;
+    try {
+      calls = CallCounter(counter_page);
+    } catch (...) {
+      ::_exit(worker_protocol_exit_code);
+    }
     ::sigaction(SIGCHLD, &inherited_sigchld_, nullptr);  // the program's own setting
     // Keep stdio and the channel (as fd 3); every other descriptor belongs to someone else,
     // and holding a copy of another worker's socket would hide that worker's death.
@@ -213,7 +222,7 @@ class ForkServerProcess {
     if (channel != 3 && ::dup2(channel, 3) < 0) ::_exit(worker_protocol_exit_code);
     close_descriptors_from(4);
     ::prctl(PR_SET_NAME, "offload-worker");
-    run_worker(3, settings.max_payload, settings.idle_spin);
+    run_worker(3, std::move(calls), settings.max_payload, settings.idle_spin);
   }
 
   [[nodiscard]] bool is_server_descriptor(int fd) const noexcept {
@@ -354,7 +363,8 @@ class ForkServer {
     auto [pool_end, server_end] = make_socket_pair(SOCK_SEQPACKET);
     const ServerMessage message{ServerMessageKind::open_session, 0, 0, 0, 0};
     std::lock_guard lock(mutex_);
-    if (!send_packet(control_.get(), &message, sizeof message, server_end.get())) {
+    const int attached = server_end.get();
+    if (!send_packet(control_.get(), &message, sizeof message, {&attached, 1})) {
       throw ForkServerLost();
     }
     return std::move(pool_end);
@@ -379,18 +389,18 @@ class ServerSession {
  public:
   explicit ServerSession(UniqueFd socket) noexcept : socket_(std::move(socket)) {}
 
-  /// Starts a worker that will serve `worker_end` (its end of a channel) and returns its pid.
+  /// Starts a worker that will serve `worker_end` (its end of a channel) and count its calls
+  /// in `counter_page` (CallCounter::create()); returns its pid.
   /// @throws ForkServerLost; offload::Error when fork() failed (errno in the message).
-  pid_t spawn(UniqueFd worker_end, const WorkerSettings& settings) {
+  pid_t spawn(UniqueFd worker_end, const UniqueFd& counter_page, const WorkerSettings& settings) {
     const auto spin_us =
         std::chrono::duration_cast<std::chrono::microseconds>(settings.idle_spin).count();
     ServerMessage request{
         ServerMessageKind::spawn, 0, 0,
         static_cast<std::uint32_t>(std::clamp<std::int64_t>(spin_us, 0, 1'000'000)),
         settings.max_payload};
-    if (!send_packet(socket_.get(), &request, sizeof request, worker_end.get())) {
-      throw ForkServerLost();
-    }
+    const int attached[2] = {worker_end.get(), counter_page.get()};
+    if (!send_packet(socket_.get(), &request, sizeof request, attached)) throw ForkServerLost();
     worker_end.reset();  // the worker's copy is the only one left that matters
     const ServerMessage reply = receive(no_deadline);
     if (reply.kind == ServerMessageKind::spawned) return reply.pid;

@@ -25,6 +25,7 @@
 #include <cstring>
 #include <fstream>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <system_error>
 #include <utility>
@@ -145,22 +146,27 @@ inline ssize_t receive_some(int fd, std::span<std::byte> buffer, int flags = 0) 
   }
 }
 
-/// Sends one datagram/packet with an optional descriptor attached (SCM_RIGHTS).
+/// The most descriptors one packet carries (a worker's channel and its call counter).
+inline constexpr std::size_t max_attached_fds = 2;
+
+/// Sends one datagram/packet with up to max_attached_fds descriptors attached (SCM_RIGHTS).
 /// Returns false when the peer is gone. Blocks; never allocates.
-inline bool send_packet(int fd, const void* data, std::size_t size, int attached_fd = -1) {
+inline bool send_packet(int fd, const void* data, std::size_t size,
+                        std::span<const int> attached = {}) {
   iovec io{const_cast<void*>(data), size};
   msghdr message{};
   message.msg_iov = &io;
   message.msg_iovlen = 1;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  if (attached_fd >= 0) {
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * max_attached_fds)] = {};
+  if (!attached.empty()) {
+    if (attached.size() > max_attached_fds) throw std::invalid_argument("send_packet: too many fds");
     message.msg_control = control;
-    message.msg_controllen = sizeof control;
+    message.msg_controllen = CMSG_SPACE(sizeof(int) * attached.size());
     cmsghdr* header = CMSG_FIRSTHDR(&message);
     header->cmsg_level = SOL_SOCKET;
     header->cmsg_type = SCM_RIGHTS;
-    header->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(header), &attached_fd, sizeof(int));
+    header->cmsg_len = CMSG_LEN(sizeof(int) * attached.size());
+    std::memcpy(CMSG_DATA(header), attached.data(), sizeof(int) * attached.size());
   }
   for (;;) {
     const ssize_t sent = ::sendmsg(fd, &message, MSG_NOSIGNAL);
@@ -171,16 +177,17 @@ inline bool send_packet(int fd, const void* data, std::size_t size, int attached
   }
 }
 
-/// Receives one packet of at most `size` bytes into `data`, and the descriptor attached to it
-/// if any (close-on-exec). Returns the packet size, 0 when the peer is gone (packets are never
-/// empty in our protocols). Blocks; never allocates.
+/// Receives one packet of at most `size` bytes into `data`, and the descriptors attached to it
+/// into `attached`, in order (close-on-exec; any beyond attached.size() are closed). Returns
+/// the packet size, 0 when the peer is gone (packets are never empty in our protocols).
+/// Blocks; never allocates.
 inline std::size_t receive_packet(int fd, void* data, std::size_t size,
-                                  UniqueFd* attached = nullptr) {
+                                  std::span<UniqueFd> attached = {}) {
   iovec io{data, size};
   msghdr message{};
   message.msg_iov = &io;
   message.msg_iovlen = 1;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * max_attached_fds)] = {};
   message.msg_control = control;
   message.msg_controllen = sizeof control;
   for (;;) {
@@ -188,13 +195,16 @@ inline std::size_t receive_packet(int fd, void* data, std::size_t size,
     if (got < 0 && errno == EINTR) continue;
     if (got < 0 && errno == ECONNRESET) return 0;
     if (got < 0) throw_system_error("recvmsg");
+    std::size_t taken = 0;
     for (cmsghdr* header = CMSG_FIRSTHDR(&message); header != nullptr;
          header = CMSG_NXTHDR(&message, header)) {
-      if (header->cmsg_level == SOL_SOCKET && header->cmsg_type == SCM_RIGHTS) {
+      if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS) continue;
+      const std::size_t count = (header->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (std::size_t i = 0; i < count; ++i) {
         int received = -1;
-        std::memcpy(&received, CMSG_DATA(header), sizeof(int));
-        if (attached != nullptr) {
-          attached->reset(received);
+        std::memcpy(&received, CMSG_DATA(header) + i * sizeof(int), sizeof(int));
+        if (taken < attached.size()) {
+          attached[taken++].reset(received);
         } else {
           ::close(received);  // nobody asked for it: do not leak it
         }

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "../codec.hpp"
+#include "call_counter.hpp"
 #include "frame.hpp"
 #include "posix_io.hpp"
 
@@ -119,13 +120,13 @@ inline ssize_t receive_lingering(int channel, FrameAssembler& incoming,
 }
 
 /**
- * The worker's main loop on the (blocking) socket `channel`; after each reply it polls for
- * `idle_spin` before it sleeps (ProcessOptions::idle_spin). Never returns: ends the process
+ * The worker's main loop on the (blocking) socket `channel`, counting each call it starts in
+ * `calls`; after each reply it polls for `idle_spin` before it sleeps (ProcessOptions::idle_spin). Never returns: ends the process
  * with _exit(0) when the pool closes the socket (no atexit handlers or static destructors of
  * the program copy run: they belong to the parent), or with worker_protocol_exit_code on a
  * corrupt stream.
  */
-[[noreturn]] inline void run_worker(int channel, std::uint64_t max_payload,
+[[noreturn]] inline void run_worker(int channel, CallCounter calls, std::uint64_t max_payload,
                                     std::chrono::microseconds idle_spin) {
   try {
     FrameAssembler incoming(max_payload);
@@ -139,6 +140,7 @@ inline ssize_t receive_lingering(int channel, FrameAssembler& incoming,
         continue;
       }
       if (frame->kind != FrameKind::call) ::_exit(worker_protocol_exit_code);
+      calls.count_start();
       run_call(frame->payload, reply);
       // Output the call printed must appear now: _exit() would drop a full stdio buffer.
       std::fflush(stdout);

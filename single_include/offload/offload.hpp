@@ -2628,6 +2628,21 @@ class UniqueFunction<R(Args...), InlineBytes> {
   /// Calls the stored callable. Precondition: not empty.
   R operator()(Args... args) { return ops_->invoke(storage_, std::forward<Args>(args)...); }
 
+  /// Takes `other`'s callable and ends `other`'s lifetime: the caller must not use or destroy
+  /// it afterwards. Unlike a move, a byte-copyable callable is taken without writing to
+  /// `other` at all, which matters when `other` sits in a queue slot another core just wrote
+  /// (a write would cost a second cache-line transfer).
+  void relocate_from(UniqueFunction& other) noexcept {
+    reset();
+    if (other.ops_ == nullptr) return;
+    if (other.ops_->relocate != nullptr) {
+      other.ops_->relocate(other.storage_, storage_);
+    } else {
+      std::memcpy(storage_, other.storage_, InlineBytes);
+    }
+    ops_ = other.ops_;
+  }
+
   void reset() noexcept {
     if (ops_ != nullptr) {
       ops_->destroy(storage_);
@@ -4282,6 +4297,18 @@ namespace offload {
 inline namespace v0 {
 namespace detail {
 
+/// Moves `from` into `out` and ends `from`'s lifetime (the caller must not destroy it). Uses
+/// `out.relocate_from(from)` when T has it: a relocation that need not write to `from`.
+template <class T>
+void relocate_into(T& out, T& from) noexcept {
+  if constexpr (requires { out.relocate_from(from); }) {
+    out.relocate_from(from);
+  } else {
+    out = std::move(from);
+    from.~T();
+  }
+}
+
 template <class T>
 class RingDeque {
  public:
@@ -4289,7 +4316,7 @@ class RingDeque {
   RingDeque(const RingDeque&) = delete;
   RingDeque& operator=(const RingDeque&) = delete;
   ~RingDeque() {
-    while (!empty()) (void)pop_front();
+    for (; size_ != 0; --size_, head_ = (head_ + 1) & (capacity_ - 1)) slot(head_)->~T();
   }
 
   [[nodiscard]] bool empty() const noexcept { return size_ == 0; }
@@ -4302,18 +4329,17 @@ class RingDeque {
     ++size_;
   }
 
-  /// Removes the newest element. Precondition: not empty.
-  T pop_back() noexcept {
+  /// Removes the newest element into `out`. Precondition: not empty.
+  void pop_back(T& out) noexcept {
     --size_;
-    return take(slot(head_ + size_));
+    relocate_into(out, *slot(head_ + size_));
   }
 
-  /// Removes the oldest element. Precondition: not empty.
-  T pop_front() noexcept {
-    T value = take(slot(head_));
+  /// Removes the oldest element into `out`. Precondition: not empty.
+  void pop_front(T& out) noexcept {
+    relocate_into(out, *slot(head_));
     head_ = (head_ + 1) & (capacity_ - 1);
     --size_;
-    return value;
   }
 
  private:
@@ -4441,6 +4467,14 @@ struct Job {
   std::int64_t enqueued_ns = 0;
   /// Whether the job holds one of the bounded queue's slots (outside submissions only).
   bool holds_queue_slot = false;
+
+  /// Like a move from `other` that also ends its lifetime, without writing to it (see
+  /// UniqueFunction::relocate_from); queues use it through relocate_into().
+  void relocate_from(Job& other) noexcept {
+    task.relocate_from(other.task);
+    enqueued_ns = other.enqueued_ns;
+    holds_queue_slot = other.holds_queue_slot;
+  }
 };
 
 // Like std::thread, a task calls its decay-copied callable and arguments as rvalues: each
@@ -4569,16 +4603,18 @@ class alignas(64) JobQueue {  // one cache line of its own: owners and thieves h
   /// Thread-safe; allocates only when the ring grows.
   void push(Job&& job) {
     std::lock_guard lock(lock_);
+    const bool was_empty = jobs_.empty();
     jobs_.push_back(std::move(job));
-    publish_size();
+    publish_size(was_empty);
   }
 
   /// Pushes `count` jobs under one lock acquisition, the last of `jobs` first (so pop_back
   /// returns them in their original order). Thread-safe; allocates only when the ring grows.
   void push_reversed(Job* jobs, std::size_t count) {
     std::lock_guard lock(lock_);
+    const bool was_empty = jobs_.empty();
     for (std::size_t i = count; i-- > 0;) jobs_.push_back(std::move(jobs[i]));
-    publish_size();
+    publish_size(was_empty);
   }
 
   /// Takes the newest job (LIFO: best locality for the owner). Thread-safe; never blocks
@@ -4587,7 +4623,7 @@ class alignas(64) JobQueue {  // one cache line of its own: owners and thieves h
     if (looks_empty()) return false;
     std::lock_guard lock(lock_);
     if (jobs_.empty()) return false;
-    out = jobs_.pop_back();
+    jobs_.pop_back(out);
     shrink_size();
     return true;
   }
@@ -4597,7 +4633,7 @@ class alignas(64) JobQueue {  // one cache line of its own: owners and thieves h
     if (looks_empty()) return false;
     std::lock_guard lock(lock_);
     if (jobs_.empty()) return false;
-    out = jobs_.pop_front();
+    jobs_.pop_front(out);
     shrink_size();
     return true;
   }
@@ -4609,7 +4645,7 @@ class alignas(64) JobQueue {  // one cache line of its own: owners and thieves h
     // Take a fair share, so one consumer does not hoard work the others could start now.
     std::size_t share = (jobs_.size() + consumers - 1) / consumers;
     if (share > capacity) share = capacity;
-    for (std::size_t i = 0; i < share; ++i) out[i] = jobs_.pop_front();
+    for (std::size_t i = 0; i < share; ++i) jobs_.pop_front(out[i]);
     shrink_size();
     return share;
   }
@@ -4622,9 +4658,13 @@ class alignas(64) JobQueue {  // one cache line of its own: owners and thieves h
   [[nodiscard]] std::size_t size() const noexcept { return size_.load(std::memory_order_relaxed); }
 
  private:
-  void publish_size() noexcept {
-    // seq_cst: publication half of the Parker protocol (a sleeper re-checks this value).
-    size_.store(jobs_.size(), std::memory_order_seq_cst);
+  void publish_size(bool was_empty) noexcept {
+    // A sleeper only needs to see the empty -> non-empty transition: that store is seq_cst,
+    // the publication half of the Parker protocol (a sleeper re-checks this value). Until a
+    // pop empties the queue again, later pushes leave it non-zero, so a sleeper re-checking
+    // in between sees work either way, and the relaxed store spares a full barrier per push.
+    // (All stores happen under the lock, so the transitions are totally ordered.)
+    size_.store(jobs_.size(), was_empty ? std::memory_order_seq_cst : std::memory_order_relaxed);
   }
   void shrink_size() noexcept {
     // Relaxed: a sleeper that misses a decrease only looks once more and finds nothing.
@@ -4718,9 +4758,7 @@ class JobRing {
       if (lag == 0) {
         // Relaxed: the slot's sequence, not the head, carries the data handoff.
         if (head_.compare_exchange_weak(position, position + 1, std::memory_order_relaxed)) {
-          Job* job = std::launder(reinterpret_cast<Job*>(slot.storage));
-          out = std::move(*job);
-          job->~Job();
+          relocate_into(out, *std::launder(reinterpret_cast<Job*>(slot.storage)));
           // Release: the slot is free for the producer of the next lap.
           slot.sequence.store(position + mask_ + 1, std::memory_order_release);
           return true;

@@ -23,16 +23,18 @@ class alignas(64) JobQueue {  // one cache line of its own: owners and thieves h
   /// Thread-safe; allocates only when the ring grows.
   void push(Job&& job) {
     std::lock_guard lock(lock_);
+    const bool was_empty = jobs_.empty();
     jobs_.push_back(std::move(job));
-    publish_size();
+    publish_size(was_empty);
   }
 
   /// Pushes `count` jobs under one lock acquisition, the last of `jobs` first (so pop_back
   /// returns them in their original order). Thread-safe; allocates only when the ring grows.
   void push_reversed(Job* jobs, std::size_t count) {
     std::lock_guard lock(lock_);
+    const bool was_empty = jobs_.empty();
     for (std::size_t i = count; i-- > 0;) jobs_.push_back(std::move(jobs[i]));
-    publish_size();
+    publish_size(was_empty);
   }
 
   /// Takes the newest job (LIFO: best locality for the owner). Thread-safe; never blocks
@@ -41,7 +43,7 @@ class alignas(64) JobQueue {  // one cache line of its own: owners and thieves h
     if (looks_empty()) return false;
     std::lock_guard lock(lock_);
     if (jobs_.empty()) return false;
-    out = jobs_.pop_back();
+    jobs_.pop_back(out);
     shrink_size();
     return true;
   }
@@ -51,7 +53,7 @@ class alignas(64) JobQueue {  // one cache line of its own: owners and thieves h
     if (looks_empty()) return false;
     std::lock_guard lock(lock_);
     if (jobs_.empty()) return false;
-    out = jobs_.pop_front();
+    jobs_.pop_front(out);
     shrink_size();
     return true;
   }
@@ -63,7 +65,7 @@ class alignas(64) JobQueue {  // one cache line of its own: owners and thieves h
     // Take a fair share, so one consumer does not hoard work the others could start now.
     std::size_t share = (jobs_.size() + consumers - 1) / consumers;
     if (share > capacity) share = capacity;
-    for (std::size_t i = 0; i < share; ++i) out[i] = jobs_.pop_front();
+    for (std::size_t i = 0; i < share; ++i) jobs_.pop_front(out[i]);
     shrink_size();
     return share;
   }
@@ -76,9 +78,13 @@ class alignas(64) JobQueue {  // one cache line of its own: owners and thieves h
   [[nodiscard]] std::size_t size() const noexcept { return size_.load(std::memory_order_relaxed); }
 
  private:
-  void publish_size() noexcept {
-    // seq_cst: publication half of the Parker protocol (a sleeper re-checks this value).
-    size_.store(jobs_.size(), std::memory_order_seq_cst);
+  void publish_size(bool was_empty) noexcept {
+    // A sleeper only needs to see the empty -> non-empty transition: that store is seq_cst,
+    // the publication half of the Parker protocol (a sleeper re-checks this value). Until a
+    // pop empties the queue again, later pushes leave it non-zero, so a sleeper re-checking
+    // in between sees work either way, and the relaxed store spares a full barrier per push.
+    // (All stores happen under the lock, so the transitions are totally ordered.)
+    size_.store(jobs_.size(), was_empty ? std::memory_order_seq_cst : std::memory_order_relaxed);
   }
   void shrink_size() noexcept {
     // Relaxed: a sleeper that misses a decrease only looks once more and finds nothing.

@@ -14,6 +14,7 @@
 #include <new>
 #include <utility>
 
+#include "ring_deque.hpp"
 #include "task.hpp"
 
 namespace offload {
@@ -74,9 +75,7 @@ class JobRing {
       if (lag == 0) {
         // Relaxed: the slot's sequence, not the head, carries the data handoff.
         if (head_.compare_exchange_weak(position, position + 1, std::memory_order_relaxed)) {
-          Job* job = std::launder(reinterpret_cast<Job*>(slot.storage));
-          out = std::move(*job);
-          job->~Job();
+          relocate_into(out, *std::launder(reinterpret_cast<Job*>(slot.storage)));
           // Release: the slot is free for the producer of the next lap.
           slot.sequence.store(position + mask_ + 1, std::memory_order_release);
           return true;

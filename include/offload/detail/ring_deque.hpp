@@ -15,6 +15,18 @@ namespace offload {
 inline namespace v0 {
 namespace detail {
 
+/// Moves `from` into `out` and ends `from`'s lifetime (the caller must not destroy it). Uses
+/// `out.relocate_from(from)` when T has it: a relocation that need not write to `from`.
+template <class T>
+void relocate_into(T& out, T& from) noexcept {
+  if constexpr (requires { out.relocate_from(from); }) {
+    out.relocate_from(from);
+  } else {
+    out = std::move(from);
+    from.~T();
+  }
+}
+
 template <class T>
 class RingDeque {
  public:
@@ -22,7 +34,7 @@ class RingDeque {
   RingDeque(const RingDeque&) = delete;
   RingDeque& operator=(const RingDeque&) = delete;
   ~RingDeque() {
-    while (!empty()) (void)pop_front();
+    for (; size_ != 0; --size_, head_ = (head_ + 1) & (capacity_ - 1)) slot(head_)->~T();
   }
 
   [[nodiscard]] bool empty() const noexcept { return size_ == 0; }
@@ -35,18 +47,17 @@ class RingDeque {
     ++size_;
   }
 
-  /// Removes the newest element. Precondition: not empty.
-  T pop_back() noexcept {
+  /// Removes the newest element into `out`. Precondition: not empty.
+  void pop_back(T& out) noexcept {
     --size_;
-    return take(slot(head_ + size_));
+    relocate_into(out, *slot(head_ + size_));
   }
 
-  /// Removes the oldest element. Precondition: not empty.
-  T pop_front() noexcept {
-    T value = take(slot(head_));
+  /// Removes the oldest element into `out`. Precondition: not empty.
+  void pop_front(T& out) noexcept {
+    relocate_into(out, *slot(head_));
     head_ = (head_ + 1) & (capacity_ - 1);
     --size_;
-    return value;
   }
 
  private:

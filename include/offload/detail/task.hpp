@@ -36,6 +36,14 @@ struct Job {
   std::int64_t enqueued_ns = 0;
   /// Whether the job holds one of the bounded queue's slots (outside submissions only).
   bool holds_queue_slot = false;
+
+  /// Like a move from `other` that also ends its lifetime, without writing to it (see
+  /// UniqueFunction::relocate_from); queues use it through relocate_into().
+  void relocate_from(Job& other) noexcept {
+    task.relocate_from(other.task);
+    enqueued_ns = other.enqueued_ns;
+    holds_queue_slot = other.holds_queue_slot;
+  }
 };
 
 // Like std::thread, a task calls its decay-copied callable and arguments as rvalues: each

@@ -54,6 +54,21 @@ class UniqueFunction<R(Args...), InlineBytes> {
   /// Calls the stored callable. Precondition: not empty.
   R operator()(Args... args) { return ops_->invoke(storage_, std::forward<Args>(args)...); }
 
+  /// Takes `other`'s callable and ends `other`'s lifetime: the caller must not use or destroy
+  /// it afterwards. Unlike a move, a byte-copyable callable is taken without writing to
+  /// `other` at all, which matters when `other` sits in a queue slot another core just wrote
+  /// (a write would cost a second cache-line transfer).
+  void relocate_from(UniqueFunction& other) noexcept {
+    reset();
+    if (other.ops_ == nullptr) return;
+    if (other.ops_->relocate != nullptr) {
+      other.ops_->relocate(other.storage_, storage_);
+    } else {
+      std::memcpy(storage_, other.storage_, InlineBytes);
+    }
+    ops_ = other.ops_;
+  }
+
   void reset() noexcept {
     if (ops_ != nullptr) {
       ops_->destroy(storage_);

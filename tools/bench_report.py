@@ -18,11 +18,16 @@ node_process.json, any other *.json in a known shape, and environment.json (the 
 compiler and the failures recorded by a default-mode run), each optional.
 
 The document (default docs/benchmarks.md) has one section per benchmark: its table with each
-result's ratio to the workload's first offload contender, its claims with whether each holds,
-and one horizontal bar chart per workload with two or more numeric contenders, written as SVG
-into a folder named after the document (docs/benchmarks/). The output is a function of the
-JSON alone: the same JSON gives byte-identical files, other numbers give the same headings and
-the same file names. Python 3 standard library only.
+result's ratio to its workload's reference, its claims with whether each holds, and one
+horizontal bar chart per workload with two or more numeric contenders, written as SVG into a
+folder named after the document (docs/benchmarks/). Each section has its reference rule (see
+CPP_BENCHMARKS and NODE_BENCHMARKS): in the C++ benchmarks, the workload's first contender
+whose name starts with "offload" (offload's own result); in the Node.js scripts, which have no
+offload contender, the workload's first nonzero row. A row's "better" field ("higher" or
+"lower") says which way is better, else its unit does; a result in "x" (a speedup) is already
+a ratio, so it gets no ratio and no chart. The output is a function of the JSON alone: the same
+JSON gives byte-identical files, other numbers give the same headings and the same file names.
+Python 3 standard library only.
 """
 import argparse
 import datetime
@@ -45,7 +50,13 @@ NODE_DIR = ROOT / "benchmarks" / "node"
 DEFAULT_OUTPUT = ROOT / "docs" / "benchmarks.md"
 ENVIRONMENT = "environment.json"
 
+# How a section picks the reference (= 1.00x) of each workload's ratios.
+REFERENCE_OFFLOAD = "offload"  # its first contender named "offload...", else its first nonzero row
+REFERENCE_FIRST_NONZERO = "first nonzero row"  # its first nonzero row; no row is offload's
+
 # (key = JSON file stem, section heading, where it comes from); the document's fixed order.
+# The C++ benchmarks (and any other *.json, written by bench_common.hpp) use REFERENCE_OFFLOAD;
+# the Node.js scripts use REFERENCE_FIRST_NONZERO (their "offloaded" is Node's worker_threads).
 CPP_BENCHMARKS = [
     ("pool_bench", "Thread pool — `pool_bench`", "benchmarks/pool_bench.cpp"),
     ("tick_bench", "The tick model — `tick_bench`", "benchmarks/tick_bench.cpp"),
@@ -57,8 +68,11 @@ NODE_BENCHMARKS = [
     ("node_process", "Node.js: processes — `process.mjs`", "benchmarks/node/process.mjs"),
 ]
 LINUX_ONLY = {"process_bench"}
+REFERENCE_RULES = dict([(key, REFERENCE_OFFLOAD) for key, _, _ in CPP_BENCHMARKS]
+                       + [(key, REFERENCE_FIRST_NONZERO) for key, _, _ in NODE_BENCHMARKS])
 
 LOWER_IS_BETTER_UNITS = {"ns", "us", "µs", "ms", "s", "kib", "mib", "gib", "%"}
+RATIO_UNITS = {"x", "×"}  # already a ratio (a speedup): no ratio of it, no chart
 
 
 # --- reading results ---------------------------------------------------------------------------
@@ -66,15 +80,16 @@ LOWER_IS_BETTER_UNITS = {"ns", "us", "µs", "ms", "s", "kib", "mib", "gib", "%"}
 class Row:
     """One result: a number with its unit, or a text (then value is None)."""
 
-    def __init__(self, workload, contender, value, unit, text="", better=None, relative=True):
+    def __init__(self, workload, contender, value, unit, text="", better=None):
         self.workload = workload
         self.contender = contender
         self.value = value if is_number(value) else None
         self.unit = unit or ""
         self.text = "" if self.value is not None else (text or "n/a")
-        self.better = better or better_of(self.unit)
-        self.relative = relative  # False: already a ratio, no ratio to offload, no chart
-        self.offload = contender.lower().startswith("offload")  # offload's own result
+        self.stated_better = better if better in ("higher", "lower") else None  # the JSON's
+        self.better = self.stated_better or better_of(self.unit)
+        self.relative = self.unit.strip().lower() not in RATIO_UNITS  # False: no ratio, no chart
+        self.offload = False  # offload's own result: set by apply_reference_rule, per section
 
 
 class Benchmark:
@@ -84,6 +99,18 @@ class Benchmark:
         self.rows = list(rows)
         self.claims = list(claims)  # (claim, measured or None, target)
         self.parameters = list(parameters)  # (name, value) shown on one line
+        self.reference_rule = REFERENCE_OFFLOAD
+
+
+def apply_reference_rule(benchmark, rule):
+    """Sets the section's rule; under REFERENCE_OFFLOAD, a contender named "offload..." is
+    offload's own result; under REFERENCE_FIRST_NONZERO no row is."""
+    if rule not in (REFERENCE_OFFLOAD, REFERENCE_FIRST_NONZERO):
+        raise ValueError("unknown reference rule %r" % rule)
+    benchmark.reference_rule = rule
+    for row in benchmark.rows:
+        row.offload = rule == REFERENCE_OFFLOAD and row.contender.lower().startswith("offload")
+    return benchmark
 
 
 def is_number(value):
@@ -120,7 +147,7 @@ def from_report(data):
     """bench_common.hpp's Report::write_json shape: title, machine, rows, claims."""
     rows = [Row(r.get("workload", ""), r.get("contender", ""),
                 None if r.get("text") else r.get("value"), r.get("unit", ""), r.get("text", ""),
-                r.get("better"), relative=r.get("unit") != "x")
+                r.get("better"))
             for r in data.get("rows", [])]
     claims = [(c.get("claim", ""), c.get("measured") if is_number(c.get("measured")) else None,
                str(c.get("target", ""))) for c in data.get("claims", [])]
@@ -128,21 +155,21 @@ def from_report(data):
     return Benchmark(data.get("title", ""), data.get("machine"), rows, claims, parameters)
 
 
-TICK_METRICS = [  # (JSON field, workload, unit, better, relative)
-    ("total_ms", "total time", "ms", "lower", True),
-    ("speedup", "speedup vs serial (same round)", "x", "higher", False),
-    ("ticks", "ticks of the 1 ms interval", "ticks", "higher", True),
-    ("largest_tick_gap_ms", "largest gap between ticks", "ms", "lower", True),
+TICK_METRICS = [  # (JSON field, workload, unit, better); unit "x": no ratio, no chart
+    ("total_ms", "total time", "ms", "lower"),
+    ("speedup", "speedup vs serial (same round)", "x", "higher"),
+    ("ticks", "ticks of the 1 ms interval", "ticks", "higher"),
+    ("largest_tick_gap_ms", "largest gap between ticks", "ms", "lower"),
 ]
 
 
 def from_tick(data):
     """tick_bench.cpp's and tick.mjs's shape: one result per approach, four figures each."""
     rows = []
-    for field, workload, unit, better, relative in TICK_METRICS:
+    for field, workload, unit, better in TICK_METRICS:
         for result in data.get("results", []):
             rows.append(Row(workload, result.get("approach", "?"), result.get(field), unit,
-                            better=better, relative=relative))
+                            better=better))
     parameters = scalar_parameters(data, {"workload", "machine", "results"})
     return Benchmark(data.get("workload", ""), data.get("machine"), rows, [], parameters)
 
@@ -216,20 +243,28 @@ def is_offload(row):
     return row.offload
 
 
-def references(rows):
-    """workload -> the reference of its ratios: its first numeric offload contender, else (in a
-    workload without offload, as in the Node.js scripts) its first nonzero row, else its first."""
+def references(rows, rule):
+    """workload -> the reference (= 1.00x) of its ratios, by the section's rule:
+    REFERENCE_OFFLOAD, its first numeric offload contender (when that is 0, the workload gets no
+    ratios), else (a workload without one) its first nonzero row; REFERENCE_FIRST_NONZERO, its
+    first nonzero row. Rows in "x" (already ratios) are never references, and a workload whose
+    rows are all zero has none."""
     found = {}
-    for row in rows:
-        if row.value is not None and row.relative and is_offload(row):
-            found.setdefault(row.workload, row)
+    if rule == REFERENCE_OFFLOAD:
+        for row in rows:
+            if row.value is not None and row.relative and is_offload(row):
+                found.setdefault(row.workload, row)
     for row in rows:
         if row.value and row.relative:
             found.setdefault(row.workload, row)
-    for row in rows:
-        if row.value is not None and row.relative:
-            found.setdefault(row.workload, row)
     return found
+
+
+def workload_better(rows, reference):
+    """'higher', 'lower' or None for a workload's chart: a "better" its rows state, else the one
+    its reference's unit implies."""
+    stated = [row.stated_better for row in rows if row.stated_better]
+    return stated[0] if stated else reference.better
 
 
 def ratio_of(row, reference):
@@ -393,8 +428,12 @@ def render_benchmark(key, benchmark, chart_folder, charts, used_names):
     if benchmark.parameters:
         lines += ["Parameters: " + ", ".join("%s %s" % (name.replace("_", " "), value)
                                               for name, value in benchmark.parameters), ""]
-    refs = references(benchmark.rows)
-    if all(is_offload(reference) for reference in refs.values()):
+    refs = references(benchmark.rows, benchmark.reference_rule)
+    if benchmark.reference_rule == REFERENCE_FIRST_NONZERO:
+        lines += ["No contender here is offload: each workload's ratios are to its first nonzero "
+                  "row.", "", "| workload | contender | result | ratio vs first nonzero row |",
+                  "|---|---|---:|---:|"]
+    elif all(is_offload(reference) for reference in refs.values()):
         lines += ["| workload | contender | result | ratio vs offload |", "|---|---|---:|---:|"]
     else:
         lines += ["Where a workload has no offload contender, its ratios are to its first nonzero "
@@ -417,11 +456,11 @@ def render_benchmark(key, benchmark, chart_folder, charts, used_names):
     lines.append("")
     for workload in workloads_in_order(benchmark.rows):
         rows = [row for row in benchmark.rows if row.workload == workload]
-        numeric = [row for row in rows if row.value is not None]
+        numeric = [row for row in rows if row.value is not None and row.relative]
         reference = refs.get(workload)
-        if len(numeric) < 2 or reference is None:
+        if len(numeric) < 2 or reference is None or not reference.value:
             continue
-        better = reference.better
+        better = workload_better(numeric, reference)
         name = "%s-%s" % (slug(key), slug(workload))
         candidate, n = name, 2
         while candidate in used_names:
@@ -451,9 +490,11 @@ def render(results, environment, chart_folder):
                                       "not figures to quote)" if quick else "a full run"), "",
              "Every ratio is a result divided by the first offload contender of the same workload "
              "in the same run (so offload = 1.00x; the Node.js sections have no offload contender "
-             "and divide by the workload's first nonzero row); whether lower or higher is better "
-             "follows from the unit. The charts use a log scale, bars growing from the 1.0 "
-             "line.", "",
+             "and divide by the workload's first nonzero row). Whether lower or higher is better "
+             "is what the benchmark states for the row, else follows from the unit (times, sizes "
+             "and percentages lower, rates higher). A result in `x` is a speedup, already a "
+             "ratio: it gets no ratio and no chart. The charts use a log scale, bars growing "
+             "from the 1.0 line.", "",
              "## Machine", ""]
     machines = []
     for _, _, _, benchmark in results:
@@ -499,6 +540,7 @@ def collect(json_dir, environment):
                    if p.stem not in known_keys and p.name != ENVIRONMENT)
     results = []
     for key, heading, source in known + [(k, "`%s`" % k, "%s.json" % k) for k in extra]:
+        rule = REFERENCE_RULES.get(key, REFERENCE_OFFLOAD)
         path = json_dir / ("%s.json" % key)
         if key in failures:
             results.append((key, heading, source, failures[key]))
@@ -506,10 +548,7 @@ def collect(json_dir, environment):
             results.append((key, heading, source, "no results (%s.json) were found." % key))
         else:
             try:
-                benchmark = normalise(load_json(path))
-                if key.startswith("node_"):  # Node.js's "offloaded" approach is not offload
-                    for row in benchmark.rows:
-                        row.offload = False
+                benchmark = apply_reference_rule(normalise(load_json(path)), rule)
                 results.append((key, heading, source, benchmark))
             except ValueError as error:
                 reason = "%s.json could not be read: %s." % (key, error)

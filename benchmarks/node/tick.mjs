@@ -3,7 +3,9 @@
 // 400 heavy items processed while a 1 ms setInterval ticks on the event loop:
 //   serial     one callback does all items (the loop starves: the baseline);
 //   chunked    10 items per tick, yielding with setImmediate;
-//   offloaded  a worker_threads pool (one worker per core), one message per item.
+//   offloaded  a worker_threads pool (one worker per core), one message per item;
+//   worker-farm the npm package worker-farm, one child process per core, one call per item
+//              (skipped, with a note, when it is not installed).
 // Prints the same columns as tick_bench (medians over the runs; the speedup is each run's
 // ratio against the serial run of the same round). The checksum matches the C++ one: the
 // arithmetic is the same IEEE double arithmetic in the same order.
@@ -11,63 +13,14 @@
 //   usage: node tick.mjs [--quick] [--json FILE]
 
 import { availableParallelism } from 'node:os';
-import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import { Worker, isMainThread, parentPort } from 'node:worker_threads';
+import { Report, machineDescription, median, parseOptions } from './common.mjs';
+import { FARM_MISSING_NOTE, Farm, Pool, loadWorkerFarm } from './pools.mjs';
+import work from './work.cjs';
 
 const ITEM_COUNT = 400;
 const ITEMS_PER_TICK = 10;
-
-function heavyItem(i) {
-  let s = 0;
-  for (let k = 0; k < 200000; ++k) s += Math.sqrt(k * ((i % 7) + 1) + 1);
-  return s;
-}
-
-/** A fixed set of workers; run(i) resolves with heavyItem(i) computed on one of them. */
-class WorkerPool {
-  constructor(size) {
-    this.workers = [];
-    this.idle = [];
-    this.queue = [];
-    this.pending = new Map();  // worker -> resolve function of its current item
-    for (let n = 0; n < size; ++n) {
-      const worker = new Worker(new URL(import.meta.url));
-      worker.on('message', ({ value }) => this.#done(worker, value));
-      this.workers.push(worker);
-      this.idle.push(worker);
-    }
-    this.size = size;
-  }
-
-  run(i) {
-    return new Promise((resolve) => {
-      this.queue.push({ i, resolve });
-      this.#dispatch();
-    });
-  }
-
-  async close() {
-    await Promise.all(this.workers.map((worker) => worker.terminate()));
-  }
-
-  #dispatch() {
-    while (this.idle.length > 0 && this.queue.length > 0) {
-      const worker = this.idle.pop();
-      const { i, resolve } = this.queue.shift();
-      this.pending.set(worker, resolve);
-      worker.postMessage(i);
-    }
-  }
-
-  #done(worker, value) {
-    const resolve = this.pending.get(worker);
-    this.pending.delete(worker);
-    this.idle.push(worker);
-    this.#dispatch();
-    resolve(value);
-  }
-}
+const { heavyItem } = work;
 
 /** Runs one approach under a 1 ms ticker; resolves with its figures. */
 function measure(startWork) {
@@ -111,11 +64,12 @@ function startChunked(results, finish) {
   setImmediate(chunk);
 }
 
-function startOffloaded(pool) {
+/** Every item sent at once to `workers` (a Pool or a Farm); the results come back as events. */
+function startOffloaded(workers) {
   return (results, finish) => {
     let remaining = ITEM_COUNT;
     for (let i = 0; i < ITEM_COUNT; ++i) {
-      pool.run(i).then((value) => {
+      workers.call('heavy', i).then((value) => {
         results[i] = value;
         if (--remaining === 0) finish();
       });
@@ -123,87 +77,108 @@ function startOffloaded(pool) {
   };
 }
 
-function median(values) {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
-}
-
-function parseOptions(argv) {
-  const options = { quick: false, json: null };
-  for (let n = 0; n < argv.length; ++n) {
-    if (argv[n] === '--quick') options.quick = true;
-    else if (argv[n] === '--json' && n + 1 < argv.length) options.json = argv[++n];
-    else {
-      console.error('usage: node tick.mjs [--quick] [--json FILE]');
-      process.exit(2);
-    }
-  }
-  return options;
-}
-
-async function main() {
-  const options = parseOptions(process.argv.slice(2));
-  const runs = options.quick ? 3 : 7;
-  const pool = new WorkerPool(availableParallelism());
+/** The approaches, in table order; the offloaded ones hold workers that close() ends. */
+async function setUp(workerCount) {
+  const pool = Pool.threads(workerCount);
   const approaches = [
-    ['serial', startSerial],
-    ['chunked', startChunked],
-    ['offloaded', startOffloaded(pool)],
+    { name: 'serial', start: startSerial },
+    { name: 'chunked', start: startChunked },
+    { name: 'offloaded', start: startOffloaded(pool), workers: pool },
   ];
+  const workerFarm = await loadWorkerFarm();
+  if (workerFarm) {  // else printTable says why the row is missing
+    const farm = new Farm(workerFarm, workerCount);
+    approaches.push({ name: 'worker-farm', start: startOffloaded(farm), workers: farm });
+  }
+  return approaches;
+}
 
-  await measure(startChunked);  // warm-up: let the JIT compile heavyItem, start the workers
-  await measure(startOffloaded(pool));
+/** Each round runs every approach once, in order, so drift hits all of them alike. */
+async function runRounds(approaches, runs) {
+  // Warm-up (all but serial): let the JIT compile heavyItem, start the workers.
+  for (const { start } of approaches.slice(1)) await measure(start);
   const rounds = [];
   for (let r = 0; r < runs; ++r) {
     const round = [];
-    for (const [, start] of approaches) round.push(await measure(start));
+    for (const { start } of approaches) round.push(await measure(start));
     rounds.push(round);
   }
-  await pool.close();
+  return rounds;
+}
 
+function summarise(approaches, rounds) {
   const checksum = rounds[0][0].checksum;
   if (!rounds.every((round) => round.every((sample) => sample.checksum === checksum))) {
     console.error('tick.mjs: the approaches computed different checksums');
     process.exit(1);
   }
-
-  const summary = approaches.map(([name], a) => ({
+  return approaches.map(({ name }, a) => ({
     approach: name,
     total_ms: median(rounds.map((round) => round[a].totalMs)),
     speedup: median(rounds.map((round) => round[0].totalMs / round[a].totalMs)),
     ticks: median(rounds.map((round) => round[a].ticks)),
     largest_tick_gap_ms: median(rounds.map((round) => round[a].largestGapMs)),
   }));
+}
 
+function printTable(summary, { workerCount, runs, checksum, farmMissing }) {
   console.log('## Workload 5 in Node.js: the heavy array on the event loop\n');
-  console.log(`Node ${process.version}, ${ITEM_COUNT} items, ${ITEMS_PER_TICK} per tick when ` +
-              `chunked, ${pool.size} worker threads, median of ${runs} runs, ` +
-              `checksum ${checksum.toFixed(6)}\n`);
+  console.log(`Machine: ${machineDescription()}\n`);
+  console.log(`${ITEM_COUNT} items, ${ITEMS_PER_TICK} per tick when chunked, ${workerCount} worker ` +
+              `threads / worker-farm children, median of ${runs} runs, checksum ${checksum.toFixed(6)}\n`);
   console.log('| approach | total ms | speedup vs serial | ticks (1 ms interval) | largest tick gap ms |');
   console.log('|---|---:|---:|---:|---:|');
   for (const s of summary) {
     console.log(`| ${s.approach} | ${s.total_ms.toFixed(1)} | ${s.speedup.toFixed(2)}x | ` +
                 `${s.ticks.toFixed(0)} | ${s.largest_tick_gap_ms.toFixed(1)} |`);
   }
-  if (options.json) {
-    const report = {
-      workload: 'heavy array on an event loop (Node.js)',
-      node: process.version,
-      items: ITEM_COUNT,
-      items_per_tick: ITEMS_PER_TICK,
-      threads: pool.size,
-      runs,
-      checksum,
-      results: summary,
-    };
-    writeFileSync(options.json, JSON.stringify(report, null, 2) + '\n');
-  }
+  if (farmMissing) console.log(`\n${FARM_MISSING_NOTE}`);
+  console.log('');
 }
 
-// The same file is the worker's script: a worker computes the items it is sent.
-if (isMainThread) {
-  await main();
-} else {
-  parentPort.on('message', (i) => parentPort.postMessage({ i, value: heavyItem(i) }));
+/** The rows of bench_common.hpp's JSON: one per approach and figure. The per-approach
+ *  summary is kept too, under "results", as the earlier JSON of this script had it. */
+function writeJson(path, summary, { workerCount, runs, checksum, farmMissing }) {
+  const report = new Report('Workload 5 in Node.js: the heavy array on the event loop');
+  const workload = '5. heavy array on the event loop';
+  for (const s of summary) {
+    report.add(`${workload}: total`, s.approach, s.total_ms, 'ms');
+    report.add(`${workload}: speedup over serial`, s.approach, s.speedup, 'x', 'higher');
+    report.add(`${workload}: ticks (1 ms interval)`, s.approach, s.ticks, 'ticks', 'higher');
+    report.add(`${workload}: largest tick gap`, s.approach, s.largest_tick_gap_ms, 'ms');
+  }
+  if (farmMissing) report.addText(`${workload}: total`, 'worker-farm', 'skipped: not installed');
+  for (const s of summary.slice(2)) {
+    report.claim(`${s.approach}: speedup over serial (median of runs)`, s.speedup, 'context');
+  }
+  report.writeJson(path, {
+    node: process.version,
+    items: ITEM_COUNT,
+    items_per_tick: ITEMS_PER_TICK,
+    workers: workerCount,
+    runs,
+    checksum,
+    results: summary,
+  });
 }
+
+async function main() {
+  const options = parseOptions(process.argv.slice(2), 'tick.mjs');
+  const runs = options.quick ? 3 : 7;
+  const workerCount = availableParallelism();
+  const approaches = await setUp(workerCount);
+  const rounds = await runRounds(approaches, runs);
+  await Promise.all(approaches.map(({ workers }) => workers?.close()));
+
+  const summary = summarise(approaches, rounds);
+  const context = {
+    workerCount,
+    runs,
+    checksum: rounds[0][0].checksum,
+    farmMissing: !approaches.some(({ name }) => name === 'worker-farm'),
+  };
+  printTable(summary, context);
+  if (options.json) writeJson(options.json, summary, context);
+}
+
+await main();

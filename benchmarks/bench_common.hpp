@@ -1,6 +1,11 @@
 // Shared helpers for offload's benchmark programs: options, medians, a markdown/JSON report.
 #pragma once
 
+#if defined(__linux__)
+#include <pthread.h>
+#include <sched.h>
+#endif
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -39,6 +44,17 @@ inline double median(std::vector<double> values) {
   std::sort(values.begin(), values.end());
   const std::size_t mid = values.size() / 2;
   return values.size() % 2 == 1 ? values[mid] : (values[mid - 1] + values[mid]) / 2;
+}
+
+/// Puts the calling thread at background priority: on Linux SCHED_IDLE, so it runs only when
+/// no normal thread wants the CPU and any waking normal thread preempts it at once (elsewhere
+/// a no-op). Meant for PoolOptions::on_thread_start of a pool whose workers would otherwise
+/// delay the event-loop thread that their own results wake (see README, the tick model).
+inline void run_in_background() noexcept {
+#if defined(__linux__)
+  const sched_param unused{};
+  (void)pthread_setschedparam(pthread_self(), SCHED_IDLE, &unused);
+#endif
 }
 
 /// The machine, as one line: CPU model, cores, compiler.

@@ -149,10 +149,14 @@ def from_report(data):
                 None if r.get("text") else r.get("value"), r.get("unit", ""), r.get("text", ""),
                 r.get("better"))
             for r in data.get("rows", [])]
-    claims = [(c.get("claim", ""), c.get("measured") if is_number(c.get("measured")) else None,
-               str(c.get("target", ""))) for c in data.get("claims", [])]
     parameters = scalar_parameters(data, {"title", "machine"})
-    return Benchmark(data.get("title", ""), data.get("machine"), rows, claims, parameters)
+    return Benchmark(data.get("title", ""), data.get("machine"), rows, claims_of(data), parameters)
+
+
+def claims_of(data):
+    """The claims of any shape that has them: (claim, measured or None, target)."""
+    return [(c.get("claim", ""), c.get("measured") if is_number(c.get("measured")) else None,
+             str(c.get("target", ""))) for c in data.get("claims", [])]
 
 
 TICK_METRICS = [  # (JSON field, workload, unit, better); unit "x": no ratio, no chart
@@ -170,8 +174,9 @@ def from_tick(data):
         for result in data.get("results", []):
             rows.append(Row(workload, result.get("approach", "?"), result.get(field), unit,
                             better=better))
-    parameters = scalar_parameters(data, {"workload", "machine", "results"})
-    return Benchmark(data.get("workload", ""), data.get("machine"), rows, [], parameters)
+    parameters = scalar_parameters(data, {"workload", "machine", "results", "claims"})
+    return Benchmark(data.get("workload", ""), data.get("machine"), rows, claims_of(data),
+                     parameters)
 
 
 def from_channels(data):

@@ -13,6 +13,7 @@
 #include <exception>
 #include <optional>
 #include <stop_token>
+#include <thread>
 #include <type_traits>
 #include <utility>
 #include <variant>
@@ -114,12 +115,7 @@ class StateBase {
   }
 
   bool wait_until(TimePoint limit) const noexcept {
-    // A short spin first: most waits in a busy pool end within a microsecond or two, and a
-    // futex sleep + wake costs far more than that.
-    for (int spin = 0; spin < 1024; ++spin) {
-      if (ready()) return true;
-      cpu_relax();
-    }
+    if (spin_until_ready(limit)) return true;
     for (;;) {
       std::uint32_t flags = flags_.load(std::memory_order_acquire);
       if ((flags & ready_bit) != 0) return true;
@@ -132,6 +128,32 @@ class StateBase {
       if (futex_wait(flags_, flags, deadline) == FutexWait::timed_out) return ready();
     }
   }
+
+  /// Waits without sleeping for a while: true when the state became ready. A futex sleep and
+  /// wake-up costs several microseconds (tens in a VM), so a wait that ends soon should not
+  /// sleep. First busy checks for a few microseconds (a task on a pool that is awake comes
+  /// back within that), then, up to 50 us, checks that yield the CPU in between: on a machine
+  /// with fewer cores than busy threads, the thread that will produce the result may need this
+  /// very CPU, and pausing in place would only delay it (and every other thread queued here).
+  bool spin_until_ready(TimePoint limit) const noexcept {
+    const TimePoint start = std::chrono::steady_clock::now();
+    const TimePoint stop_pausing = std::min(limit, start + pausing_spin);
+    do {
+      for (int spin = 0; spin < 16; ++spin) {  // pause costs 1-40 ns: read the clock rarely
+        if (ready()) return true;
+        cpu_relax();
+      }
+    } while (std::chrono::steady_clock::now() < stop_pausing);
+    const TimePoint stop_yielding = std::min(limit, start + yielding_spin);
+    while (std::chrono::steady_clock::now() < stop_yielding) {
+      if (ready()) return true;
+      std::this_thread::yield();
+    }
+    return ready();
+  }
+
+  static constexpr std::chrono::microseconds pausing_spin{4};
+  static constexpr std::chrono::microseconds yielding_spin{50};
 
   bool wait_helping(TimePoint limit) const {
     if (ready()) return true;

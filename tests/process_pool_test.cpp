@@ -494,6 +494,57 @@ TEST_CASE("a bounded queue refuses try_submit when full", "[process_pool]") {
   CHECK(accepted->get() == 8);
 }
 
+// While a worker runs a call, the next queued one is sent ahead into its socket (a small one
+// behind a small one). The worker counts the calls it starts, so a call sent ahead to a worker
+// that then dies (crash, timeout) never ran, and goes to the replacement.
+
+TEST_CASE("a call sent ahead to a worker whose current call crashes runs on the replacement",
+          "[process_pool][faults]") {
+  ProcessPool pool({.workers = 1});
+  auto slow = pool.submit(sleep_then_size, "slow", 100);  // straight to the idle worker
+  REQUIRE(eventually([&] { return pool.stats().busy == 1; }));
+  auto crash = pool.submit(crash_with_abort, 0);  // queued: sent when `slow` replies
+  auto behind = pool.submit(square, 3);           // queued: sent ahead of `crash`'s end
+  auto last = pool.submit(square, 4);
+  CHECK(slow.get() == 4);
+  CHECK_THROWS_AS(crash.get(), offload::WorkerCrashed);
+  CHECK(behind.get() == 9);
+  CHECK(last.get() == 16);
+  const offload::ProcessStats stats = pool.stats();
+  CHECK(stats.crashes == 1);
+  CHECK(stats.failed == 1);
+  CHECK(stats.completed == 3);
+  CHECK(stats.workers_started == 2);
+}
+
+TEST_CASE("a call sent ahead to a worker whose current call times out runs on the replacement",
+          "[process_pool][faults]") {
+  ProcessPool pool({.workers = 1, .max_call_time = 300ms});
+  auto slow = pool.submit(sleep_then_size, "slow", 50);
+  REQUIRE(eventually([&] { return pool.stats().busy == 1; }));
+  auto hang = pool.submit(hang_forever, 0);
+  auto behind = pool.submit(square, 5);
+  CHECK(slow.get() == 4);
+  CHECK_THROWS_AS(hang.get(), offload::CallTimeout);
+  CHECK(behind.get() == 25);
+  CHECK(pool.stats().timeouts == 1);
+  CHECK(pool.stats().crashes == 0);
+}
+
+TEST_CASE("queued calls respect max_calls_per_worker exactly", "[process_pool]") {
+  ProcessPool pool({.workers = 1, .max_calls_per_worker = 3});
+  std::vector<offload::Future<int>> futures;
+  for (int i = 0; i < 9; ++i) futures.push_back(pool.submit(worker_pid));  // most of them queued
+  std::vector<int> pids;
+  for (auto& future : futures) pids.push_back(future.get());
+  for (std::size_t group = 0; group < 3; ++group) {
+    CHECK(pids[group * 3] == pids[group * 3 + 1]);
+    CHECK(pids[group * 3] == pids[group * 3 + 2]);
+  }
+  CHECK(std::set<int>(pids.begin(), pids.end()).size() == 3);
+  CHECK(pool.stats().workers_started == 3);
+}
+
 TEST_CASE("a call cancelled while queued never runs", "[process_pool]") {
   ProcessPool pool({.workers = 1});
   auto running = pool.submit(sleep_then_size, "running", 200);

@@ -7108,8 +7108,10 @@ T decode(std::span<const std::byte> bytes) {
 /// process. If a worker is idle, submit() sends the frame to it at once; otherwise the frame
 /// waits in the pool's queue until a keeper takes it. The keeper watches its worker's socket,
 /// the call's deadline (a timerfd) and the worker's death (end of stream, then the exit status
-/// relayed by the fork server), and completes the Future. Nothing is shared between workers: a
-/// worker that dies mid-call cannot leave a lock or a queue behind.
+/// relayed by the fork server), and completes the Future. While the worker runs a call, its
+/// keeper sends the next small queued call ahead into its socket (see send_ahead_locked()).
+/// Nothing is shared between workers: a worker that dies mid-call cannot leave a lock or a
+/// queue behind.
 ///
 /// Latency: a round trip costs two process wake-ups at worst. Workers poll for a moment
 /// before they sleep (ProcessOptions::idle_spin), and keepers ask for short scheduler slices,
@@ -8576,6 +8578,7 @@ struct Slot {
   };
   Phase phase = Phase::unavailable;
   std::unique_ptr<CallTicket> call;   // the call in flight; only the keeper takes it out
+  std::unique_ptr<CallTicket> ahead;  // the next call, already whole in the worker's socket
   unsigned attempt = 0;               // crashes of `call` so far
   unsigned redeliveries = 0;          // workers that died before `call` reached them
   std::size_t sent = 0;               // bytes of call->request already sent
@@ -8635,6 +8638,18 @@ class PoolCore {
       queue.push_back(std::move(call));
     }
     return true;
+  }
+
+  /// Hands a call that never ran back to the pool, before everything queued: to an idle
+  /// worker at once (an idle keeper sleeps and would not look at the queue), else to the
+  /// front of the queue. Expects `mutex` held.
+  void requeue_locked(std::unique_ptr<CallTicket> call) {
+    if (Slot* slot = idle_slot()) {
+      begin_call(*slot, std::move(call));
+      send_without_blocking(*slot);
+    } else {
+      queue.push_front(std::move(call));
+    }
   }
 
   /// Refuses new calls from now on and wakes every keeper so it can finish. Thread-safe.
@@ -8838,6 +8853,7 @@ class WorkerKeeper {
       case IoResult::ok: {
         std::lock_guard lock(core_.mutex);
         slot_.sent = call->request.size();
+        send_ahead_locked(worker_->calls + 1);  // then the call just sent
         return;
       }
       case IoResult::closed:
@@ -8887,26 +8903,72 @@ class WorkerKeeper {
       incoming_.commit(static_cast<std::size_t>(got));
       if (static_cast<std::size_t>(got) < room.size()) break;  // drained, most likely
     }
-    // A reply that arrived whole counts even if the worker died right after sending it; its
-    // end of stream stays visible and is handled on the next step.
-    std::optional<FrameView> frame;
-    std::exception_ptr corrupt;
-    try {
-      frame = incoming_.next();
-    } catch (const ProtocolError&) {
-      corrupt = std::current_exception();
-    }
-    if (frame && frame->kind == FrameKind::call) {
-      corrupt = std::make_exception_ptr(
-          ProtocolError("offload: corrupt reply: a worker sent a call frame"));
-    }
-    if (corrupt) {
-      on_corrupt(std::move(corrupt));
-    } else if (frame) {
+    // Every reply that arrived whole counts, even if the worker died right after sending it;
+    // then its end of stream. (With a call sent ahead, two replies may be waiting.)
+    while (worker_) {
+      std::optional<FrameView> frame;
+      std::exception_ptr corrupt;
+      try {
+        frame = incoming_.next();
+      } catch (const ProtocolError&) {
+        corrupt = std::current_exception();
+      }
+      if (frame && frame->kind == FrameKind::call) {
+        corrupt = std::make_exception_ptr(
+            ProtocolError("offload: corrupt reply: a worker sent a call frame"));
+      }
+      if (corrupt) {
+        on_corrupt(std::move(corrupt));
+        return;
+      }
+      if (!frame) break;
       on_reply(*frame);
-    } else if (ended) {
-      on_worker_died();
     }
+    if (ended && worker_) on_worker_died();
+  }
+
+  /// Largest call sent ahead: small calls behind a small call, so that the two always fit
+  /// the socket's buffer and the send can neither block nor stop half-way.
+  static constexpr std::size_t max_ahead_bytes = 4096;
+
+  /**
+   * Sends the first queued call into the worker's socket while the worker still runs the call
+   * in flight, so that it starts the next one the moment it replies instead of waiting for
+   * this thread to be scheduled (tens of microseconds per call when every core is busy).
+   * Safe because the worker counts the calls it starts (call_counter.hpp): when it ends, a
+   * call sent ahead that it never started goes back to the pool (requeue_ahead()). Not past
+   * the worker's call quota, and never a call already asked to stop; such a call, once sent,
+   * runs (request_stop() stops only calls not yet sent). `replies` counts the replies the
+   * worker will have sent when the call in flight is done. Expects core_.mutex held.
+   */
+  void send_ahead_locked(unsigned replies) {
+    if (slot_.ahead != nullptr || slot_.call == nullptr || core_.queue.empty()) return;
+    if (slot_.sent != slot_.call->request.size() || slot_.call->request.size() > max_ahead_bytes) {
+      return;
+    }
+    const unsigned quota = core_.options.max_calls_per_worker;
+    if (quota != 0 && replies + 1 > quota) return;  // the worker retires before it gets there
+    const CallTicket& next = *core_.queue.front();
+    if (next.request.size() > max_ahead_bytes || next.stop_requested()) return;
+    ssize_t sent = -1;
+    do {
+      sent = ::send(slot_.channel, next.request.data(), next.request.size(),
+                    MSG_DONTWAIT | MSG_NOSIGNAL);
+    } while (sent < 0 && errno == EINTR);
+    if (sent < 0) return;  // no room after all, or the worker is gone: the queue keeps it
+    if (static_cast<std::size_t>(sent) < next.request.size()) {
+      // Unreachable with a socket buffer of more than 8 KiB; a half frame must not stay.
+      const std::span<const std::byte> rest =
+          std::span<const std::byte>(next.request).subspan(static_cast<std::size_t>(sent));
+      if (send_all(slot_.channel, rest, no_deadline) != IoResult::ok) return;
+    }
+    slot_.ahead = core_.pop_queued();
+  }
+
+  /// A worker that ends never started the call sent ahead to it: back to the pool it goes.
+  void requeue_ahead() {
+    std::lock_guard lock(core_.mutex);
+    if (slot_.ahead != nullptr) core_.requeue_locked(std::move(slot_.ahead));
   }
 
   void on_reply(const FrameView& reply) {
@@ -8922,9 +8984,13 @@ class WorkerKeeper {
       std::lock_guard lock(core_.mutex);
       call = std::move(slot_.call);
       slot_.phase = Slot::Phase::unavailable;
-      // Send the next queued call before completing this one: the worker starts on it while
-      // we decode and wake the caller.
-      if (!retiring && !core_.queue.empty()) {
+      if (slot_.ahead != nullptr) {
+        // The worker has started it already (it was waiting in its socket): its clock starts.
+        core_.begin_call(slot_, std::move(slot_.ahead));
+        slot_.sent = slot_.call->request.size();
+      } else if (!retiring && !core_.queue.empty()) {
+        // Send the next queued call before completing this one: the worker starts on it
+        // while we decode and wake the caller.
         core_.begin_call(slot_, core_.pop_queued());
         if (slot_.call->stop_requested()) {
           slot_.send_pending = true;  // send_request() cancels it without sending
@@ -8932,6 +8998,7 @@ class WorkerKeeper {
           core_.send_without_blocking(slot_);
         }
       }
+      send_ahead_locked(worker_->calls + 2);  // this reply, then the call in flight
     }
     ++worker_->calls;
     if (reply.kind == FrameKind::value) {
@@ -9107,6 +9174,7 @@ class WorkerKeeper {
   /// "exit now") and waits until the server has reaped it. The slot must be unavailable.
   /// Returns "worker process <pid> <how it ended>". Blocks.
   std::string end_worker(bool kill) {
+    requeue_ahead();
     const pid_t pid = worker_->pid;
     if (kill) session_.kill(pid);
     {
@@ -9157,6 +9225,7 @@ class WorkerKeeper {
       slot_.channel = -1;
       slot_.pid = 0;
       if (slot_.call != nullptr) orphans.push_back(std::move(slot_.call));
+      if (slot_.ahead != nullptr) orphans.push_back(std::move(slot_.ahead));
       while (!core_.queue.empty()) orphans.push_back(core_.pop_queued());
     }
     for (auto& call : orphans) fail(*call, std::make_exception_ptr(ForkServerLost()));

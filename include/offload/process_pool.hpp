@@ -399,6 +399,7 @@ class WorkerKeeper {
     pid_t pid;
     UniqueFd channel;     // non-blocking; our end of the worker's socket pair
     CallCounter started;  // calls the worker has begun to run (see call_counter.hpp)
+    bool may_send_ahead;  // the socket's send buffer holds two small calls with room to spare
     unsigned calls = 0;   // replies received from it
   };
 
@@ -564,6 +565,16 @@ class WorkerKeeper {
   /// Largest call sent ahead: small calls behind a small call, so that the two always fit
   /// the socket's buffer and the send can neither block nor stop half-way.
   static constexpr std::size_t max_ahead_bytes = 4096;
+  /// The send buffer a worker's socket needs for calls to be sent ahead (Linux's default is
+  /// 208 KiB; a system configured far below that gets no sending ahead).
+  static constexpr int min_send_buffer_for_ahead = 64 * 1024;
+
+  static bool send_buffer_allows_ahead(int channel) noexcept {
+    int size = 0;
+    socklen_t length = sizeof size;
+    return ::getsockopt(channel, SOL_SOCKET, SO_SNDBUF, &size, &length) == 0 &&
+           size >= min_send_buffer_for_ahead;
+  }
 
   /**
    * Sends the first queued call into the worker's socket while the worker still runs the call
@@ -577,6 +588,7 @@ class WorkerKeeper {
    */
   void send_ahead_locked(unsigned replies) {
     if (slot_.ahead != nullptr || slot_.call == nullptr || core_.queue.empty()) return;
+    if (!worker_->may_send_ahead) return;
     if (slot_.sent != slot_.call->request.size() || slot_.call->request.size() > max_ahead_bytes) {
       return;
     }
@@ -591,7 +603,7 @@ class WorkerKeeper {
     } while (sent < 0 && errno == EINTR);
     if (sent < 0) return;  // no room after all, or the worker is gone: the queue keeps it
     if (static_cast<std::size_t>(sent) < next.request.size()) {
-      // Unreachable with a socket buffer of more than 8 KiB; a half frame must not stay.
+      // Unreachable (see min_send_buffer_for_ahead); a half frame must not stay.
       const std::span<const std::byte> rest =
           std::span<const std::byte>(next.request).subspan(static_cast<std::size_t>(sent));
       if (send_all(slot_.channel, rest, no_deadline) != IoResult::ok) return;
@@ -768,7 +780,8 @@ class WorkerKeeper {
           std::move(theirs), counter_page,
           WorkerSettings{core_.options.max_message_size, core_.options.idle_spin});
       set_nonblocking(ours.get());
-      worker_.emplace(Worker{pid, std::move(ours), std::move(started)});
+      const bool may_send_ahead = send_buffer_allows_ahead(ours.get());
+      worker_.emplace(Worker{pid, std::move(ours), std::move(started), may_send_ahead});
       incoming_ = FrameAssembler(core_.options.max_message_size);
       count(core_.workers_started);
       std::lock_guard lock(core_.mutex);

@@ -346,6 +346,34 @@ TEST_CASE("a large frame is assembled through prepare/commit", "[frame][large]")
   CHECK(assembler.buffered() == 0);
 }
 
+TEST_CASE("a large frame is received in place, never moved", "[frame][large]") {
+  // As a socket delivers it: up to 64 KiB per receive, into whatever room prepare() offers.
+  const Bytes frame = make_frame(FrameKind::value, payload_of(3 << 20));
+  FrameAssembler assembler(64u << 20);
+  std::size_t at = 0;
+  const std::byte* expected_room = nullptr;  // where the next byte must land once sized
+  bool header_in = false;
+  while (at < frame.size()) {
+    CHECK_FALSE(assembler.frame_ready());
+    const auto room = assembler.prepare();
+    if (expected_room != nullptr) REQUIRE(room.data() == expected_room);
+    const std::size_t n = std::min({room.size(), std::size_t{64} << 10, frame.size() - at});
+    std::memcpy(room.data(), frame.data() + at, n);
+    assembler.commit(n);
+    at += n;
+    // The first room offered after the header is in fits the whole frame: the rest of it
+    // must land right behind, never in a new buffer.
+    if (header_in) expected_room = room.data() + n;
+    header_in = at >= offload::detail::frame_header_size;
+  }
+  CHECK(assembler.frame_ready());
+  const auto out = assembler.next();
+  REQUIRE(out);
+  CHECK(out->payload.data() + out->payload.size() == expected_room);
+  CHECK(Bytes(out->payload.begin(), out->payload.end()) == payload_of(3 << 20));
+  CHECK_FALSE(assembler.frame_ready());
+}
+
 TEST_CASE("corrupt frame headers are rejected", "[frame][corrupt]") {
   const Bytes good = make_frame(FrameKind::value, payload_of(8));
   auto rejects = [](const Bytes& bytes, std::uint64_t limit = 1 << 20) {

@@ -537,6 +537,9 @@ class WorkerKeeper {
       }
       incoming_.commit(static_cast<std::size_t>(got));
       if (static_cast<std::size_t>(got) < room.size()) break;  // drained, most likely
+      // A whole frame goes out before more comes in: room for more now would mean moving
+      // (for a big frame, reallocating and copying) the frame still in the buffer.
+      if (incoming_.frame_ready()) break;
     }
     // Every reply that arrived whole counts, even if the worker died right after sending it;
     // then its end of stream. (With a call sent ahead, two replies may be waiting.)

@@ -7782,11 +7782,16 @@ class FrameAssembler {
  public:
   explicit FrameAssembler(std::uint64_t max_payload) noexcept : max_payload_(max_payload) {}
 
-  /// Room for at least `minimum` more bytes at the end of the buffered data (more when the
-  /// frame being received is known to be larger). Invalidates earlier FrameViews.
+  /// Room to receive into at the end of the buffered data: the rest of the frame being
+  /// received when its size is known, else at least `minimum` bytes. Invalidates earlier
+  /// FrameViews.
   std::span<std::byte> prepare(std::size_t minimum = 64 * 1024) {
-    const std::size_t wanted = std::max(minimum, bytes_missing_from_current_frame());
-    if (capacity_ - end_ < wanted) make_room(wanted);
+    const std::size_t missing = bytes_missing_from_current_frame();
+    // A big frame's buffer is sized to fit it exactly: asking for `minimum` more on top of
+    // its last bytes would reallocate (and copy) the whole frame just to add room after it.
+    if (capacity_ - end_ < (missing != 0 ? missing : minimum)) {
+      make_room(std::max(minimum, missing));
+    }
     return {buffer_.get() + end_, capacity_ - end_};
   }
 
@@ -7796,8 +7801,8 @@ class FrameAssembler {
   /// Copies `bytes` in (for tests and the fuzzer; sockets use prepare()/commit()).
   void append(std::span<const std::byte> bytes) {
     if (bytes.empty()) return;
-    const auto room = prepare(bytes.size());
-    std::memcpy(room.data(), bytes.data(), bytes.size());
+    if (capacity_ - end_ < bytes.size()) make_room(bytes.size());
+    std::memcpy(buffer_.get() + end_, bytes.data(), bytes.size());
     commit(bytes.size());
   }
 
@@ -7814,6 +7819,11 @@ class FrameAssembler {
                                      buffer_.get() + begin_ + frame_header_size, payload_size)};
     begin_ += frame_header_size + payload_size;
     return frame;
+  }
+
+  /// True when next() has a frame to return (or an invalid header to report).
+  [[nodiscard]] bool frame_ready() const noexcept {
+    return buffered() >= frame_header_size && bytes_missing_from_current_frame() == 0;
   }
 
   /// Bytes received but not yet returned as a frame (non-zero at end of stream = truncation).
@@ -8903,6 +8913,9 @@ class WorkerKeeper {
       }
       incoming_.commit(static_cast<std::size_t>(got));
       if (static_cast<std::size_t>(got) < room.size()) break;  // drained, most likely
+      // A whole frame goes out before more comes in: room for more now would mean moving
+      // (for a big frame, reallocating and copying) the frame still in the buffer.
+      if (incoming_.frame_ready()) break;
     }
     // Every reply that arrived whole counts, even if the worker died right after sending it;
     // then its end of stream. (With a call sent ahead, two replies may be waiting.)

@@ -80,11 +80,9 @@
 /// so a try operation never waits for another thread: a slot still being written reads as
 /// empty, a slot still being read as full.
 ///
-/// The tail word also carries closed_bit and waiting_bit (receivers sleep), the head word
-/// waiting_bit (senders sleep); see wait_queue.hpp for the sleeping protocol. Closing sets
-/// closed_bit with an RMW on the tail, so every send either claimed its position before the
-/// close (and its value will be received) or sees the bit and fails: no value is accepted and
-/// then lost.
+/// The tail word also carries closed_bit and waiting_bit (receivers sleep; closing and
+/// sleeping receivers: closable_tail.hpp), the head word waiting_bit (senders sleep); see
+/// wait_queue.hpp for the sleeping protocol.
 
 #include <atomic>
 #include <bit>
@@ -146,6 +144,82 @@ inline constexpr std::uint64_t position_mask = waiting_bit - 1;
 
 #endif  // OFFLOAD_DETAIL_CHANNEL_STATUS_HPP
 // ---- end offload/detail/channel_status.hpp ----
+// ---- begin offload/detail/closable_tail.hpp ----
+#ifndef OFFLOAD_DETAIL_CLOSABLE_TAIL_HPP
+#define OFFLOAD_DETAIL_CLOSABLE_TAIL_HPP
+
+/// @file closable_tail.hpp
+/// The tail word of a channel buffer (BoundedRing, SegmentedQueue) and its closing protocol.
+///
+/// The word holds the next position to write plus closed_bit and waiting_bit (receivers
+/// sleep; see wait_queue.hpp). Closing sets closed_bit with an RMW on this same word, so every
+/// send either claimed its position before the close (and its value will be received) or
+/// sees the bit and fails: no value is accepted and then lost.
+
+#include <atomic>
+#include <cstdint>
+
+
+namespace offload {
+inline namespace v0 {
+namespace detail {
+
+class ClosableTail {
+ public:
+  /// The word itself, for the buffer's claims (read it, then CAS it to the next position).
+  std::atomic<std::uint64_t>& word() noexcept { return word_; }
+  const std::atomic<std::uint64_t>& word() const noexcept { return word_; }
+
+  /// Marks the buffer closed; returns true for the call that closed it. Thread-safe.
+  bool close() noexcept {
+    // release: what the closer did before close() is visible to whoever sees it closed.
+    const bool first = (word_.fetch_or(closed_bit, std::memory_order_release) & closed_bit) == 0;
+    // release: pairs with empty_or_closed(); set after the bit, so it never claims too early.
+    closed_hint_.store(true, std::memory_order_release);
+    return first;
+  }
+
+  /// Thread-safe; never blocks.
+  [[nodiscard]] bool is_closed() const noexcept {
+    // acquire: pairs with close().
+    return (word_.load(std::memory_order_acquire) & closed_bit) != 0;
+  }
+
+  /// A receiver about to sleep announces itself. Returns true if it may sleep: nothing is
+  /// buffered or being written (the tail is at `head`) and the buffer is open, so the next
+  /// claim will see the flag. Thread-safe; never blocks.
+  bool announce_sleeping_receiver(const std::atomic<std::uint64_t>& head) noexcept {
+    // acq_rel: release publishes the sleeper's ticket read to the claimer that sees the flag.
+    const std::uint64_t tail = word_.fetch_or(waiting_bit, std::memory_order_acq_rel);
+    if ((tail & closed_bit) != 0) return false;
+    // relaxed: a stale (smaller) head only makes us not sleep.
+    return (tail & position_mask) == (head.load(std::memory_order_relaxed) & position_mask);
+  }
+
+  /// What a receive that found the slot at `head_position` empty reports: closed once the
+  /// buffer is closed and drained, else empty. Thread-safe; never blocks.
+  [[nodiscard]] ChannelStatus empty_or_closed(std::uint64_t head_position) const noexcept {
+    // The hint spares an empty-spinning consumer from reading the producers' hot tail line.
+    // acquire: pairs with close().
+    if (!closed_hint_.load(std::memory_order_acquire)) return ChannelStatus::empty;
+    // relaxed: only positions matter. If the tail (read after the slot) equals our head, no
+    // send claimed a later position, so a closed buffer is drained.
+    const std::uint64_t tail = word_.load(std::memory_order_relaxed);
+    const bool drained = (tail & position_mask) == head_position;
+    return (tail & closed_bit) != 0 && drained ? ChannelStatus::closed : ChannelStatus::empty;
+  }
+
+ private:
+  alignas(64) std::atomic<std::uint64_t> word_{0};    ///< next position to write, + flags
+  alignas(64) std::atomic<bool> closed_hint_{false};  ///< set once, after closed_bit
+};
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_CLOSABLE_TAIL_HPP
+// ---- end offload/detail/closable_tail.hpp ----
 
 namespace offload {
 inline namespace v0 {
@@ -174,7 +248,7 @@ class BoundedRing {
   /// throws, the exception propagates and the slot is marked for consumers to skip.
   PushOutcome try_push(T& value) {
     // relaxed: the word is a guess that the slot's stamp and the CAS validate.
-    std::uint64_t tail = tail_.load(std::memory_order_relaxed);
+    std::uint64_t tail = tail_.word().load(std::memory_order_relaxed);
     for (;;) {
       if ((tail & closed_bit) != 0) return {ChannelStatus::closed, false};
       const std::uint64_t position = tail & position_mask;
@@ -184,15 +258,16 @@ class BoundedRing {
       if (stamp == position) {
         // acquire on success: we read the waiting flag a sleeper set with a release RMW.
         // The claim clears the flag: we take on waking the sleepers.
-        if (tail_.compare_exchange_weak(tail, next_position(position), std::memory_order_acquire,
-                                        std::memory_order_relaxed)) {
+        if (tail_.word().compare_exchange_weak(tail, next_position(position),
+                                               std::memory_order_acquire,
+                                               std::memory_order_relaxed)) {
           write(slot, position, value);
           return {ChannelStatus::ok, (tail & waiting_bit) != 0};
         }
       } else if (static_cast<std::int64_t>(stamp - position) < 0) {
         return {ChannelStatus::full, false};  // the slot still holds (or is giving up) a value
       } else {
-        tail = tail_.load(std::memory_order_relaxed);  // another producer took this position
+        tail = tail_.word().load(std::memory_order_relaxed);  // another producer took this position
       }
     }
   }
@@ -207,13 +282,7 @@ class BoundedRing {
   /// A receiver about to sleep announces itself. Returns true if it may sleep: nothing is
   /// buffered or being written and the ring is open, so the next claim will see the flag.
   /// Thread-safe; never blocks.
-  bool announce_sleeping_receiver() noexcept {
-    // acq_rel: release publishes the sleeper's ticket read to the claimer that sees the flag.
-    const std::uint64_t tail = tail_.fetch_or(waiting_bit, std::memory_order_acq_rel);
-    if ((tail & closed_bit) != 0) return false;
-    // relaxed: a stale (smaller) head only makes us not sleep.
-    return (tail & position_mask) == (head_.load(std::memory_order_relaxed) & position_mask);
-  }
+  bool announce_sleeping_receiver() noexcept { return tail_.announce_sleeping_receiver(head_); }
 
   /// A sender about to sleep announces itself. Returns true if it may sleep: the ring is full
   /// and no consumer is freeing a slot, so the next claim will see the flag. Thread-safe.
@@ -221,26 +290,17 @@ class BoundedRing {
     // acq_rel: as in announce_sleeping_receiver().
     const std::uint64_t head = head_.fetch_or(waiting_bit, std::memory_order_acq_rel);
     // relaxed: a newer tail only reflects slots that claims after our flag will report.
-    const std::uint64_t tail = tail_.load(std::memory_order_relaxed);
+    const std::uint64_t tail = tail_.word().load(std::memory_order_relaxed);
     if ((tail & closed_bit) != 0) return false;
     // Full exactly when the oldest unclaimed value sits one lap behind the tail.
     return (head & position_mask) + one_lap_ <= (tail & position_mask);
   }
 
   /// Marks the ring closed; returns true for the call that closed it. Thread-safe.
-  bool close() noexcept {
-    // release: what the closer did before close() is visible to whoever sees it closed.
-    const bool first = (tail_.fetch_or(closed_bit, std::memory_order_release) & closed_bit) == 0;
-    // release: pairs with empty_or_closed(); set after the bit, so it never claims too early.
-    closed_hint_.store(true, std::memory_order_release);
-    return first;
-  }
+  bool close() noexcept { return tail_.close(); }
 
   /// Thread-safe; never blocks.
-  bool is_closed() const noexcept {
-    // acquire: pairs with close().
-    return (tail_.load(std::memory_order_acquire) & closed_bit) != 0;
-  }
+  bool is_closed() const noexcept { return tail_.is_closed(); }
 
   /// Destroys every value published so far. Thread-safe; never blocks.
   void drain() noexcept {
@@ -328,7 +388,7 @@ class BoundedRing {
           head = head_.load(std::memory_order_relaxed);  // skipped an abandoned slot
         }
       } else if (static_cast<std::int64_t>(stamp - (position + 1)) < 0) {
-        return {empty_or_closed(position), wake_senders};  // nothing published here yet
+        return {tail_.empty_or_closed(position), wake_senders};  // nothing published here yet
       } else {
         head = head_.load(std::memory_order_relaxed);  // another consumer took this position
       }
@@ -351,22 +411,10 @@ class BoundedRing {
     return true;
   }
 
-  ChannelStatus empty_or_closed(std::uint64_t head_position) const noexcept {
-    // The hint spares an empty-spinning consumer from reading the producers' hot tail line.
-    // acquire: pairs with close().
-    if (!closed_hint_.load(std::memory_order_acquire)) return ChannelStatus::empty;
-    // relaxed: only positions matter. If the tail (read after the slot) equals our head, no
-    // send claimed a later position, so a closed ring is drained.
-    const std::uint64_t tail = tail_.load(std::memory_order_relaxed);
-    const bool drained = (tail & position_mask) == head_position;
-    return (tail & closed_bit) != 0 && drained ? ChannelStatus::closed : ChannelStatus::empty;
-  }
-
   const std::uint64_t capacity_;
   const std::uint64_t one_lap_;
   const std::unique_ptr<Slot[]> slots_;
-  std::atomic<bool> closed_hint_{false};            ///< set once, after closed_bit; read-mostly
-  alignas(64) std::atomic<std::uint64_t> tail_{0};  ///< next position to write, + flags
+  ClosableTail tail_;                               ///< next position to write, + flags
   alignas(64) std::atomic<std::uint64_t> head_{0};  ///< next position to read, + waiting_bit
 };
 
@@ -1095,7 +1143,7 @@ class RendezvousChannel final : public ChannelCore<T> {
 ///
 /// Moving the head or the tail from one segment to the next (once per segment) happens under
 /// a mutex, with a short critical section that never blocks on anything else. The tail word
-/// carries closed_bit and waiting_bit like BoundedRing's (see wait_queue.hpp).
+/// carries closed_bit and waiting_bit like BoundedRing's (closable_tail.hpp, wait_queue.hpp).
 ///
 /// Memory: a segment whose slots have all been read, and which the head has left, goes to a
 /// free list and is reused for a later range of indices; segments are only freed when the
@@ -1149,7 +1197,7 @@ class SegmentedQueue {
   PushOutcome try_push(T& value) {
     for (;;) {
       // relaxed: a guess that the slot's stamp and the CAS validate.
-      std::uint64_t tail_word = tail_.load(std::memory_order_relaxed);
+      std::uint64_t tail_word = tail_.word().load(std::memory_order_relaxed);
       if ((tail_word & closed_bit) != 0) return {ChannelStatus::closed, false};
       const std::uint64_t tail = tail_word & position_mask;
       // acquire: a segment published by advance_tail() is seen fully prepared.
@@ -1163,8 +1211,8 @@ class SegmentedQueue {
         // read the waiting flag a sleeper set with a release RMW; the claim clears it and we
         // take on waking the sleepers.
         if (slot.stamp.load(std::memory_order_acquire) == tail &&
-            tail_.compare_exchange_strong(tail_word, tail + 1, std::memory_order_acquire,
-                                          std::memory_order_relaxed)) {
+            tail_.word().compare_exchange_strong(tail_word, tail + 1, std::memory_order_acquire,
+                                                 std::memory_order_relaxed)) {
           write(slot, tail, value);
           return {ChannelStatus::ok, (tail_word & waiting_bit) != 0};
         }
@@ -1186,28 +1234,13 @@ class SegmentedQueue {
   /// A receiver about to sleep announces itself. Returns true if it may sleep: nothing is
   /// buffered or being written and the queue is open, so the next claim will see the flag.
   /// Thread-safe; never blocks.
-  bool announce_sleeping_receiver() noexcept {
-    // acq_rel: release publishes the sleeper's ticket read to the claimer that sees the flag.
-    const std::uint64_t tail = tail_.fetch_or(waiting_bit, std::memory_order_acq_rel);
-    if ((tail & closed_bit) != 0) return false;
-    // relaxed: a stale (smaller) head only makes us not sleep.
-    return (tail & position_mask) == head_.load(std::memory_order_relaxed);
-  }
+  bool announce_sleeping_receiver() noexcept { return tail_.announce_sleeping_receiver(head_); }
 
   /// Marks the queue closed; returns true for the call that closed it. Thread-safe.
-  bool close() noexcept {
-    // release: what the closer did before close() is visible to whoever sees it closed.
-    const bool first = (tail_.fetch_or(closed_bit, std::memory_order_release) & closed_bit) == 0;
-    // release: pairs with empty_or_closed(); set after the bit, so it never claims too early.
-    closed_hint_.store(true, std::memory_order_release);
-    return first;
-  }
+  bool close() noexcept { return tail_.close(); }
 
   /// Thread-safe; never blocks.
-  bool is_closed() const noexcept {
-    // acquire: pairs with close().
-    return (tail_.load(std::memory_order_acquire) & closed_bit) != 0;
-  }
+  bool is_closed() const noexcept { return tail_.is_closed(); }
 
   /// Destroys every value published so far. Thread-safe.
   void drain() noexcept {
@@ -1319,7 +1352,7 @@ class SegmentedQueue {
             return {ChannelStatus::ok, false};
           }
         } else if (stamp == head) {
-          return {empty_or_closed(head), false};  // nothing published at this index yet
+          return {tail_.empty_or_closed(head), false};  // nothing published at this index yet
         }
       } else if (offset == segment_size) {
         // acquire: pairs with the release of `next` in advance_tail() and prepare().
@@ -1327,7 +1360,7 @@ class SegmentedQueue {
         if (next != nullptr) {
           advance_head(segment, first);
         } else if (segment->first.load(std::memory_order_relaxed) == first) {
-          return {empty_or_closed(head), false};  // the tail has not left this segment
+          return {tail_.empty_or_closed(head), false};  // the tail has not left this segment
         }
       }
       // Otherwise our snapshot was stale: another thread moved on. Look again.
@@ -1400,25 +1433,13 @@ class SegmentedQueue {
            segment->first.load(std::memory_order_relaxed) == first;
   }
 
-  ChannelStatus empty_or_closed(std::uint64_t head) const noexcept {
-    // The hint spares an empty-spinning consumer from reading the producers' hot tail line.
-    // acquire: pairs with close().
-    if (!closed_hint_.load(std::memory_order_acquire)) return ChannelStatus::empty;
-    // relaxed: only indices matter. If the tail (read after the slot) equals our head, no send
-    // claimed a later index, so a closed queue is drained.
-    const std::uint64_t tail = tail_.load(std::memory_order_relaxed);
-    const bool drained = (tail & position_mask) == head;
-    return (tail & closed_bit) != 0 && drained ? ChannelStatus::closed : ChannelStatus::empty;
-  }
-
-  alignas(64) std::atomic<std::uint64_t> tail_{0};    ///< next index to write, + flags
-  std::atomic<Segment*> tail_segment_{nullptr};       ///< segment holding tail_ (or just before)
-  alignas(64) std::atomic<std::uint64_t> head_{0};    ///< next index to read
-  std::atomic<Segment*> head_segment_{nullptr};       ///< segment holding head_ (or just before)
-  alignas(64) std::atomic<bool> closed_hint_{false};  ///< set once, after closed_bit
-  alignas(64) std::mutex mutex_;                      ///< guards segment switches and the lists
-  Segment* free_ = nullptr;                           ///< segments ready for reuse
-  Segment* allocated_ = nullptr;                      ///< every segment, for the destructor
+  ClosableTail tail_;                               ///< next index to write, + flags
+  std::atomic<Segment*> tail_segment_{nullptr};     ///< segment holding tail_ (or just before)
+  alignas(64) std::atomic<std::uint64_t> head_{0};  ///< next index to read
+  std::atomic<Segment*> head_segment_{nullptr};     ///< segment holding head_ (or just before)
+  alignas(64) std::mutex mutex_;                    ///< guards segment switches and the lists
+  Segment* free_ = nullptr;                         ///< segments ready for reuse
+  Segment* allocated_ = nullptr;                    ///< every segment, for the destructor
 };
 
 }  // namespace detail

@@ -13,11 +13,9 @@
 /// so a try operation never waits for another thread: a slot still being written reads as
 /// empty, a slot still being read as full.
 ///
-/// The tail word also carries closed_bit and waiting_bit (receivers sleep), the head word
-/// waiting_bit (senders sleep); see wait_queue.hpp for the sleeping protocol. Closing sets
-/// closed_bit with an RMW on the tail, so every send either claimed its position before the
-/// close (and its value will be received) or sees the bit and fails: no value is accepted and
-/// then lost.
+/// The tail word also carries closed_bit and waiting_bit (receivers sleep; closing and
+/// sleeping receivers: closable_tail.hpp), the head word waiting_bit (senders sleep); see
+/// wait_queue.hpp for the sleeping protocol.
 
 #include <atomic>
 #include <bit>
@@ -32,6 +30,7 @@
 #include <utility>
 
 #include "channel_status.hpp"
+#include "closable_tail.hpp"
 
 namespace offload {
 inline namespace v0 {
@@ -60,7 +59,7 @@ class BoundedRing {
   /// throws, the exception propagates and the slot is marked for consumers to skip.
   PushOutcome try_push(T& value) {
     // relaxed: the word is a guess that the slot's stamp and the CAS validate.
-    std::uint64_t tail = tail_.load(std::memory_order_relaxed);
+    std::uint64_t tail = tail_.word().load(std::memory_order_relaxed);
     for (;;) {
       if ((tail & closed_bit) != 0) return {ChannelStatus::closed, false};
       const std::uint64_t position = tail & position_mask;
@@ -70,15 +69,16 @@ class BoundedRing {
       if (stamp == position) {
         // acquire on success: we read the waiting flag a sleeper set with a release RMW.
         // The claim clears the flag: we take on waking the sleepers.
-        if (tail_.compare_exchange_weak(tail, next_position(position), std::memory_order_acquire,
-                                        std::memory_order_relaxed)) {
+        if (tail_.word().compare_exchange_weak(tail, next_position(position),
+                                               std::memory_order_acquire,
+                                               std::memory_order_relaxed)) {
           write(slot, position, value);
           return {ChannelStatus::ok, (tail & waiting_bit) != 0};
         }
       } else if (static_cast<std::int64_t>(stamp - position) < 0) {
         return {ChannelStatus::full, false};  // the slot still holds (or is giving up) a value
       } else {
-        tail = tail_.load(std::memory_order_relaxed);  // another producer took this position
+        tail = tail_.word().load(std::memory_order_relaxed);  // another producer took this position
       }
     }
   }
@@ -93,13 +93,7 @@ class BoundedRing {
   /// A receiver about to sleep announces itself. Returns true if it may sleep: nothing is
   /// buffered or being written and the ring is open, so the next claim will see the flag.
   /// Thread-safe; never blocks.
-  bool announce_sleeping_receiver() noexcept {
-    // acq_rel: release publishes the sleeper's ticket read to the claimer that sees the flag.
-    const std::uint64_t tail = tail_.fetch_or(waiting_bit, std::memory_order_acq_rel);
-    if ((tail & closed_bit) != 0) return false;
-    // relaxed: a stale (smaller) head only makes us not sleep.
-    return (tail & position_mask) == (head_.load(std::memory_order_relaxed) & position_mask);
-  }
+  bool announce_sleeping_receiver() noexcept { return tail_.announce_sleeping_receiver(head_); }
 
   /// A sender about to sleep announces itself. Returns true if it may sleep: the ring is full
   /// and no consumer is freeing a slot, so the next claim will see the flag. Thread-safe.
@@ -107,26 +101,17 @@ class BoundedRing {
     // acq_rel: as in announce_sleeping_receiver().
     const std::uint64_t head = head_.fetch_or(waiting_bit, std::memory_order_acq_rel);
     // relaxed: a newer tail only reflects slots that claims after our flag will report.
-    const std::uint64_t tail = tail_.load(std::memory_order_relaxed);
+    const std::uint64_t tail = tail_.word().load(std::memory_order_relaxed);
     if ((tail & closed_bit) != 0) return false;
     // Full exactly when the oldest unclaimed value sits one lap behind the tail.
     return (head & position_mask) + one_lap_ <= (tail & position_mask);
   }
 
   /// Marks the ring closed; returns true for the call that closed it. Thread-safe.
-  bool close() noexcept {
-    // release: what the closer did before close() is visible to whoever sees it closed.
-    const bool first = (tail_.fetch_or(closed_bit, std::memory_order_release) & closed_bit) == 0;
-    // release: pairs with empty_or_closed(); set after the bit, so it never claims too early.
-    closed_hint_.store(true, std::memory_order_release);
-    return first;
-  }
+  bool close() noexcept { return tail_.close(); }
 
   /// Thread-safe; never blocks.
-  bool is_closed() const noexcept {
-    // acquire: pairs with close().
-    return (tail_.load(std::memory_order_acquire) & closed_bit) != 0;
-  }
+  bool is_closed() const noexcept { return tail_.is_closed(); }
 
   /// Destroys every value published so far. Thread-safe; never blocks.
   void drain() noexcept {
@@ -214,7 +199,7 @@ class BoundedRing {
           head = head_.load(std::memory_order_relaxed);  // skipped an abandoned slot
         }
       } else if (static_cast<std::int64_t>(stamp - (position + 1)) < 0) {
-        return {empty_or_closed(position), wake_senders};  // nothing published here yet
+        return {tail_.empty_or_closed(position), wake_senders};  // nothing published here yet
       } else {
         head = head_.load(std::memory_order_relaxed);  // another consumer took this position
       }
@@ -237,22 +222,10 @@ class BoundedRing {
     return true;
   }
 
-  ChannelStatus empty_or_closed(std::uint64_t head_position) const noexcept {
-    // The hint spares an empty-spinning consumer from reading the producers' hot tail line.
-    // acquire: pairs with close().
-    if (!closed_hint_.load(std::memory_order_acquire)) return ChannelStatus::empty;
-    // relaxed: only positions matter. If the tail (read after the slot) equals our head, no
-    // send claimed a later position, so a closed ring is drained.
-    const std::uint64_t tail = tail_.load(std::memory_order_relaxed);
-    const bool drained = (tail & position_mask) == head_position;
-    return (tail & closed_bit) != 0 && drained ? ChannelStatus::closed : ChannelStatus::empty;
-  }
-
   const std::uint64_t capacity_;
   const std::uint64_t one_lap_;
   const std::unique_ptr<Slot[]> slots_;
-  std::atomic<bool> closed_hint_{false};            ///< set once, after closed_bit; read-mostly
-  alignas(64) std::atomic<std::uint64_t> tail_{0};  ///< next position to write, + flags
+  ClosableTail tail_;                               ///< next position to write, + flags
   alignas(64) std::atomic<std::uint64_t> head_{0};  ///< next position to read, + waiting_bit
 };
 

@@ -10,7 +10,7 @@
 ///
 /// Moving the head or the tail from one segment to the next (once per segment) happens under
 /// a mutex, with a short critical section that never blocks on anything else. The tail word
-/// carries closed_bit and waiting_bit like BoundedRing's (see wait_queue.hpp).
+/// carries closed_bit and waiting_bit like BoundedRing's (closable_tail.hpp, wait_queue.hpp).
 ///
 /// Memory: a segment whose slots have all been read, and which the head has left, goes to a
 /// free list and is reused for a later range of indices; segments are only freed when the
@@ -32,6 +32,7 @@
 #include <utility>
 
 #include "channel_status.hpp"
+#include "closable_tail.hpp"
 
 namespace offload {
 inline namespace v0 {
@@ -65,7 +66,7 @@ class SegmentedQueue {
   PushOutcome try_push(T& value) {
     for (;;) {
       // relaxed: a guess that the slot's stamp and the CAS validate.
-      std::uint64_t tail_word = tail_.load(std::memory_order_relaxed);
+      std::uint64_t tail_word = tail_.word().load(std::memory_order_relaxed);
       if ((tail_word & closed_bit) != 0) return {ChannelStatus::closed, false};
       const std::uint64_t tail = tail_word & position_mask;
       // acquire: a segment published by advance_tail() is seen fully prepared.
@@ -79,8 +80,8 @@ class SegmentedQueue {
         // read the waiting flag a sleeper set with a release RMW; the claim clears it and we
         // take on waking the sleepers.
         if (slot.stamp.load(std::memory_order_acquire) == tail &&
-            tail_.compare_exchange_strong(tail_word, tail + 1, std::memory_order_acquire,
-                                          std::memory_order_relaxed)) {
+            tail_.word().compare_exchange_strong(tail_word, tail + 1, std::memory_order_acquire,
+                                                 std::memory_order_relaxed)) {
           write(slot, tail, value);
           return {ChannelStatus::ok, (tail_word & waiting_bit) != 0};
         }
@@ -102,28 +103,13 @@ class SegmentedQueue {
   /// A receiver about to sleep announces itself. Returns true if it may sleep: nothing is
   /// buffered or being written and the queue is open, so the next claim will see the flag.
   /// Thread-safe; never blocks.
-  bool announce_sleeping_receiver() noexcept {
-    // acq_rel: release publishes the sleeper's ticket read to the claimer that sees the flag.
-    const std::uint64_t tail = tail_.fetch_or(waiting_bit, std::memory_order_acq_rel);
-    if ((tail & closed_bit) != 0) return false;
-    // relaxed: a stale (smaller) head only makes us not sleep.
-    return (tail & position_mask) == head_.load(std::memory_order_relaxed);
-  }
+  bool announce_sleeping_receiver() noexcept { return tail_.announce_sleeping_receiver(head_); }
 
   /// Marks the queue closed; returns true for the call that closed it. Thread-safe.
-  bool close() noexcept {
-    // release: what the closer did before close() is visible to whoever sees it closed.
-    const bool first = (tail_.fetch_or(closed_bit, std::memory_order_release) & closed_bit) == 0;
-    // release: pairs with empty_or_closed(); set after the bit, so it never claims too early.
-    closed_hint_.store(true, std::memory_order_release);
-    return first;
-  }
+  bool close() noexcept { return tail_.close(); }
 
   /// Thread-safe; never blocks.
-  bool is_closed() const noexcept {
-    // acquire: pairs with close().
-    return (tail_.load(std::memory_order_acquire) & closed_bit) != 0;
-  }
+  bool is_closed() const noexcept { return tail_.is_closed(); }
 
   /// Destroys every value published so far. Thread-safe.
   void drain() noexcept {
@@ -235,7 +221,7 @@ class SegmentedQueue {
             return {ChannelStatus::ok, false};
           }
         } else if (stamp == head) {
-          return {empty_or_closed(head), false};  // nothing published at this index yet
+          return {tail_.empty_or_closed(head), false};  // nothing published at this index yet
         }
       } else if (offset == segment_size) {
         // acquire: pairs with the release of `next` in advance_tail() and prepare().
@@ -243,7 +229,7 @@ class SegmentedQueue {
         if (next != nullptr) {
           advance_head(segment, first);
         } else if (segment->first.load(std::memory_order_relaxed) == first) {
-          return {empty_or_closed(head), false};  // the tail has not left this segment
+          return {tail_.empty_or_closed(head), false};  // the tail has not left this segment
         }
       }
       // Otherwise our snapshot was stale: another thread moved on. Look again.
@@ -316,25 +302,13 @@ class SegmentedQueue {
            segment->first.load(std::memory_order_relaxed) == first;
   }
 
-  ChannelStatus empty_or_closed(std::uint64_t head) const noexcept {
-    // The hint spares an empty-spinning consumer from reading the producers' hot tail line.
-    // acquire: pairs with close().
-    if (!closed_hint_.load(std::memory_order_acquire)) return ChannelStatus::empty;
-    // relaxed: only indices matter. If the tail (read after the slot) equals our head, no send
-    // claimed a later index, so a closed queue is drained.
-    const std::uint64_t tail = tail_.load(std::memory_order_relaxed);
-    const bool drained = (tail & position_mask) == head;
-    return (tail & closed_bit) != 0 && drained ? ChannelStatus::closed : ChannelStatus::empty;
-  }
-
-  alignas(64) std::atomic<std::uint64_t> tail_{0};    ///< next index to write, + flags
-  std::atomic<Segment*> tail_segment_{nullptr};       ///< segment holding tail_ (or just before)
-  alignas(64) std::atomic<std::uint64_t> head_{0};    ///< next index to read
-  std::atomic<Segment*> head_segment_{nullptr};       ///< segment holding head_ (or just before)
-  alignas(64) std::atomic<bool> closed_hint_{false};  ///< set once, after closed_bit
-  alignas(64) std::mutex mutex_;                      ///< guards segment switches and the lists
-  Segment* free_ = nullptr;                           ///< segments ready for reuse
-  Segment* allocated_ = nullptr;                      ///< every segment, for the destructor
+  ClosableTail tail_;                               ///< next index to write, + flags
+  std::atomic<Segment*> tail_segment_{nullptr};     ///< segment holding tail_ (or just before)
+  alignas(64) std::atomic<std::uint64_t> head_{0};  ///< next index to read
+  std::atomic<Segment*> head_segment_{nullptr};     ///< segment holding head_ (or just before)
+  alignas(64) std::mutex mutex_;                    ///< guards segment switches and the lists
+  Segment* free_ = nullptr;                         ///< segments ready for reuse
+  Segment* allocated_ = nullptr;                    ///< every segment, for the destructor
 };
 
 }  // namespace detail

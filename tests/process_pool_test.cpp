@@ -10,6 +10,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/prctl.h>
@@ -197,6 +198,26 @@ std::vector<ProcessInfo> children_of(pid_t parent) {
 }
 
 pid_t fork_server_pid() { return offload::detail::running_fork_server()->pid(); }
+
+/// How many threads of this process run under scheduling policy `policy` (stat field 41).
+long threads_with_policy(int policy) {
+  long count = 0;
+  DIR* tasks = ::opendir("/proc/self/task");
+  if (tasks == nullptr) return -1;
+  while (const dirent* entry = ::readdir(tasks)) {
+    if (entry->d_name[0] == '.') continue;
+    std::ifstream stat(std::string("/proc/self/task/") + entry->d_name + "/stat");
+    std::string line;
+    if (!std::getline(stat, line)) continue;  // the thread ended meanwhile
+    std::istringstream fields(line.substr(line.rfind(')') + 2));
+    std::string field;
+    for (int number = 3; number <= 41 && fields >> field; ++number) {
+      if (number == 41 && std::stoi(field) == policy) ++count;
+    }
+  }
+  ::closedir(tasks);
+  return count;
+}
 
 /// Waits (bounded) until `condition` holds; true if it did.
 template <class Condition>
@@ -547,6 +568,45 @@ TEST_CASE("queued calls respect max_calls_per_worker exactly", "[process_pool]")
   CHECK(eventually([&] { return pool.stats().workers_started == 4; }));
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   CHECK(pool.stats().workers_started == 4);
+}
+
+TEST_CASE("keeper pacing switches only SCHED_OTHER threads, and back", "[process_pool][pacing]") {
+  using offload::detail::KeeperPacing;
+  // Catch2 is not thread-safe: the threads record, the test checks.
+  std::vector<int> seen;
+  std::thread([&] {
+    KeeperPacing pacing;
+    seen.push_back(::sched_getscheduler(0));
+    pacing.set(KeeperPacing::Pace::batched);
+    seen.push_back(::sched_getscheduler(0));
+    pacing.set(KeeperPacing::Pace::prompt);
+    seen.push_back(::sched_getscheduler(0));
+  }).join();
+  CHECK(seen == std::vector<int>{SCHED_OTHER, SCHED_BATCH, SCHED_OTHER});
+
+  int idle_policy = -1;
+  bool idle_set = false;
+  std::thread([&] {
+    const sched_param none{};
+    idle_set = ::sched_setscheduler(0, SCHED_IDLE, &none) == 0;
+    KeeperPacing pacing;
+    pacing.set(KeeperPacing::Pace::batched);
+    idle_policy = ::sched_getscheduler(0);
+  }).join();
+  REQUIRE(idle_set);
+  CHECK(idle_policy == SCHED_IDLE);  // the program chose it: not the keeper's to change
+}
+
+TEST_CASE("a keeper steps back to batch scheduling only while its worker has its next call",
+          "[process_pool][pacing]") {
+  ProcessPool pool({.workers = 1});
+  REQUIRE(threads_with_policy(SCHED_BATCH) == 0);
+  std::vector<offload::Future<std::size_t>> calls;
+  for (int i = 0; i < 4; ++i) calls.push_back(pool.submit(sleep_then_size, "call", 100));
+  // From the first reply on, the next call waits in the worker's socket while one runs.
+  CHECK(eventually([] { return threads_with_policy(SCHED_BATCH) == 1; }));
+  for (auto& call : calls) CHECK(call.get() == 4);
+  CHECK(eventually([] { return threads_with_policy(SCHED_BATCH) == 0; }));
 }
 
 TEST_CASE("a call cancelled while queued never runs", "[process_pool]") {

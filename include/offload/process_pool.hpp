@@ -19,7 +19,9 @@
 ///
 /// Latency: a round trip costs two process wake-ups at worst. Workers poll for a moment
 /// before they sleep (ProcessOptions::idle_spin), and keepers ask for short scheduler slices,
-/// so in a loop of short calls neither has to be woken from a deep sleep.
+/// so in a loop of short calls neither has to be woken from a deep sleep. While a worker has
+/// its next call already, its keeper steps back instead (batch scheduling) and completes
+/// futures two at a time, one call or a few milliseconds later at most (keeper_pacing.hpp).
 ///
 /// Workers are forked by a fork server (see detail/fork_server.hpp), a process forked while
 /// the program was still single-threaded: by offload::process_init() at the start of main(),
@@ -33,8 +35,6 @@
 #error "offload/process_pool.hpp needs a POSIX system (it forks worker processes)"
 #endif
 
-#include <sched.h>
-#include <sys/syscall.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -60,6 +60,7 @@
 #include "detail/call_counter.hpp"
 #include "detail/fork_server.hpp"
 #include "detail/frame.hpp"
+#include "detail/keeper_pacing.hpp"
 #include "detail/posix_io.hpp"
 #include "detail/process_worker.hpp"
 #include "errors.hpp"
@@ -165,36 +166,6 @@ class TypedCallTicket final : public CallTicket {
  private:
   Promise<R> promise_;
 };
-
-/// struct sched_attr of sched_setattr(2) (not in glibc's headers).
-struct SchedAttributes {
-  std::uint32_t size;
-  std::uint32_t sched_policy;
-  std::uint64_t sched_flags;
-  std::int32_t sched_nice;
-  std::uint32_t sched_priority;
-  std::uint64_t sched_runtime;
-  std::uint64_t sched_deadline;
-  std::uint64_t sched_period;
-};
-
-/**
- * Asks the scheduler for short time slices on the calling thread (Linux 6.12+ EEVDF; older
- * kernels ignore the request). A keeper sleeps almost always and runs for microseconds when a
- * reply arrives; with the default slice it may wait a whole slice (milliseconds) behind a
- * thread that spins, such as a caller spinning in Future::get() on a busy machine. A short
- * slice lets it run at once, and costs nothing else: the policy and nice value are kept.
- */
-inline void request_short_time_slices() noexcept {
-#if defined(SYS_sched_getattr) && defined(SYS_sched_setattr)
-  SchedAttributes attributes{};
-  if (::syscall(SYS_sched_getattr, 0, &attributes, sizeof attributes, 0) != 0) return;
-  if (attributes.sched_policy != SCHED_OTHER) return;  // real-time or batch: not ours to touch
-  attributes.size = sizeof attributes;
-  attributes.sched_runtime = 100'000;  // nanoseconds: the shortest slice the kernel allows
-  ::syscall(SYS_sched_setattr, 0, &attributes, 0);
-#endif
-}
 
 /// Which pool's keeper runs on this thread (nullptr elsewhere): lets blocking members refuse
 /// to wait for work that only this very thread could do.
@@ -411,7 +382,7 @@ class WorkerKeeper {
 
   void run() noexcept {
     keeper_of_pool = &core_;
-    request_short_time_slices();
+    KeeperPacing pacing;
     while (!done_) {
       bool server_lost = false;
       std::exception_ptr unexpected;
@@ -428,8 +399,17 @@ class WorkerKeeper {
         fail_current(std::move(unexpected));
         discard_worker();
       }
+      pacing.set(worker_has_next_call() ? KeeperPacing::Pace::batched
+                                        : KeeperPacing::Pace::prompt);
     }
     discard_worker();
+  }
+
+  /// True while a call waits, sent ahead, in the worker's socket: the worker will not run dry
+  /// if this thread is scheduled a little later (see keeper_pacing.hpp).
+  bool worker_has_next_call() {
+    std::lock_guard lock(core_.mutex);
+    return slot_.ahead != nullptr;
   }
 
   void step() {

@@ -7136,7 +7136,9 @@ T decode(std::span<const std::byte> bytes) {
 ///
 /// Latency: a round trip costs two process wake-ups at worst. Workers poll for a moment
 /// before they sleep (ProcessOptions::idle_spin), and keepers ask for short scheduler slices,
-/// so in a loop of short calls neither has to be woken from a deep sleep.
+/// so in a loop of short calls neither has to be woken from a deep sleep. While a worker has
+/// its next call already, its keeper steps back instead (batch scheduling) and completes
+/// futures two at a time, one call or a few milliseconds later at most (keeper_pacing.hpp).
 ///
 /// Workers are forked by a fork server (see detail/fork_server.hpp), a process forked while
 /// the program was still single-threaded: by offload::process_init() at the start of main(),
@@ -7150,8 +7152,6 @@ T decode(std::span<const std::byte> bytes) {
 #error "offload/process_pool.hpp needs a POSIX system (it forks worker processes)"
 #endif
 
-#include <sched.h>
-#include <sys/syscall.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -8461,6 +8461,101 @@ class ServerSession {
 
 #endif  // OFFLOAD_DETAIL_FORK_SERVER_HPP
 // ---- end offload/detail/fork_server.hpp ----
+// ---- begin offload/detail/keeper_pacing.hpp ----
+#ifndef OFFLOAD_DETAIL_KEEPER_PACING_HPP
+#define OFFLOAD_DETAIL_KEEPER_PACING_HPP
+
+/// @file keeper_pacing.hpp
+/// How eagerly the scheduler runs a ProcessPool keeper thread (Linux; elsewhere a no-op).
+///
+/// A keeper sleeps almost always and runs for microseconds when its worker replies. Two paces:
+/// - prompt: short time slices (EEVDF, Linux 6.12+; older kernels ignore the request). A reply
+///   wakes the keeper at once, even on a CPU where another thread spins or computes, so a
+///   caller waiting for the result is not held up by a whole time slice.
+/// - batched (SCHED_BATCH): a reply does not preempt the thread running on that CPU. Used only
+///   while the worker has its next call already (sent ahead): the worker keeps computing, and
+///   the keeper runs when that CPU frees up (the worker runs out of calls, or at the next tick)
+///   and then completes two futures at once. On a machine whose every core runs a worker, that
+///   halves the keeper's wake-ups, each of which costs two context switches.
+/// Only a thread whose policy is SCHED_OTHER is ever changed; the nice value is kept.
+
+#include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstdint>
+
+namespace offload {
+inline namespace v0 {
+namespace detail {
+
+class KeeperPacing {
+ public:
+  enum class Pace { prompt, batched };
+
+  /// Sets the calling thread's pace to prompt (if its policy is SCHED_OTHER). Call it on the
+  /// keeper thread; every member acts on the calling thread.
+  KeeperPacing() noexcept {
+#if defined(__linux__) && defined(SYS_sched_getattr) && defined(SYS_sched_setattr)
+    adjustable_ = ::syscall(SYS_sched_getattr, 0, &initial_, sizeof initial_, 0) == 0 &&
+                  initial_.sched_policy == SCHED_OTHER;
+    initial_.size = sizeof initial_;
+#endif
+    apply(Pace::prompt);
+  }
+
+  KeeperPacing(const KeeperPacing&) = delete;
+  KeeperPacing& operator=(const KeeperPacing&) = delete;
+
+  /// Switches to `pace`; a system call only when it changes. Never fails: a refused request
+  /// (a seccomp filter, say) leaves the thread as it was, which is only slower.
+  void set(Pace pace) noexcept {
+    if (pace != current_) apply(pace);
+  }
+
+ private:
+  /// struct sched_attr of sched_setattr(2) (not in glibc's headers).
+  struct SchedAttributes {
+    std::uint32_t size;
+    std::uint32_t sched_policy;
+    std::uint64_t sched_flags;
+    std::int32_t sched_nice;
+    std::uint32_t sched_priority;
+    std::uint64_t sched_runtime;
+    std::uint64_t sched_deadline;
+    std::uint64_t sched_period;
+  };
+
+  /// The shortest slice the kernel allows, in nanoseconds.
+  static constexpr std::uint64_t short_slice_ns = 100'000;
+
+  void apply(Pace pace) noexcept {
+    current_ = pace;
+#if defined(__linux__) && defined(SYS_sched_getattr) && defined(SYS_sched_setattr)
+    if (!adjustable_) return;
+    SchedAttributes attributes = initial_;  // the same nice value and flags
+    if (pace == Pace::prompt) {
+      attributes.sched_policy = SCHED_OTHER;
+      attributes.sched_runtime = short_slice_ns;
+    } else {
+      attributes.sched_policy = SCHED_BATCH;
+      attributes.sched_runtime = 0;  // the default slice
+    }
+    ::syscall(SYS_sched_setattr, 0, &attributes, 0);
+#endif
+  }
+
+  SchedAttributes initial_{};
+  bool adjustable_ = false;
+  Pace current_ = Pace::prompt;
+};
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_KEEPER_PACING_HPP
+// ---- end offload/detail/keeper_pacing.hpp ----
 
 namespace offload {
 inline namespace v0 {
@@ -8562,36 +8657,6 @@ class TypedCallTicket final : public CallTicket {
  private:
   Promise<R> promise_;
 };
-
-/// struct sched_attr of sched_setattr(2) (not in glibc's headers).
-struct SchedAttributes {
-  std::uint32_t size;
-  std::uint32_t sched_policy;
-  std::uint64_t sched_flags;
-  std::int32_t sched_nice;
-  std::uint32_t sched_priority;
-  std::uint64_t sched_runtime;
-  std::uint64_t sched_deadline;
-  std::uint64_t sched_period;
-};
-
-/**
- * Asks the scheduler for short time slices on the calling thread (Linux 6.12+ EEVDF; older
- * kernels ignore the request). A keeper sleeps almost always and runs for microseconds when a
- * reply arrives; with the default slice it may wait a whole slice (milliseconds) behind a
- * thread that spins, such as a caller spinning in Future::get() on a busy machine. A short
- * slice lets it run at once, and costs nothing else: the policy and nice value are kept.
- */
-inline void request_short_time_slices() noexcept {
-#if defined(SYS_sched_getattr) && defined(SYS_sched_setattr)
-  SchedAttributes attributes{};
-  if (::syscall(SYS_sched_getattr, 0, &attributes, sizeof attributes, 0) != 0) return;
-  if (attributes.sched_policy != SCHED_OTHER) return;  // real-time or batch: not ours to touch
-  attributes.size = sizeof attributes;
-  attributes.sched_runtime = 100'000;  // nanoseconds: the shortest slice the kernel allows
-  ::syscall(SYS_sched_setattr, 0, &attributes, 0);
-#endif
-}
 
 /// Which pool's keeper runs on this thread (nullptr elsewhere): lets blocking members refuse
 /// to wait for work that only this very thread could do.
@@ -8808,7 +8873,7 @@ class WorkerKeeper {
 
   void run() noexcept {
     keeper_of_pool = &core_;
-    request_short_time_slices();
+    KeeperPacing pacing;
     while (!done_) {
       bool server_lost = false;
       std::exception_ptr unexpected;
@@ -8825,8 +8890,17 @@ class WorkerKeeper {
         fail_current(std::move(unexpected));
         discard_worker();
       }
+      pacing.set(worker_has_next_call() ? KeeperPacing::Pace::batched
+                                        : KeeperPacing::Pace::prompt);
     }
     discard_worker();
+  }
+
+  /// True while a call waits, sent ahead, in the worker's socket: the worker will not run dry
+  /// if this thread is scheduled a little later (see keeper_pacing.hpp).
+  bool worker_has_next_call() {
+    std::lock_guard lock(core_.mutex);
+    return slot_.ahead != nullptr;
   }
 
   void step() {

@@ -161,16 +161,28 @@ struct ProcessInfo {
   std::string name;  // the command name (comm), at most 15 characters
 };
 
-std::optional<ProcessInfo> read_process(pid_t pid) {
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+/// A /proc `stat` file: the command name, and the fields after it (from field 3, the state).
+struct StatLine {
+  std::string name;
+  std::istringstream fields;
+};
+
+std::optional<StatLine> read_stat(const std::string& path) {
+  std::ifstream stat(path);
   std::string line;
-  if (!std::getline(stat, line)) return std::nullopt;
+  if (!std::getline(stat, line)) return std::nullopt;  // gone meanwhile
   const auto open = line.find('(');
-  const auto close = line.rfind(')');
+  const auto close = line.rfind(')');  // the name may itself hold parentheses
   if (open == std::string::npos || close == std::string::npos) return std::nullopt;
-  std::istringstream rest(line.substr(close + 2));
-  ProcessInfo info{pid, '?', 0, line.substr(open + 1, close - open - 1)};
-  rest >> info.state >> info.parent;
+  return StatLine{line.substr(open + 1, close - open - 1),
+                  std::istringstream(line.substr(close + 2))};
+}
+
+std::optional<ProcessInfo> read_process(pid_t pid) {
+  std::optional<StatLine> stat = read_stat("/proc/" + std::to_string(pid) + "/stat");
+  if (!stat) return std::nullopt;
+  ProcessInfo info{pid, '?', 0, stat->name};
+  stat->fields >> info.state >> info.parent;
   return info;
 }
 
@@ -206,12 +218,11 @@ long threads_with_policy(int policy) {
   if (tasks == nullptr) return -1;
   while (const dirent* entry = ::readdir(tasks)) {
     if (entry->d_name[0] == '.') continue;
-    std::ifstream stat(std::string("/proc/self/task/") + entry->d_name + "/stat");
-    std::string line;
-    if (!std::getline(stat, line)) continue;  // the thread ended meanwhile
-    std::istringstream fields(line.substr(line.rfind(')') + 2));
+    std::optional<StatLine> stat =
+        read_stat(std::string("/proc/self/task/") + entry->d_name + "/stat");
+    if (!stat) continue;  // the thread ended meanwhile
     std::string field;
-    for (int number = 3; number <= 41 && fields >> field; ++number) {
+    for (int number = 3; number <= 41 && stat->fields >> field; ++number) {
       if (number == 41 && std::stoi(field) == policy) ++count;
     }
   }

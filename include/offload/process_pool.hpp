@@ -183,7 +183,9 @@ struct Slot {
   };
   Phase phase = Phase::unavailable;
   std::unique_ptr<CallTicket> call;   // the call in flight; only the keeper takes it out
-  std::unique_ptr<CallTicket> ahead;  // the next call, already whole in the worker's socket
+  std::unique_ptr<CallTicket> ahead;  // the next call, already whole in the worker's socket;
+                                      // set and taken only by the keeper (which may read it
+                                      // without the mutex: no other thread changes it)
   unsigned attempt = 0;               // crashes of `call` so far
   unsigned redeliveries = 0;          // workers that died before `call` reached them
   std::size_t sent = 0;               // bytes of call->request already sent
@@ -406,11 +408,9 @@ class WorkerKeeper {
   }
 
   /// True while a call waits, sent ahead, in the worker's socket: the worker will not run dry
-  /// if this thread is scheduled a little later (see keeper_pacing.hpp).
-  bool worker_has_next_call() {
-    std::lock_guard lock(core_.mutex);
-    return slot_.ahead != nullptr;
-  }
+  /// if this thread is scheduled a little later (see keeper_pacing.hpp). No lock: only this
+  /// thread ever changes slot_.ahead (see Slot), and this runs once per event.
+  bool worker_has_next_call() const noexcept { return slot_.ahead != nullptr; }
 
   void step() {
     if (!worker_ && !start_worker()) return;

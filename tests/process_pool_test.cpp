@@ -563,6 +563,67 @@ TEST_CASE("a call sent ahead to a worker whose current call times out runs on th
   CHECK(pool.stats().crashes == 0);
 }
 
+// How many calls wait in a worker's socket follows how long calls take (send_ahead_depth.hpp):
+// about two milliseconds of work, one call when nothing is known yet, eight at most.
+
+TEST_CASE("the send-ahead depth follows the calls' duration", "[process_pool][ahead]") {
+  using offload::detail::SendAheadDepth;
+  using namespace std::chrono;
+  const SendAheadDepth::Clock::time_point start{};
+  SendAheadDepth depth;
+  CHECK(depth.depth() == 1);  // nothing known
+  depth.on_replies(start + 100us, start, 2);  // 50 us a call
+  CHECK(depth.depth() == SendAheadDepth::max_depth);
+  for (int i = 1; i <= 20; ++i) depth.on_replies(start + i * 10ms, start + (i - 1) * 10ms, 1);
+  CHECK(depth.depth() == 1);  // 10 ms calls: none but the next
+  for (int i = 1; i <= 40; ++i) depth.on_replies(start + i * 1800us, start + (i - 1) * 1800us, 4);
+  CHECK(depth.depth() == 4);  // 450 us calls: 4 of them make 2 ms of work
+  depth.on_replies(start, start + 1ms, 1);  // time going backwards: ignored
+  depth.on_replies(start + 1ms, start, 0);  // no replies: nothing to learn
+  CHECK(depth.depth() == 4);
+}
+
+TEST_CASE("after short calls, several queued calls are sent ahead at once",
+          "[process_pool][ahead]") {
+  ProcessPool pool({.workers = 1});
+  std::vector<offload::Future<int>> warm_up;
+  for (int i = 0; i < 200; ++i) warm_up.push_back(pool.submit(square, i));
+  offload::when_all(std::move(warm_up)).get();  // the keeper has seen calls take microseconds
+  auto first = pool.submit(sleep_then_size, "first", 50);
+  REQUIRE(eventually([&] { return pool.stats().busy == 1; }));
+  auto second = pool.submit(sleep_then_size, "second", 300);
+  std::vector<offload::Future<int>> behind;
+  for (int i = 0; i < 3; ++i) behind.push_back(pool.submit(square, i));
+  // The keeper sends `second`, then the three small calls ahead, before it completes `first`.
+  CHECK(first.get() == 5);
+  for (auto& call : behind) call.request_stop();  // too late: a call sent runs
+  CHECK(second.get() == 6);
+  for (int i = 0; i < 3; ++i) CHECK(behind[static_cast<std::size_t>(i)].get() == i * i);
+  CHECK(pool.stats().cancelled == 0);
+}
+
+TEST_CASE("every call sent ahead of a crash runs on the replacement",
+          "[process_pool][ahead][faults]") {
+  ProcessPool pool({.workers = 1});
+  std::vector<offload::Future<int>> warm_up;
+  for (int i = 0; i < 200; ++i) warm_up.push_back(pool.submit(square, i));
+  offload::when_all(std::move(warm_up)).get();
+  auto first = pool.submit(sleep_then_size, "first", 50);
+  REQUIRE(eventually([&] { return pool.stats().busy == 1; }));
+  auto crash = pool.submit(crash_with_abort, 0);
+  std::vector<offload::Future<int>> behind;
+  for (int i = 0; i < 5; ++i) behind.push_back(pool.submit(worker_pid));
+  CHECK(first.get() == 5);
+  CHECK_THROWS_AS(crash.get(), offload::WorkerCrashed);
+  const int replacement = behind.front().get();
+  for (std::size_t i = 1; i < behind.size(); ++i) CHECK(behind[i].get() == replacement);
+  const offload::ProcessStats stats = pool.stats();
+  CHECK(stats.crashes == 1);
+  CHECK(stats.retries == 0);
+  CHECK(stats.failed == 1);
+  CHECK(stats.workers_started == 2);
+}
+
 TEST_CASE("queued calls respect max_calls_per_worker exactly", "[process_pool]") {
   ProcessPool pool({.workers = 1, .max_calls_per_worker = 3});
   std::vector<offload::Future<int>> futures;

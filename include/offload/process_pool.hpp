@@ -13,15 +13,16 @@
 /// waits in the pool's queue until a keeper takes it. The keeper watches its worker's socket,
 /// the call's deadline (a timerfd) and the worker's death (end of stream, then the exit status
 /// relayed by the fork server), and completes the Future. While the worker runs a call, its
-/// keeper sends the next small queued call ahead into its socket (see send_ahead_locked()).
+/// keeper sends the next small queued calls ahead into its socket (see send_ahead_locked()).
 /// Nothing is shared between workers: a worker that dies mid-call cannot leave a lock or a
 /// queue behind.
 ///
 /// Latency: a round trip costs two process wake-ups at worst. Workers poll for a moment
 /// before they sleep (ProcessOptions::idle_spin), and keepers ask for short scheduler slices,
 /// so in a loop of short calls neither has to be woken from a deep sleep. While a worker has
-/// its next call already, its keeper steps back instead (batch scheduling) and completes
-/// futures two at a time, one call or a few milliseconds later at most (keeper_pacing.hpp).
+/// its next calls already, its keeper steps back instead (batch scheduling) and completes
+/// futures several at a time, a few milliseconds later at most (keeper_pacing.hpp and
+/// send_ahead_depth.hpp).
 ///
 /// Workers are forked by a fork server (see detail/fork_server.hpp), a process forked while
 /// the program was still single-threaded: by offload::process_init() at the start of main(),
@@ -61,6 +62,7 @@
 #include "detail/fork_server.hpp"
 #include "detail/frame.hpp"
 #include "detail/keeper_pacing.hpp"
+#include "detail/send_ahead_depth.hpp"
 #include "detail/posix_io.hpp"
 #include "detail/process_worker.hpp"
 #include "errors.hpp"
@@ -183,14 +185,15 @@ struct Slot {
   };
   Phase phase = Phase::unavailable;
   std::unique_ptr<CallTicket> call;   // the call in flight; only the keeper takes it out
-  std::unique_ptr<CallTicket> ahead;  // the next call, already whole in the worker's socket;
-                                      // set and taken only by the keeper (which may read it
-                                      // without the mutex: no other thread changes it)
+  // The next calls, in order, already whole in the worker's socket; added and taken only by
+  // the keeper (which may read it without the mutex: no other thread changes it).
+  std::deque<std::unique_ptr<CallTicket>> ahead;
   unsigned attempt = 0;               // crashes of `call` so far
   unsigned redeliveries = 0;          // workers that died before `call` reached them
   std::size_t sent = 0;               // bytes of call->request already sent
   bool send_pending = false;          // the keeper must send call->request from `sent` on
   IoDeadline deadline = no_deadline;  // when the call in flight times out
+  Clock::time_point begun{};          // when the call in flight was sent (its clock started)
   int channel = -1;                   // the worker's socket (owned by the keeper) while idle/busy
   pid_t pid = 0;                      // the worker's pid; 0 while there is none
   UniqueFd doorbell;                  // rung to wake the keeper: a send to finish, or closing
@@ -235,7 +238,9 @@ class PoolCore {
     if (server_lost) {
       lock.unlock();
       count(failed);
-      call->fail(std::make_exception_ptr(ForkServerLost()));
+      // Made before, not inside, the call: see WorkerKeeper::error_for().
+      std::exception_ptr lost = std::make_exception_ptr(ForkServerLost());
+      call->fail(std::move(lost));
       return true;
     }
     if (Slot* slot = idle_slot()) {
@@ -301,11 +306,12 @@ class PoolCore {
   }
 
   void start_clock(Slot& slot) noexcept {
+    slot.begun = Clock::now();
     if (options.max_call_time.count() <= 0) {
       slot.deadline = no_deadline;
       return;
     }
-    slot.deadline = Clock::now() + options.max_call_time;
+    slot.deadline = slot.begun + options.max_call_time;
     arm_timer(slot.timer.get(), options.max_call_time);
   }
 
@@ -372,7 +378,7 @@ class WorkerKeeper {
     pid_t pid;
     UniqueFd channel;     // non-blocking; our end of the worker's socket pair
     CallCounter started;  // calls the worker has begun to run (see call_counter.hpp)
-    bool may_send_ahead;  // the socket's send buffer holds two small calls with room to spare
+    bool may_send_ahead;  // the socket's buffer holds the calls sent ahead with room to spare
     unsigned calls = 0;   // replies received from it
   };
 
@@ -410,7 +416,7 @@ class WorkerKeeper {
   /// True while a call waits, sent ahead, in the worker's socket: the worker will not run dry
   /// if this thread is scheduled a little later (see keeper_pacing.hpp). No lock: only this
   /// thread ever changes slot_.ahead (see Slot), and this runs once per event.
-  bool worker_has_next_call() const noexcept { return slot_.ahead != nullptr; }
+  bool worker_has_next_call() const noexcept { return !slot_.ahead.empty(); }
 
   void step() {
     if (!worker_ && !start_worker()) return;
@@ -489,14 +495,14 @@ class WorkerKeeper {
       throw_system_error("poll");
     }
     if (events[1].revents != 0) drain(slot_.doorbell.get());  // the next step sees why
+    // Replies first: a call that finished just before its deadline, whose reply waited while
+    // this thread was not scheduled, did not time out (and the reply moves the deadline on
+    // to the next call).
+    if (events[0].revents != 0) receive_from_worker();
     if (events[2].revents != 0) {
       drain(slot_.timer.get());
-      if (deadline_passed()) {
-        on_timeout();
-        return;
-      }
+      if (worker_ && deadline_passed()) on_timeout();
     }
-    if (events[0].revents != 0) receive_from_worker();
   }
 
   bool deadline_passed() {
@@ -522,7 +528,9 @@ class WorkerKeeper {
       if (incoming_.frame_ready()) break;
     }
     // Every reply that arrived whole counts, even if the worker died right after sending it;
-    // then its end of stream. (With a call sent ahead, two replies may be waiting.)
+    // then its end of stream. (With calls sent ahead, several replies may be waiting.)
+    const Clock::time_point since = busy_since();
+    unsigned replies = 0;
     while (worker_) {
       std::optional<FrameView> frame;
       std::exception_ptr corrupt;
@@ -541,12 +549,31 @@ class WorkerKeeper {
       }
       if (!frame) break;
       on_reply(*frame);
+      ++replies;
     }
+    if (replies != 0) note_replies(since, replies);
     if (ended && worker_) on_worker_died();
   }
 
-  /// Largest call sent ahead: small calls behind a small call, so that the two always fit
-  /// the socket's buffer and the send can neither block nor stop half-way.
+  /// Since when the worker has been running calls back to back: since the last replies were
+  /// read if it had its next call then, else since its call in flight was sent.
+  Clock::time_point busy_since() {
+    if (busy_since_ != Clock::time_point{}) return busy_since_;
+    std::lock_guard lock(core_.mutex);
+    return slot_.begun;
+  }
+
+  /// Feeds depth_ with the duration of the calls just answered.
+  void note_replies(Clock::time_point since, unsigned replies) {
+    const Clock::time_point now = Clock::now();
+    depth_.on_replies(now, since, replies);
+    std::lock_guard lock(core_.mutex);
+    busy_since_ = slot_.call != nullptr && worker_ ? now : Clock::time_point{};
+  }
+
+  /// Most bytes sent ahead, and the largest call in flight that calls are sent ahead of: small
+  /// calls behind a small call, so that all of them fit the socket's buffer and a send can
+  /// neither block nor stop half-way.
   static constexpr std::size_t max_ahead_bytes = 4096;
   /// The send buffer a worker's socket needs for calls to be sent ahead (Linux's default is
   /// 208 KiB; a system configured far below that gets no sending ahead).
@@ -560,50 +587,70 @@ class WorkerKeeper {
   }
 
   /**
-   * Sends the first queued call into the worker's socket while the worker still runs the call
-   * in flight, so that it starts the next one the moment it replies instead of waiting for
-   * this thread to be scheduled (tens of microseconds per call when every core is busy).
-   * Safe because the worker counts the calls it starts (call_counter.hpp): when it ends, a
-   * call sent ahead that it never started goes back to the pool (requeue_ahead()). Not past
-   * the worker's call quota, and never a call already asked to stop; such a call, once sent,
-   * runs (request_stop() stops only calls not yet sent). `replies` counts the replies the
-   * worker will have sent when the call in flight is done. Expects core_.mutex held.
+   * Sends queued calls into the worker's socket while the worker still runs the call in
+   * flight, so that it starts the next one the moment it replies instead of waiting for this
+   * thread to be scheduled (tens of microseconds per call when every core is busy). As many
+   * as depth_ allows (see send_ahead_depth.hpp), more than one only while every worker has
+   * its share of the queue left. Safe because the worker counts the calls it
+   * starts (call_counter.hpp): when it ends, the calls sent ahead that it never started go
+   * back to the pool (requeue_ahead()). Not past the worker's call quota, and never a call
+   * already asked to stop; such a call, once sent, runs (request_stop() stops only calls not
+   * yet sent). `replies` counts the replies the worker will have sent when the call in flight
+   * is done. Expects core_.mutex held.
    */
   void send_ahead_locked(unsigned replies) {
-    if (slot_.ahead != nullptr || slot_.call == nullptr || core_.queue.empty()) return;
-    if (!worker_->may_send_ahead) return;
+    if (slot_.call == nullptr || !worker_->may_send_ahead) return;
     if (slot_.sent != slot_.call->request.size() || slot_.call->request.size() > max_ahead_bytes) {
       return;
     }
     const unsigned quota = core_.options.max_calls_per_worker;
-    if (quota != 0 && replies + 1 > quota) return;  // the worker retires before it gets there
+    std::size_t bytes = 0;
+    for (const auto& call : slot_.ahead) bytes += call->request.size();
+    while (slot_.ahead.size() < depth_.depth() && !core_.queue.empty()) {
+      const auto waiting = static_cast<unsigned>(slot_.ahead.size());
+      // Beyond the first, only while the queue still holds a call for every worker: calls
+      // sent to this worker cannot go to another that runs out of work.
+      if (waiting != 0 && core_.queue.size() < core_.slots.size()) return;
+      if (quota != 0 && replies + waiting + 1 > quota) return;  // it retires before that call
+      const std::size_t size = core_.queue.front()->request.size();
+      if (bytes + size > max_ahead_bytes || !send_one_ahead_locked()) return;
+      bytes += size;
+    }
+  }
+
+  /// Sends the first queued call ahead (see send_ahead_locked()); false if it stays queued.
+  bool send_one_ahead_locked() {
     const CallTicket& next = *core_.queue.front();
-    if (next.request.size() > max_ahead_bytes || next.stop_requested()) return;
+    if (next.stop_requested()) return false;
     ssize_t sent = -1;
     do {
       sent = ::send(slot_.channel, next.request.data(), next.request.size(),
                     MSG_DONTWAIT | MSG_NOSIGNAL);
     } while (sent < 0 && errno == EINTR);
-    if (sent < 0) return;  // no room after all, or the worker is gone: the queue keeps it
+    if (sent < 0) return false;  // no room after all, or the worker is gone
     if (static_cast<std::size_t>(sent) < next.request.size()) {
       // Unreachable (see min_send_buffer_for_ahead); a half frame must not stay.
       const std::span<const std::byte> rest =
           std::span<const std::byte>(next.request).subspan(static_cast<std::size_t>(sent));
-      if (send_all(slot_.channel, rest, no_deadline) != IoResult::ok) return;
+      if (send_all(slot_.channel, rest, no_deadline) != IoResult::ok) return false;
     }
-    slot_.ahead = core_.pop_queued();
+    slot_.ahead.push_back(core_.pop_queued());
+    return true;
   }
 
-  /// A worker that ends never started the call sent ahead to it: back to the pool it goes.
+  /// A worker that ends never started the calls sent ahead to it: back to the pool they go,
+  /// in front of everything queued and in their order.
   void requeue_ahead() {
     std::lock_guard lock(core_.mutex);
-    if (slot_.ahead != nullptr) core_.requeue_locked(std::move(slot_.ahead));
+    while (!slot_.ahead.empty()) {
+      core_.requeue_locked(std::move(slot_.ahead.back()));
+      slot_.ahead.pop_back();
+    }
   }
 
   void on_reply(const FrameView& reply) {
     if (!call_delivered()) {
-      on_corrupt(std::make_exception_ptr(
-          ProtocolError("offload: corrupt stream: a worker replied to no call")));
+      on_corrupt(error_for<ProtocolError>("offload: corrupt stream: a worker replied to no call"));
       return;
     }
     std::unique_ptr<CallTicket> call;
@@ -613,9 +660,10 @@ class WorkerKeeper {
       std::lock_guard lock(core_.mutex);
       call = std::move(slot_.call);
       slot_.phase = Slot::Phase::unavailable;
-      if (slot_.ahead != nullptr) {
+      if (!slot_.ahead.empty()) {
         // The worker has started it already (it was waiting in its socket): its clock starts.
-        core_.begin_call(slot_, std::move(slot_.ahead));
+        core_.begin_call(slot_, std::move(slot_.ahead.front()));
+        slot_.ahead.pop_front();
         slot_.sent = slot_.call->request.size();
       } else if (!retiring && !core_.queue.empty()) {
         // Send the next queued call before completing this one: the worker starts on it
@@ -679,8 +727,7 @@ class WorkerKeeper {
       death += " after sending " + std::to_string(partial) + " bytes of an incomplete reply";
     }
     death += started ? " while running the call" : " before the call reached it";
-    fail(*call,
-         std::make_exception_ptr(WorkerCrashed("offload: " + death + attempts(progress.attempt))));
+    fail(*call, error_for<WorkerCrashed>("offload: " + death + attempts(progress.attempt)));
   }
 
   /// Puts `call` back in the slot, to be sent to the next worker.
@@ -702,9 +749,9 @@ class WorkerKeeper {
     const std::string death = end_worker(true);
     if (call == nullptr) return;
     count(core_.timeouts);
-    fail(*call, std::make_exception_ptr(CallTimeout(
-                    "offload: the call ran longer than max_call_time (" +
-                    std::to_string(core_.options.max_call_time.count()) + " ms); " + death)));
+    fail(*call, error_for<CallTimeout>("offload: the call ran longer than max_call_time (" +
+                                       std::to_string(core_.options.max_call_time.count()) +
+                                       " ms); " + death));
   }
 
   void on_corrupt(std::exception_ptr error) {
@@ -716,7 +763,7 @@ class WorkerKeeper {
   void cancel_current() {
     std::unique_ptr<CallTicket> call = take_call();
     count(core_.cancelled);
-    fail(*call, std::make_exception_ptr(TaskCancelled()));
+    fail(*call, error_for<TaskCancelled>());
   }
 
   /// Takes the call in flight (if any) out of the slot, which stops submitters from using it.
@@ -746,6 +793,15 @@ class WorkerKeeper {
     return attempt == 0 ? std::string() : " (" + std::to_string(attempt + 1) + " attempts)";
   }
 
+  /// An exception_ptr to a new Error(args...). The Error made on the way is gone when this
+  /// returns: the stored copy shares its message with it (libstdc++ counts the owners where
+  /// ThreadSanitizer cannot see it), so a temporary Error still alive in the caller while a
+  /// future hands the copy to another thread would look like a race.
+  template <class Error, class... Args>
+  static std::exception_ptr error_for(Args&&... args) {
+    return std::make_exception_ptr(Error(std::forward<Args>(args)...));
+  }
+
   void fail(CallTicket& call, std::exception_ptr error) noexcept {
     count(core_.failed);  // first, so that whoever sees the failure also sees it counted
     call.fail(std::move(error));
@@ -765,6 +821,7 @@ class WorkerKeeper {
       set_nonblocking(ours.get());
       const bool may_send_ahead = send_buffer_allows_ahead(ours.get());
       worker_.emplace(Worker{pid, std::move(ours), std::move(started), may_send_ahead});
+      busy_since_ = Clock::time_point{};
       incoming_ = FrameAssembler(core_.options.max_message_size);
       count(core_.workers_started);
       std::lock_guard lock(core_.mutex);
@@ -855,10 +912,11 @@ class WorkerKeeper {
       slot_.channel = -1;
       slot_.pid = 0;
       if (slot_.call != nullptr) orphans.push_back(std::move(slot_.call));
-      if (slot_.ahead != nullptr) orphans.push_back(std::move(slot_.ahead));
+      for (auto& call : slot_.ahead) orphans.push_back(std::move(call));
+      slot_.ahead.clear();
       while (!core_.queue.empty()) orphans.push_back(core_.pop_queued());
     }
-    for (auto& call : orphans) fail(*call, std::make_exception_ptr(ForkServerLost()));
+    for (auto& call : orphans) fail(*call, error_for<ForkServerLost>());
     worker_.reset();
     done_ = true;
   }
@@ -868,6 +926,8 @@ class WorkerKeeper {
   ServerSession session_;
   FrameAssembler incoming_;
   std::optional<Worker> worker_;
+  SendAheadDepth depth_;              // how many calls to send ahead (follows their duration)
+  Clock::time_point busy_since_{};    // see busy_since(); the epoch when not known
   bool done_ = false;
   std::thread thread_;
 };

@@ -11,8 +11,9 @@
 /// - batched (SCHED_BATCH): a reply does not preempt the thread running on that CPU. Used only
 ///   while the worker has its next call already (sent ahead): the worker keeps computing, and
 ///   the keeper runs when that CPU frees up (the worker runs out of calls, or at the next tick)
-///   and then completes two futures at once. On a machine whose every core runs a worker, that
-///   halves the keeper's wake-ups, each of which costs two context switches.
+///   and then completes the futures of every call answered meanwhile (two or more). On a
+///   machine whose every core runs a worker, that cuts the keeper's wake-ups, each of which
+///   costs two context switches.
 /// Only a thread whose policy is SCHED_OTHER is ever changed; the nice value is kept.
 
 #include <sched.h>

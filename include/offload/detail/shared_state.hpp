@@ -91,6 +91,14 @@ class StateBase {
   [[nodiscard]] bool has_error() const noexcept { return error_ != nullptr; }
   [[nodiscard]] const std::exception_ptr& error() const noexcept { return error_; }
 
+  /// Throws the stored exception, if any, moving it out of the state: only the thread that
+  /// takes the result owns it from then on. (libstdc++ counts an exception's owners where
+  /// ThreadSanitizer cannot see it; a producer dropping the last reference to a state that
+  /// still held the exception would look like a race with the consumer's catch block.)
+  void rethrow_if_failed() {
+    if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
+  }
+
  protected:
   /// Marks the result as ready, wakes waiters and runs the continuation. Called exactly once,
   /// after the value or error was stored.
@@ -206,7 +214,7 @@ class SharedState : public StateBase {
   }
   /// Moves the result out (or rethrows the stored exception). Call once, after ready().
   T take() {
-    if (error_) std::rethrow_exception(error_);
+    rethrow_if_failed();
     return std::move(*value_);
   }
 
@@ -222,9 +230,7 @@ class SharedState<void> : public StateBase {
     error_ = std::move(error);
     publish();
   }
-  void take() {
-    if (error_) std::rethrow_exception(error_);
-  }
+  void take() { rethrow_if_failed(); }
 };
 
 /// An owning pointer to a shared state (intrusive reference count).

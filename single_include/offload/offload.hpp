@@ -9148,12 +9148,12 @@ class WorkerKeeper {
    * flight, so that it starts the next one the moment it replies instead of waiting for this
    * thread to be scheduled (tens of microseconds per call when every core is busy). As many
    * as depth_ allows (see send_ahead_depth.hpp), more than one only while every worker has
-   * its share of the queue left. Safe because the worker counts the calls it
-   * starts (call_counter.hpp): when it ends, the calls sent ahead that it never started go
-   * back to the pool (requeue_ahead()). Not past the worker's call quota, and never a call
-   * already asked to stop; such a call, once sent, runs (request_stop() stops only calls not
-   * yet sent). `replies` counts the replies the worker will have sent when the call in flight
-   * is done. Expects core_.mutex held.
+   * its share of the queue left. Safe because the worker counts the calls it starts
+   * (call_counter.hpp): when it ends, the calls sent ahead that it never started go back to
+   * the pool (requeue_ahead()). Not past the worker's call quota, and never a call already
+   * asked to stop; such a call, once sent, runs (request_stop() stops only calls not yet
+   * sent). `replies` counts the replies the worker will have sent when the call in flight is
+   * done. Expects core_.mutex held.
    */
   void send_ahead_locked(unsigned replies) {
     if (slot_.call == nullptr || !worker_->may_send_ahead) return;

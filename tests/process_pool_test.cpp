@@ -583,14 +583,21 @@ TEST_CASE("the send-ahead depth follows the calls' duration", "[process_pool][ah
   CHECK(depth.depth() == 4);
 }
 
+/// Runs 200 short calls on `pool` (so its keeper has seen calls take microseconds), then
+/// starts a 50 ms call, sleep_then_size("first", 50); returns once that call runs.
+static offload::Future<std::size_t> run_short_calls_then_start(ProcessPool& pool) {
+  std::vector<offload::Future<int>> warm_up;
+  for (int i = 0; i < 200; ++i) warm_up.push_back(pool.submit(square, i));
+  offload::when_all(std::move(warm_up)).get();
+  auto started = pool.submit(sleep_then_size, "first", 50);
+  REQUIRE(eventually([&] { return pool.stats().busy == 1; }));
+  return started;
+}
+
 TEST_CASE("after short calls, several queued calls are sent ahead at once",
           "[process_pool][ahead]") {
   ProcessPool pool({.workers = 1});
-  std::vector<offload::Future<int>> warm_up;
-  for (int i = 0; i < 200; ++i) warm_up.push_back(pool.submit(square, i));
-  offload::when_all(std::move(warm_up)).get();  // the keeper has seen calls take microseconds
-  auto first = pool.submit(sleep_then_size, "first", 50);
-  REQUIRE(eventually([&] { return pool.stats().busy == 1; }));
+  auto first = run_short_calls_then_start(pool);
   auto second = pool.submit(sleep_then_size, "second", 300);
   std::vector<offload::Future<int>> behind;
   for (int i = 0; i < 3; ++i) behind.push_back(pool.submit(square, i));
@@ -605,11 +612,7 @@ TEST_CASE("after short calls, several queued calls are sent ahead at once",
 TEST_CASE("every call sent ahead of a crash runs on the replacement",
           "[process_pool][ahead][faults]") {
   ProcessPool pool({.workers = 1});
-  std::vector<offload::Future<int>> warm_up;
-  for (int i = 0; i < 200; ++i) warm_up.push_back(pool.submit(square, i));
-  offload::when_all(std::move(warm_up)).get();
-  auto first = pool.submit(sleep_then_size, "first", 50);
-  REQUIRE(eventually([&] { return pool.stats().busy == 1; }));
+  auto first = run_short_calls_then_start(pool);
   auto crash = pool.submit(crash_with_abort, 0);
   std::vector<offload::Future<int>> behind;
   for (int i = 0; i < 5; ++i) behind.push_back(pool.submit(worker_pid));

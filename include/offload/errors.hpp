@@ -4,6 +4,7 @@
 /// @file errors.hpp
 /// Every exception offload throws on its own behalf derives from offload::Error.
 
+#include <exception>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -62,6 +63,20 @@ class RemoteError : public Error {
  private:
   std::string type_name_;
 };
+
+namespace detail {
+
+/// An exception_ptr to a new Error(args...), for completing a future with. The Error made on
+/// the way is gone when this returns, which matters: the stored copy shares its message with
+/// it (libstdc++ counts the owners where ThreadSanitizer cannot see it), so a temporary still
+/// alive in the caller while the future hands the copy to another thread would look like a
+/// race. Write `promise.set_exception(make_error<E>(...))`, never with a temporary E inline.
+template <class Error, class... Args>
+std::exception_ptr make_error(Args&&... args) {
+  return std::make_exception_ptr(Error(std::forward<Args>(args)...));
+}
+
+}  // namespace detail
 
 }  // namespace v0
 }  // namespace offload

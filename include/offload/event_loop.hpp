@@ -532,7 +532,7 @@ class ChunkedWalk {
   /// Visits up to chunk_ elements, then completes the promise or schedules the next chunk.
   static void run_chunk(std::unique_ptr<ChunkedWalk> walk) {
     if (walk->promise_.stop_requested()) {
-      walk->promise_.set_exception(std::make_exception_ptr(TaskCancelled()));
+      walk->promise_.set_exception(detail::make_error<TaskCancelled>());
       return;
     }
     try {

@@ -64,7 +64,7 @@ void complete_with(SharedState<T>& source, SharedState<U>& target, F& f) noexcep
     return;
   }
   if (target.stop_requested()) {
-    target.set_exception(std::make_exception_ptr(TaskCancelled()));
+    target.set_exception(make_error<TaskCancelled>());
     return;
   }
   try {
@@ -315,7 +315,7 @@ class Promise {
     if (state_) {
       auto state = std::move(state_);
       state->set_exception(
-          std::make_exception_ptr(std::future_error(std::future_errc::broken_promise)));
+          detail::make_error<std::future_error>(std::future_errc::broken_promise));
     }
   }
 

@@ -238,9 +238,7 @@ class PoolCore {
     if (server_lost) {
       lock.unlock();
       count(failed);
-      // Made before, not inside, the call: see WorkerKeeper::error_for().
-      std::exception_ptr lost = std::make_exception_ptr(ForkServerLost());
-      call->fail(std::move(lost));
+      call->fail(make_error<ForkServerLost>());
       return true;
     }
     if (Slot* slot = idle_slot()) {
@@ -529,7 +527,7 @@ class WorkerKeeper {
     }
     // Every reply that arrived whole counts, even if the worker died right after sending it;
     // then its end of stream. (With calls sent ahead, several replies may be waiting.)
-    const Clock::time_point since = busy_since();
+    const Clock::time_point since = call_begun();
     unsigned replies = 0;
     while (worker_) {
       std::optional<FrameView> frame;
@@ -551,24 +549,16 @@ class WorkerKeeper {
       on_reply(*frame);
       ++replies;
     }
-    if (replies != 0) note_replies(since, replies);
+    if (replies != 0) depth_.on_replies(Clock::now(), since, replies);
     if (ended && worker_) on_worker_died();
   }
 
-  /// Since when the worker has been running calls back to back: since the last replies were
-  /// read if it had its next call then, else since its call in flight was sent.
-  Clock::time_point busy_since() {
-    if (busy_since_ != Clock::time_point{}) return busy_since_;
+  /// When the call in flight began: when it was sent, or, for a call sent ahead, when the
+  /// reply before it was read. So the replies read next cover calls run back to back since
+  /// then, which is what depth_ needs to estimate their duration.
+  Clock::time_point call_begun() {
     std::lock_guard lock(core_.mutex);
     return slot_.begun;
-  }
-
-  /// Feeds depth_ with the duration of the calls just answered.
-  void note_replies(Clock::time_point since, unsigned replies) {
-    const Clock::time_point now = Clock::now();
-    depth_.on_replies(now, since, replies);
-    std::lock_guard lock(core_.mutex);
-    busy_since_ = slot_.call != nullptr && worker_ ? now : Clock::time_point{};
   }
 
   /// Most bytes sent ahead, and the largest call in flight that calls are sent ahead of: small
@@ -650,7 +640,7 @@ class WorkerKeeper {
 
   void on_reply(const FrameView& reply) {
     if (!call_delivered()) {
-      on_corrupt(error_for<ProtocolError>("offload: corrupt stream: a worker replied to no call"));
+      on_corrupt(make_error<ProtocolError>("offload: corrupt stream: a worker replied to no call"));
       return;
     }
     std::unique_ptr<CallTicket> call;
@@ -727,7 +717,7 @@ class WorkerKeeper {
       death += " after sending " + std::to_string(partial) + " bytes of an incomplete reply";
     }
     death += started ? " while running the call" : " before the call reached it";
-    fail(*call, error_for<WorkerCrashed>("offload: " + death + attempts(progress.attempt)));
+    fail(*call, make_error<WorkerCrashed>("offload: " + death + attempts(progress.attempt)));
   }
 
   /// Puts `call` back in the slot, to be sent to the next worker.
@@ -749,9 +739,9 @@ class WorkerKeeper {
     const std::string death = end_worker(true);
     if (call == nullptr) return;
     count(core_.timeouts);
-    fail(*call, error_for<CallTimeout>("offload: the call ran longer than max_call_time (" +
-                                       std::to_string(core_.options.max_call_time.count()) +
-                                       " ms); " + death));
+    fail(*call, make_error<CallTimeout>("offload: the call ran longer than max_call_time (" +
+                                        std::to_string(core_.options.max_call_time.count()) +
+                                        " ms); " + death));
   }
 
   void on_corrupt(std::exception_ptr error) {
@@ -763,7 +753,7 @@ class WorkerKeeper {
   void cancel_current() {
     std::unique_ptr<CallTicket> call = take_call();
     count(core_.cancelled);
-    fail(*call, error_for<TaskCancelled>());
+    fail(*call, make_error<TaskCancelled>());
   }
 
   /// Takes the call in flight (if any) out of the slot, which stops submitters from using it.
@@ -793,15 +783,6 @@ class WorkerKeeper {
     return attempt == 0 ? std::string() : " (" + std::to_string(attempt + 1) + " attempts)";
   }
 
-  /// An exception_ptr to a new Error(args...). The Error made on the way is gone when this
-  /// returns: the stored copy shares its message with it (libstdc++ counts the owners where
-  /// ThreadSanitizer cannot see it), so a temporary Error still alive in the caller while a
-  /// future hands the copy to another thread would look like a race.
-  template <class Error, class... Args>
-  static std::exception_ptr error_for(Args&&... args) {
-    return std::make_exception_ptr(Error(std::forward<Args>(args)...));
-  }
-
   void fail(CallTicket& call, std::exception_ptr error) noexcept {
     count(core_.failed);  // first, so that whoever sees the failure also sees it counted
     call.fail(std::move(error));
@@ -821,7 +802,6 @@ class WorkerKeeper {
       set_nonblocking(ours.get());
       const bool may_send_ahead = send_buffer_allows_ahead(ours.get());
       worker_.emplace(Worker{pid, std::move(ours), std::move(started), may_send_ahead});
-      busy_since_ = Clock::time_point{};
       incoming_ = FrameAssembler(core_.options.max_message_size);
       count(core_.workers_started);
       std::lock_guard lock(core_.mutex);
@@ -916,7 +896,7 @@ class WorkerKeeper {
       slot_.ahead.clear();
       while (!core_.queue.empty()) orphans.push_back(core_.pop_queued());
     }
-    for (auto& call : orphans) fail(*call, error_for<ForkServerLost>());
+    for (auto& call : orphans) fail(*call, make_error<ForkServerLost>());
     worker_.reset();
     done_ = true;
   }
@@ -926,8 +906,7 @@ class WorkerKeeper {
   ServerSession session_;
   FrameAssembler incoming_;
   std::optional<Worker> worker_;
-  SendAheadDepth depth_;              // how many calls to send ahead (follows their duration)
-  Clock::time_point busy_since_{};    // see busy_since(); the epoch when not known
+  SendAheadDepth depth_;  // how many calls to send ahead (follows their duration)
   bool done_ = false;
   std::thread thread_;
 };

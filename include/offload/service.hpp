@@ -246,7 +246,7 @@ class ServiceJob {
   void operator()() noexcept {
     if (promise_.stop_requested()) {
       release_inputs();
-      fail(std::make_exception_ptr(TaskCancelled()));
+      fail(detail::make_error<TaskCancelled>());
       return;
     }
     try {

@@ -170,7 +170,7 @@ class ParallelFor {
     if (error_) {
       promise_.set_exception(std::move(error_));  // the future becomes the only owner
     } else if (cancelled_.load(std::memory_order_relaxed)) {
-      promise_.set_exception(std::make_exception_ptr(TaskCancelled()));
+      promise_.set_exception(detail::make_error<TaskCancelled>());
     } else {
       promise_.set_value();
     }

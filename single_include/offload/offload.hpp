@@ -2110,6 +2110,7 @@ std::pair<Sender<T>, Receiver<T>> unbounded_channel() {
 /// @file errors.hpp
 /// Every exception offload throws on its own behalf derives from offload::Error.
 
+#include <exception>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -2168,6 +2169,20 @@ class RemoteError : public Error {
  private:
   std::string type_name_;
 };
+
+namespace detail {
+
+/// An exception_ptr to a new Error(args...), for completing a future with. The Error made on
+/// the way is gone when this returns, which matters: the stored copy shares its message with
+/// it (libstdc++ counts the owners where ThreadSanitizer cannot see it), so a temporary still
+/// alive in the caller while the future hands the copy to another thread would look like a
+/// race. Write `promise.set_exception(make_error<E>(...))`, never with a temporary E inline.
+template <class Error, class... Args>
+std::exception_ptr make_error(Args&&... args) {
+  return std::make_exception_ptr(Error(std::forward<Args>(args)...));
+}
+
+}  // namespace detail
 
 }  // namespace v0
 }  // namespace offload
@@ -3066,7 +3081,7 @@ void complete_with(SharedState<T>& source, SharedState<U>& target, F& f) noexcep
     return;
   }
   if (target.stop_requested()) {
-    target.set_exception(std::make_exception_ptr(TaskCancelled()));
+    target.set_exception(make_error<TaskCancelled>());
     return;
   }
   try {
@@ -3317,7 +3332,7 @@ class Promise {
     if (state_) {
       auto state = std::move(state_);
       state->set_exception(
-          std::make_exception_ptr(std::future_error(std::future_errc::broken_promise)));
+          detail::make_error<std::future_error>(std::future_errc::broken_promise));
     }
   }
 
@@ -3998,7 +4013,7 @@ class ChunkedWalk {
   /// Visits up to chunk_ elements, then completes the promise or schedules the next chunk.
   static void run_chunk(std::unique_ptr<ChunkedWalk> walk) {
     if (walk->promise_.stop_requested()) {
-      walk->promise_.set_exception(std::make_exception_ptr(TaskCancelled()));
+      walk->promise_.set_exception(detail::make_error<TaskCancelled>());
       return;
     }
     try {
@@ -4587,14 +4602,14 @@ class TaskState final : public SharedState<R>, public Runnable {
   }
 
   void abandon() noexcept override {
-    this->set_exception(std::make_exception_ptr(std::future_error(std::future_errc::broken_promise)));
+    this->set_exception(make_error<std::future_error>(std::future_errc::broken_promise));
     this->release();
   }
 
  private:
   TaskOutcome execute() noexcept {
     if (this->stop_requested()) {
-      this->set_exception(std::make_exception_ptr(TaskCancelled()));
+      this->set_exception(make_error<TaskCancelled>());
       return TaskOutcome::cancelled;
     }
     try {
@@ -5108,7 +5123,7 @@ class ParallelFor {
     if (error_) {
       promise_.set_exception(std::move(error_));  // the future becomes the only owner
     } else if (cancelled_.load(std::memory_order_relaxed)) {
-      promise_.set_exception(std::make_exception_ptr(TaskCancelled()));
+      promise_.set_exception(detail::make_error<TaskCancelled>());
     } else {
       promise_.set_value();
     }
@@ -5950,7 +5965,7 @@ class ServiceJob {
   void operator()() noexcept {
     if (promise_.stop_requested()) {
       release_inputs();
-      fail(std::make_exception_ptr(TaskCancelled()));
+      fail(detail::make_error<TaskCancelled>());
       return;
     }
     try {
@@ -8795,9 +8810,7 @@ class PoolCore {
     if (server_lost) {
       lock.unlock();
       count(failed);
-      // Made before, not inside, the call: see WorkerKeeper::error_for().
-      std::exception_ptr lost = std::make_exception_ptr(ForkServerLost());
-      call->fail(std::move(lost));
+      call->fail(make_error<ForkServerLost>());
       return true;
     }
     if (Slot* slot = idle_slot()) {
@@ -9086,7 +9099,7 @@ class WorkerKeeper {
     }
     // Every reply that arrived whole counts, even if the worker died right after sending it;
     // then its end of stream. (With calls sent ahead, several replies may be waiting.)
-    const Clock::time_point since = busy_since();
+    const Clock::time_point since = call_begun();
     unsigned replies = 0;
     while (worker_) {
       std::optional<FrameView> frame;
@@ -9108,24 +9121,16 @@ class WorkerKeeper {
       on_reply(*frame);
       ++replies;
     }
-    if (replies != 0) note_replies(since, replies);
+    if (replies != 0) depth_.on_replies(Clock::now(), since, replies);
     if (ended && worker_) on_worker_died();
   }
 
-  /// Since when the worker has been running calls back to back: since the last replies were
-  /// read if it had its next call then, else since its call in flight was sent.
-  Clock::time_point busy_since() {
-    if (busy_since_ != Clock::time_point{}) return busy_since_;
+  /// When the call in flight began: when it was sent, or, for a call sent ahead, when the
+  /// reply before it was read. So the replies read next cover calls run back to back since
+  /// then, which is what depth_ needs to estimate their duration.
+  Clock::time_point call_begun() {
     std::lock_guard lock(core_.mutex);
     return slot_.begun;
-  }
-
-  /// Feeds depth_ with the duration of the calls just answered.
-  void note_replies(Clock::time_point since, unsigned replies) {
-    const Clock::time_point now = Clock::now();
-    depth_.on_replies(now, since, replies);
-    std::lock_guard lock(core_.mutex);
-    busy_since_ = slot_.call != nullptr && worker_ ? now : Clock::time_point{};
   }
 
   /// Most bytes sent ahead, and the largest call in flight that calls are sent ahead of: small
@@ -9207,7 +9212,7 @@ class WorkerKeeper {
 
   void on_reply(const FrameView& reply) {
     if (!call_delivered()) {
-      on_corrupt(error_for<ProtocolError>("offload: corrupt stream: a worker replied to no call"));
+      on_corrupt(make_error<ProtocolError>("offload: corrupt stream: a worker replied to no call"));
       return;
     }
     std::unique_ptr<CallTicket> call;
@@ -9284,7 +9289,7 @@ class WorkerKeeper {
       death += " after sending " + std::to_string(partial) + " bytes of an incomplete reply";
     }
     death += started ? " while running the call" : " before the call reached it";
-    fail(*call, error_for<WorkerCrashed>("offload: " + death + attempts(progress.attempt)));
+    fail(*call, make_error<WorkerCrashed>("offload: " + death + attempts(progress.attempt)));
   }
 
   /// Puts `call` back in the slot, to be sent to the next worker.
@@ -9306,9 +9311,9 @@ class WorkerKeeper {
     const std::string death = end_worker(true);
     if (call == nullptr) return;
     count(core_.timeouts);
-    fail(*call, error_for<CallTimeout>("offload: the call ran longer than max_call_time (" +
-                                       std::to_string(core_.options.max_call_time.count()) +
-                                       " ms); " + death));
+    fail(*call, make_error<CallTimeout>("offload: the call ran longer than max_call_time (" +
+                                        std::to_string(core_.options.max_call_time.count()) +
+                                        " ms); " + death));
   }
 
   void on_corrupt(std::exception_ptr error) {
@@ -9320,7 +9325,7 @@ class WorkerKeeper {
   void cancel_current() {
     std::unique_ptr<CallTicket> call = take_call();
     count(core_.cancelled);
-    fail(*call, error_for<TaskCancelled>());
+    fail(*call, make_error<TaskCancelled>());
   }
 
   /// Takes the call in flight (if any) out of the slot, which stops submitters from using it.
@@ -9350,15 +9355,6 @@ class WorkerKeeper {
     return attempt == 0 ? std::string() : " (" + std::to_string(attempt + 1) + " attempts)";
   }
 
-  /// An exception_ptr to a new Error(args...). The Error made on the way is gone when this
-  /// returns: the stored copy shares its message with it (libstdc++ counts the owners where
-  /// ThreadSanitizer cannot see it), so a temporary Error still alive in the caller while a
-  /// future hands the copy to another thread would look like a race.
-  template <class Error, class... Args>
-  static std::exception_ptr error_for(Args&&... args) {
-    return std::make_exception_ptr(Error(std::forward<Args>(args)...));
-  }
-
   void fail(CallTicket& call, std::exception_ptr error) noexcept {
     count(core_.failed);  // first, so that whoever sees the failure also sees it counted
     call.fail(std::move(error));
@@ -9378,7 +9374,6 @@ class WorkerKeeper {
       set_nonblocking(ours.get());
       const bool may_send_ahead = send_buffer_allows_ahead(ours.get());
       worker_.emplace(Worker{pid, std::move(ours), std::move(started), may_send_ahead});
-      busy_since_ = Clock::time_point{};
       incoming_ = FrameAssembler(core_.options.max_message_size);
       count(core_.workers_started);
       std::lock_guard lock(core_.mutex);
@@ -9473,7 +9468,7 @@ class WorkerKeeper {
       slot_.ahead.clear();
       while (!core_.queue.empty()) orphans.push_back(core_.pop_queued());
     }
-    for (auto& call : orphans) fail(*call, error_for<ForkServerLost>());
+    for (auto& call : orphans) fail(*call, make_error<ForkServerLost>());
     worker_.reset();
     done_ = true;
   }
@@ -9483,8 +9478,7 @@ class WorkerKeeper {
   ServerSession session_;
   FrameAssembler incoming_;
   std::optional<Worker> worker_;
-  SendAheadDepth depth_;              // how many calls to send ahead (follows their duration)
-  Clock::time_point busy_since_{};    // see busy_since(); the epoch when not known
+  SendAheadDepth depth_;  // how many calls to send ahead (follows their duration)
   bool done_ = false;
   std::thread thread_;
 };

@@ -107,14 +107,14 @@ class TaskState final : public SharedState<R>, public Runnable {
   }
 
   void abandon() noexcept override {
-    this->set_exception(std::make_exception_ptr(std::future_error(std::future_errc::broken_promise)));
+    this->set_exception(make_error<std::future_error>(std::future_errc::broken_promise));
     this->release();
   }
 
  private:
   TaskOutcome execute() noexcept {
     if (this->stop_requested()) {
-      this->set_exception(std::make_exception_ptr(TaskCancelled()));
+      this->set_exception(make_error<TaskCancelled>());
       return TaskOutcome::cancelled;
     }
     try {

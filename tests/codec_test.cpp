@@ -387,11 +387,15 @@ TEST_CASE("corrupt frame headers are rejected", "[frame][corrupt]") {
     rejects(bad);
   }
   SECTION("unknown kinds") {
-    for (unsigned kind : {0u, 4u, 255u}) {
+    for (unsigned kind : {0u, 6u, 255u}) {
       Bytes bad = good;
       bad[4] = static_cast<std::byte>(kind);
       rejects(bad);
     }
+  }
+  SECTION("control frames (nudge, via_socket) with a payload") {
+    rejects(make_frame(FrameKind::nudge, payload_of(1)));
+    rejects(make_frame(FrameKind::via_socket, payload_of(8)));
   }
   SECTION("non-zero reserved bytes") {
     Bytes bad = good;
@@ -406,6 +410,25 @@ TEST_CASE("corrupt frame headers are rejected", "[frame][corrupt]") {
     rejects(bad);
     rejects(good, 7);  // one byte over a limit of 7
   }
+}
+
+TEST_CASE("peek_kind names the next whole frame without taking it", "[frame]") {
+  FrameAssembler assembler(1 << 20);
+  CHECK_FALSE(assembler.peek_kind());
+  const Bytes control = make_frame(FrameKind::nudge, {});
+  const Bytes value = make_frame(FrameKind::value, payload_of(40));
+  assembler.append(control);
+  assembler.append(std::span<const std::byte>(value).first(20));
+  CHECK(assembler.peek_kind() == FrameKind::nudge);
+  CHECK(assembler.peek_kind() == FrameKind::nudge);  // still there
+  CHECK(assembler.next()->kind == FrameKind::nudge);
+  CHECK_FALSE(assembler.peek_kind());  // the value frame is not whole yet
+  assembler.append(std::span<const std::byte>(value).subspan(20));
+  CHECK(assembler.peek_kind() == FrameKind::value);
+  CHECK(assembler.next()->payload.size() == 40);
+  Bytes garbage(16, std::byte{0x55});
+  assembler.append(garbage);
+  CHECK_THROWS_AS(assembler.peek_kind(), ProtocolError);
 }
 
 TEST_CASE("a truncated frame is never returned and stays visible as buffered bytes",

@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -123,11 +124,19 @@ std::tuple<std::size_t, std::string, std::map<std::string, int>> summarise(
 
 std::string reverse_big(std::string text) { return std::string(text.rbegin(), text.rend()); }
 
-/// Writes garbage into the worker's own channel (descriptor 3) instead of a reply frame.
+/// `tag` followed by dots up to `size` characters (the argument's own size does not matter).
+std::string tag_padded(std::string tag, std::string /*ballast*/, std::size_t size) {
+  tag.resize(std::max(size, tag.size()), '.');
+  return tag;
+}
+
+/// Writes garbage into the worker's own socket (descriptor 3), then runs on. (The socket is not
+/// ordered with the ring replies travel through, so the pool blames such bytes on the call
+/// running when it reads them: this one, as it never ends.)
 int send_garbage(int) {
   const char garbage[32] = "this is not an offload frame!!!";
   [[maybe_unused]] const ssize_t n = ::write(3, garbage, sizeof garbage);
-  return 0;
+  for (;;) ::pause();
 }
 
 /// Sends a valid header promising 100 bytes, two of them, then dies.
@@ -210,25 +219,6 @@ std::vector<ProcessInfo> children_of(pid_t parent) {
 }
 
 pid_t fork_server_pid() { return offload::detail::running_fork_server()->pid(); }
-
-/// How many threads of this process run under scheduling policy `policy` (stat field 41).
-long threads_with_policy(int policy) {
-  long count = 0;
-  DIR* tasks = ::opendir("/proc/self/task");
-  if (tasks == nullptr) return -1;
-  while (const dirent* entry = ::readdir(tasks)) {
-    if (entry->d_name[0] == '.') continue;
-    std::optional<StatLine> stat =
-        read_stat(std::string("/proc/self/task/") + entry->d_name + "/stat");
-    if (!stat) continue;  // the thread ended meanwhile
-    std::string field;
-    for (int number = 3; number <= 41 && stat->fields >> field; ++number) {
-      if (number == 41 && std::stoi(field) == policy) ++count;
-    }
-  }
-  ::closedir(tasks);
-  return count;
-}
 
 /// Waits (bounded) until `condition` holds; true if it did.
 template <class Condition>
@@ -563,8 +553,147 @@ TEST_CASE("a call sent ahead to a worker whose current call times out runs on th
   CHECK(pool.stats().crashes == 0);
 }
 
-// How many calls wait in a worker's socket follows how long calls take (send_ahead_depth.hpp):
-// about two milliseconds of work, one call when nothing is known yet, eight at most.
+// --- the mailbox: rings of frames in shared memory (mailbox.hpp) ------------------------------
+
+namespace {
+
+using offload::detail::FrameAssembler;
+using offload::detail::FrameKind;
+using offload::detail::FrameRing;
+
+std::vector<std::byte> value_frame(std::size_t payload_size, unsigned seed) {
+  std::vector<std::byte> frame;
+  offload::detail::begin_frame(frame);
+  for (std::size_t i = 0; i < payload_size; ++i) {
+    frame.push_back(static_cast<std::byte>((i + seed) * 7));
+  }
+  offload::detail::finish_frame(frame, FrameKind::value);
+  return frame;
+}
+
+/// A ring over memory of the test's own, so that the test can corrupt it.
+struct PrivateRing {
+  explicit PrivateRing(std::size_t capacity) : bytes(capacity) {}
+  FrameRing handle() { return FrameRing(&control, bytes.data(), bytes.size()); }
+  offload::detail::RingControl control{};
+  std::vector<std::byte> bytes;
+};
+
+}  // namespace
+
+TEST_CASE("frames cross a mailbox ring whole and in order, across its end",
+          "[process_pool][mailbox]") {
+  const offload::detail::UniqueFd memory = offload::detail::Mailbox::create();
+  const offload::detail::Mailbox mailbox(memory.get());
+  FrameRing producer = mailbox.replies();
+  FrameRing consumer = mailbox.replies();
+  FrameAssembler received(1 << 20);
+  std::vector<std::vector<std::byte>> sent;
+  std::size_t checked = 0;
+  for (unsigned round = 0; round < 400; ++round) {  // 400 frames of up to 4 KiB: many wraps
+    sent.push_back(value_frame((round * 997) % (offload::detail::ring_frame_limit - 16), round));
+    REQUIRE(producer.push(sent.back()));
+    if (round % 3 != 2) continue;  // let a few collect first
+    consumer.pull(received);
+    while (std::optional<offload::detail::FrameView> frame = received.next()) {
+      REQUIRE(checked < sent.size());
+      const std::span<const std::byte> expected =
+          std::span<const std::byte>(sent[checked]).subspan(offload::detail::frame_header_size);
+      CHECK(std::equal(frame->payload.begin(), frame->payload.end(), expected.begin(),
+                       expected.end()));
+      ++checked;
+    }
+  }
+  consumer.pull(received);
+  while (received.next()) ++checked;
+  CHECK(checked == sent.size());
+  CHECK_FALSE(consumer.has_data());
+}
+
+TEST_CASE("a full ring refuses frames but keeps room to announce one", "[process_pool][mailbox]") {
+  PrivateRing ring(1024);
+  FrameRing producer = ring.handle();
+  FrameRing consumer = ring.handle();
+  const std::vector<std::byte> frame = value_frame(84, 1);  // 100 bytes
+  int pushed = 0;
+  while (producer.push(frame)) ++pushed;
+  CHECK(pushed == 10);  // 1000 bytes; the next would leave no room for an announcement
+  CHECK(producer.announce());
+  FrameAssembler received(1 << 20);
+  CHECK(consumer.pull(received) == 1016);
+  for (int i = 0; i < pushed; ++i) CHECK(received.next()->kind == FrameKind::value);
+  CHECK(received.next()->kind == FrameKind::via_socket);
+  CHECK(producer.push(frame));  // taken frames free their room
+}
+
+TEST_CASE("a consumer that announces its sleep is nudged once", "[process_pool][mailbox]") {
+  PrivateRing ring(1024);
+  FrameRing producer = ring.handle();
+  FrameRing consumer = ring.handle();
+  CHECK_FALSE(producer.take_sleeper());       // awake: no nudge
+  CHECK(consumer.prepare_to_sleep());          // nothing there: it may sleep
+  REQUIRE(producer.push(value_frame(8, 2)));
+  CHECK(producer.take_sleeper());              // so the producer must nudge it,
+  CHECK_FALSE(producer.take_sleeper());        // once
+  CHECK_FALSE(consumer.prepare_to_sleep());    // a frame waits: no sleeping
+  CHECK_FALSE(producer.take_sleeper());
+  consumer.woke();
+}
+
+TEST_CASE("corrupt ring indices are a ProtocolError or a full ring, never a wild copy",
+          "[process_pool][mailbox][corrupt]") {
+  PrivateRing ring(1024);
+  FrameRing producer = ring.handle();
+  FrameRing consumer = ring.handle();
+  FrameAssembler received(1 << 20);
+  SECTION("a producer index beyond the ring") {
+    ring.control.tail = 5000;
+    CHECK_THROWS_AS(consumer.pull(received), offload::ProtocolError);
+  }
+  SECTION("a producer index behind the consumer's") {
+    REQUIRE(producer.push(value_frame(8, 3)));
+    consumer.pull(received);
+    ring.control.tail = 0;
+    CHECK_THROWS_AS(consumer.pull(received), offload::ProtocolError);
+  }
+  SECTION("a consumer index ahead of the producer's") {
+    ring.control.head = 4096;
+    CHECK_FALSE(producer.push(value_frame(8, 4)));
+    CHECK_FALSE(producer.announce());
+  }
+  SECTION("garbage published as frames") {
+    std::fill(ring.bytes.begin(), ring.bytes.end(), std::byte{0x5a});
+    ring.control.tail = 64;
+    consumer.pull(received);
+    CHECK_THROWS_AS(received.next(), offload::ProtocolError);
+  }
+}
+
+TEST_CASE("calls and replies too big for the ring keep their place among the small ones",
+          "[process_pool][mailbox]") {
+  ProcessPool pool({.workers = 2});
+  const std::size_t big = offload::detail::ring_frame_limit * 3;
+  for (int round = 0; round < 3; ++round) {  // the first round also teaches the send-ahead depth
+    std::vector<offload::Future<std::string>> results;
+    std::vector<std::size_t> sizes;
+    for (int i = 0; i < 300; ++i) {
+      const std::size_t size = i % 7 == 3 ? big : 10;          // every 7th reply is big
+      const std::size_t ballast = i % 11 == 5 ? big : 0;       // every 11th call is big
+      results.push_back(pool.submit(tag_padded, std::to_string(i), std::string(ballast, 'b'), size));
+      sizes.push_back(size);
+    }
+    for (int i = 0; i < 300; ++i) {
+      const std::string result = results[static_cast<std::size_t>(i)].get();
+      CHECK(result.size() == sizes[static_cast<std::size_t>(i)]);
+      CHECK(result.substr(0, result.find('.')) == std::to_string(i));
+    }
+  }
+  CHECK(pool.stats().failed == 0);
+  CHECK(pool.stats().workers_started == 2);
+}
+
+// How many calls wait in a worker's ring follows how long calls take (send_ahead_depth.hpp):
+// about five milliseconds of work, one call when nothing is known yet, eight at most.
 
 TEST_CASE("the send-ahead depth follows the calls' duration", "[process_pool][ahead]") {
   using offload::detail::SendAheadDepth;
@@ -576,8 +705,8 @@ TEST_CASE("the send-ahead depth follows the calls' duration", "[process_pool][ah
   CHECK(depth.depth() == SendAheadDepth::max_depth);
   for (int i = 1; i <= 20; ++i) depth.on_replies(start + i * 10ms, start + (i - 1) * 10ms, 1);
   CHECK(depth.depth() == 1);  // 10 ms calls: none but the next
-  for (int i = 1; i <= 40; ++i) depth.on_replies(start + i * 1800us, start + (i - 1) * 1800us, 4);
-  CHECK(depth.depth() == 4);  // 450 us calls: 4 of them make 2 ms of work
+  for (int i = 1; i <= 40; ++i) depth.on_replies(start + i * 4800us, start + (i - 1) * 4800us, 4);
+  CHECK(depth.depth() == 4);  // 1.2 ms calls: 4 of them make 5 ms of work
   depth.on_replies(start, start + 1ms, 1);  // time going backwards: ignored
   depth.on_replies(start + 1ms, start, 0);  // no replies: nothing to learn
   CHECK(depth.depth() == 4);
@@ -645,43 +774,34 @@ TEST_CASE("queued calls respect max_calls_per_worker exactly", "[process_pool]")
   CHECK(pool.stats().workers_started == 4);
 }
 
-TEST_CASE("keeper pacing switches only SCHED_OTHER threads, and back", "[process_pool][pacing]") {
+TEST_CASE("keeper pacing leaves the scheduling policy and nice value alone",
+          "[process_pool][pacing]") {
   using offload::detail::KeeperPacing;
   // Catch2 is not thread-safe: the threads record, the test checks.
-  std::vector<int> seen;
+  int other_policy = -1;
+  int other_nice = 0;
+  int wanted_nice = 0;
   std::thread([&] {
-    KeeperPacing pacing;
-    seen.push_back(::sched_getscheduler(0));
-    pacing.set(KeeperPacing::Pace::batched);
-    seen.push_back(::sched_getscheduler(0));
-    pacing.set(KeeperPacing::Pace::prompt);
-    seen.push_back(::sched_getscheduler(0));
+    errno = 0;
+    wanted_nice = ::nice(1);  // a thread's own nice value (Linux): 1 more than before
+    const KeeperPacing pacing;
+    other_policy = ::sched_getscheduler(0);
+    errno = 0;
+    other_nice = ::getpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()));
   }).join();
-  CHECK(seen == std::vector<int>{SCHED_OTHER, SCHED_BATCH, SCHED_OTHER});
+  CHECK(other_policy == SCHED_OTHER);
+  CHECK(other_nice == wanted_nice);
 
   int idle_policy = -1;
   bool idle_set = false;
   std::thread([&] {
     const sched_param none{};
     idle_set = ::sched_setscheduler(0, SCHED_IDLE, &none) == 0;
-    KeeperPacing pacing;
-    pacing.set(KeeperPacing::Pace::batched);
+    const KeeperPacing pacing;
     idle_policy = ::sched_getscheduler(0);
   }).join();
   REQUIRE(idle_set);
   CHECK(idle_policy == SCHED_IDLE);  // the program chose it: not the keeper's to change
-}
-
-TEST_CASE("a keeper steps back to batch scheduling only while its worker has its next call",
-          "[process_pool][pacing]") {
-  ProcessPool pool({.workers = 1});
-  REQUIRE(threads_with_policy(SCHED_BATCH) == 0);
-  std::vector<offload::Future<std::size_t>> calls;
-  for (int i = 0; i < 4; ++i) calls.push_back(pool.submit(sleep_then_size, "call", 100));
-  // From the first reply on, the next call waits in the worker's socket while one runs.
-  CHECK(eventually([] { return threads_with_policy(SCHED_BATCH) == 1; }));
-  for (auto& call : calls) CHECK(call.get() == 4);
-  CHECK(eventually([] { return threads_with_policy(SCHED_BATCH) == 0; }));
 }
 
 TEST_CASE("a call cancelled while queued never runs", "[process_pool]") {

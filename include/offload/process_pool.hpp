@@ -8,21 +8,22 @@
 ///
 /// How a call travels: submit() encodes the arguments with Codec<T> into a frame naming the
 /// function by address (a worker is a fork of this very program, so the address means the same
-/// thing there). Each worker has one private socket pair and one *keeper* thread in this
-/// process. If a worker is idle, submit() sends the frame to it at once; otherwise the frame
-/// waits in the pool's queue until a keeper takes it. The keeper watches its worker's socket,
-/// the call's deadline (a timerfd) and the worker's death (end of stream, then the exit status
-/// relayed by the fork server), and completes the Future. While the worker runs a call, its
-/// keeper sends the next small queued calls ahead into its socket (see send_ahead_locked()).
-/// Nothing is shared between workers: a worker that dies mid-call cannot leave a lock or a
-/// queue behind.
+/// thing there). Each worker has one private socket pair, one private *mailbox* (shared memory
+/// whose two rings carry small frames without a system call; detail/mailbox.hpp) and one
+/// *keeper* thread in this process. If a worker is idle, submit() hands the frame to it at
+/// once; otherwise the frame waits in the pool's queue until a keeper takes it. The keeper
+/// watches its worker's replies, the call's deadline (a timerfd) and the worker's death (end
+/// of stream, then the exit status relayed by the fork server), and completes the Future.
+/// While the worker runs a call, its keeper sends the next small queued calls ahead (see
+/// send_ahead_locked()). Nothing is shared between workers: a worker that dies mid-call cannot
+/// leave a lock or a queue behind.
 ///
 /// Latency: a round trip costs two process wake-ups at worst. Workers poll for a moment
 /// before they sleep (ProcessOptions::idle_spin), and keepers ask for short scheduler slices,
 /// so in a loop of short calls neither has to be woken from a deep sleep. While a worker has
-/// its next calls already, its keeper steps back instead (batch scheduling) and completes
-/// futures several at a time, a few milliseconds later at most (keeper_pacing.hpp and
-/// send_ahead_depth.hpp).
+/// calls sent ahead, it wakes its keeper only when it starts the last of them, and the keeper
+/// then completes the futures of the whole batch: a few milliseconds later at most
+/// (send_ahead_depth.hpp).
 ///
 /// Workers are forked by a fork server (see detail/fork_server.hpp), a process forked while
 /// the program was still single-threaded: by offload::process_init() at the start of main(),
@@ -62,6 +63,7 @@
 #include "detail/fork_server.hpp"
 #include "detail/frame.hpp"
 #include "detail/keeper_pacing.hpp"
+#include "detail/mailbox.hpp"
 #include "detail/posix_io.hpp"
 #include "detail/process_worker.hpp"
 #include "detail/send_ahead_depth.hpp"
@@ -185,16 +187,18 @@ struct Slot {
   };
   Phase phase = Phase::unavailable;
   std::unique_ptr<CallTicket> call;   // the call in flight; only the keeper takes it out
-  // The next calls, in order, already whole in the worker's socket; added and taken only by
-  // the keeper (which may read it without the mutex: no other thread changes it).
+  // The next calls, in order, already handed to the worker; added and taken only by the
+  // keeper (which may read it without the mutex: no other thread changes it).
   std::deque<std::unique_ptr<CallTicket>> ahead;
   unsigned attempt = 0;               // crashes of `call` so far
   unsigned redeliveries = 0;          // workers that died before `call` reached them
-  std::size_t sent = 0;               // bytes of call->request already sent
+  std::size_t sent = 0;               // bytes of call->request already sent (all, via the ring)
+  bool announced = false;             // the ring told the worker that `call` comes by socket
   bool send_pending = false;          // the keeper must send call->request from `sent` on
   IoDeadline deadline = no_deadline;  // when the call in flight times out
   Clock::time_point begun{};          // when the call in flight was sent (its clock started)
   int channel = -1;                   // the worker's socket (owned by the keeper) while idle/busy
+  FrameRing to_worker;                // the producer's handle on the worker's ring of calls
   pid_t pid = 0;                      // the worker's pid; 0 while there is none
   UniqueFd doorbell;                  // rung to wake the keeper: a send to finish, or closing
   UniqueFd timer;                     // expires at `deadline`
@@ -299,6 +303,7 @@ class PoolCore {
     slot.attempt = 0;
     slot.redeliveries = 0;
     slot.sent = 0;
+    slot.announced = false;
     slot.send_pending = false;
     start_clock(slot);
   }
@@ -313,22 +318,43 @@ class PoolCore {
     arm_timer(slot.timer.get(), options.max_call_time);
   }
 
-  /// Sends the slot's new call without blocking; whatever does not fit now is left to the
-  /// keeper (send_pending, and its doorbell rung).
+  /// Hands the slot's new call to its worker without blocking: a small one whole through the
+  /// ring; a big one announced there and sent through the socket as far as it goes now.
+  /// Whatever is left is left to the keeper (send_pending, and its doorbell rung).
   void send_without_blocking(Slot& slot) {
     const std::vector<std::byte>& request = slot.call->request;
-    ssize_t sent = -1;
-    do {
-      sent = ::send(slot.channel, request.data(), request.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-    } while (sent < 0 && errno == EINTR);
-    if (sent == static_cast<ssize_t>(request.size())) {
+    if (request.size() <= ring_frame_limit && slot.to_worker.push(request)) {
       slot.sent = request.size();
+      nudge_if_asleep(slot);
       return;
     }
-    if (sent < 0 && (errno == EPIPE || errno == ECONNRESET)) return;  // dead: the keeper sees EOF
-    slot.sent = sent > 0 ? static_cast<std::size_t>(sent) : 0;
+    // Announced only while the worker holds no other call (calls sent ahead are small), so
+    // the ring has the room it keeps for this; if not (a corrupt ring), the keeper finds out.
+    slot.announced = slot.to_worker.announce();
+    if (slot.announced) {
+      nudge_if_asleep(slot);
+      const ssize_t sent = send_some(slot.channel, request);
+      if (sent == static_cast<ssize_t>(request.size())) {
+        slot.sent = request.size();
+        return;
+      }
+      if (sent < 0 && (errno == EPIPE || errno == ECONNRESET)) return;  // dead: the keeper sees EOF
+      slot.sent = sent > 0 ? static_cast<std::size_t>(sent) : 0;
+    }
     slot.send_pending = true;
     ring(slot.doorbell.get());
+  }
+
+  /// After frames went into the slot's ring: wakes the worker if it announced it sleeps.
+  static void nudge_if_asleep(Slot& slot) noexcept {
+    if (!slot.to_worker.take_sleeper()) return;
+    // 16 bytes into a socket that holds no partial frame of ours (a big call is sent only
+    // while nothing else is in flight), so the send completes at once. If it fails, the
+    // worker is gone, and its keeper learns that from the end of its stream.
+    try {
+      (void)send_all(slot.channel, control_frame(FrameKind::nudge));
+    } catch (...) {
+    }
   }
 
   const ProcessOptions options;
@@ -356,7 +382,8 @@ class WorkerKeeper {
       : core_(core),
         slot_(core.slots[index]),
         session_(server.open_session()),
-        incoming_(core.options.max_message_size) {}
+        incoming_(core.options.max_message_size),
+        from_ring_(core.options.max_message_size) {}
 
   WorkerKeeper(const WorkerKeeper&) = delete;
   WorkerKeeper& operator=(const WorkerKeeper&) = delete;
@@ -375,8 +402,9 @@ class WorkerKeeper {
   struct Worker {
     pid_t pid;
     UniqueFd channel;     // non-blocking; our end of the worker's socket pair
+    Mailbox mailbox;      // shared with the worker (see mailbox.hpp)
+    FrameRing replies;    // the consumer's handle on the mailbox's ring of replies
     CallCounter started;  // calls the worker has begun to run (see call_counter.hpp)
-    bool may_send_ahead;  // the socket's buffer holds the calls sent ahead with room to spare
     unsigned calls = 0;   // replies received from it
   };
 
@@ -388,7 +416,7 @@ class WorkerKeeper {
 
   void run() noexcept {
     keeper_of_pool = &core_;
-    KeeperPacing pacing;
+    const KeeperPacing pacing;
     while (!done_) {
       bool server_lost = false;
       std::exception_ptr unexpected;
@@ -405,16 +433,9 @@ class WorkerKeeper {
         fail_current(std::move(unexpected));
         discard_worker();
       }
-      pacing.set(worker_has_next_call() ? KeeperPacing::Pace::batched
-                                        : KeeperPacing::Pace::prompt);
     }
     discard_worker();
   }
-
-  /// True while a call waits, sent ahead, in the worker's socket: the worker will not run dry
-  /// if this thread is scheduled a little later (see keeper_pacing.hpp). No lock: only this
-  /// thread ever changes slot_.ahead (see Slot), and this runs once per event.
-  bool worker_has_next_call() const noexcept { return !slot_.ahead.empty(); }
 
   void step() {
     if (!worker_ && !start_worker()) return;
@@ -453,27 +474,38 @@ class WorkerKeeper {
   }
 
   void send_request() {
-    std::span<const std::byte> rest;
-    IoDeadline deadline;
     CallTicket* call = nullptr;
-    bool started = false;
+    bool fresh = false;  // nothing of it went to this worker yet
     {
       std::lock_guard lock(core_.mutex);
       call = slot_.call.get();
-      rest = std::span<const std::byte>(call->request).subspan(slot_.sent);
-      deadline = slot_.deadline;
-      started = slot_.sent != 0;
+      fresh = slot_.sent == 0 && !slot_.announced;
     }
-    if (!started && call->stop_requested()) {  // cancelled while it waited: it never runs
+    if (fresh && call->stop_requested()) {  // cancelled while it waited: it never runs
       cancel_current();
       return;
+    }
+    std::span<const std::byte> rest;
+    IoDeadline deadline;
+    {
+      std::lock_guard lock(core_.mutex);
+      if (fresh) core_.send_without_blocking(slot_);
+      slot_.send_pending = false;  // what is left is sent below
+      if (slot_.sent == call->request.size()) {
+        send_ahead_locked(worker_->calls + 1);  // then the call just sent
+        return;
+      }
+      if (!slot_.announced) {
+        throw ProtocolError("offload: corrupt shared memory: no room in the ring of calls");
+      }
+      rest = std::span<const std::byte>(call->request).subspan(slot_.sent);
+      deadline = slot_.deadline;
     }
     switch (send_all(worker_->channel.get(), rest, deadline)) {
       case IoResult::ok: {
         std::lock_guard lock(core_.mutex);
         slot_.sent = call->request.size();
-        send_ahead_locked(worker_->calls + 1);  // then the call just sent
-        return;
+        return;  // a big call: none is sent ahead of it
       }
       case IoResult::closed:
         on_worker_died();
@@ -485,10 +517,18 @@ class WorkerKeeper {
   }
 
   void wait_for_event() {
+    // Sleep only once the worker knows to nudge us (mailbox.hpp); a reply that came meanwhile
+    // is taken at once instead.
+    if (!worker_->replies.prepare_to_sleep()) {
+      receive_from_worker();
+      return;
+    }
     pollfd events[3] = {{worker_->channel.get(), POLLIN, 0},
                         {slot_.doorbell.get(), POLLIN, 0},
                         {slot_.timer.get(), POLLIN, 0}};
-    if (::poll(events, 3, -1) < 0) {
+    const int ready = ::poll(events, 3, -1);
+    worker_->replies.woke();
+    if (ready < 0) {
       if (errno == EINTR) return;
       throw_system_error("poll");
     }
@@ -496,7 +536,7 @@ class WorkerKeeper {
     // Replies first: a call that finished just before its deadline, whose reply waited while
     // this thread was not scheduled, did not time out (and the reply moves the deadline on
     // to the next call).
-    if (events[0].revents != 0) receive_from_worker();
+    if (events[0].revents != 0 || worker_->replies.has_data()) receive_from_worker();
     if (events[2].revents != 0) {
       drain(slot_.timer.get());
       if (worker_ && deadline_passed()) on_timeout();
@@ -509,37 +549,21 @@ class WorkerKeeper {
            Clock::now() >= slot_.deadline;
   }
 
+  /// Takes every reply that arrived whole, in the worker's order, even if the worker died right
+  /// after sending it; then its end of stream. (With calls sent ahead, several may be waiting.)
   void receive_from_worker() {
-    bool ended = false;
-    for (;;) {
-      const std::span<std::byte> room = incoming_.prepare();
-      const ssize_t got = receive_some(worker_->channel.get(), room);
-      if (got < 0) break;  // drained
-      if (got == 0) {
-        ended = true;
-        break;
-      }
-      incoming_.commit(static_cast<std::size_t>(got));
-      if (static_cast<std::size_t>(got) < room.size()) break;  // drained, most likely
-      // A whole frame goes out before more comes in: room for more now would mean moving
-      // (for a big frame, reallocating and copying) the frame still in the buffer.
-      if (incoming_.frame_ready()) break;
-    }
-    // Every reply that arrived whole counts, even if the worker died right after sending it;
-    // then its end of stream. (With calls sent ahead, several replies may be waiting.)
+    // The socket first, even when the ring woke us: what the worker wrote there before a
+    // reply (a big reply's bytes, or garbage) is judged before that reply.
+    const bool ended = drain_socket();
     const Clock::time_point since = call_begun();
     unsigned replies = 0;
     while (worker_) {
       std::optional<FrameView> frame;
       std::exception_ptr corrupt;
       try {
-        frame = incoming_.next();
+        frame = next_reply();
       } catch (const ProtocolError&) {
         corrupt = std::current_exception();
-      }
-      if (frame && frame->kind == FrameKind::call) {
-        corrupt = std::make_exception_ptr(
-            ProtocolError("offload: corrupt reply: a worker sent a call frame"));
       }
       if (corrupt) {
         on_corrupt(std::move(corrupt));
@@ -549,8 +573,66 @@ class WorkerKeeper {
       on_reply(*frame);
       ++replies;
     }
-    if (replies != 0) depth_.on_replies(Clock::now(), since, replies);
+    if (replies != 0) {
+      depth_.on_replies(Clock::now(), since, replies);
+    } else if (worker_) {
+      // Woken by a worker that started its last call, whose replies we had taken already.
+      std::lock_guard lock(core_.mutex);
+      send_ahead_locked(worker_->calls + 1);
+    }
     if (ended && worker_) on_worker_died();
+  }
+
+  /// Receives what the worker's socket holds; true at its end.
+  bool drain_socket() {
+    for (;;) {
+      const std::span<std::byte> room = incoming_.prepare();
+      const ssize_t got = receive_some(worker_->channel.get(), room);
+      if (got < 0) return false;  // drained
+      if (got == 0) return true;
+      incoming_.commit(static_cast<std::size_t>(got));
+      if (static_cast<std::size_t>(got) < room.size()) return false;  // drained, most likely
+      // A whole frame goes out before more comes in: room for more now would mean moving
+      // (for a big frame, reallocating and copying) the frame still in the buffer.
+      if (incoming_.frame_ready()) return false;
+    }
+  }
+
+  /// The next complete reply: from the ring, or from the socket where the ring announced one
+  /// (mailbox.hpp). Nothing until it has arrived whole.
+  /// @throws ProtocolError on a corrupt ring or stream, or a frame that is not a reply.
+  std::optional<FrameView> next_reply() {
+    for (;;) {
+      if (socket_replies_due_ != 0) {
+        drop_nudges(incoming_);
+        std::optional<FrameView> frame = incoming_.next();
+        if (!frame) return std::optional<FrameView>();
+        --socket_replies_due_;
+        return checked_reply(*frame);
+      }
+      std::optional<FrameView> frame = from_ring_.next();
+      if (!frame && worker_->replies.pull(from_ring_) != 0) frame = from_ring_.next();
+      if (!frame) break;
+      if (frame->kind != FrameKind::via_socket) return checked_reply(*frame);
+      ++socket_replies_due_;
+    }
+    // The ring was read after the socket, so whatever reply the socket holds was announced.
+    // Anything else there is judged only now: the socket is not ordered with the ring, so
+    // bytes the worker's code wrote into it are blamed on the call it runs now, never on a
+    // reply that arrived whole.
+    drop_nudges(incoming_);
+    if (incoming_.frame_ready()) {
+      throw ProtocolError("offload: corrupt stream: a worker sent a reply it did not announce");
+    }
+    return std::optional<FrameView>();
+  }
+
+  static FrameView checked_reply(const FrameView& frame) {
+    if (frame.kind != FrameKind::value && frame.kind != FrameKind::error) {
+      throw ProtocolError("offload: corrupt reply: a worker sent a frame of kind " +
+                          std::to_string(static_cast<int>(frame.kind)));
+    }
+    return frame;
   }
 
   /// When the call in flight began: when it was sent, or, for a call sent ahead, when the
@@ -562,70 +644,55 @@ class WorkerKeeper {
   }
 
   /// Most bytes sent ahead, and the largest call in flight that calls are sent ahead of: small
-  /// calls behind a small call, so that all of them fit the socket's buffer and a send can
-  /// neither block nor stop half-way.
+  /// calls behind a small call, so that all of them fit the worker's ring of calls (with room
+  /// to spare: see Mailbox::calls_capacity).
   static constexpr std::size_t max_ahead_bytes = 4096;
-  /// The send buffer a worker's socket needs for calls to be sent ahead (Linux's default is
-  /// 208 KiB; a system configured far below that gets no sending ahead).
-  static constexpr int min_send_buffer_for_ahead = 64 * 1024;
-
-  static bool send_buffer_allows_ahead(int channel) noexcept {
-    int size = 0;
-    socklen_t length = sizeof size;
-    return ::getsockopt(channel, SOL_SOCKET, SO_SNDBUF, &size, &length) == 0 &&
-           size >= min_send_buffer_for_ahead;
-  }
+  static_assert(2 * max_ahead_bytes + 2 * frame_header_size <= Mailbox::calls_capacity);
 
   /**
-   * Sends queued calls into the worker's socket while the worker still runs the call in
-   * flight, so that it starts the next one the moment it replies instead of waiting for this
-   * thread to be scheduled (tens of microseconds per call when every core is busy). As many
-   * as depth_ allows (see send_ahead_depth.hpp), more than one only while every worker has
-   * its share of the queue left. Safe because the worker counts the calls it starts
-   * (call_counter.hpp): when it ends, the calls sent ahead that it never started go back to
-   * the pool (requeue_ahead()). Not past the worker's call quota, and never a call already
-   * asked to stop; such a call, once sent, runs (request_stop() stops only calls not yet
-   * sent). `replies` counts the replies the worker will have sent when the call in flight is
-   * done. Expects core_.mutex held.
+   * Hands queued calls to the worker while it still runs the call in flight, so that it
+   * starts the next one the moment it replies instead of waiting for this thread to be
+   * scheduled (tens of microseconds per call when every core is busy). As many as depth_
+   * allows (see send_ahead_depth.hpp), and no more than share_of_queue_locked(). Safe because the worker counts the calls it starts (call_counter.hpp):
+   * when it ends, the calls sent ahead that it never started go back to the pool
+   * (requeue_ahead()). Not past the worker's call quota, and never a call already asked to
+   * stop; such a call, once sent, runs (request_stop() stops only calls not yet sent).
+   * `replies` counts the replies the worker will have sent when the call in flight is done.
+   * Expects core_.mutex held.
    */
   void send_ahead_locked(unsigned replies) {
-    if (slot_.call == nullptr || !worker_->may_send_ahead) return;
-    if (slot_.sent != slot_.call->request.size() || slot_.call->request.size() > max_ahead_bytes) {
+    if (slot_.call == nullptr || slot_.sent != slot_.call->request.size() ||
+        slot_.call->request.size() > max_ahead_bytes) {
       return;
     }
     const unsigned quota = core_.options.max_calls_per_worker;
     std::size_t bytes = 0;
     for (const auto& call : slot_.ahead) bytes += call->request.size();
-    while (slot_.ahead.size() < depth_.depth() && !core_.queue.empty()) {
+    bool sent_any = false;
+    const std::size_t most = std::min<std::size_t>(depth_.depth(), share_of_queue_locked());
+    while (slot_.ahead.size() < most && !core_.queue.empty()) {
       const auto waiting = static_cast<unsigned>(slot_.ahead.size());
-      // Beyond the first, only while the queue still holds a call for every worker: calls
-      // sent to this worker cannot go to another that runs out of work.
-      if (waiting != 0 && core_.queue.size() < core_.slots.size()) return;
-      if (quota != 0 && replies + waiting + 1 > quota) return;  // it retires before that call
-      const std::size_t size = core_.queue.front()->request.size();
-      if (bytes + size > max_ahead_bytes || !send_one_ahead_locked()) return;
-      bytes += size;
+      if (quota != 0 && replies + waiting + 1 > quota) break;  // it retires before that call
+      const CallTicket& next = *core_.queue.front();
+      if (next.stop_requested() || bytes + next.request.size() > max_ahead_bytes ||
+          !slot_.to_worker.push(next.request)) {
+        break;
+      }
+      bytes += next.request.size();
+      slot_.ahead.push_back(core_.pop_queued());
+      sent_any = true;
     }
+    if (sent_any) PoolCore::nudge_if_asleep(slot_);
   }
 
-  /// Sends the first queued call ahead (see send_ahead_locked()); false if it stays queued.
-  bool send_one_ahead_locked() {
-    const CallTicket& next = *core_.queue.front();
-    if (next.stop_requested()) return false;
-    ssize_t sent = -1;
-    do {
-      sent = ::send(slot_.channel, next.request.data(), next.request.size(),
-                    MSG_DONTWAIT | MSG_NOSIGNAL);
-    } while (sent < 0 && errno == EINTR);
-    if (sent < 0) return false;  // no room after all, or the worker is gone
-    if (static_cast<std::size_t>(sent) < next.request.size()) {
-      // Unreachable (see min_send_buffer_for_ahead); a half frame must not stay.
-      const std::span<const std::byte> rest =
-          std::span<const std::byte>(next.request).subspan(static_cast<std::size_t>(sent));
-      if (send_all(slot_.channel, rest, no_deadline) != IoResult::ok) return false;
-    }
-    slot_.ahead.push_back(core_.pop_queued());
-    return true;
+  /// How many queued calls this worker may hold ahead: calls sent to it cannot go to another
+  /// that runs out of work, so with several workers, half its even share of the queue (one
+  /// at least). As the queue drains, the workers take ever fewer, and they finish a batch
+  /// within about a call of each other. Expects core_.mutex held.
+  std::size_t share_of_queue_locked() const {
+    const std::size_t workers = core_.slots.size();
+    if (workers == 1) return core_.queue.size();  // no other worker to keep calls for
+    return std::max<std::size_t>(1, core_.queue.size() / (2 * workers));
   }
 
   /// A worker that ends never started the calls sent ahead to it: back to the pool they go,
@@ -651,7 +718,7 @@ class WorkerKeeper {
       call = std::move(slot_.call);
       slot_.phase = Slot::Phase::unavailable;
       if (!slot_.ahead.empty()) {
-        // The worker has started it already (it was waiting in its socket): its clock starts.
+        // The worker has started it already (it was waiting in its ring): its clock starts.
         core_.begin_call(slot_, std::move(slot_.ahead.front()));
         slot_.ahead.pop_front();
         slot_.sent = slot_.call->request.size();
@@ -680,6 +747,7 @@ class WorkerKeeper {
       fail(*call, remote_error(reply.payload));
     }
     incoming_.release_memory();
+    from_ring_.release_memory();
     if (retiring) end_worker(false);  // replaced on the next step
   }
 
@@ -728,6 +796,7 @@ class WorkerKeeper {
     slot_.attempt = attempt;
     slot_.redeliveries = redeliveries;
     slot_.sent = 0;
+    slot_.announced = false;
     slot_.send_pending = true;  // sent on the next step, once a new worker runs
   }
 
@@ -794,18 +863,20 @@ class WorkerKeeper {
     std::exception_ptr failure;
     try {
       auto [ours, theirs] = make_socket_pair(SOCK_STREAM);
-      const UniqueFd counter_page = CallCounter::create();
-      CallCounter started(counter_page.get());
+      const UniqueFd memory = Mailbox::create();
+      Mailbox mailbox(memory.get());
       const pid_t pid = session_.spawn(
-          std::move(theirs), counter_page,
+          std::move(theirs), memory,
           WorkerSettings{core_.options.max_message_size, core_.options.idle_spin});
       set_nonblocking(ours.get());
-      const bool may_send_ahead = send_buffer_allows_ahead(ours.get());
-      worker_.emplace(Worker{pid, std::move(ours), std::move(started), may_send_ahead});
-      incoming_ = FrameAssembler(core_.options.max_message_size);
+      FrameRing replies = mailbox.replies();
+      const CallCounter started = mailbox.calls_started();
+      worker_.emplace(Worker{pid, std::move(ours), std::move(mailbox), replies, started});
+      reset_streams();
       count(core_.workers_started);
       std::lock_guard lock(core_.mutex);
       slot_.channel = worker_->channel.get();
+      slot_.to_worker = worker_->mailbox.calls();
       slot_.pid = pid;
       return true;
     } catch (const ForkServerLost&) {
@@ -815,6 +886,13 @@ class WorkerKeeper {
     }
     back_off_after(std::move(failure));
     return false;
+  }
+
+  /// Forgets what the last worker sent (a new one starts from nothing).
+  void reset_streams() {
+    incoming_ = FrameAssembler(core_.options.max_message_size);
+    from_ring_ = FrameAssembler(core_.options.max_message_size);
+    socket_replies_due_ = 0;
   }
 
   void back_off_after(std::exception_ptr error) {
@@ -847,10 +925,11 @@ class WorkerKeeper {
     {
       std::lock_guard lock(core_.mutex);
       slot_.channel = -1;
+      slot_.to_worker = FrameRing();
       slot_.pid = 0;
     }
     worker_.reset();
-    incoming_ = FrameAssembler(core_.options.max_message_size);
+    reset_streams();
     std::optional<int> status = session_.await_exit(pid, Clock::now() + std::chrono::seconds(10));
     if (!status) {  // still running although its socket is closed: no more patience
       session_.kill(pid);
@@ -890,6 +969,7 @@ class WorkerKeeper {
       core_.server_lost = true;
       slot_.phase = Slot::Phase::unavailable;
       slot_.channel = -1;
+      slot_.to_worker = FrameRing();
       slot_.pid = 0;
       if (slot_.call != nullptr) orphans.push_back(std::move(slot_.call));
       for (auto& call : slot_.ahead) orphans.push_back(std::move(call));
@@ -904,7 +984,9 @@ class WorkerKeeper {
   PoolCore& core_;
   Slot& slot_;
   ServerSession session_;
-  FrameAssembler incoming_;
+  FrameAssembler incoming_;              // from the worker's socket
+  FrameAssembler from_ring_;             // from the worker's ring of replies
+  unsigned socket_replies_due_ = 0;      // announced in the ring, not yet taken from the socket
   std::optional<Worker> worker_;
   SendAheadDepth depth_;  // how many calls to send ahead (follows their duration)
   bool done_ = false;

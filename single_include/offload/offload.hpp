@@ -7146,21 +7146,22 @@ T decode(std::span<const std::byte> bytes) {
 ///
 /// How a call travels: submit() encodes the arguments with Codec<T> into a frame naming the
 /// function by address (a worker is a fork of this very program, so the address means the same
-/// thing there). Each worker has one private socket pair and one *keeper* thread in this
-/// process. If a worker is idle, submit() sends the frame to it at once; otherwise the frame
-/// waits in the pool's queue until a keeper takes it. The keeper watches its worker's socket,
-/// the call's deadline (a timerfd) and the worker's death (end of stream, then the exit status
-/// relayed by the fork server), and completes the Future. While the worker runs a call, its
-/// keeper sends the next small queued calls ahead into its socket (see send_ahead_locked()).
-/// Nothing is shared between workers: a worker that dies mid-call cannot leave a lock or a
-/// queue behind.
+/// thing there). Each worker has one private socket pair, one private *mailbox* (shared memory
+/// whose two rings carry small frames without a system call; detail/mailbox.hpp) and one
+/// *keeper* thread in this process. If a worker is idle, submit() hands the frame to it at
+/// once; otherwise the frame waits in the pool's queue until a keeper takes it. The keeper
+/// watches its worker's replies, the call's deadline (a timerfd) and the worker's death (end
+/// of stream, then the exit status relayed by the fork server), and completes the Future.
+/// While the worker runs a call, its keeper sends the next small queued calls ahead (see
+/// send_ahead_locked()). Nothing is shared between workers: a worker that dies mid-call cannot
+/// leave a lock or a queue behind.
 ///
 /// Latency: a round trip costs two process wake-ups at worst. Workers poll for a moment
 /// before they sleep (ProcessOptions::idle_spin), and keepers ask for short scheduler slices,
 /// so in a loop of short calls neither has to be woken from a deep sleep. While a worker has
-/// its next calls already, its keeper steps back instead (batch scheduling) and completes
-/// futures several at a time, a few milliseconds later at most (keeper_pacing.hpp and
-/// send_ahead_depth.hpp).
+/// calls sent ahead, it wakes its keeper only when it starts the last of them, and the keeper
+/// then completes the futures of the whole batch: a few milliseconds later at most
+/// (send_ahead_depth.hpp).
 ///
 /// Workers are forked by a fork server (see detail/fork_server.hpp), a process forked while
 /// the program was still single-threaded: by offload::process_init() at the start of main(),
@@ -7200,26 +7201,104 @@ T decode(std::span<const std::byte> bytes) {
 #define OFFLOAD_DETAIL_CALL_COUNTER_HPP
 
 /// @file call_counter.hpp
-/// A counter a worker process shares with its keeper: the number of calls the worker has
-/// started.
+/// A counter a worker process shares with its keeper (in their Mailbox): the number of calls
+/// the worker has started.
 ///
 /// Why: when a worker's stream ends, the keeper must tell "it died running my call" (a crash:
 /// fail or retry the call) from "it died before my call reached it" (killed while idle, say:
-/// the call never ran, so it goes to the replacement and is no crash). Bytes accepted by the
-/// socket do not tell: a process being killed may accept a whole call into its buffer and
-/// then vanish with it. The worker bumps this counter just before it runs a call, so after
-/// its death the keeper compares the count with the replies it got. A counter in shared
-/// memory costs the worker one store per call, where an acknowledgement message would cost a
-/// system call and wake the keeper.
-
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <unistd.h>
+/// the call never ran, so it goes to the replacement and is no crash). Frames handed over do
+/// not tell: a process being killed may take a whole call and then vanish with it. The worker
+/// bumps this counter just before it runs a call, so after its death the keeper compares the
+/// count with the replies it got. A counter in shared memory costs the worker one store per
+/// call, where an acknowledgement message would cost a system call and wake the keeper.
 
 #include <atomic>
 #include <cstdint>
+
+namespace offload {
+inline namespace v0 {
+namespace detail {
+
+/// A handle on the counter (see the file comment); does not own the memory. One user each
+/// side.
+class CallCounter {
+ public:
+  CallCounter() noexcept = default;
+  /// `value`: the shared, 8-byte aligned counter (nullptr: counts nothing, reads 0).
+  explicit CallCounter(std::uint64_t* value) noexcept : value_(value) {}
+
+  /// Worker side: one more call is about to run. Never blocks.
+  void count_start() noexcept {
+    if (value_ == nullptr) return;
+    std::atomic_ref<std::uint64_t> counter(*value_);
+    // Only the worker writes, so load + store is an increment; release orders it before the
+    // call's effects (its reply), which the keeper may see first.
+    counter.store(counter.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+  }
+
+  /// Keeper side: the calls the worker has started so far (all of them once it is dead).
+  [[nodiscard]] std::uint64_t started() const noexcept {
+    if (value_ == nullptr) return 0;
+    return std::atomic_ref<std::uint64_t>(*value_).load(std::memory_order_acquire);
+  }
+
+ private:
+  std::uint64_t* value_ = nullptr;
+};
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_CALL_COUNTER_HPP
+// ---- end offload/detail/call_counter.hpp ----
+// ---- begin offload/detail/fork_server.hpp ----
+#ifndef OFFLOAD_DETAIL_FORK_SERVER_HPP
+#define OFFLOAD_DETAIL_FORK_SERVER_HPP
+
+/// @file fork_server.hpp
+/// The fork server: a small process, forked while the program was still single-threaded,
+/// that forks every worker process on the pool's behalf.
+///
+/// Why: fork() copies only the calling thread. If another thread holds a lock at that moment
+/// (malloc's, stdio's, any mutex of the program) the child inherits it locked, forever. A
+/// process that never starts threads can fork safely at any time, so the pool asks this one.
+///
+/// Protocol (SOCK_SEQPACKET, one fixed-size ServerMessage per packet, descriptors travel as
+/// SCM_RIGHTS attachments):
+///   control socket (one per program):   open_session + [session socket]
+///   session socket (one per pool slot): spawn + [worker's socket end, its mailbox memory]
+///                                                                    ->  spawned / spawn_failed
+///                                       kill(pid)
+///                                       <-  exited(pid, wait status)   (every worker, once)
+/// The server reaps every worker itself (they are its children) and reports each exit on the
+/// session that spawned it: the program never calls waitpid() on a worker, never touches
+/// SIGCHLD, and a kill can never hit a recycled pid (the server kills only unreaped children).
+/// Closing a session kills its workers; closing the control socket (the program exited or
+/// died) kills every worker and ends the server.
+///
+/// Deaths propagate downwards: the server and each worker set PR_SET_PDEATHSIG(SIGKILL) and
+/// then re-check getppid(), because the parent may have died before the prctl() took effect.
+
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fcntl.h>
+#include <algorithm>
+
+#include <cerrno>
+#include <cstdint>
 #include <cstdio>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
 #include <utility>
+#include <vector>
 
 // ---- begin offload/detail/posix_io.hpp ----
 #ifndef OFFLOAD_DETAIL_POSIX_IO_HPP
@@ -7355,6 +7434,16 @@ inline IoResult send_all(int fd, std::span<const std::byte> bytes,
   return IoResult::ok;
 }
 
+/// One send that does not block (MSG_DONTWAIT), retrying EINTR: the bytes sent, or -1 with
+/// errno set (EAGAIN: no room now; EPIPE/ECONNRESET: the peer is gone).
+inline ssize_t send_some(int fd, std::span<const std::byte> bytes) noexcept {
+  ssize_t sent = -1;
+  do {
+    sent = ::send(fd, bytes.data(), bytes.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  } while (sent < 0 && errno == EINTR);
+  return sent;
+}
+
 /// One receive into `buffer`; 0 bytes means the peer closed (or reset) the connection.
 /// Retries EINTR; returns -1 (errno EAGAIN) when nothing is there and the socket is
 /// non-blocking or `flags` has MSG_DONTWAIT.
@@ -7369,7 +7458,7 @@ inline ssize_t receive_some(int fd, std::span<std::byte> buffer, int flags = 0) 
   }
 }
 
-/// The most descriptors one packet carries (a worker's channel and its call counter).
+/// The most descriptors one packet carries (a worker's channel and its mailbox).
 inline constexpr std::size_t max_attached_fds = 2;
 
 /// Sends one datagram/packet with up to max_attached_fds descriptors attached (SCM_RIGHTS).
@@ -7552,139 +7641,12 @@ inline std::string describe_exit(int wait_status) {
 
 #endif  // OFFLOAD_DETAIL_POSIX_IO_HPP
 // ---- end offload/detail/posix_io.hpp ----
-
-namespace offload {
-inline namespace v0 {
-namespace detail {
-
-/// One mapping of a counter page (see the file comment). Not thread-safe: one owner each side.
-class CallCounter {
- public:
-  /// A new, zeroed counter page as a close-on-exec descriptor (to map here and in the worker).
-  /// @throws std::system_error when the page cannot be created.
-  static UniqueFd create() {
-#if defined(__linux__)
-    UniqueFd page(::memfd_create("offload-call-counter", MFD_CLOEXEC));
-    if (!page) throw_system_error("memfd_create");
-#else
-    // No memfd: an anonymous POSIX shared memory object, unlinked at once.
-    char name[64];
-    std::snprintf(name, sizeof name, "/offload-calls-%ld-%p", static_cast<long>(::getpid()),
-                  static_cast<void*>(name));
-    UniqueFd page(::shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600));
-    if (!page) throw_system_error("shm_open");
-    ::shm_unlink(name);
-    (void)::fcntl(page.get(), F_SETFD, FD_CLOEXEC);
-#endif
-    if (::ftruncate(page.get(), sizeof(std::uint64_t)) != 0) throw_system_error("ftruncate");
-    return page;
-  }
-
-  CallCounter() noexcept = default;
-  /// Maps the page behind `page` (the descriptor may be closed afterwards).
-  /// @throws std::system_error when it cannot be mapped.
-  explicit CallCounter(int page) {
-    void* mapped =
-        ::mmap(nullptr, sizeof(std::uint64_t), PROT_READ | PROT_WRITE, MAP_SHARED, page, 0);
-    if (mapped == MAP_FAILED) throw_system_error("mmap");
-    value_ = static_cast<std::uint64_t*>(mapped);
-  }
-  CallCounter(CallCounter&& other) noexcept : value_(std::exchange(other.value_, nullptr)) {}
-  CallCounter& operator=(CallCounter&& other) noexcept {
-    if (this != &other) {
-      unmap();
-      value_ = std::exchange(other.value_, nullptr);
-    }
-    return *this;
-  }
-  CallCounter(const CallCounter&) = delete;
-  CallCounter& operator=(const CallCounter&) = delete;
-  ~CallCounter() { unmap(); }
-
-  /// Worker side: one more call is about to run. Never blocks.
-  void count_start() noexcept {
-    if (value_ == nullptr) return;
-    std::atomic_ref<std::uint64_t> counter(*value_);
-    // Only the worker writes, so load + store is an increment; release orders it before the
-    // call's effects (its reply), which the keeper may see first.
-    counter.store(counter.load(std::memory_order_relaxed) + 1, std::memory_order_release);
-  }
-
-  /// Keeper side: the calls the worker has started so far (all of them once it is dead).
-  [[nodiscard]] std::uint64_t started() const noexcept {
-    if (value_ == nullptr) return 0;
-    return std::atomic_ref<std::uint64_t>(*value_).load(std::memory_order_acquire);
-  }
-
- private:
-  void unmap() noexcept {
-    if (value_ != nullptr) ::munmap(value_, sizeof(std::uint64_t));
-    value_ = nullptr;
-  }
-
-  std::uint64_t* value_ = nullptr;  // page-aligned, so suitably aligned for atomic_ref
-};
-
-}  // namespace detail
-}  // namespace v0
-}  // namespace offload
-
-#endif  // OFFLOAD_DETAIL_CALL_COUNTER_HPP
-// ---- end offload/detail/call_counter.hpp ----
-// ---- begin offload/detail/fork_server.hpp ----
-#ifndef OFFLOAD_DETAIL_FORK_SERVER_HPP
-#define OFFLOAD_DETAIL_FORK_SERVER_HPP
-
-/// @file fork_server.hpp
-/// The fork server: a small process, forked while the program was still single-threaded,
-/// that forks every worker process on the pool's behalf.
-///
-/// Why: fork() copies only the calling thread. If another thread holds a lock at that moment
-/// (malloc's, stdio's, any mutex of the program) the child inherits it locked, forever. A
-/// process that never starts threads can fork safely at any time, so the pool asks this one.
-///
-/// Protocol (SOCK_SEQPACKET, one fixed-size ServerMessage per packet, descriptors travel as
-/// SCM_RIGHTS attachments):
-///   control socket (one per program):   open_session + [session socket]
-///   session socket (one per pool slot): spawn + [worker's socket end, its call counter page]
-///                                                                    ->  spawned / spawn_failed
-///                                       kill(pid)
-///                                       <-  exited(pid, wait status)   (every worker, once)
-/// The server reaps every worker itself (they are its children) and reports each exit on the
-/// session that spawned it: the program never calls waitpid() on a worker, never touches
-/// SIGCHLD, and a kill can never hit a recycled pid (the server kills only unreaped children).
-/// Closing a session kills its workers; closing the control socket (the program exited or
-/// died) kills every worker and ends the server.
-///
-/// Deaths propagate downwards: the server and each worker set PR_SET_PDEATHSIG(SIGKILL) and
-/// then re-check getppid(), because the parent may have died before the prctl() took effect.
-
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/types.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <fcntl.h>
-#include <algorithm>
-
-#include <cerrno>
-#include <cstdint>
-#include <cstdio>
-#include <cstring>
-#include <memory>
-#include <mutex>
-#include <optional>
-#include <string>
-#include <utility>
-#include <vector>
-
 // ---- begin offload/detail/process_worker.hpp ----
 #ifndef OFFLOAD_DETAIL_PROCESS_WORKER_HPP
 #define OFFLOAD_DETAIL_PROCESS_WORKER_HPP
 
 /// @file process_worker.hpp
-/// The loop a worker process runs: read a call frame, run it, write back a value or error
+/// The loop a worker process runs: take a call frame, run it, hand back a value or error
 /// frame, repeat until the pool closes the socket.
 ///
 /// A call frame names a *trampoline* (an instantiation of call_in_worker<R, Params...>, which
@@ -7713,18 +7675,21 @@ class CallCounter {
 #define OFFLOAD_DETAIL_FRAME_HPP
 
 /// @file frame.hpp
-/// Length-prefixed frames: how messages travel over a worker's byte-stream socket.
+/// Length-prefixed frames: how messages travel between a keeper and its worker, through their
+/// shared rings (mailbox.hpp) or their byte-stream socket.
 ///
 /// A frame is a 16-byte header followed by its payload:
 ///
 ///     offset 0   u32  magic "OFL1" (catches a stream that lost its framing)
-///     offset 4   u8   kind: 1 call, 2 value, 3 error
+///     offset 4   u8   kind: 1 call, 2 value, 3 error, 4 nudge, 5 via_socket
 ///     offset 5   u8×3 zero (reserved; anything else is corruption)
 ///     offset 8   u64  payload size in bytes (at most the receiver's limit)
 ///
 /// Payloads:  call  = u64 trampoline address, u64 function address, the encoded arguments
 ///            value = the encoded result
 ///            error = string type name, string message (an exception thrown in the worker)
+///            nudge, via_socket: none (control frames: "look at the ring", and "the next frame
+///            of this direction comes through the socket"; see mailbox.hpp)
 ///
 /// Integers are in the machine's byte order: both ends are the same program on one machine.
 /// The assembler validates every header before trusting it, so a corrupt or truncated stream
@@ -7745,7 +7710,7 @@ namespace offload {
 inline namespace v0 {
 namespace detail {
 
-enum class FrameKind : std::uint8_t { call = 1, value = 2, error = 3 };
+enum class FrameKind : std::uint8_t { call = 1, value = 2, error = 3, nudge = 4, via_socket = 5 };
 
 inline constexpr std::size_t frame_header_size = 16;
 inline constexpr std::uint32_t frame_magic = 0x314C464F;  // "OFL1" in little-endian memory
@@ -7780,8 +7745,8 @@ inline void finish_frame(std::vector<std::byte>& buffer, FrameKind kind) noexcep
 }
 
 /// Decodes and validates a header (exactly frame_header_size bytes).
-/// @throws ProtocolError on a bad magic, unknown kind, non-zero reserved bytes, or a payload
-///         larger than `max_payload`.
+/// @throws ProtocolError on a bad magic, unknown kind, non-zero reserved bytes, a payload
+///         larger than `max_payload`, or a control frame with a payload.
 inline FrameHeader decode_frame_header(std::span<const std::byte> header,
                                        std::uint64_t max_payload) {
   if (header.size() != frame_header_size) {
@@ -7800,7 +7765,7 @@ inline FrameHeader decode_frame_header(std::span<const std::byte> header,
     throw ProtocolError("offload: corrupt frame: bad magic number (the stream lost its framing)");
   }
   if (kind < static_cast<std::uint8_t>(FrameKind::call) ||
-      kind > static_cast<std::uint8_t>(FrameKind::error)) {
+      kind > static_cast<std::uint8_t>(FrameKind::via_socket)) {
     throw ProtocolError("offload: corrupt frame: unknown kind " + std::to_string(kind));
   }
   if ((reserved[0] | reserved[1] | reserved[2]) != 0) {
@@ -7810,6 +7775,9 @@ inline FrameHeader decode_frame_header(std::span<const std::byte> header,
     throw ProtocolError("offload: frame of " + std::to_string(payload_size) +
                         " bytes exceeds the limit of " + std::to_string(max_payload) +
                         " (ProcessOptions::max_message_size)");
+  }
+  if (kind >= static_cast<std::uint8_t>(FrameKind::nudge) && payload_size != 0) {
+    throw ProtocolError("offload: corrupt frame: a control frame with a payload");
   }
   return FrameHeader{static_cast<FrameKind>(kind), payload_size};
 }
@@ -7864,6 +7832,15 @@ class FrameAssembler {
     return frame;
   }
 
+  /// The kind of the frame next() would return, without taking it; nothing until it is
+  /// complete.
+  /// @throws ProtocolError when the buffered bytes cannot start a valid frame.
+  [[nodiscard]] std::optional<FrameKind> peek_kind() const {
+    if (!frame_ready()) return std::nullopt;
+    return decode_frame_header(
+               std::span<const std::byte>(buffer_.get() + begin_, frame_header_size), max_payload_)
+        .kind;
+  }
   /// True when next() has a frame to return (or an invalid header to report).
   [[nodiscard]] bool frame_ready() const noexcept {
     return buffered() >= frame_header_size && bytes_missing_from_current_frame() == 0;
@@ -7954,6 +7931,279 @@ inline RemoteException decode_remote_exception(std::span<const std::byte> payloa
 
 #endif  // OFFLOAD_DETAIL_FRAME_HPP
 // ---- end offload/detail/frame.hpp ----
+// ---- begin offload/detail/mailbox.hpp ----
+#ifndef OFFLOAD_DETAIL_MAILBOX_HPP
+#define OFFLOAD_DETAIL_MAILBOX_HPP
+
+/// @file mailbox.hpp
+/// The memory a worker process shares with its keeper: the count of calls it started, and two
+/// rings that carry small frames (calls one way, replies the other) without a system call.
+///
+/// Why: through the socket alone, every call costs the keeper a send and the worker a receive
+/// and a send, and each reply wakes the keeper. On a machine whose every core runs a worker,
+/// those system calls and wake-ups were 3-4 % of the heavy array's time. Through a ring, a
+/// frame is a copy and a store; the socket is used only to wake a side that announced it
+/// sleeps (a `nudge` frame), for frames too big for a ring, and for end of stream.
+///
+/// Order: each ring is the ordered stream of its direction. A frame too big for the ring goes
+/// through the socket, announced by a `via_socket` frame in the ring at its place, so the
+/// receiver takes it from the socket exactly there. (The socket also carries nudges, which the
+/// receiver drops wherever they are.)
+///
+/// Trust: the worker runs the user's code and may scribble over this memory. The keeper keeps
+/// its own copy of the indices it owns, checks the worker's indices before using them, and
+/// validates every frame it copies out, so a corrupt ring is a ProtocolError, never undefined
+/// behaviour.
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <span>
+#include <string>
+#include <utility>
+
+
+namespace offload {
+inline namespace v0 {
+namespace detail {
+
+/// Frames up to this size (header included) travel through a ring; bigger ones through the
+/// socket.
+inline constexpr std::size_t ring_frame_limit = 4096;
+
+/// A payload-less frame (FrameKind::nudge or FrameKind::via_socket).
+inline std::array<std::byte, frame_header_size> control_frame(FrameKind kind) noexcept {
+  std::array<std::byte, frame_header_size> frame{};
+  const auto kind_byte = static_cast<std::uint8_t>(kind);
+  std::memcpy(frame.data(), &frame_magic, 4);
+  std::memcpy(frame.data() + 4, &kind_byte, 1);
+  return frame;  // reserved bytes and payload size stay zero
+}
+
+/// Takes every nudge at the front of `frames` (they only woke the receiver).
+/// @throws ProtocolError when the next frame is invalid.
+inline void drop_nudges(FrameAssembler& frames) {
+  while (frames.peek_kind() == FrameKind::nudge) (void)frames.next();
+}
+
+/// The control words of one ring. Each side writes its own cache line.
+struct RingControl {
+  alignas(64) std::uint64_t tail;             // bytes ever published (written by the producer)
+  alignas(64) std::uint64_t head;             // bytes ever taken (written by the consumer)
+  alignas(64) std::uint32_t consumer_asleep;  // 1: the consumer waits on the socket for a nudge
+};
+
+/**
+ * One side's handle on a single-producer, single-consumer byte ring in shared memory that
+ * carries whole frames. A handle is used either as the producer or as the consumer; each keeps
+ * a private copy of the index it owns. Not thread-safe (the pool's producers hold its mutex).
+ *
+ * Wake-ups: a consumer about to sleep sets consumer_asleep, then looks once more; a producer
+ * publishes, then takes the flag and, if it was set, nudges through the socket. Both steps are
+ * sequentially consistent, so either the consumer sees the frame or the producer sees the flag.
+ */
+class FrameRing {
+ public:
+  FrameRing() noexcept = default;
+  FrameRing(RingControl* control, std::byte* data, std::size_t capacity) noexcept
+      : control_(control), data_(data), capacity_(capacity) {}
+
+  // --- producer ---
+
+  /// Publishes `frame` whole, or returns false (and publishes nothing) when it does not fit.
+  /// Room for one announcement is always kept, so a frame that does not fit can still go
+  /// through the socket in its place.
+  bool push(std::span<const std::byte> frame) noexcept {
+    return publish(frame, frame_header_size);
+  }
+
+  /// Publishes a `via_socket` frame: the next frame of this direction comes through the
+  /// socket. False only when the ring is full of frames nobody takes.
+  bool announce() noexcept { return publish(control_frame(FrameKind::via_socket), 0); }
+
+  /// After a push: true when the consumer had announced it sleeps (it is then no longer
+  /// marked asleep): the caller must nudge it through the socket.
+  bool take_sleeper() noexcept {
+    if (control_ == nullptr) return false;
+    std::atomic_ref<std::uint32_t> asleep(control_->consumer_asleep);
+    return asleep.load(std::memory_order_seq_cst) != 0 &&
+           asleep.exchange(0, std::memory_order_seq_cst) != 0;
+  }
+
+  // --- consumer ---
+
+  /// True when frames wait to be taken.
+  [[nodiscard]] bool has_data() const noexcept {
+    return control_ != nullptr &&
+           std::atomic_ref<std::uint64_t>(control_->tail).load(std::memory_order_seq_cst) !=
+               consumed_;
+  }
+
+  /// Moves every published byte into `frames`; returns how many.
+  /// @throws ProtocolError when the producer's index is impossible (corrupt memory).
+  std::size_t pull(FrameAssembler& frames) {
+    if (control_ == nullptr) return 0;
+    const std::uint64_t tail =
+        std::atomic_ref<std::uint64_t>(control_->tail).load(std::memory_order_acquire);
+    const std::uint64_t available = tail - consumed_;
+    if (available == 0) return 0;
+    if (available > capacity_) {
+      throw ProtocolError("offload: corrupt shared ring: " + std::to_string(available) +
+                          " bytes published in a ring of " + std::to_string(capacity_));
+    }
+    const std::size_t count = static_cast<std::size_t>(available);
+    const std::size_t at = static_cast<std::size_t>(consumed_ % capacity_);
+    const std::size_t first = std::min(count, capacity_ - at);
+    frames.append({data_ + at, first});
+    frames.append({data_, count - first});
+    consumed_ = tail;
+    std::atomic_ref<std::uint64_t>(control_->head).store(consumed_, std::memory_order_release);
+    return count;
+  }
+
+  /// Announces that this side is about to sleep on the socket. Returns false when a frame
+  /// arrived meanwhile: then it must not sleep (and is no longer marked asleep).
+  bool prepare_to_sleep() noexcept {
+    if (control_ == nullptr) return true;
+    std::atomic_ref<std::uint32_t>(control_->consumer_asleep).store(1, std::memory_order_seq_cst);
+    if (!has_data()) return true;
+    woke();
+    return false;
+  }
+
+  /// Back from sleeping (nudged or not).
+  void woke() noexcept {
+    if (control_ == nullptr) return;
+    std::atomic_ref<std::uint32_t>(control_->consumer_asleep).store(0, std::memory_order_relaxed);
+  }
+
+ private:
+  /// Room left; none when the consumer's index is impossible (a corrupt ring refuses frames).
+  [[nodiscard]] std::size_t free_bytes() const noexcept {
+    const std::uint64_t head =
+        std::atomic_ref<std::uint64_t>(control_->head).load(std::memory_order_acquire);
+    const std::uint64_t used = produced_ - head;
+    return used > capacity_ ? 0 : capacity_ - static_cast<std::size_t>(used);
+  }
+
+  bool publish(std::span<const std::byte> frame, std::size_t reserve) noexcept {
+    if (control_ == nullptr || free_bytes() < frame.size() + reserve) return false;
+    copy_in(frame);
+    produced_ += frame.size();
+    std::atomic_ref<std::uint64_t>(control_->tail).store(produced_, std::memory_order_seq_cst);
+    return true;
+  }
+
+  void copy_in(std::span<const std::byte> frame) noexcept {
+    const std::size_t at = static_cast<std::size_t>(produced_ % capacity_);
+    const std::size_t first = std::min(frame.size(), capacity_ - at);
+    std::memcpy(data_ + at, frame.data(), first);
+    std::memcpy(data_, frame.data() + first, frame.size() - first);
+  }
+
+  RingControl* control_ = nullptr;
+  std::byte* data_ = nullptr;
+  std::size_t capacity_ = 0;
+  std::uint64_t produced_ = 0;  // producer: bytes published (the true tail)
+  std::uint64_t consumed_ = 0;  // consumer: bytes taken (the true head)
+};
+
+/// The shared memory of one worker (see the file comment). Owns the mapping; the handles it
+/// gives out point into it and must not outlive it. Move-only.
+class Mailbox {
+ public:
+  /// Calls sent ahead total at most 4 KiB behind a call of at most 4 KiB (see the keeper), so
+  /// 16 KiB hold every call a worker can have; replies: up to 9 of 4 KiB.
+  static constexpr std::size_t calls_capacity = 16 * 1024;
+  static constexpr std::size_t replies_capacity = 64 * 1024;
+
+  /// A new, zeroed mailbox as a close-on-exec descriptor (to map here and in the worker).
+  /// @throws std::system_error when it cannot be created.
+  static UniqueFd create() {
+#if defined(__linux__)
+    UniqueFd memory(::memfd_create("offload-mailbox", MFD_CLOEXEC));
+    if (!memory) throw_system_error("memfd_create");
+#else
+    // No memfd: an anonymous POSIX shared memory object, unlinked at once.
+    char name[64];
+    std::snprintf(name, sizeof name, "/offload-mailbox-%ld-%p", static_cast<long>(::getpid()),
+                  static_cast<void*>(name));
+    UniqueFd memory(::shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600));
+    if (!memory) throw_system_error("shm_open");
+    ::shm_unlink(name);
+    (void)::fcntl(memory.get(), F_SETFD, FD_CLOEXEC);
+#endif
+    if (::ftruncate(memory.get(), static_cast<off_t>(sizeof(Layout))) != 0) {
+      throw_system_error("ftruncate");
+    }
+    return memory;
+  }
+
+  Mailbox() noexcept = default;
+  /// Maps the mailbox behind `memory` (the descriptor may be closed afterwards).
+  /// @throws std::system_error when it cannot be mapped.
+  explicit Mailbox(int memory) {
+    void* mapped = ::mmap(nullptr, sizeof(Layout), PROT_READ | PROT_WRITE, MAP_SHARED, memory, 0);
+    if (mapped == MAP_FAILED) throw_system_error("mmap");
+    layout_ = static_cast<Layout*>(mapped);
+  }
+  Mailbox(Mailbox&& other) noexcept : layout_(std::exchange(other.layout_, nullptr)) {}
+  Mailbox& operator=(Mailbox&& other) noexcept {
+    if (this != &other) {
+      unmap();
+      layout_ = std::exchange(other.layout_, nullptr);
+    }
+    return *this;
+  }
+  Mailbox(const Mailbox&) = delete;
+  Mailbox& operator=(const Mailbox&) = delete;
+  ~Mailbox() { unmap(); }
+
+  [[nodiscard]] CallCounter calls_started() const noexcept {
+    return CallCounter(layout_ != nullptr ? &layout_->calls_started : nullptr);
+  }
+  /// A fresh handle on the ring of calls (keeper -> worker).
+  [[nodiscard]] FrameRing calls() const noexcept {
+    if (layout_ == nullptr) return {};
+    return {&layout_->calls, layout_->call_bytes, calls_capacity};
+  }
+  /// A fresh handle on the ring of replies (worker -> keeper).
+  [[nodiscard]] FrameRing replies() const noexcept {
+    if (layout_ == nullptr) return {};
+    return {&layout_->replies, layout_->reply_bytes, replies_capacity};
+  }
+
+ private:
+  struct Layout {
+    alignas(64) std::uint64_t calls_started;
+    RingControl calls;
+    RingControl replies;
+    alignas(64) std::byte call_bytes[calls_capacity];
+    std::byte reply_bytes[replies_capacity];
+  };
+
+  void unmap() noexcept {
+    if (layout_ != nullptr) ::munmap(layout_, sizeof(Layout));
+    layout_ = nullptr;
+  }
+
+  Layout* layout_ = nullptr;
+};
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_MAILBOX_HPP
+// ---- end offload/detail/mailbox.hpp ----
 
 namespace offload {
 inline namespace v0 {
@@ -8025,52 +8275,157 @@ inline void run_call(std::span<const std::byte> payload, std::vector<std::byte>&
 /// Exit code of a worker that received something other than a well-formed call frame.
 inline constexpr int worker_protocol_exit_code = 70;  // EX_SOFTWARE
 
-/// Receives into `incoming`, polling without sleeping for `linger` first: waking a sleeping
-/// process costs several microseconds (tens in a VM), and in a loop of short calls the next
-/// one arrives well within the window. The poll yields the CPU between tries, so it never
-/// holds up another thread. Returns what recv() did: > 0 bytes, 0 at end of stream.
-inline ssize_t receive_lingering(int channel, FrameAssembler& incoming,
-                                 std::chrono::microseconds linger) {
-  const auto give_up = Clock::now() + linger;
-  const std::span<std::byte> room = incoming.prepare();
-  for (;;) {
-    const ssize_t got = receive_some(channel, room, MSG_DONTWAIT);
-    if (got >= 0) return got;
-    if (Clock::now() >= give_up) return receive_some(channel, room);
-    // Let anything else runnable on this CPU go first: often the keeper our reply just woke,
-    // which is about to send the next call. Spinning ahead of it would only delay that call.
-    ::sched_yield();
-  }
-}
-
 /**
- * The worker's main loop on the (blocking) socket `channel`, counting each call it starts in
- * `calls`; after each reply it polls for `idle_spin` before it sleeps (ProcessOptions::idle_spin). Never returns: ends the process
- * with _exit(0) when the pool closes the socket (no atexit handlers or static destructors of
- * the program copy run: they belong to the parent), or with worker_protocol_exit_code on a
- * corrupt stream.
+ * The worker's end of its keeper: calls come in and replies go out through the mailbox's
+ * rings, big frames through the socket (see mailbox.hpp). Ends the process with _exit(0) when
+ * the pool closes the socket, or with worker_protocol_exit_code on a corrupt stream (reported
+ * as ProtocolError by the frame code, caught by run_worker()).
  */
-[[noreturn]] inline void run_worker(int channel, CallCounter calls, std::uint64_t max_payload,
-                                    std::chrono::microseconds idle_spin) {
-  try {
-    FrameAssembler incoming(max_payload);
-    std::vector<std::byte> reply;
+class WorkerLink {
+ public:
+  WorkerLink(int channel, const Mailbox& mailbox, std::uint64_t max_payload,
+             std::chrono::microseconds idle_spin)
+      : channel_(channel),
+        calls_(mailbox.calls()),
+        replies_(mailbox.replies()),
+        from_ring_(max_payload),
+        from_socket_(max_payload),
+        idle_spin_(idle_spin) {}
+
+  /// The next call's payload, valid until the next member call. Waits for it.
+  std::span<const std::byte> next_call() {
     for (;;) {
-      std::optional<FrameView> frame = incoming.next();
-      if (!frame) {
-        const ssize_t got = receive_lingering(channel, incoming, idle_spin);
-        if (got <= 0) ::_exit(incoming.buffered() == 0 ? 0 : worker_protocol_exit_code);
-        incoming.commit(static_cast<std::size_t>(got));
+      if (socket_frame_due_) {
+        drop_nudges(from_socket_);
+        if (std::optional<FrameView> frame = from_socket_.next()) {
+          socket_frame_due_ = false;
+          return payload_of_call(*frame);
+        }
+        receive(0);
         continue;
       }
-      if (frame->kind != FrameKind::call) ::_exit(worker_protocol_exit_code);
+      if (std::optional<FrameView> frame = from_ring_.next()) {
+        if (frame->kind == FrameKind::via_socket) {
+          socket_frame_due_ = true;
+          continue;
+        }
+        // Our last call: time for the keeper to take the replies it was not woken for, and
+        // to send more.
+        if (keeper_behind_ && !call_waiting()) nudge_keeper_if_asleep();
+        return payload_of_call(*frame);
+      }
+      if (calls_.pull(from_ring_) == 0) wait_for_calls();
+    }
+  }
+
+  /// Sends a complete reply frame: through the ring when it fits, else announced there and
+  /// sent through the socket.
+  ///
+  /// The keeper is woken (if it sleeps) only when we run out of calls: on replying with none
+  /// left, or on starting the last one after replies it was not woken for (see next_call()). While calls wait for us, replies
+  /// collect in the ring and the keeper takes them all at that wake-up: one wake-up per
+  /// batch of calls sent ahead instead of one per call, at the price of completing those
+  /// futures later (by the batch's duration at most; see send_ahead_depth.hpp).
+  void reply(std::span<const std::byte> frame) {
+    if (frame.size() <= ring_frame_limit && replies_.push(frame)) {
+      if (call_waiting()) {
+        keeper_behind_ = true;
+      } else {
+        nudge_keeper_if_asleep();
+      }
+      return;
+    }
+    // Room for an announcement is kept, so this waits only if the keeper fell 64 KiB behind.
+    while (!replies_.announce()) {
+      nudge_keeper_if_asleep();
+      receive(MSG_DONTWAIT);  // notices the end of the pool meanwhile
+      ::sched_yield();
+    }
+    nudge_keeper_if_asleep();
+    send_or_exit(frame);
+  }
+
+  /// Frees memory a big frame left behind.
+  void release_memory() noexcept {
+    from_ring_.release_memory();
+    from_socket_.release_memory();
+  }
+
+ private:
+  /// True when another call is there to take without waiting.
+  [[nodiscard]] bool call_waiting() const { return from_ring_.frame_ready() || calls_.has_data(); }
+
+  static std::span<const std::byte> payload_of_call(const FrameView& frame) {
+    if (frame.kind != FrameKind::call) ::_exit(worker_protocol_exit_code);
+    return frame.payload;
+  }
+
+  /// Polls the ring for `idle_spin_` without sleeping first: waking a sleeping process costs
+  /// several microseconds (tens in a VM), and in a loop of short calls the next one arrives
+  /// well within the window. Yields the CPU between looks, so it never holds up another
+  /// thread (often the keeper, about to send the next call). Then sleeps on the socket until
+  /// a nudge, a big frame or the end of the pool.
+  void wait_for_calls() {
+    const auto give_up = Clock::now() + idle_spin_;
+    while (Clock::now() < give_up) {
+      if (calls_.has_data()) return;
+      ::sched_yield();
+    }
+    if (!calls_.prepare_to_sleep()) return;
+    receive(0);
+    calls_.woke();
+  }
+
+  /// One receive from the socket (`flags`: 0 blocks); ends the process at end of stream.
+  void receive(int flags) {
+    const ssize_t got = receive_some(channel_, from_socket_.prepare(), flags);
+    if (got == 0) ::_exit(from_socket_.buffered() == 0 ? 0 : worker_protocol_exit_code);
+    if (got < 0) return;
+    from_socket_.commit(static_cast<std::size_t>(got));
+    drop_nudges(from_socket_);  // they only woke us; a big call's frame stays
+  }
+
+  void nudge_keeper_if_asleep() {
+    keeper_behind_ = false;  // it takes every reply before it sleeps again
+    if (replies_.take_sleeper()) send_or_exit(control_frame(FrameKind::nudge));
+  }
+
+  void send_or_exit(std::span<const std::byte> bytes) {
+    if (send_all(channel_, bytes) != IoResult::ok) ::_exit(0);  // the pool is gone
+  }
+
+  int channel_;
+  FrameRing calls_;
+  FrameRing replies_;
+  FrameAssembler from_ring_;
+  FrameAssembler from_socket_;
+  bool socket_frame_due_ = false;  // the ring announced that the next call is in the socket
+  bool keeper_behind_ = false;     // replies went into the ring without waking the keeper
+  std::chrono::microseconds idle_spin_;
+};
+
+/**
+ * The worker's main loop on the (blocking) socket `channel` and its `mailbox`, counting each
+ * call it starts; after each reply it polls for `idle_spin` before it sleeps
+ * (ProcessOptions::idle_spin). Never returns: ends the process with _exit(0) when the pool
+ * closes the socket (no atexit handlers or static destructors of the program copy run: they
+ * belong to the parent), or with worker_protocol_exit_code on a corrupt stream.
+ */
+[[noreturn]] inline void run_worker(int channel, const Mailbox& mailbox, std::uint64_t max_payload,
+                                    std::chrono::microseconds idle_spin) {
+  try {
+    WorkerLink link(channel, mailbox, max_payload, idle_spin);
+    CallCounter calls = mailbox.calls_started();
+    std::vector<std::byte> reply;
+    for (;;) {
+      const std::span<const std::byte> call = link.next_call();
       calls.count_start();
-      run_call(frame->payload, reply);
+      run_call(call, reply);
       // Output the call printed must appear now: _exit() would drop a full stdio buffer.
       std::fflush(stdout);
       std::fflush(stderr);
-      if (send_all(channel, reply) != IoResult::ok) ::_exit(0);  // the pool is gone
-      incoming.release_memory();
+      link.reply(reply);
+      link.release_memory();
       if (reply.capacity() > (std::size_t{1} << 20)) std::vector<std::byte>().swap(reply);
     }
   } catch (...) {
@@ -8091,7 +8446,7 @@ namespace detail {
 
 enum class ServerMessageKind : std::uint32_t {
   open_session = 1,  // program -> server, on the control socket, carries the session socket
-  spawn = 2,         // pool -> server, carries the worker's end of its channel + counter page
+  spawn = 2,         // pool -> server, carries the worker's end of its channel + its mailbox
   kill = 3,          // pool -> server: SIGKILL worker `pid`
   spawned = 4,       // server -> pool: worker `pid` started
   spawn_failed = 5,  // server -> pool: fork failed with errno `value`
@@ -8193,7 +8548,7 @@ class ForkServerProcess {
 
   void serve_session(std::size_t index) {
     ServerMessage message;
-    UniqueFd attached[2];  // the worker's channel and its call counter page
+    UniqueFd attached[2];  // the worker's channel and its mailbox memory
     if (receive_packet(sessions_[index].socket.get(), &message, sizeof message, attached) == 0) {
       close_session(index);
       return;
@@ -8220,11 +8575,11 @@ class ForkServerProcess {
     sessions_[index].socket.reset();  // its slot stays (indices are stable) until reused
   }
 
-  void spawn(std::size_t session, UniqueFd channel, UniqueFd counter_page,
+  void spawn(std::size_t session, UniqueFd channel, UniqueFd mailbox,
              const WorkerSettings& settings) {
     const pid_t server = ::getpid();
     const pid_t pid = ::fork();
-    if (pid == 0) become_worker(server, channel.get(), counter_page.get(), settings);
+    if (pid == 0) become_worker(server, channel.get(), mailbox.get(), settings);
     ServerMessage reply;
     if (pid < 0) {
       reply.kind = ServerMessageKind::spawn_failed;
@@ -8238,14 +8593,14 @@ class ForkServerProcess {
     // `channel` closes here: the worker holds the only other copy, so its death means EOF.
   }
 
-  [[noreturn]] void become_worker(pid_t server, int channel, int counter_page,
+  [[noreturn]] void become_worker(pid_t server, int channel, int mailbox_memory,
                                   const WorkerSettings& settings) noexcept {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != server) ::_exit(0);  // the server died before prctl() took effect
     // Mapped first: the mapping outlives the descriptor, which the shuffle below may close.
-    CallCounter calls;
+    Mailbox mailbox;
     try {
-      calls = CallCounter(counter_page);
+      mailbox = Mailbox(mailbox_memory);
     } catch (...) {
       ::_exit(worker_protocol_exit_code);
     }
@@ -8258,7 +8613,7 @@ class ForkServerProcess {
     if (channel != 3 && ::dup2(channel, 3) < 0) ::_exit(worker_protocol_exit_code);
     close_descriptors_from(4);
     ::prctl(PR_SET_NAME, "offload-worker");
-    run_worker(3, std::move(calls), settings.max_payload, settings.idle_spin);
+    run_worker(3, mailbox, settings.max_payload, settings.idle_spin);
   }
 
   [[nodiscard]] bool is_server_descriptor(int fd) const noexcept {
@@ -8425,17 +8780,17 @@ class ServerSession {
  public:
   explicit ServerSession(UniqueFd socket) noexcept : socket_(std::move(socket)) {}
 
-  /// Starts a worker that will serve `worker_end` (its end of a channel) and count its calls
-  /// in `counter_page` (CallCounter::create()); returns its pid.
+  /// Starts a worker that will serve `worker_end` (its end of a channel) and share `mailbox`
+  /// (Mailbox::create()) with its keeper; returns its pid.
   /// @throws ForkServerLost; offload::Error when fork() failed (errno in the message).
-  pid_t spawn(UniqueFd worker_end, const UniqueFd& counter_page, const WorkerSettings& settings) {
+  pid_t spawn(UniqueFd worker_end, const UniqueFd& mailbox, const WorkerSettings& settings) {
     const auto spin_us =
         std::chrono::duration_cast<std::chrono::microseconds>(settings.idle_spin).count();
     ServerMessage request{
         ServerMessageKind::spawn, 0, 0,
         static_cast<std::uint32_t>(std::clamp<std::int64_t>(spin_us, 0, 1'000'000)),
         settings.max_payload};
-    const int attached[2] = {worker_end.get(), counter_page.get()};
+    const int attached[2] = {worker_end.get(), mailbox.get()};
     if (!send_packet(socket_.get(), &request, sizeof request, attached)) throw ForkServerLost();
     worker_end.reset();  // the worker's copy is the only one left that matters
     const ServerMessage reply = receive(no_deadline);
@@ -8490,17 +8845,12 @@ class ServerSession {
 /// @file keeper_pacing.hpp
 /// How eagerly the scheduler runs a ProcessPool keeper thread (Linux; elsewhere a no-op).
 ///
-/// A keeper sleeps almost always and runs for microseconds when its worker replies. Two paces:
-/// - prompt: short time slices (EEVDF, Linux 6.12+; older kernels ignore the request). A reply
-///   wakes the keeper at once, even on a CPU where another thread spins or computes, so a
-///   caller waiting for the result is not held up by a whole time slice.
-/// - batched (SCHED_BATCH): a reply does not preempt the thread running on that CPU. Used only
-///   while the worker has its next call already (sent ahead): the worker keeps computing, and
-///   the keeper runs when that CPU frees up (the worker runs out of calls, or at the next tick)
-///   and then completes the futures of every call answered meanwhile (two or more). On a
-///   machine whose every core runs a worker, that cuts the keeper's wake-ups, each of which
-///   costs two context switches.
-/// Only a thread whose policy is SCHED_OTHER is ever changed; the nice value is kept.
+/// A keeper sleeps almost always, and when its worker wakes it (a reply with no call left,
+/// or the last call begun: see process_worker.hpp) it must run at once: the caller waits for
+/// the result, or the worker for its next calls. So it asks for short time slices (EEVDF,
+/// Linux 6.12+; older kernels ignore the request), which lets its wake-up preempt a thread
+/// that computes on that CPU instead of waiting for that thread's slice to end.
+/// Only a thread whose policy is SCHED_OTHER is changed; the nice value is kept.
 
 #include <sched.h>
 #include <sys/syscall.h>
@@ -8514,27 +8864,23 @@ namespace detail {
 
 class KeeperPacing {
  public:
-  enum class Pace { prompt, batched };
-
-  /// Sets the calling thread's pace to prompt (if its policy is SCHED_OTHER). Call it on the
-  /// keeper thread; every member acts on the calling thread.
+  /// Asks for short slices for the calling thread (if its policy is SCHED_OTHER). Never
+  /// fails: a refused request (an old kernel, a seccomp filter) only makes it slower.
   KeeperPacing() noexcept {
 #if defined(__linux__) && defined(SYS_sched_getattr) && defined(SYS_sched_setattr)
-    adjustable_ = ::syscall(SYS_sched_getattr, 0, &initial_, sizeof initial_, 0) == 0 &&
-                  initial_.sched_policy == SCHED_OTHER;
-    initial_.size = sizeof initial_;
+    SchedAttributes attributes{};
+    if (::syscall(SYS_sched_getattr, 0, &attributes, sizeof attributes, 0) != 0 ||
+        attributes.sched_policy != SCHED_OTHER) {
+      return;
+    }
+    attributes.size = sizeof attributes;
+    attributes.sched_runtime = short_slice_ns;  // the same nice value and flags
+    ::syscall(SYS_sched_setattr, 0, &attributes, 0);
 #endif
-    apply(Pace::prompt);
   }
 
   KeeperPacing(const KeeperPacing&) = delete;
   KeeperPacing& operator=(const KeeperPacing&) = delete;
-
-  /// Switches to `pace`; a system call only when it changes. Never fails: a refused request
-  /// (a seccomp filter, say) leaves the thread as it was, which is only slower.
-  void set(Pace pace) noexcept {
-    if (pace != current_) apply(pace);
-  }
 
  private:
   /// struct sched_attr of sched_setattr(2) (not in glibc's headers).
@@ -8551,26 +8897,6 @@ class KeeperPacing {
 
   /// The shortest slice the kernel allows, in nanoseconds.
   static constexpr std::uint64_t short_slice_ns = 100'000;
-
-  void apply(Pace pace) noexcept {
-    current_ = pace;
-#if defined(__linux__) && defined(SYS_sched_getattr) && defined(SYS_sched_setattr)
-    if (!adjustable_) return;
-    SchedAttributes attributes = initial_;  // the same nice value and flags
-    if (pace == Pace::prompt) {
-      attributes.sched_policy = SCHED_OTHER;
-      attributes.sched_runtime = short_slice_ns;
-    } else {
-      attributes.sched_policy = SCHED_BATCH;
-      attributes.sched_runtime = 0;  // the default slice
-    }
-    ::syscall(SYS_sched_setattr, 0, &attributes, 0);
-#endif
-  }
-
-  SchedAttributes initial_{};
-  bool adjustable_ = false;
-  Pace current_ = Pace::prompt;
 };
 
 }  // namespace detail
@@ -8584,16 +8910,18 @@ class KeeperPacing {
 #define OFFLOAD_DETAIL_SEND_AHEAD_DEPTH_HPP
 
 /// @file send_ahead_depth.hpp
-/// How many calls a ProcessPool keeper sends ahead into its worker's socket.
+/// How many calls a ProcessPool keeper sends ahead into its worker's ring.
 ///
-/// Why more than one: a worker that finds no call waiting after a reply has to hand the CPU to
-/// its keeper and get it back (two context switches, 20-30 us on a busy VM) before it can go
-/// on. With one call ahead that happens every second call; with d calls ahead, every d+1-th.
-/// Why not always many: calls sent to one worker cannot move to another that falls idle, so a
-/// deep queue behind a slow call leaves the other workers without work at the end of a batch,
-/// and the keeper completes futures later (it is woken less often). So the depth follows the
-/// calls' duration: what is sent ahead should amount to about `budget` of work, which keeps
-/// both the imbalance and the completion delay in the order of a couple of milliseconds.
+/// Why more than one: the keeper is woken once per batch of calls sent ahead (the worker
+/// nudges it when it starts the last one; see process_worker.hpp), and each wake-up costs
+/// the CPU it lands on two context switches and cold caches: 50-100 us on a busy VM. With d
+/// calls ahead that cost is paid every d calls.
+/// Why not always many: the keeper completes the futures of a batch when it wakes, so a
+/// future completes up to one batch's duration late; and a call sent to one worker cannot
+/// move to another that falls idle (the keeper also sends no more than a share of what is
+/// queued; see send_ahead_locked()). So the depth follows the calls' duration: what is sent
+/// ahead should amount to about `budget` of work, which keeps the completion delay within a
+/// few milliseconds.
 ///
 /// The duration is estimated from the replies alone: while its worker stays busy, the time
 /// between two of the keeper's wake-ups divided by the replies read in the second one.
@@ -8610,7 +8938,7 @@ class SendAheadDepth {
   using Clock = std::chrono::steady_clock;
 
   /// Work worth sending ahead, and the most calls that may wait in a socket.
-  static constexpr std::chrono::microseconds budget{2000};
+  static constexpr std::chrono::microseconds budget{5000};
   static constexpr unsigned max_depth = 8;
 
   /// Replies read at `now`: `replies` of them, for calls run back to back since `since` (the
@@ -8757,16 +9085,18 @@ struct Slot {
   };
   Phase phase = Phase::unavailable;
   std::unique_ptr<CallTicket> call;   // the call in flight; only the keeper takes it out
-  // The next calls, in order, already whole in the worker's socket; added and taken only by
-  // the keeper (which may read it without the mutex: no other thread changes it).
+  // The next calls, in order, already handed to the worker; added and taken only by the
+  // keeper (which may read it without the mutex: no other thread changes it).
   std::deque<std::unique_ptr<CallTicket>> ahead;
   unsigned attempt = 0;               // crashes of `call` so far
   unsigned redeliveries = 0;          // workers that died before `call` reached them
-  std::size_t sent = 0;               // bytes of call->request already sent
+  std::size_t sent = 0;               // bytes of call->request already sent (all, via the ring)
+  bool announced = false;             // the ring told the worker that `call` comes by socket
   bool send_pending = false;          // the keeper must send call->request from `sent` on
   IoDeadline deadline = no_deadline;  // when the call in flight times out
   Clock::time_point begun{};          // when the call in flight was sent (its clock started)
   int channel = -1;                   // the worker's socket (owned by the keeper) while idle/busy
+  FrameRing to_worker;                // the producer's handle on the worker's ring of calls
   pid_t pid = 0;                      // the worker's pid; 0 while there is none
   UniqueFd doorbell;                  // rung to wake the keeper: a send to finish, or closing
   UniqueFd timer;                     // expires at `deadline`
@@ -8871,6 +9201,7 @@ class PoolCore {
     slot.attempt = 0;
     slot.redeliveries = 0;
     slot.sent = 0;
+    slot.announced = false;
     slot.send_pending = false;
     start_clock(slot);
   }
@@ -8885,22 +9216,43 @@ class PoolCore {
     arm_timer(slot.timer.get(), options.max_call_time);
   }
 
-  /// Sends the slot's new call without blocking; whatever does not fit now is left to the
-  /// keeper (send_pending, and its doorbell rung).
+  /// Hands the slot's new call to its worker without blocking: a small one whole through the
+  /// ring; a big one announced there and sent through the socket as far as it goes now.
+  /// Whatever is left is left to the keeper (send_pending, and its doorbell rung).
   void send_without_blocking(Slot& slot) {
     const std::vector<std::byte>& request = slot.call->request;
-    ssize_t sent = -1;
-    do {
-      sent = ::send(slot.channel, request.data(), request.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-    } while (sent < 0 && errno == EINTR);
-    if (sent == static_cast<ssize_t>(request.size())) {
+    if (request.size() <= ring_frame_limit && slot.to_worker.push(request)) {
       slot.sent = request.size();
+      nudge_if_asleep(slot);
       return;
     }
-    if (sent < 0 && (errno == EPIPE || errno == ECONNRESET)) return;  // dead: the keeper sees EOF
-    slot.sent = sent > 0 ? static_cast<std::size_t>(sent) : 0;
+    // Announced only while the worker holds no other call (calls sent ahead are small), so
+    // the ring has the room it keeps for this; if not (a corrupt ring), the keeper finds out.
+    slot.announced = slot.to_worker.announce();
+    if (slot.announced) {
+      nudge_if_asleep(slot);
+      const ssize_t sent = send_some(slot.channel, request);
+      if (sent == static_cast<ssize_t>(request.size())) {
+        slot.sent = request.size();
+        return;
+      }
+      if (sent < 0 && (errno == EPIPE || errno == ECONNRESET)) return;  // dead: the keeper sees EOF
+      slot.sent = sent > 0 ? static_cast<std::size_t>(sent) : 0;
+    }
     slot.send_pending = true;
     ring(slot.doorbell.get());
+  }
+
+  /// After frames went into the slot's ring: wakes the worker if it announced it sleeps.
+  static void nudge_if_asleep(Slot& slot) noexcept {
+    if (!slot.to_worker.take_sleeper()) return;
+    // 16 bytes into a socket that holds no partial frame of ours (a big call is sent only
+    // while nothing else is in flight), so the send completes at once. If it fails, the
+    // worker is gone, and its keeper learns that from the end of its stream.
+    try {
+      (void)send_all(slot.channel, control_frame(FrameKind::nudge));
+    } catch (...) {
+    }
   }
 
   const ProcessOptions options;
@@ -8928,7 +9280,8 @@ class WorkerKeeper {
       : core_(core),
         slot_(core.slots[index]),
         session_(server.open_session()),
-        incoming_(core.options.max_message_size) {}
+        incoming_(core.options.max_message_size),
+        from_ring_(core.options.max_message_size) {}
 
   WorkerKeeper(const WorkerKeeper&) = delete;
   WorkerKeeper& operator=(const WorkerKeeper&) = delete;
@@ -8947,8 +9300,9 @@ class WorkerKeeper {
   struct Worker {
     pid_t pid;
     UniqueFd channel;     // non-blocking; our end of the worker's socket pair
+    Mailbox mailbox;      // shared with the worker (see mailbox.hpp)
+    FrameRing replies;    // the consumer's handle on the mailbox's ring of replies
     CallCounter started;  // calls the worker has begun to run (see call_counter.hpp)
-    bool may_send_ahead;  // the socket's buffer holds the calls sent ahead with room to spare
     unsigned calls = 0;   // replies received from it
   };
 
@@ -8960,7 +9314,7 @@ class WorkerKeeper {
 
   void run() noexcept {
     keeper_of_pool = &core_;
-    KeeperPacing pacing;
+    const KeeperPacing pacing;
     while (!done_) {
       bool server_lost = false;
       std::exception_ptr unexpected;
@@ -8977,16 +9331,9 @@ class WorkerKeeper {
         fail_current(std::move(unexpected));
         discard_worker();
       }
-      pacing.set(worker_has_next_call() ? KeeperPacing::Pace::batched
-                                        : KeeperPacing::Pace::prompt);
     }
     discard_worker();
   }
-
-  /// True while a call waits, sent ahead, in the worker's socket: the worker will not run dry
-  /// if this thread is scheduled a little later (see keeper_pacing.hpp). No lock: only this
-  /// thread ever changes slot_.ahead (see Slot), and this runs once per event.
-  bool worker_has_next_call() const noexcept { return !slot_.ahead.empty(); }
 
   void step() {
     if (!worker_ && !start_worker()) return;
@@ -9025,27 +9372,38 @@ class WorkerKeeper {
   }
 
   void send_request() {
-    std::span<const std::byte> rest;
-    IoDeadline deadline;
     CallTicket* call = nullptr;
-    bool started = false;
+    bool fresh = false;  // nothing of it went to this worker yet
     {
       std::lock_guard lock(core_.mutex);
       call = slot_.call.get();
-      rest = std::span<const std::byte>(call->request).subspan(slot_.sent);
-      deadline = slot_.deadline;
-      started = slot_.sent != 0;
+      fresh = slot_.sent == 0 && !slot_.announced;
     }
-    if (!started && call->stop_requested()) {  // cancelled while it waited: it never runs
+    if (fresh && call->stop_requested()) {  // cancelled while it waited: it never runs
       cancel_current();
       return;
+    }
+    std::span<const std::byte> rest;
+    IoDeadline deadline;
+    {
+      std::lock_guard lock(core_.mutex);
+      if (fresh) core_.send_without_blocking(slot_);
+      slot_.send_pending = false;  // what is left is sent below
+      if (slot_.sent == call->request.size()) {
+        send_ahead_locked(worker_->calls + 1);  // then the call just sent
+        return;
+      }
+      if (!slot_.announced) {
+        throw ProtocolError("offload: corrupt shared memory: no room in the ring of calls");
+      }
+      rest = std::span<const std::byte>(call->request).subspan(slot_.sent);
+      deadline = slot_.deadline;
     }
     switch (send_all(worker_->channel.get(), rest, deadline)) {
       case IoResult::ok: {
         std::lock_guard lock(core_.mutex);
         slot_.sent = call->request.size();
-        send_ahead_locked(worker_->calls + 1);  // then the call just sent
-        return;
+        return;  // a big call: none is sent ahead of it
       }
       case IoResult::closed:
         on_worker_died();
@@ -9057,10 +9415,18 @@ class WorkerKeeper {
   }
 
   void wait_for_event() {
+    // Sleep only once the worker knows to nudge us (mailbox.hpp); a reply that came meanwhile
+    // is taken at once instead.
+    if (!worker_->replies.prepare_to_sleep()) {
+      receive_from_worker();
+      return;
+    }
     pollfd events[3] = {{worker_->channel.get(), POLLIN, 0},
                         {slot_.doorbell.get(), POLLIN, 0},
                         {slot_.timer.get(), POLLIN, 0}};
-    if (::poll(events, 3, -1) < 0) {
+    const int ready = ::poll(events, 3, -1);
+    worker_->replies.woke();
+    if (ready < 0) {
       if (errno == EINTR) return;
       throw_system_error("poll");
     }
@@ -9068,7 +9434,7 @@ class WorkerKeeper {
     // Replies first: a call that finished just before its deadline, whose reply waited while
     // this thread was not scheduled, did not time out (and the reply moves the deadline on
     // to the next call).
-    if (events[0].revents != 0) receive_from_worker();
+    if (events[0].revents != 0 || worker_->replies.has_data()) receive_from_worker();
     if (events[2].revents != 0) {
       drain(slot_.timer.get());
       if (worker_ && deadline_passed()) on_timeout();
@@ -9081,37 +9447,21 @@ class WorkerKeeper {
            Clock::now() >= slot_.deadline;
   }
 
+  /// Takes every reply that arrived whole, in the worker's order, even if the worker died right
+  /// after sending it; then its end of stream. (With calls sent ahead, several may be waiting.)
   void receive_from_worker() {
-    bool ended = false;
-    for (;;) {
-      const std::span<std::byte> room = incoming_.prepare();
-      const ssize_t got = receive_some(worker_->channel.get(), room);
-      if (got < 0) break;  // drained
-      if (got == 0) {
-        ended = true;
-        break;
-      }
-      incoming_.commit(static_cast<std::size_t>(got));
-      if (static_cast<std::size_t>(got) < room.size()) break;  // drained, most likely
-      // A whole frame goes out before more comes in: room for more now would mean moving
-      // (for a big frame, reallocating and copying) the frame still in the buffer.
-      if (incoming_.frame_ready()) break;
-    }
-    // Every reply that arrived whole counts, even if the worker died right after sending it;
-    // then its end of stream. (With calls sent ahead, several replies may be waiting.)
+    // The socket first, even when the ring woke us: what the worker wrote there before a
+    // reply (a big reply's bytes, or garbage) is judged before that reply.
+    const bool ended = drain_socket();
     const Clock::time_point since = call_begun();
     unsigned replies = 0;
     while (worker_) {
       std::optional<FrameView> frame;
       std::exception_ptr corrupt;
       try {
-        frame = incoming_.next();
+        frame = next_reply();
       } catch (const ProtocolError&) {
         corrupt = std::current_exception();
-      }
-      if (frame && frame->kind == FrameKind::call) {
-        corrupt = std::make_exception_ptr(
-            ProtocolError("offload: corrupt reply: a worker sent a call frame"));
       }
       if (corrupt) {
         on_corrupt(std::move(corrupt));
@@ -9121,8 +9471,66 @@ class WorkerKeeper {
       on_reply(*frame);
       ++replies;
     }
-    if (replies != 0) depth_.on_replies(Clock::now(), since, replies);
+    if (replies != 0) {
+      depth_.on_replies(Clock::now(), since, replies);
+    } else if (worker_) {
+      // Woken by a worker that started its last call, whose replies we had taken already.
+      std::lock_guard lock(core_.mutex);
+      send_ahead_locked(worker_->calls + 1);
+    }
     if (ended && worker_) on_worker_died();
+  }
+
+  /// Receives what the worker's socket holds; true at its end.
+  bool drain_socket() {
+    for (;;) {
+      const std::span<std::byte> room = incoming_.prepare();
+      const ssize_t got = receive_some(worker_->channel.get(), room);
+      if (got < 0) return false;  // drained
+      if (got == 0) return true;
+      incoming_.commit(static_cast<std::size_t>(got));
+      if (static_cast<std::size_t>(got) < room.size()) return false;  // drained, most likely
+      // A whole frame goes out before more comes in: room for more now would mean moving
+      // (for a big frame, reallocating and copying) the frame still in the buffer.
+      if (incoming_.frame_ready()) return false;
+    }
+  }
+
+  /// The next complete reply: from the ring, or from the socket where the ring announced one
+  /// (mailbox.hpp). Nothing until it has arrived whole.
+  /// @throws ProtocolError on a corrupt ring or stream, or a frame that is not a reply.
+  std::optional<FrameView> next_reply() {
+    for (;;) {
+      if (socket_replies_due_ != 0) {
+        drop_nudges(incoming_);
+        std::optional<FrameView> frame = incoming_.next();
+        if (!frame) return std::optional<FrameView>();
+        --socket_replies_due_;
+        return checked_reply(*frame);
+      }
+      std::optional<FrameView> frame = from_ring_.next();
+      if (!frame && worker_->replies.pull(from_ring_) != 0) frame = from_ring_.next();
+      if (!frame) break;
+      if (frame->kind != FrameKind::via_socket) return checked_reply(*frame);
+      ++socket_replies_due_;
+    }
+    // The ring was read after the socket, so whatever reply the socket holds was announced.
+    // Anything else there is judged only now: the socket is not ordered with the ring, so
+    // bytes the worker's code wrote into it are blamed on the call it runs now, never on a
+    // reply that arrived whole.
+    drop_nudges(incoming_);
+    if (incoming_.frame_ready()) {
+      throw ProtocolError("offload: corrupt stream: a worker sent a reply it did not announce");
+    }
+    return std::optional<FrameView>();
+  }
+
+  static FrameView checked_reply(const FrameView& frame) {
+    if (frame.kind != FrameKind::value && frame.kind != FrameKind::error) {
+      throw ProtocolError("offload: corrupt reply: a worker sent a frame of kind " +
+                          std::to_string(static_cast<int>(frame.kind)));
+    }
+    return frame;
   }
 
   /// When the call in flight began: when it was sent, or, for a call sent ahead, when the
@@ -9134,70 +9542,55 @@ class WorkerKeeper {
   }
 
   /// Most bytes sent ahead, and the largest call in flight that calls are sent ahead of: small
-  /// calls behind a small call, so that all of them fit the socket's buffer and a send can
-  /// neither block nor stop half-way.
+  /// calls behind a small call, so that all of them fit the worker's ring of calls (with room
+  /// to spare: see Mailbox::calls_capacity).
   static constexpr std::size_t max_ahead_bytes = 4096;
-  /// The send buffer a worker's socket needs for calls to be sent ahead (Linux's default is
-  /// 208 KiB; a system configured far below that gets no sending ahead).
-  static constexpr int min_send_buffer_for_ahead = 64 * 1024;
-
-  static bool send_buffer_allows_ahead(int channel) noexcept {
-    int size = 0;
-    socklen_t length = sizeof size;
-    return ::getsockopt(channel, SOL_SOCKET, SO_SNDBUF, &size, &length) == 0 &&
-           size >= min_send_buffer_for_ahead;
-  }
+  static_assert(2 * max_ahead_bytes + 2 * frame_header_size <= Mailbox::calls_capacity);
 
   /**
-   * Sends queued calls into the worker's socket while the worker still runs the call in
-   * flight, so that it starts the next one the moment it replies instead of waiting for this
-   * thread to be scheduled (tens of microseconds per call when every core is busy). As many
-   * as depth_ allows (see send_ahead_depth.hpp), more than one only while every worker has
-   * its share of the queue left. Safe because the worker counts the calls it starts
-   * (call_counter.hpp): when it ends, the calls sent ahead that it never started go back to
-   * the pool (requeue_ahead()). Not past the worker's call quota, and never a call already
-   * asked to stop; such a call, once sent, runs (request_stop() stops only calls not yet
-   * sent). `replies` counts the replies the worker will have sent when the call in flight is
-   * done. Expects core_.mutex held.
+   * Hands queued calls to the worker while it still runs the call in flight, so that it
+   * starts the next one the moment it replies instead of waiting for this thread to be
+   * scheduled (tens of microseconds per call when every core is busy). As many as depth_
+   * allows (see send_ahead_depth.hpp), and no more than share_of_queue_locked(). Safe because the worker counts the calls it starts (call_counter.hpp):
+   * when it ends, the calls sent ahead that it never started go back to the pool
+   * (requeue_ahead()). Not past the worker's call quota, and never a call already asked to
+   * stop; such a call, once sent, runs (request_stop() stops only calls not yet sent).
+   * `replies` counts the replies the worker will have sent when the call in flight is done.
+   * Expects core_.mutex held.
    */
   void send_ahead_locked(unsigned replies) {
-    if (slot_.call == nullptr || !worker_->may_send_ahead) return;
-    if (slot_.sent != slot_.call->request.size() || slot_.call->request.size() > max_ahead_bytes) {
+    if (slot_.call == nullptr || slot_.sent != slot_.call->request.size() ||
+        slot_.call->request.size() > max_ahead_bytes) {
       return;
     }
     const unsigned quota = core_.options.max_calls_per_worker;
     std::size_t bytes = 0;
     for (const auto& call : slot_.ahead) bytes += call->request.size();
-    while (slot_.ahead.size() < depth_.depth() && !core_.queue.empty()) {
+    bool sent_any = false;
+    const std::size_t most = std::min<std::size_t>(depth_.depth(), share_of_queue_locked());
+    while (slot_.ahead.size() < most && !core_.queue.empty()) {
       const auto waiting = static_cast<unsigned>(slot_.ahead.size());
-      // Beyond the first, only while the queue still holds a call for every worker: calls
-      // sent to this worker cannot go to another that runs out of work.
-      if (waiting != 0 && core_.queue.size() < core_.slots.size()) return;
-      if (quota != 0 && replies + waiting + 1 > quota) return;  // it retires before that call
-      const std::size_t size = core_.queue.front()->request.size();
-      if (bytes + size > max_ahead_bytes || !send_one_ahead_locked()) return;
-      bytes += size;
+      if (quota != 0 && replies + waiting + 1 > quota) break;  // it retires before that call
+      const CallTicket& next = *core_.queue.front();
+      if (next.stop_requested() || bytes + next.request.size() > max_ahead_bytes ||
+          !slot_.to_worker.push(next.request)) {
+        break;
+      }
+      bytes += next.request.size();
+      slot_.ahead.push_back(core_.pop_queued());
+      sent_any = true;
     }
+    if (sent_any) PoolCore::nudge_if_asleep(slot_);
   }
 
-  /// Sends the first queued call ahead (see send_ahead_locked()); false if it stays queued.
-  bool send_one_ahead_locked() {
-    const CallTicket& next = *core_.queue.front();
-    if (next.stop_requested()) return false;
-    ssize_t sent = -1;
-    do {
-      sent = ::send(slot_.channel, next.request.data(), next.request.size(),
-                    MSG_DONTWAIT | MSG_NOSIGNAL);
-    } while (sent < 0 && errno == EINTR);
-    if (sent < 0) return false;  // no room after all, or the worker is gone
-    if (static_cast<std::size_t>(sent) < next.request.size()) {
-      // Unreachable (see min_send_buffer_for_ahead); a half frame must not stay.
-      const std::span<const std::byte> rest =
-          std::span<const std::byte>(next.request).subspan(static_cast<std::size_t>(sent));
-      if (send_all(slot_.channel, rest, no_deadline) != IoResult::ok) return false;
-    }
-    slot_.ahead.push_back(core_.pop_queued());
-    return true;
+  /// How many queued calls this worker may hold ahead: calls sent to it cannot go to another
+  /// that runs out of work, so with several workers, half its even share of the queue (one
+  /// at least). As the queue drains, the workers take ever fewer, and they finish a batch
+  /// within about a call of each other. Expects core_.mutex held.
+  std::size_t share_of_queue_locked() const {
+    const std::size_t workers = core_.slots.size();
+    if (workers == 1) return core_.queue.size();  // no other worker to keep calls for
+    return std::max<std::size_t>(1, core_.queue.size() / (2 * workers));
   }
 
   /// A worker that ends never started the calls sent ahead to it: back to the pool they go,
@@ -9223,7 +9616,7 @@ class WorkerKeeper {
       call = std::move(slot_.call);
       slot_.phase = Slot::Phase::unavailable;
       if (!slot_.ahead.empty()) {
-        // The worker has started it already (it was waiting in its socket): its clock starts.
+        // The worker has started it already (it was waiting in its ring): its clock starts.
         core_.begin_call(slot_, std::move(slot_.ahead.front()));
         slot_.ahead.pop_front();
         slot_.sent = slot_.call->request.size();
@@ -9252,6 +9645,7 @@ class WorkerKeeper {
       fail(*call, remote_error(reply.payload));
     }
     incoming_.release_memory();
+    from_ring_.release_memory();
     if (retiring) end_worker(false);  // replaced on the next step
   }
 
@@ -9300,6 +9694,7 @@ class WorkerKeeper {
     slot_.attempt = attempt;
     slot_.redeliveries = redeliveries;
     slot_.sent = 0;
+    slot_.announced = false;
     slot_.send_pending = true;  // sent on the next step, once a new worker runs
   }
 
@@ -9366,18 +9761,20 @@ class WorkerKeeper {
     std::exception_ptr failure;
     try {
       auto [ours, theirs] = make_socket_pair(SOCK_STREAM);
-      const UniqueFd counter_page = CallCounter::create();
-      CallCounter started(counter_page.get());
+      const UniqueFd memory = Mailbox::create();
+      Mailbox mailbox(memory.get());
       const pid_t pid = session_.spawn(
-          std::move(theirs), counter_page,
+          std::move(theirs), memory,
           WorkerSettings{core_.options.max_message_size, core_.options.idle_spin});
       set_nonblocking(ours.get());
-      const bool may_send_ahead = send_buffer_allows_ahead(ours.get());
-      worker_.emplace(Worker{pid, std::move(ours), std::move(started), may_send_ahead});
-      incoming_ = FrameAssembler(core_.options.max_message_size);
+      FrameRing replies = mailbox.replies();
+      const CallCounter started = mailbox.calls_started();
+      worker_.emplace(Worker{pid, std::move(ours), std::move(mailbox), replies, started});
+      reset_streams();
       count(core_.workers_started);
       std::lock_guard lock(core_.mutex);
       slot_.channel = worker_->channel.get();
+      slot_.to_worker = worker_->mailbox.calls();
       slot_.pid = pid;
       return true;
     } catch (const ForkServerLost&) {
@@ -9387,6 +9784,13 @@ class WorkerKeeper {
     }
     back_off_after(std::move(failure));
     return false;
+  }
+
+  /// Forgets what the last worker sent (a new one starts from nothing).
+  void reset_streams() {
+    incoming_ = FrameAssembler(core_.options.max_message_size);
+    from_ring_ = FrameAssembler(core_.options.max_message_size);
+    socket_replies_due_ = 0;
   }
 
   void back_off_after(std::exception_ptr error) {
@@ -9419,10 +9823,11 @@ class WorkerKeeper {
     {
       std::lock_guard lock(core_.mutex);
       slot_.channel = -1;
+      slot_.to_worker = FrameRing();
       slot_.pid = 0;
     }
     worker_.reset();
-    incoming_ = FrameAssembler(core_.options.max_message_size);
+    reset_streams();
     std::optional<int> status = session_.await_exit(pid, Clock::now() + std::chrono::seconds(10));
     if (!status) {  // still running although its socket is closed: no more patience
       session_.kill(pid);
@@ -9462,6 +9867,7 @@ class WorkerKeeper {
       core_.server_lost = true;
       slot_.phase = Slot::Phase::unavailable;
       slot_.channel = -1;
+      slot_.to_worker = FrameRing();
       slot_.pid = 0;
       if (slot_.call != nullptr) orphans.push_back(std::move(slot_.call));
       for (auto& call : slot_.ahead) orphans.push_back(std::move(call));
@@ -9476,7 +9882,9 @@ class WorkerKeeper {
   PoolCore& core_;
   Slot& slot_;
   ServerSession session_;
-  FrameAssembler incoming_;
+  FrameAssembler incoming_;              // from the worker's socket
+  FrameAssembler from_ring_;             // from the worker's ring of replies
+  unsigned socket_replies_due_ = 0;      // announced in the ring, not yet taken from the socket
   std::optional<Worker> worker_;
   SendAheadDepth depth_;  // how many calls to send ahead (follows their duration)
   bool done_ = false;

@@ -50,6 +50,10 @@ void decode_payload(const offload::detail::FrameView& frame) {
       case offload::detail::FrameKind::error:
         (void)offload::detail::decode_remote_exception(frame.payload);
         break;
+      case offload::detail::FrameKind::nudge:
+      case offload::detail::FrameKind::via_socket:
+        if (!frame.payload.empty()) __builtin_trap();  // the header check must refuse a payload
+        break;
     }
   } catch (const offload::ProtocolError&) {
     // rejected cleanly: the point of the exercise
@@ -69,7 +73,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       const std::size_t n = std::min(chunk, stream.size());
       assembler.append(stream.first(n));
       stream = stream.subspan(n);
-      while (auto frame = assembler.next()) decode_payload(*frame);
+      while (const std::optional<offload::detail::FrameKind> kind = assembler.peek_kind()) {
+        const std::optional<offload::detail::FrameView> frame = assembler.next();
+        if (!frame || frame->kind != *kind) __builtin_trap();  // peek and take must agree
+        decode_payload(*frame);
+      }
     }
   } catch (const offload::ProtocolError&) {
     // a corrupt header ends the stream, as it ends a worker's connection

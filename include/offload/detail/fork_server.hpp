@@ -12,7 +12,7 @@
 /// Protocol (SOCK_SEQPACKET, one fixed-size ServerMessage per packet, descriptors travel as
 /// SCM_RIGHTS attachments):
 ///   control socket (one per program):   open_session + [session socket]
-///   session socket (one per pool slot): spawn + [worker's socket end, its call counter page]
+///   session socket (one per pool slot): spawn + [worker's socket end, its mailbox memory]
 ///                                                                    ->  spawned / spawn_failed
 ///                                       kill(pid)
 ///                                       <-  exited(pid, wait status)   (every worker, once)
@@ -55,7 +55,7 @@ namespace detail {
 
 enum class ServerMessageKind : std::uint32_t {
   open_session = 1,  // program -> server, on the control socket, carries the session socket
-  spawn = 2,         // pool -> server, carries the worker's end of its channel + counter page
+  spawn = 2,         // pool -> server, carries the worker's end of its channel + its mailbox
   kill = 3,          // pool -> server: SIGKILL worker `pid`
   spawned = 4,       // server -> pool: worker `pid` started
   spawn_failed = 5,  // server -> pool: fork failed with errno `value`
@@ -157,7 +157,7 @@ class ForkServerProcess {
 
   void serve_session(std::size_t index) {
     ServerMessage message;
-    UniqueFd attached[2];  // the worker's channel and its call counter page
+    UniqueFd attached[2];  // the worker's channel and its mailbox memory
     if (receive_packet(sessions_[index].socket.get(), &message, sizeof message, attached) == 0) {
       close_session(index);
       return;
@@ -184,11 +184,11 @@ class ForkServerProcess {
     sessions_[index].socket.reset();  // its slot stays (indices are stable) until reused
   }
 
-  void spawn(std::size_t session, UniqueFd channel, UniqueFd counter_page,
+  void spawn(std::size_t session, UniqueFd channel, UniqueFd mailbox,
              const WorkerSettings& settings) {
     const pid_t server = ::getpid();
     const pid_t pid = ::fork();
-    if (pid == 0) become_worker(server, channel.get(), counter_page.get(), settings);
+    if (pid == 0) become_worker(server, channel.get(), mailbox.get(), settings);
     ServerMessage reply;
     if (pid < 0) {
       reply.kind = ServerMessageKind::spawn_failed;
@@ -202,14 +202,14 @@ class ForkServerProcess {
     // `channel` closes here: the worker holds the only other copy, so its death means EOF.
   }
 
-  [[noreturn]] void become_worker(pid_t server, int channel, int counter_page,
+  [[noreturn]] void become_worker(pid_t server, int channel, int mailbox_memory,
                                   const WorkerSettings& settings) noexcept {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != server) ::_exit(0);  // the server died before prctl() took effect
     // Mapped first: the mapping outlives the descriptor, which the shuffle below may close.
-    CallCounter calls;
+    Mailbox mailbox;
     try {
-      calls = CallCounter(counter_page);
+      mailbox = Mailbox(mailbox_memory);
     } catch (...) {
       ::_exit(worker_protocol_exit_code);
     }
@@ -222,7 +222,7 @@ class ForkServerProcess {
     if (channel != 3 && ::dup2(channel, 3) < 0) ::_exit(worker_protocol_exit_code);
     close_descriptors_from(4);
     ::prctl(PR_SET_NAME, "offload-worker");
-    run_worker(3, std::move(calls), settings.max_payload, settings.idle_spin);
+    run_worker(3, mailbox, settings.max_payload, settings.idle_spin);
   }
 
   [[nodiscard]] bool is_server_descriptor(int fd) const noexcept {
@@ -389,17 +389,17 @@ class ServerSession {
  public:
   explicit ServerSession(UniqueFd socket) noexcept : socket_(std::move(socket)) {}
 
-  /// Starts a worker that will serve `worker_end` (its end of a channel) and count its calls
-  /// in `counter_page` (CallCounter::create()); returns its pid.
+  /// Starts a worker that will serve `worker_end` (its end of a channel) and share `mailbox`
+  /// (Mailbox::create()) with its keeper; returns its pid.
   /// @throws ForkServerLost; offload::Error when fork() failed (errno in the message).
-  pid_t spawn(UniqueFd worker_end, const UniqueFd& counter_page, const WorkerSettings& settings) {
+  pid_t spawn(UniqueFd worker_end, const UniqueFd& mailbox, const WorkerSettings& settings) {
     const auto spin_us =
         std::chrono::duration_cast<std::chrono::microseconds>(settings.idle_spin).count();
     ServerMessage request{
         ServerMessageKind::spawn, 0, 0,
         static_cast<std::uint32_t>(std::clamp<std::int64_t>(spin_us, 0, 1'000'000)),
         settings.max_payload};
-    const int attached[2] = {worker_end.get(), counter_page.get()};
+    const int attached[2] = {worker_end.get(), mailbox.get()};
     if (!send_packet(socket_.get(), &request, sizeof request, attached)) throw ForkServerLost();
     worker_end.reset();  // the worker's copy is the only one left that matters
     const ServerMessage reply = receive(no_deadline);

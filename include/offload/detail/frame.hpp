@@ -2,18 +2,21 @@
 #define OFFLOAD_DETAIL_FRAME_HPP
 
 /// @file frame.hpp
-/// Length-prefixed frames: how messages travel over a worker's byte-stream socket.
+/// Length-prefixed frames: how messages travel between a keeper and its worker, through their
+/// shared rings (mailbox.hpp) or their byte-stream socket.
 ///
 /// A frame is a 16-byte header followed by its payload:
 ///
 ///     offset 0   u32  magic "OFL1" (catches a stream that lost its framing)
-///     offset 4   u8   kind: 1 call, 2 value, 3 error
+///     offset 4   u8   kind: 1 call, 2 value, 3 error, 4 nudge, 5 via_socket
 ///     offset 5   u8×3 zero (reserved; anything else is corruption)
 ///     offset 8   u64  payload size in bytes (at most the receiver's limit)
 ///
 /// Payloads:  call  = u64 trampoline address, u64 function address, the encoded arguments
 ///            value = the encoded result
 ///            error = string type name, string message (an exception thrown in the worker)
+///            nudge, via_socket: none (control frames: "look at the ring", and "the next frame
+///            of this direction comes through the socket"; see mailbox.hpp)
 ///
 /// Integers are in the machine's byte order: both ends are the same program on one machine.
 /// The assembler validates every header before trusting it, so a corrupt or truncated stream
@@ -35,7 +38,7 @@ namespace offload {
 inline namespace v0 {
 namespace detail {
 
-enum class FrameKind : std::uint8_t { call = 1, value = 2, error = 3 };
+enum class FrameKind : std::uint8_t { call = 1, value = 2, error = 3, nudge = 4, via_socket = 5 };
 
 inline constexpr std::size_t frame_header_size = 16;
 inline constexpr std::uint32_t frame_magic = 0x314C464F;  // "OFL1" in little-endian memory
@@ -70,8 +73,8 @@ inline void finish_frame(std::vector<std::byte>& buffer, FrameKind kind) noexcep
 }
 
 /// Decodes and validates a header (exactly frame_header_size bytes).
-/// @throws ProtocolError on a bad magic, unknown kind, non-zero reserved bytes, or a payload
-///         larger than `max_payload`.
+/// @throws ProtocolError on a bad magic, unknown kind, non-zero reserved bytes, a payload
+///         larger than `max_payload`, or a control frame with a payload.
 inline FrameHeader decode_frame_header(std::span<const std::byte> header,
                                        std::uint64_t max_payload) {
   if (header.size() != frame_header_size) {
@@ -90,7 +93,7 @@ inline FrameHeader decode_frame_header(std::span<const std::byte> header,
     throw ProtocolError("offload: corrupt frame: bad magic number (the stream lost its framing)");
   }
   if (kind < static_cast<std::uint8_t>(FrameKind::call) ||
-      kind > static_cast<std::uint8_t>(FrameKind::error)) {
+      kind > static_cast<std::uint8_t>(FrameKind::via_socket)) {
     throw ProtocolError("offload: corrupt frame: unknown kind " + std::to_string(kind));
   }
   if ((reserved[0] | reserved[1] | reserved[2]) != 0) {
@@ -100,6 +103,9 @@ inline FrameHeader decode_frame_header(std::span<const std::byte> header,
     throw ProtocolError("offload: frame of " + std::to_string(payload_size) +
                         " bytes exceeds the limit of " + std::to_string(max_payload) +
                         " (ProcessOptions::max_message_size)");
+  }
+  if (kind >= static_cast<std::uint8_t>(FrameKind::nudge) && payload_size != 0) {
+    throw ProtocolError("offload: corrupt frame: a control frame with a payload");
   }
   return FrameHeader{static_cast<FrameKind>(kind), payload_size};
 }
@@ -154,6 +160,15 @@ class FrameAssembler {
     return frame;
   }
 
+  /// The kind of the frame next() would return, without taking it; nothing until it is
+  /// complete.
+  /// @throws ProtocolError when the buffered bytes cannot start a valid frame.
+  [[nodiscard]] std::optional<FrameKind> peek_kind() const {
+    if (!frame_ready()) return std::nullopt;
+    return decode_frame_header(
+               std::span<const std::byte>(buffer_.get() + begin_, frame_header_size), max_payload_)
+        .kind;
+  }
   /// True when next() has a frame to return (or an invalid header to report).
   [[nodiscard]] bool frame_ready() const noexcept {
     return buffered() >= frame_header_size && bytes_missing_from_current_frame() == 0;

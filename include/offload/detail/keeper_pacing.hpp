@@ -4,17 +4,12 @@
 /// @file keeper_pacing.hpp
 /// How eagerly the scheduler runs a ProcessPool keeper thread (Linux; elsewhere a no-op).
 ///
-/// A keeper sleeps almost always and runs for microseconds when its worker replies. Two paces:
-/// - prompt: short time slices (EEVDF, Linux 6.12+; older kernels ignore the request). A reply
-///   wakes the keeper at once, even on a CPU where another thread spins or computes, so a
-///   caller waiting for the result is not held up by a whole time slice.
-/// - batched (SCHED_BATCH): a reply does not preempt the thread running on that CPU. Used only
-///   while the worker has its next call already (sent ahead): the worker keeps computing, and
-///   the keeper runs when that CPU frees up (the worker runs out of calls, or at the next tick)
-///   and then completes the futures of every call answered meanwhile (two or more). On a
-///   machine whose every core runs a worker, that cuts the keeper's wake-ups, each of which
-///   costs two context switches.
-/// Only a thread whose policy is SCHED_OTHER is ever changed; the nice value is kept.
+/// A keeper sleeps almost always, and when its worker wakes it (a reply with no call left,
+/// or the last call begun: see process_worker.hpp) it must run at once: the caller waits for
+/// the result, or the worker for its next calls. So it asks for short time slices (EEVDF,
+/// Linux 6.12+; older kernels ignore the request), which lets its wake-up preempt a thread
+/// that computes on that CPU instead of waiting for that thread's slice to end.
+/// Only a thread whose policy is SCHED_OTHER is changed; the nice value is kept.
 
 #include <sched.h>
 #include <sys/syscall.h>
@@ -28,27 +23,23 @@ namespace detail {
 
 class KeeperPacing {
  public:
-  enum class Pace { prompt, batched };
-
-  /// Sets the calling thread's pace to prompt (if its policy is SCHED_OTHER). Call it on the
-  /// keeper thread; every member acts on the calling thread.
+  /// Asks for short slices for the calling thread (if its policy is SCHED_OTHER). Never
+  /// fails: a refused request (an old kernel, a seccomp filter) only makes it slower.
   KeeperPacing() noexcept {
 #if defined(__linux__) && defined(SYS_sched_getattr) && defined(SYS_sched_setattr)
-    adjustable_ = ::syscall(SYS_sched_getattr, 0, &initial_, sizeof initial_, 0) == 0 &&
-                  initial_.sched_policy == SCHED_OTHER;
-    initial_.size = sizeof initial_;
+    SchedAttributes attributes{};
+    if (::syscall(SYS_sched_getattr, 0, &attributes, sizeof attributes, 0) != 0 ||
+        attributes.sched_policy != SCHED_OTHER) {
+      return;
+    }
+    attributes.size = sizeof attributes;
+    attributes.sched_runtime = short_slice_ns;  // the same nice value and flags
+    ::syscall(SYS_sched_setattr, 0, &attributes, 0);
 #endif
-    apply(Pace::prompt);
   }
 
   KeeperPacing(const KeeperPacing&) = delete;
   KeeperPacing& operator=(const KeeperPacing&) = delete;
-
-  /// Switches to `pace`; a system call only when it changes. Never fails: a refused request
-  /// (a seccomp filter, say) leaves the thread as it was, which is only slower.
-  void set(Pace pace) noexcept {
-    if (pace != current_) apply(pace);
-  }
 
  private:
   /// struct sched_attr of sched_setattr(2) (not in glibc's headers).
@@ -65,26 +56,6 @@ class KeeperPacing {
 
   /// The shortest slice the kernel allows, in nanoseconds.
   static constexpr std::uint64_t short_slice_ns = 100'000;
-
-  void apply(Pace pace) noexcept {
-    current_ = pace;
-#if defined(__linux__) && defined(SYS_sched_getattr) && defined(SYS_sched_setattr)
-    if (!adjustable_) return;
-    SchedAttributes attributes = initial_;  // the same nice value and flags
-    if (pace == Pace::prompt) {
-      attributes.sched_policy = SCHED_OTHER;
-      attributes.sched_runtime = short_slice_ns;
-    } else {
-      attributes.sched_policy = SCHED_BATCH;
-      attributes.sched_runtime = 0;  // the default slice
-    }
-    ::syscall(SYS_sched_setattr, 0, &attributes, 0);
-#endif
-  }
-
-  SchedAttributes initial_{};
-  bool adjustable_ = false;
-  Pace current_ = Pace::prompt;
 };
 
 }  // namespace detail

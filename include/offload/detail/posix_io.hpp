@@ -132,6 +132,16 @@ inline IoResult send_all(int fd, std::span<const std::byte> bytes,
   return IoResult::ok;
 }
 
+/// One send that does not block (MSG_DONTWAIT), retrying EINTR: the bytes sent, or -1 with
+/// errno set (EAGAIN: no room now; EPIPE/ECONNRESET: the peer is gone).
+inline ssize_t send_some(int fd, std::span<const std::byte> bytes) noexcept {
+  ssize_t sent = -1;
+  do {
+    sent = ::send(fd, bytes.data(), bytes.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  } while (sent < 0 && errno == EINTR);
+  return sent;
+}
+
 /// One receive into `buffer`; 0 bytes means the peer closed (or reset) the connection.
 /// Retries EINTR; returns -1 (errno EAGAIN) when nothing is there and the socket is
 /// non-blocking or `flags` has MSG_DONTWAIT.
@@ -146,7 +156,7 @@ inline ssize_t receive_some(int fd, std::span<std::byte> buffer, int flags = 0) 
   }
 }
 
-/// The most descriptors one packet carries (a worker's channel and its call counter).
+/// The most descriptors one packet carries (a worker's channel and its mailbox).
 inline constexpr std::size_t max_attached_fds = 2;
 
 /// Sends one datagram/packet with up to max_attached_fds descriptors attached (SCM_RIGHTS).

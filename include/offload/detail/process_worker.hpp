@@ -2,7 +2,7 @@
 #define OFFLOAD_DETAIL_PROCESS_WORKER_HPP
 
 /// @file process_worker.hpp
-/// The loop a worker process runs: read a call frame, run it, write back a value or error
+/// The loop a worker process runs: take a call frame, run it, hand back a value or error
 /// frame, repeat until the pool closes the socket.
 ///
 /// A call frame names a *trampoline* (an instantiation of call_in_worker<R, Params...>, which
@@ -29,6 +29,7 @@
 #include "../codec.hpp"
 #include "call_counter.hpp"
 #include "frame.hpp"
+#include "mailbox.hpp"
 #include "posix_io.hpp"
 
 namespace offload {
@@ -101,52 +102,157 @@ inline void run_call(std::span<const std::byte> payload, std::vector<std::byte>&
 /// Exit code of a worker that received something other than a well-formed call frame.
 inline constexpr int worker_protocol_exit_code = 70;  // EX_SOFTWARE
 
-/// Receives into `incoming`, polling without sleeping for `linger` first: waking a sleeping
-/// process costs several microseconds (tens in a VM), and in a loop of short calls the next
-/// one arrives well within the window. The poll yields the CPU between tries, so it never
-/// holds up another thread. Returns what recv() did: > 0 bytes, 0 at end of stream.
-inline ssize_t receive_lingering(int channel, FrameAssembler& incoming,
-                                 std::chrono::microseconds linger) {
-  const auto give_up = Clock::now() + linger;
-  const std::span<std::byte> room = incoming.prepare();
-  for (;;) {
-    const ssize_t got = receive_some(channel, room, MSG_DONTWAIT);
-    if (got >= 0) return got;
-    if (Clock::now() >= give_up) return receive_some(channel, room);
-    // Let anything else runnable on this CPU go first: often the keeper our reply just woke,
-    // which is about to send the next call. Spinning ahead of it would only delay that call.
-    ::sched_yield();
-  }
-}
-
 /**
- * The worker's main loop on the (blocking) socket `channel`, counting each call it starts in
- * `calls`; after each reply it polls for `idle_spin` before it sleeps (ProcessOptions::idle_spin). Never returns: ends the process
- * with _exit(0) when the pool closes the socket (no atexit handlers or static destructors of
- * the program copy run: they belong to the parent), or with worker_protocol_exit_code on a
- * corrupt stream.
+ * The worker's end of its keeper: calls come in and replies go out through the mailbox's
+ * rings, big frames through the socket (see mailbox.hpp). Ends the process with _exit(0) when
+ * the pool closes the socket, or with worker_protocol_exit_code on a corrupt stream (reported
+ * as ProtocolError by the frame code, caught by run_worker()).
  */
-[[noreturn]] inline void run_worker(int channel, CallCounter calls, std::uint64_t max_payload,
-                                    std::chrono::microseconds idle_spin) {
-  try {
-    FrameAssembler incoming(max_payload);
-    std::vector<std::byte> reply;
+class WorkerLink {
+ public:
+  WorkerLink(int channel, const Mailbox& mailbox, std::uint64_t max_payload,
+             std::chrono::microseconds idle_spin)
+      : channel_(channel),
+        calls_(mailbox.calls()),
+        replies_(mailbox.replies()),
+        from_ring_(max_payload),
+        from_socket_(max_payload),
+        idle_spin_(idle_spin) {}
+
+  /// The next call's payload, valid until the next member call. Waits for it.
+  std::span<const std::byte> next_call() {
     for (;;) {
-      std::optional<FrameView> frame = incoming.next();
-      if (!frame) {
-        const ssize_t got = receive_lingering(channel, incoming, idle_spin);
-        if (got <= 0) ::_exit(incoming.buffered() == 0 ? 0 : worker_protocol_exit_code);
-        incoming.commit(static_cast<std::size_t>(got));
+      if (socket_frame_due_) {
+        drop_nudges(from_socket_);
+        if (std::optional<FrameView> frame = from_socket_.next()) {
+          socket_frame_due_ = false;
+          return payload_of_call(*frame);
+        }
+        receive(0);
         continue;
       }
-      if (frame->kind != FrameKind::call) ::_exit(worker_protocol_exit_code);
+      if (std::optional<FrameView> frame = from_ring_.next()) {
+        if (frame->kind == FrameKind::via_socket) {
+          socket_frame_due_ = true;
+          continue;
+        }
+        // Our last call: time for the keeper to take the replies it was not woken for, and
+        // to send more.
+        if (keeper_behind_ && !call_waiting()) nudge_keeper_if_asleep();
+        return payload_of_call(*frame);
+      }
+      if (calls_.pull(from_ring_) == 0) wait_for_calls();
+    }
+  }
+
+  /// Sends a complete reply frame: through the ring when it fits, else announced there and
+  /// sent through the socket.
+  ///
+  /// The keeper is woken (if it sleeps) only when we run out of calls: on replying with none
+  /// left, or on starting the last one after replies it was not woken for (see next_call()). While calls wait for us, replies
+  /// collect in the ring and the keeper takes them all at that wake-up: one wake-up per
+  /// batch of calls sent ahead instead of one per call, at the price of completing those
+  /// futures later (by the batch's duration at most; see send_ahead_depth.hpp).
+  void reply(std::span<const std::byte> frame) {
+    if (frame.size() <= ring_frame_limit && replies_.push(frame)) {
+      if (call_waiting()) {
+        keeper_behind_ = true;
+      } else {
+        nudge_keeper_if_asleep();
+      }
+      return;
+    }
+    // Room for an announcement is kept, so this waits only if the keeper fell 64 KiB behind.
+    while (!replies_.announce()) {
+      nudge_keeper_if_asleep();
+      receive(MSG_DONTWAIT);  // notices the end of the pool meanwhile
+      ::sched_yield();
+    }
+    nudge_keeper_if_asleep();
+    send_or_exit(frame);
+  }
+
+  /// Frees memory a big frame left behind.
+  void release_memory() noexcept {
+    from_ring_.release_memory();
+    from_socket_.release_memory();
+  }
+
+ private:
+  /// True when another call is there to take without waiting.
+  [[nodiscard]] bool call_waiting() const { return from_ring_.frame_ready() || calls_.has_data(); }
+
+  static std::span<const std::byte> payload_of_call(const FrameView& frame) {
+    if (frame.kind != FrameKind::call) ::_exit(worker_protocol_exit_code);
+    return frame.payload;
+  }
+
+  /// Polls the ring for `idle_spin_` without sleeping first: waking a sleeping process costs
+  /// several microseconds (tens in a VM), and in a loop of short calls the next one arrives
+  /// well within the window. Yields the CPU between looks, so it never holds up another
+  /// thread (often the keeper, about to send the next call). Then sleeps on the socket until
+  /// a nudge, a big frame or the end of the pool.
+  void wait_for_calls() {
+    const auto give_up = Clock::now() + idle_spin_;
+    while (Clock::now() < give_up) {
+      if (calls_.has_data()) return;
+      ::sched_yield();
+    }
+    if (!calls_.prepare_to_sleep()) return;
+    receive(0);
+    calls_.woke();
+  }
+
+  /// One receive from the socket (`flags`: 0 blocks); ends the process at end of stream.
+  void receive(int flags) {
+    const ssize_t got = receive_some(channel_, from_socket_.prepare(), flags);
+    if (got == 0) ::_exit(from_socket_.buffered() == 0 ? 0 : worker_protocol_exit_code);
+    if (got < 0) return;
+    from_socket_.commit(static_cast<std::size_t>(got));
+    drop_nudges(from_socket_);  // they only woke us; a big call's frame stays
+  }
+
+  void nudge_keeper_if_asleep() {
+    keeper_behind_ = false;  // it takes every reply before it sleeps again
+    if (replies_.take_sleeper()) send_or_exit(control_frame(FrameKind::nudge));
+  }
+
+  void send_or_exit(std::span<const std::byte> bytes) {
+    if (send_all(channel_, bytes) != IoResult::ok) ::_exit(0);  // the pool is gone
+  }
+
+  int channel_;
+  FrameRing calls_;
+  FrameRing replies_;
+  FrameAssembler from_ring_;
+  FrameAssembler from_socket_;
+  bool socket_frame_due_ = false;  // the ring announced that the next call is in the socket
+  bool keeper_behind_ = false;     // replies went into the ring without waking the keeper
+  std::chrono::microseconds idle_spin_;
+};
+
+/**
+ * The worker's main loop on the (blocking) socket `channel` and its `mailbox`, counting each
+ * call it starts; after each reply it polls for `idle_spin` before it sleeps
+ * (ProcessOptions::idle_spin). Never returns: ends the process with _exit(0) when the pool
+ * closes the socket (no atexit handlers or static destructors of the program copy run: they
+ * belong to the parent), or with worker_protocol_exit_code on a corrupt stream.
+ */
+[[noreturn]] inline void run_worker(int channel, const Mailbox& mailbox, std::uint64_t max_payload,
+                                    std::chrono::microseconds idle_spin) {
+  try {
+    WorkerLink link(channel, mailbox, max_payload, idle_spin);
+    CallCounter calls = mailbox.calls_started();
+    std::vector<std::byte> reply;
+    for (;;) {
+      const std::span<const std::byte> call = link.next_call();
       calls.count_start();
-      run_call(frame->payload, reply);
+      run_call(call, reply);
       // Output the call printed must appear now: _exit() would drop a full stdio buffer.
       std::fflush(stdout);
       std::fflush(stderr);
-      if (send_all(channel, reply) != IoResult::ok) ::_exit(0);  // the pool is gone
-      incoming.release_memory();
+      link.reply(reply);
+      link.release_memory();
       if (reply.capacity() > (std::size_t{1} << 20)) std::vector<std::byte>().swap(reply);
     }
   } catch (...) {

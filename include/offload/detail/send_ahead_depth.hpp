@@ -2,16 +2,18 @@
 #define OFFLOAD_DETAIL_SEND_AHEAD_DEPTH_HPP
 
 /// @file send_ahead_depth.hpp
-/// How many calls a ProcessPool keeper sends ahead into its worker's socket.
+/// How many calls a ProcessPool keeper sends ahead into its worker's ring.
 ///
-/// Why more than one: a worker that finds no call waiting after a reply has to hand the CPU to
-/// its keeper and get it back (two context switches, 20-30 us on a busy VM) before it can go
-/// on. With one call ahead that happens every second call; with d calls ahead, every d+1-th.
-/// Why not always many: calls sent to one worker cannot move to another that falls idle, so a
-/// deep queue behind a slow call leaves the other workers without work at the end of a batch,
-/// and the keeper completes futures later (it is woken less often). So the depth follows the
-/// calls' duration: what is sent ahead should amount to about `budget` of work, which keeps
-/// both the imbalance and the completion delay in the order of a couple of milliseconds.
+/// Why more than one: the keeper is woken once per batch of calls sent ahead (the worker
+/// nudges it when it starts the last one; see process_worker.hpp), and each wake-up costs
+/// the CPU it lands on two context switches and cold caches: 50-100 us on a busy VM. With d
+/// calls ahead that cost is paid every d calls.
+/// Why not always many: the keeper completes the futures of a batch when it wakes, so a
+/// future completes up to one batch's duration late; and a call sent to one worker cannot
+/// move to another that falls idle (the keeper also sends no more than a share of what is
+/// queued; see send_ahead_locked()). So the depth follows the calls' duration: what is sent
+/// ahead should amount to about `budget` of work, which keeps the completion delay within a
+/// few milliseconds.
 ///
 /// The duration is estimated from the replies alone: while its worker stays busy, the time
 /// between two of the keeper's wake-ups divided by the replies read in the second one.
@@ -28,7 +30,7 @@ class SendAheadDepth {
   using Clock = std::chrono::steady_clock;
 
   /// Work worth sending ahead, and the most calls that may wait in a socket.
-  static constexpr std::chrono::microseconds budget{2000};
+  static constexpr std::chrono::microseconds budget{5000};
   static constexpr unsigned max_depth = 8;
 
   /// Replies read at `now`: `replies` of them, for calls run back to back since `since` (the

@@ -679,7 +679,8 @@ TEST_CASE("calls and replies too big for the ring keep their place among the sma
     for (int i = 0; i < 300; ++i) {
       const std::size_t size = i % 7 == 3 ? big : 10;          // every 7th reply is big
       const std::size_t ballast = i % 11 == 5 ? big : 0;       // every 11th call is big
-      results.push_back(pool.submit(tag_padded, std::to_string(i), std::string(ballast, 'b'), size));
+      results.push_back(
+          pool.submit(tag_padded, std::to_string(i), std::string(ballast, 'b'), size));
       sizes.push_back(size);
     }
     for (int i = 0; i < 300; ++i) {

@@ -192,7 +192,7 @@ struct Slot {
   std::deque<std::unique_ptr<CallTicket>> ahead;
   unsigned attempt = 0;               // crashes of `call` so far
   unsigned redeliveries = 0;          // workers that died before `call` reached them
-  std::size_t sent = 0;               // bytes of call->request already sent (all, via the ring)
+  std::size_t sent = 0;               // bytes of call->request handed over (a ring takes all)
   bool announced = false;             // the ring told the worker that `call` comes by socket
   bool send_pending = false;          // the keeper must send call->request from `sent` on
   IoDeadline deadline = no_deadline;  // when the call in flight times out
@@ -552,8 +552,8 @@ class WorkerKeeper {
   /// Takes every reply that arrived whole, in the worker's order, even if the worker died right
   /// after sending it; then its end of stream. (With calls sent ahead, several may be waiting.)
   void receive_from_worker() {
-    // The socket first, even when the ring woke us: what the worker wrote there before a
-    // reply (a big reply's bytes, or garbage) is judged before that reply.
+    // The socket first: the ring, read after it, then holds the announcement of every reply
+    // the socket holds (the worker announces before it sends).
     const bool ended = drain_socket();
     const Clock::time_point since = call_begun();
     unsigned replies = 0;
@@ -650,15 +650,15 @@ class WorkerKeeper {
   static_assert(2 * max_ahead_bytes + 2 * frame_header_size <= Mailbox::calls_capacity);
 
   /**
-   * Hands queued calls to the worker while it still runs the call in flight, so that it
-   * starts the next one the moment it replies instead of waiting for this thread to be
-   * scheduled (tens of microseconds per call when every core is busy). As many as depth_
-   * allows (see send_ahead_depth.hpp), and no more than share_of_queue_locked(). Safe because the worker counts the calls it starts (call_counter.hpp):
-   * when it ends, the calls sent ahead that it never started go back to the pool
-   * (requeue_ahead()). Not past the worker's call quota, and never a call already asked to
-   * stop; such a call, once sent, runs (request_stop() stops only calls not yet sent).
-   * `replies` counts the replies the worker will have sent when the call in flight is done.
-   * Expects core_.mutex held.
+   * Hands queued calls to the worker while it still runs the call in flight, so that it starts the
+   * next one the moment it replies instead of waiting for this thread to be scheduled (tens of
+   * microseconds per call when every core is busy). As many as depth_ allows (see
+   * send_ahead_depth.hpp), and no more than share_of_queue_locked(). Safe because the worker counts
+   * the calls it starts (call_counter.hpp): when it ends, the calls sent ahead that it never
+   * started go back to the pool (requeue_ahead()). Not past the worker's call quota, and never a
+   * call already asked to stop; such a call, once sent, runs (request_stop() stops only calls not
+   * yet sent). `replies` counts the replies the worker will have sent when the call in flight is
+   * done. Expects core_.mutex held.
    */
   void send_ahead_locked(unsigned replies) {
     if (slot_.call == nullptr || slot_.sent != slot_.call->request.size() ||

@@ -148,11 +148,11 @@ class WorkerLink {
   /// Sends a complete reply frame: through the ring when it fits, else announced there and
   /// sent through the socket.
   ///
-  /// The keeper is woken (if it sleeps) only when we run out of calls: on replying with none
-  /// left, or on starting the last one after replies it was not woken for (see next_call()). While calls wait for us, replies
-  /// collect in the ring and the keeper takes them all at that wake-up: one wake-up per
-  /// batch of calls sent ahead instead of one per call, at the price of completing those
-  /// futures later (by the batch's duration at most; see send_ahead_depth.hpp).
+  /// The keeper is woken (if it sleeps) only when we run out of calls: on replying with none left,
+  /// or on starting the last one after replies it was not woken for (see next_call()). While calls
+  /// wait for us, replies collect in the ring and the keeper takes them all at that wake-up: one
+  /// wake-up per batch of calls sent ahead instead of one per call, at the price of completing
+  /// those futures later (by the batch's duration at most; see send_ahead_depth.hpp).
   void reply(std::span<const std::byte> frame) {
     if (frame.size() <= ring_frame_limit && replies_.push(frame)) {
       if (call_waiting()) {

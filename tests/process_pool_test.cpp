@@ -669,6 +669,22 @@ TEST_CASE("corrupt ring indices are a ProtocolError or a full ring, never a wild
   }
 }
 
+TEST_CASE("workers and keepers that sleep between calls are woken for every one",
+          "[process_pool][mailbox]") {
+  // No polling before sleeping: every call finds its worker asleep, so each must be nudged.
+  ProcessPool pool({.workers = 2, .idle_spin = std::chrono::microseconds(0)});
+  for (int round = 0; round < 60; ++round) {
+    std::vector<offload::Future<int>> calls;
+    const int count = round % 9 + 1;
+    for (int i = 0; i < count; ++i) calls.push_back(pool.submit(square, round + i));
+    for (int i = 0; i < count; ++i) {
+      CHECK(calls[static_cast<std::size_t>(i)].get() == (round + i) * (round + i));
+    }
+    if (round % 6 == 0) std::this_thread::sleep_for(2ms);  // everyone falls asleep
+  }
+  CHECK(pool.stats().failed == 0);
+}
+
 TEST_CASE("calls and replies too big for the ring keep their place among the small ones",
           "[process_pool][mailbox]") {
   ProcessPool pool({.workers = 2});

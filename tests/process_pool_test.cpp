@@ -661,6 +661,15 @@ TEST_CASE("corrupt ring indices are a ProtocolError or a full ring, never a wild
     CHECK_FALSE(producer.push(value_frame(8, 4)));
     CHECK_FALSE(producer.announce());
   }
+  SECTION("a published header claiming more than a ring frame holds") {
+    std::vector<std::byte> frame = value_frame(8, 5);
+    const std::uint64_t claimed = offload::detail::ring_frame_limit;  // + header: too big
+    std::memcpy(frame.data() + 8, &claimed, 8);
+    REQUIRE(producer.push(frame));
+    FrameAssembler ring_side = offload::detail::ring_frames();
+    consumer.pull(ring_side);
+    CHECK_THROWS_AS(ring_side.next(), offload::ProtocolError);  // not awaited
+  }
   SECTION("garbage published as frames") {
     std::fill(ring.bytes.begin(), ring.bytes.end(), std::byte{0x5a});
     ring.control.tail = 64;

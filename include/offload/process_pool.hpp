@@ -383,7 +383,7 @@ class WorkerKeeper {
         slot_(core.slots[index]),
         session_(server.open_session()),
         incoming_(core.options.max_message_size),
-        from_ring_(core.options.max_message_size) {}
+        from_ring_(ring_frames()) {}
 
   WorkerKeeper(const WorkerKeeper&) = delete;
   WorkerKeeper& operator=(const WorkerKeeper&) = delete;
@@ -891,7 +891,7 @@ class WorkerKeeper {
   /// Forgets what the last worker sent (a new one starts from nothing).
   void reset_streams() {
     incoming_ = FrameAssembler(core_.options.max_message_size);
-    from_ring_ = FrameAssembler(core_.options.max_message_size);
+    from_ring_ = ring_frames();
     socket_replies_due_ = 0;
   }
 

@@ -7988,6 +7988,12 @@ inline std::array<std::byte, frame_header_size> control_frame(FrameKind kind) no
   return frame;  // reserved bytes and payload size stay zero
 }
 
+/// An assembler for the frames of a ring: one that claims more than a ring frame can hold is
+/// corrupt at once, not awaited (a scribbled length would otherwise hold up the ring).
+inline FrameAssembler ring_frames() noexcept {
+  return FrameAssembler(ring_frame_limit - frame_header_size);
+}
+
 /// Takes every nudge at the front of `frames` (they only woke the receiver).
 /// @throws ProtocolError when the next frame is invalid.
 inline void drop_nudges(FrameAssembler& frames) {
@@ -8288,7 +8294,7 @@ class WorkerLink {
       : channel_(channel),
         calls_(mailbox.calls()),
         replies_(mailbox.replies()),
-        from_ring_(max_payload),
+        from_ring_(ring_frames()),
         from_socket_(max_payload),
         idle_spin_(idle_spin) {}
 
@@ -9281,7 +9287,7 @@ class WorkerKeeper {
         slot_(core.slots[index]),
         session_(server.open_session()),
         incoming_(core.options.max_message_size),
-        from_ring_(core.options.max_message_size) {}
+        from_ring_(ring_frames()) {}
 
   WorkerKeeper(const WorkerKeeper&) = delete;
   WorkerKeeper& operator=(const WorkerKeeper&) = delete;
@@ -9789,7 +9795,7 @@ class WorkerKeeper {
   /// Forgets what the last worker sent (a new one starts from nothing).
   void reset_streams() {
     incoming_ = FrameAssembler(core_.options.max_message_size);
-    from_ring_ = FrameAssembler(core_.options.max_message_size);
+    from_ring_ = ring_frames();
     socket_replies_due_ = 0;
   }
 

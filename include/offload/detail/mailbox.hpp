@@ -57,6 +57,12 @@ inline std::array<std::byte, frame_header_size> control_frame(FrameKind kind) no
   return frame;  // reserved bytes and payload size stay zero
 }
 
+/// An assembler for the frames of a ring: one that claims more than a ring frame can hold is
+/// corrupt at once, not awaited (a scribbled length would otherwise hold up the ring).
+inline FrameAssembler ring_frames() noexcept {
+  return FrameAssembler(ring_frame_limit - frame_header_size);
+}
+
 /// Takes every nudge at the front of `frames` (they only woke the receiver).
 /// @throws ProtocolError when the next frame is invalid.
 inline void drop_nudges(FrameAssembler& frames) {

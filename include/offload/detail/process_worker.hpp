@@ -115,7 +115,7 @@ class WorkerLink {
       : channel_(channel),
         calls_(mailbox.calls()),
         replies_(mailbox.replies()),
-        from_ring_(max_payload),
+        from_ring_(ring_frames()),
         from_socket_(max_payload),
         idle_spin_(idle_spin) {}
 

@@ -2,7 +2,7 @@
 // frames: truncated, corrupt or oversized input raises ProtocolError, never UB.
 
 #include <offload/codec.hpp>
-#include <offload/detail/frame.hpp>
+#include <offload/detail/process/frame.hpp>
 
 #include <bit>
 #include <cmath>

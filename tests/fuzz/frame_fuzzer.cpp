@@ -6,7 +6,7 @@
 // Build with -DOFFLOAD_BUILD_FUZZERS=ON and clang; run: frame_fuzzer -max_total_time=20 CORPUS
 
 #include <offload/codec.hpp>
-#include <offload/detail/frame.hpp>
+#include <offload/detail/process/frame.hpp>
 
 #include <algorithm>
 #include <array>

@@ -1,7 +1,7 @@
-#ifndef OFFLOAD_DETAIL_FRAME_HPP
-#define OFFLOAD_DETAIL_FRAME_HPP
+#ifndef OFFLOAD_DETAIL_PROCESS_FRAME_HPP
+#define OFFLOAD_DETAIL_PROCESS_FRAME_HPP
 
-/// @file frame.hpp
+/// @file detail/process/frame.hpp
 /// Length-prefixed frames: how messages travel between a keeper and its worker, through their
 /// shared rings (mailbox.hpp) or their byte-stream socket.
 ///
@@ -32,7 +32,7 @@
 #include <string>
 #include <vector>
 
-#include "../codec.hpp"
+#include "../../codec.hpp"
 
 namespace offload {
 inline namespace v0 {
@@ -257,4 +257,4 @@ inline RemoteException decode_remote_exception(std::span<const std::byte> payloa
 }  // namespace v0
 }  // namespace offload
 
-#endif  // OFFLOAD_DETAIL_FRAME_HPP
+#endif  // OFFLOAD_DETAIL_PROCESS_FRAME_HPP

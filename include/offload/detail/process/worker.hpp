@@ -1,7 +1,7 @@
 #ifndef OFFLOAD_DETAIL_PROCESS_WORKER_HPP
 #define OFFLOAD_DETAIL_PROCESS_WORKER_HPP
 
-/// @file process_worker.hpp
+/// @file detail/process/worker.hpp
 /// The loop a worker process runs: take a call frame, run it, hand back a value or error
 /// frame, repeat until the pool closes the socket.
 ///
@@ -26,7 +26,7 @@
 #include <utility>
 #include <vector>
 
-#include "../codec.hpp"
+#include "../../codec.hpp"
 #include "call_counter.hpp"
 #include "frame.hpp"
 #include "mailbox.hpp"

@@ -1,7 +1,7 @@
-#ifndef OFFLOAD_DETAIL_POSIX_IO_HPP
-#define OFFLOAD_DETAIL_POSIX_IO_HPP
+#ifndef OFFLOAD_DETAIL_PROCESS_POSIX_IO_HPP
+#define OFFLOAD_DETAIL_PROCESS_POSIX_IO_HPP
 
-/// @file posix_io.hpp
+/// @file detail/process/posix_io.hpp
 /// Small POSIX/Linux building blocks for the process pool: an owning descriptor, socket I/O
 /// with deadlines, descriptor passing, thread counting, and readable exit statuses.
 ///
@@ -30,7 +30,7 @@
 #include <system_error>
 #include <utility>
 
-#include "../errors.hpp"
+#include "../../errors.hpp"
 
 namespace offload {
 inline namespace v0 {
@@ -337,4 +337,4 @@ inline std::string describe_exit(int wait_status) {
 }  // namespace v0
 }  // namespace offload
 
-#endif  // OFFLOAD_DETAIL_POSIX_IO_HPP
+#endif  // OFFLOAD_DETAIL_PROCESS_POSIX_IO_HPP

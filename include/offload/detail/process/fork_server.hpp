@@ -1,7 +1,7 @@
-#ifndef OFFLOAD_DETAIL_FORK_SERVER_HPP
-#define OFFLOAD_DETAIL_FORK_SERVER_HPP
+#ifndef OFFLOAD_DETAIL_PROCESS_FORK_SERVER_HPP
+#define OFFLOAD_DETAIL_PROCESS_FORK_SERVER_HPP
 
-/// @file fork_server.hpp
+/// @file detail/process/fork_server.hpp
 /// The fork server: a small process, forked while the program was still single-threaded,
 /// that forks every worker process on the pool's behalf.
 ///
@@ -45,45 +45,14 @@
 #include <utility>
 #include <vector>
 
-#include "../errors.hpp"
+#include "../../errors.hpp"
 #include "posix_io.hpp"
-#include "process_worker.hpp"
+#include "server_protocol.hpp"
+#include "worker.hpp"
 
 namespace offload {
 inline namespace v0 {
 namespace detail {
-
-enum class ServerMessageKind : std::uint32_t {
-  open_session = 1,  // program -> server, on the control socket, carries the session socket
-  spawn = 2,         // pool -> server, carries the worker's end of its channel + its mailbox
-  kill = 3,          // pool -> server: SIGKILL worker `pid`
-  spawned = 4,       // server -> pool: worker `pid` started
-  spawn_failed = 5,  // server -> pool: fork failed with errno `value`
-  exited = 6,        // server -> pool: worker `pid` was reaped with wait status `value`
-};
-
-struct ServerMessage {
-  ServerMessageKind kind{};
-  std::int32_t pid = 0;
-  std::int32_t value = 0;
-  std::uint32_t idle_spin_us = 0;  // spawn: how long the worker polls before it sleeps
-  std::uint64_t max_payload = 0;   // spawn: the largest frame the new worker accepts
-};
-
-/// What a new worker is told (ProcessOptions, as far as the worker needs them).
-struct WorkerSettings {
-  std::uint64_t max_payload;
-  std::chrono::microseconds idle_spin;
-};
-
-/// The fork server died or stopped answering: no worker can be started or reaped any more.
-class ForkServerLost : public Error {
- public:
-  ForkServerLost()
-      : Error(
-            "offload: the process pool's fork server process is gone; no worker can be "
-            "started") {}
-};
 
 // --- the server process ---------------------------------------------------------------------
 
@@ -441,8 +410,57 @@ class ServerSession {
   UniqueFd socket_;
 };
 
+// --- fork server registry ------------------------------------------------------------------------
+
+struct ForkServerRegistry {
+  std::mutex mutex;
+  std::shared_ptr<ForkServer> kept;  // started by process_init(): lives until exit
+  std::weak_ptr<ForkServer> shared;  // started by a pool: lives while a pool uses it
+};
+
+inline ForkServerRegistry& fork_server_registry() {
+  static ForkServerRegistry registry;
+  return registry;
+}
+
+inline std::shared_ptr<ForkServer> running_fork_server() {
+  ForkServerRegistry& registry = fork_server_registry();
+  std::lock_guard lock(registry.mutex);
+  if (registry.kept) return registry.kept;
+  return registry.shared.lock();
+}
+
+/// Throws unless the calling thread is the process's only thread (and its main thread, which
+/// lives as long as the process: the fork server's death signal fires when its forking thread
+/// exits).
+inline void require_single_threaded(const char* who) {
+  const unsigned threads = count_threads();
+  if (threads == 1 && on_main_thread()) return;
+  const std::string why = threads == 0   ? "its thread count cannot be read from /proc/self/stat"
+                          : threads == 1 ? "this is not the main thread"
+                                         : std::to_string(threads) + " threads are running";
+  throw Error(std::string("offload: ") + who + " must start the process pool's fork server, but " +
+              why +
+              ". Forking a multi-threaded process is unsafe (a lock held by another thread "
+              "stays locked forever in the child), so offload refuses. Call "
+              "offload::process_init() first thing in main(), before any thread starts.");
+}
+
+/// The running fork server, or a new one when none runs and forking is still safe.
+inline std::shared_ptr<ForkServer> acquire_fork_server(const char* who) {
+  if (auto server = running_fork_server()) return server;
+  // Only the sole thread of the process gets past this check, so nobody can race us to
+  // start a second server, and no lock needs to be held across fork().
+  require_single_threaded(who);
+  std::shared_ptr<ForkServer> server = ForkServer::start();
+  ForkServerRegistry& registry = fork_server_registry();
+  std::lock_guard lock(registry.mutex);
+  registry.shared = server;
+  return server;
+}
+
 }  // namespace detail
 }  // namespace v0
 }  // namespace offload
 
-#endif  // OFFLOAD_DETAIL_FORK_SERVER_HPP
+#endif  // OFFLOAD_DETAIL_PROCESS_FORK_SERVER_HPP

@@ -1,7 +1,7 @@
-#ifndef OFFLOAD_DETAIL_KEEPER_PACING_HPP
-#define OFFLOAD_DETAIL_KEEPER_PACING_HPP
+#ifndef OFFLOAD_DETAIL_PROCESS_KEEPER_PACING_HPP
+#define OFFLOAD_DETAIL_PROCESS_KEEPER_PACING_HPP
 
-/// @file keeper_pacing.hpp
+/// @file detail/process/keeper_pacing.hpp
 /// How eagerly the scheduler runs a ProcessPool keeper thread (Linux; elsewhere a no-op).
 ///
 /// A keeper sleeps almost always, and when its worker wakes it (a reply with no call left,
@@ -62,4 +62,4 @@ class KeeperPacing {
 }  // namespace v0
 }  // namespace offload
 
-#endif  // OFFLOAD_DETAIL_KEEPER_PACING_HPP
+#endif  // OFFLOAD_DETAIL_PROCESS_KEEPER_PACING_HPP

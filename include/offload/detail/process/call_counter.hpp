@@ -1,7 +1,7 @@
-#ifndef OFFLOAD_DETAIL_CALL_COUNTER_HPP
-#define OFFLOAD_DETAIL_CALL_COUNTER_HPP
+#ifndef OFFLOAD_DETAIL_PROCESS_CALL_COUNTER_HPP
+#define OFFLOAD_DETAIL_PROCESS_CALL_COUNTER_HPP
 
-/// @file call_counter.hpp
+/// @file detail/process/call_counter.hpp
 /// A counter a worker process shares with its keeper (in their Mailbox): the number of calls
 /// the worker has started.
 ///
@@ -51,4 +51,4 @@ class CallCounter {
 }  // namespace v0
 }  // namespace offload
 
-#endif  // OFFLOAD_DETAIL_CALL_COUNTER_HPP
+#endif  // OFFLOAD_DETAIL_PROCESS_CALL_COUNTER_HPP

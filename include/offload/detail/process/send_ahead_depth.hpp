@@ -1,7 +1,7 @@
-#ifndef OFFLOAD_DETAIL_SEND_AHEAD_DEPTH_HPP
-#define OFFLOAD_DETAIL_SEND_AHEAD_DEPTH_HPP
+#ifndef OFFLOAD_DETAIL_PROCESS_SEND_AHEAD_DEPTH_HPP
+#define OFFLOAD_DETAIL_PROCESS_SEND_AHEAD_DEPTH_HPP
 
-/// @file send_ahead_depth.hpp
+/// @file detail/process/send_ahead_depth.hpp
 /// How many calls a ProcessPool keeper sends ahead into its worker's ring.
 ///
 /// Why more than one: the keeper is woken once per batch of calls sent ahead (the worker
@@ -57,4 +57,4 @@ class SendAheadDepth {
 }  // namespace v0
 }  // namespace offload
 
-#endif  // OFFLOAD_DETAIL_SEND_AHEAD_DEPTH_HPP
+#endif  // OFFLOAD_DETAIL_PROCESS_SEND_AHEAD_DEPTH_HPP

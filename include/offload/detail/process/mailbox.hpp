@@ -1,7 +1,7 @@
-#ifndef OFFLOAD_DETAIL_MAILBOX_HPP
-#define OFFLOAD_DETAIL_MAILBOX_HPP
+#ifndef OFFLOAD_DETAIL_PROCESS_MAILBOX_HPP
+#define OFFLOAD_DETAIL_PROCESS_MAILBOX_HPP
 
-/// @file mailbox.hpp
+/// @file detail/process/mailbox.hpp
 /// The memory a worker process shares with its keeper: the count of calls it started, and two
 /// rings that carry small frames (calls one way, replies the other) without a system call.
 ///
@@ -277,4 +277,4 @@ class Mailbox {
 }  // namespace v0
 }  // namespace offload
 
-#endif  // OFFLOAD_DETAIL_MAILBOX_HPP
+#endif  // OFFLOAD_DETAIL_PROCESS_MAILBOX_HPP

@@ -27,7 +27,9 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <optional>
+#include <random>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -51,11 +53,13 @@
 extern char** environ;
 
 // Fault tests need the plain signal a crash raises, not a sanitizer's report and exit code.
+// And an allocation over max_memory_per_worker must throw std::bad_alloc, as it does without
+// a sanitizer, rather than end the worker with the sanitizer's report.
 extern "C" const char* __asan_default_options() {
-  return "handle_segv=0:handle_sigbus=0:handle_sigfpe=0";
+  return "handle_segv=0:handle_sigbus=0:handle_sigfpe=0:allocator_may_return_null=1";
 }
 extern "C" const char* __tsan_default_options() {
-  return "handle_segv=0:handle_sigbus=0:handle_sigfpe=0";
+  return "handle_segv=0:handle_sigbus=0:handle_sigfpe=0:allocator_may_return_null=1";
 }
 extern "C" const char* __ubsan_default_options() {
   return "handle_segv=0:handle_sigbus=0:handle_sigfpe=0";
@@ -120,6 +124,30 @@ std::tuple<std::size_t, std::string, std::map<std::string, int>> summarise(
     joined += word;
   }
   return {words.size(), joined, lengths};
+}
+
+/// Kills the fork server that forked this worker (the worker dies with it).
+int kill_own_fork_server(int) {
+  ::kill(::getppid(), SIGKILL);
+  for (;;) ::pause();
+}
+
+/// Allocates and touches `mebibytes` MiB; returns a checksum so nothing is optimised away.
+long allocate_mebibytes(int mebibytes) {
+  const std::size_t size = static_cast<std::size_t>(mebibytes) << 20;
+  std::unique_ptr<char[]> block(new char[size]);
+  std::memset(block.get(), 1, size);
+  long sum = 0;
+  for (std::size_t i = 0; i < size; i += 4096) sum += block[i];
+  return sum;
+}
+
+/// Busy for about `microseconds`, then returns `value`.
+int busy_then_return(int value, int microseconds) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(microseconds);
+  while (std::chrono::steady_clock::now() < until) {
+  }
+  return value;
 }
 
 std::string reverse_big(std::string text) { return std::string(text.rbegin(), text.rend()); }
@@ -218,7 +246,15 @@ std::vector<ProcessInfo> children_of(pid_t parent) {
   return children;
 }
 
+/// The fork server new sessions open on.
 pid_t fork_server_pid() { return offload::detail::running_fork_server()->pid(); }
+
+/// Every live fork server process of this program (two, but for moments after one died).
+std::vector<pid_t> fork_server_pids() { return offload::detail::running_fork_server()->pids(); }
+
+bool contains(const std::vector<pid_t>& pids, pid_t pid) {
+  return std::find(pids.begin(), pids.end(), pid) != pids.end();
+}
 
 /// Waits (bounded) until `condition` holds; true if it did.
 template <class Condition>
@@ -230,6 +266,37 @@ bool eventually(Condition condition, std::chrono::milliseconds limit = 10s) {
   }
   return true;
 }
+
+/**
+ * While it lives, this process is a child subreaper: the workers of a fork server that dies
+ * (they die with it) are re-parented here instead of to init, which in a container may never
+ * reap them. So a test can see them dead and reap them; it reaps only offload workers, by
+ * pid, and never touches the fork servers (our children too, reaped by the library).
+ */
+class SubreaperScope {
+ public:
+  SubreaperScope() { REQUIRE(::prctl(PR_SET_CHILD_SUBREAPER, 1) == 0); }
+  SubreaperScope(const SubreaperScope&) = delete;
+  SubreaperScope& operator=(const SubreaperScope&) = delete;
+  ~SubreaperScope() {
+    (void)eventually([] { return reap_orphaned_workers() == 0; });
+    ::prctl(PR_SET_CHILD_SUBREAPER, 0);
+  }
+
+  /// Reaps the orphaned workers that have died; returns how many are still alive.
+  static std::size_t reap_orphaned_workers() {
+    std::size_t alive = 0;
+    for (const ProcessInfo& child : children_of(::getpid())) {
+      if (child.name != "offload-worker") continue;
+      if (child.state == 'Z') {
+        ::waitpid(child.pid, nullptr, WNOHANG);
+      } else {
+        ++alive;
+      }
+    }
+    return alive;
+  }
+};
 
 /// Runs this test program again as a helper; returns its pid and the read end of its stdout.
 std::pair<pid_t, int> spawn_helper(const char* mode) {
@@ -855,6 +922,172 @@ TEST_CASE("shutdown finishes every queued call, then refuses new ones", "[proces
   for (std::size_t i = 0; i < futures.size(); ++i) CHECK(futures[i].get() == i);
 }
 
+// --- surviving its own processes ------------------------------------------------------------
+
+TEST_CASE("the fork server killed while the pool is idle: the next 100 calls succeed",
+          "[process_pool][resilience]") {
+  SubreaperScope orphans_come_here;
+  ProcessPool pool({.workers = 2});
+  CHECK(pool.submit(square, 2).get() == 4);
+  REQUIRE(eventually([&] { return pool.worker_pids().size() == 2; }));
+  const std::vector<pid_t> old_workers = pool.worker_pids();
+  const pid_t server = fork_server_pid();
+  REQUIRE(::kill(server, SIGKILL) == 0);
+  for (int i = 0; i < 100; ++i) CHECK(pool.submit(square, i).get() == i * i);
+  // The survivor started a replacement; the dead server was reaped; its workers died with it.
+  CHECK(eventually([&] {
+    const std::vector<pid_t> servers = fork_server_pids();
+    return servers.size() == 2 && !contains(servers, server);
+  }));
+  CHECK_FALSE(read_process(server).has_value());
+  const std::vector<pid_t> new_workers = pool.worker_pids();
+  for (pid_t pid : old_workers) CHECK_FALSE(contains(new_workers, pid));
+  CHECK(pool.stats().failed == 0);
+}
+
+TEST_CASE("a call that kills its own fork server fails as a crash; the pool goes on",
+          "[process_pool][resilience]") {
+  SubreaperScope orphans_come_here;
+  ProcessPool pool({.workers = 2});
+  CHECK_THROWS_AS(pool.submit(kill_own_fork_server, 0).get(), offload::WorkerCrashed);
+  std::vector<offload::Future<int>> calls;
+  for (int i = 0; i < 50; ++i) calls.push_back(pool.submit(square, i));
+  for (int i = 0; i < 50; ++i) CHECK(calls[static_cast<std::size_t>(i)].get() == i * i);
+  CHECK(eventually([] { return fork_server_pids().size() == 2; }));
+}
+
+TEST_CASE("chaos: 20,000 calls while a random process of the pool is killed every 5 ms",
+          "[process_pool][resilience][chaos]") {
+  SubreaperScope orphans_come_here;
+  constexpr int calls = 20'000;
+  std::atomic<bool> done{false};
+  std::atomic<int> worker_kills{0}, server_kills{0};
+  {
+    ProcessPool pool({.workers = 2, .max_retries = 3});
+    // Every fourth kill hits a fork server (the one in use or its buddy), the rest a worker.
+    std::thread killer([&] {
+      std::minstd_rand random(12345);
+      for (unsigned round = 0; !done.load(); ++round) {
+        std::this_thread::sleep_for(5ms);
+        const bool server = round % 4 == 3;
+        const std::vector<pid_t> victims = server ? fork_server_pids() : pool.worker_pids();
+        if (victims.empty()) continue;
+        if (::kill(victims[random() % victims.size()], SIGKILL) == 0) {
+          ++(server ? server_kills : worker_kills);
+        }
+      }
+    });
+    std::vector<offload::Future<int>> futures;
+    futures.reserve(calls);
+    for (int i = 0; i < calls; ++i) futures.push_back(pool.submit(busy_then_return, i, 50));
+    int right = 0, wrong = 0, offload_errors = 0, other_errors = 0;
+    for (int i = 0; i < calls; ++i) {
+      try {
+        (futures[static_cast<std::size_t>(i)].get() == i ? right : wrong) += 1;
+      } catch (const offload::Error&) {
+        ++offload_errors;
+      } catch (...) {
+        ++other_errors;
+      }
+    }
+    done = true;
+    killer.join();
+    INFO("worker kills " << worker_kills << ", server kills " << server_kills << ", errors "
+                         << offload_errors);
+    CHECK(wrong == 0);
+    CHECK(other_errors == 0);  // never a std::future_error or anything else
+    CHECK(right + offload_errors == calls);
+    CHECK(right >= calls * 99 / 100);
+    CHECK(server_kills >= 3);
+    CHECK(worker_kills >= 9);
+  }
+  // After the pool: no worker of it lives, and two fork servers serve the next pool.
+  CHECK(eventually([] { return SubreaperScope::reap_orphaned_workers() == 0; }));
+  CHECK(eventually([] {
+    const std::vector<pid_t> servers = fork_server_pids();
+    if (servers.size() != 2) return false;
+    for (pid_t server : servers) {
+      if (!children_of(server).empty()) return false;
+    }
+    return true;
+  }));
+  ProcessPool next({.workers = 2});
+  CHECK(next.submit(square, 12).get() == 144);
+}
+
+TEST_CASE("with both fork servers gone, every call fails with an offload::Error, never hangs",
+          "[process_pool][resilience]") {
+  SubreaperScope orphans_come_here;
+  auto [helper, output] = spawn_helper("--helper-servers-lost");
+  const std::string report = read_all(output);
+  ::close(output);
+  CHECK(wait_for_exit_code(helper) == 0);
+  CHECK_THAT(report, Catch::Matchers::StartsWith("ok:") &&
+                         Catch::Matchers::Contains("fork server"));
+}
+
+TEST_CASE("destroying the pool while its fork server is being replaced leaves no process",
+          "[process_pool][resilience][hygiene]") {
+  SubreaperScope orphans_come_here;
+  const std::vector<pid_t> our_servers = fork_server_pids();
+  for (int round = 0; round < 5; ++round) {
+    auto [helper, output] = spawn_helper("--helper-destroy-while-replacing");
+    const std::string report = read_all(output);
+    ::close(output);
+    CHECK(wait_for_exit_code(helper) == 0);
+    CHECK(report == "ok\n");
+  }
+  // Anything the helpers left would have been re-parented to us: only our own servers remain.
+  CHECK(eventually([] { return SubreaperScope::reap_orphaned_workers() == 0; }));
+  for (const ProcessInfo& child : children_of(::getpid())) {
+    INFO(child.name << " " << child.pid << " " << child.state);
+    CHECK((contains(our_servers, child.pid) || child.name == "offload-worker"));
+  }
+}
+
+TEST_CASE("a call over max_memory_per_worker fails, its worker is replaced, others succeed",
+          "[process_pool][resilience]") {
+  ProcessPool pool({.workers = 2, .max_memory_per_worker = std::size_t{256} << 20});
+  CHECK(pool.submit(allocate_mebibytes, 64).get() == 64L * 256);  // within the limit
+  std::vector<offload::Future<int>> before, after;
+  for (int i = 0; i < 50; ++i) before.push_back(pool.submit(square, i));
+  const std::uint64_t started = pool.stats().workers_started;
+  auto greedy = pool.submit(allocate_mebibytes, 1024);
+  for (int i = 50; i < 100; ++i) after.push_back(pool.submit(square, i));
+  std::string failure;
+  try {
+    greedy.get();
+  } catch (const offload::RemoteError& error) {
+    CHECK(error.type_name() == "std::bad_alloc");
+    failure = error.what();
+  } catch (const offload::WorkerCrashed& error) {  // the allocation failure killed the worker
+    failure = error.what();
+  }
+  CHECK_FALSE(failure.empty());
+  for (int i = 0; i < 50; ++i) CHECK(before[static_cast<std::size_t>(i)].get() == i * i);
+  for (int i = 50; i < 100; ++i) CHECK(after[static_cast<std::size_t>(i - 50)].get() == i * i);
+  CHECK(eventually([&] { return pool.stats().workers_started > started; }));
+}
+
+TEST_CASE("a worker stopped with SIGSTOP is a hang: CallTimeout, and the pool goes on",
+          "[process_pool][resilience]") {
+  ProcessPool pool({.workers = 1, .max_call_time = 300ms});
+  SECTION("stopped while idle") {
+    CHECK(pool.submit(square, 3).get() == 9);
+    REQUIRE(eventually([&] { return pool.worker_pids().size() == 1; }));
+    REQUIRE(::kill(pool.worker_pids()[0], SIGSTOP) == 0);
+    CHECK_THROWS_AS(pool.submit(square, 4).get(), offload::CallTimeout);
+  }
+  SECTION("stopped during a call") {
+    auto slow = pool.submit(sleep_then_size, std::string("abc"), 200);
+    REQUIRE(eventually([&] { return pool.stats().busy == 1 && pool.worker_pids().size() == 1; }));
+    REQUIRE(::kill(pool.worker_pids()[0], SIGSTOP) == 0);
+    CHECK_THROWS_AS(slow.get(), offload::CallTimeout);
+  }
+  CHECK(pool.submit(square, 5).get() == 25);
+  CHECK(pool.stats().timeouts == 1);
+}
+
 // --- process hygiene --------------------------------------------------------------------------
 
 TEST_CASE("no worker, zombie or orphan remains after the pool is destroyed",
@@ -872,8 +1105,10 @@ TEST_CASE("no worker, zombie or orphan remains after the pool is destroyed",
     for (pid_t pid : pool.worker_pids()) workers.push_back(pid);
   }
   CHECK(children_of(server).empty());  // every worker ended and reaped by the server
+  const std::vector<pid_t> servers = fork_server_pids();
+  CHECK(servers.size() == 2);
   for (const ProcessInfo& child : children_of(::getpid())) {
-    CHECK(child.pid == server);  // our only child is the fork server, alive (not a zombie)
+    CHECK(contains(servers, child.pid));  // our only children are the fork servers, alive
     CHECK(child.state != 'Z');
   }
   for (pid_t pid : workers) {
@@ -897,7 +1132,7 @@ TEST_CASE("a parent killed with SIGKILL leaves no process behind", "[process_poo
   std::istringstream line(read_line(output));
   std::vector<pid_t> descendants;
   for (pid_t pid = 0; line >> pid;) descendants.push_back(pid);
-  REQUIRE(descendants.size() == 3);  // the fork server and two workers
+  REQUIRE(descendants.size() == 4);  // the two fork servers and two workers
   ::kill(helper, SIGKILL);
   CHECK(wait_for_exit_code(helper) == 128 + SIGKILL);
   ::close(output);
@@ -933,7 +1168,7 @@ int helper_pool_without_init() {
     ProcessPool pool({.workers = 2});
     if (pool.submit(square, 4).get() != 16) return 1;
     server = fork_server_pid();
-    if (children_of(::getpid()).size() != 1) return 2;
+    if (children_of(::getpid()).size() != 2) return 2;  // the two fork servers
   }
   if (!children_of(::getpid()).empty()) return 3;  // the server was ended and reaped
   if (read_process(server).has_value()) return 4;
@@ -946,10 +1181,59 @@ int helper_killed_parent() {
   ProcessPool pool({.workers = 2});
   if (!eventually([&] { return pool.worker_pids().size() == 2; })) return 1;
   std::vector<pid_t> pids = pool.worker_pids();
-  std::printf("%d %d %d\n", static_cast<int>(fork_server_pid()), static_cast<int>(pids[0]),
-              static_cast<int>(pids[1]));
+  const std::vector<pid_t> servers = fork_server_pids();
+  if (servers.size() != 2) return 2;
+  std::printf("%d %d %d %d\n", static_cast<int>(servers[0]), static_cast<int>(servers[1]),
+              static_cast<int>(pids[0]), static_cast<int>(pids[1]));
   std::fflush(stdout);
   for (;;) ::pause();
+}
+
+/// Kills both fork servers (stopped first, so neither can replace the other), then checks that
+/// calls, queued or new, fail with an offload::Error in bounded time.
+int helper_servers_lost() {
+  offload::process_init();
+  ProcessPool pool({.workers = 2});
+  if (pool.submit(square, 4).get() != 16) return 1;
+  const std::vector<pid_t> servers = fork_server_pids();
+  if (servers.size() != 2) return 2;
+  for (pid_t server : servers) ::kill(server, SIGSTOP);
+  for (pid_t server : servers) ::kill(server, SIGKILL);
+  std::string message;
+  for (int i = 0; i < 20; ++i) {
+    auto call = pool.submit(square, i);
+    if (call.wait_for(20s) != offload::FutureStatus::ready) return 3;  // a hang
+    try {
+      call.get();
+    } catch (const offload::Error& error) {
+      message = error.what();
+    } catch (...) {
+      return 4;
+    }
+  }
+  if (message.empty()) return 5;  // every call succeeded: no server was lost?
+  try {
+    pool.submit(square, 1).get();  // from now on, at once
+    return 6;
+  } catch (const offload::Error& error) {
+    message = error.what();
+  }
+  std::printf("ok: %s\n", message.c_str());
+  return 0;
+}
+
+/// Kills the fork server in use and destroys the pool (whose servers end with it) at once,
+/// while the other server replaces the dead one: no server, new or old, may remain.
+int helper_destroy_while_replacing() {
+  {
+    ProcessPool pool({.workers = 2});
+    if (pool.submit(square, 4).get() != 16) return 1;
+    ::kill(fork_server_pid(), SIGKILL);
+  }
+  // Every server, old or new, is our child (workers are the servers'): all must be reaped.
+  if (!children_of(::getpid()).empty()) return 2;
+  std::printf("ok\n");
+  return 0;
 }
 
 /// Starts a thread, then tries to create a pool without process_init().
@@ -979,6 +1263,8 @@ int main(int argc, char** argv) {
     if (mode == "--helper-pool-without-init") return helper_pool_without_init();
     if (mode == "--helper-killed-parent") return helper_killed_parent();
     if (mode == "--helper-threaded-without-init") return helper_threaded_without_init();
+    if (mode == "--helper-servers-lost") return helper_servers_lost();
+    if (mode == "--helper-destroy-while-replacing") return helper_destroy_while_replacing();
   }
   offload::process_init();  // first thing: the fork server starts while we are single-threaded
   return Catch::Session().run(argc, argv);

@@ -34,6 +34,12 @@ struct ProcessOptions {
   /// Waking a sleeping process costs microseconds (tens in a VM); a loop of short calls stays
   /// within the window and never pays it. The price: up to this much CPU after each call.
   std::chrono::microseconds idle_spin{200};
+  /// Bytes of address space a worker may map for its calls, beyond what it inherited at its
+  /// start (the program image as the fork server has it); 0 means no limit. Enforced with
+  /// RLIMIT_AS in the worker: a call that goes over fails with RemoteError naming
+  /// std::bad_alloc (or with WorkerCrashed, when the failure kills the process), and its worker
+  /// is replaced.
+  std::size_t max_memory_per_worker = 0;
 };
 
 /// Counters of a ProcessPool (a snapshot; each field is exact, the set is not atomic).

@@ -178,8 +178,10 @@ class ProcessPool {
     if (keepers_.empty()) return;
     core_->close();
     for (auto& keeper : keepers_) keeper->join();
-    keepers_.clear();  // closes the sessions: the server forgets them
-    server_.reset();   // the last pool using a pool-started server ends it
+    core_->fail_stranded();
+    keepers_.clear();  // closes the sessions: the servers forget them
+    server_->tend();   // reaps a server that died meanwhile
+    server_.reset();   // the last pool using pool-started servers ends them
   }
 
   /// Number of worker slots. Thread-safe; never blocks.

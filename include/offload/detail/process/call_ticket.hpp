@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "../../codec.hpp"
+#include "../../errors.hpp"
 #include "../../future.hpp"
 
 
@@ -52,6 +53,17 @@ class CallTicket {
 template <class R>
 class TypedCallTicket final : public CallTicket {
  public:
+  TypedCallTicket() = default;
+  TypedCallTicket(const TypedCallTicket&) = delete;
+  TypedCallTicket& operator=(const TypedCallTicket&) = delete;
+
+  /// A ticket is always settled before it goes (the pool fails what is left when it shuts
+  /// down); should one ever be dropped unsettled, its future still gets an offload::Error,
+  /// never a broken promise.
+  ~TypedCallTicket() override {
+    if (!settled_) fail(make_error<PoolClosed>("offload: the process pool dropped this call"));
+  }
+
   Future<R> get_future() { return promise_.get_future(); }
 
   void complete(std::span<const std::byte> payload,
@@ -59,15 +71,18 @@ class TypedCallTicket final : public CallTicket {
     if constexpr (std::is_void_v<R>) {
       Reader(payload).expect_end();
       count(completed);
+      settled_ = true;
       promise_.set_value();
     } else {
       R value = offload::decode<R>(payload);
       count(completed);
+      settled_ = true;
       promise_.set_value(std::move(value));
     }
   }
 
   void fail(std::exception_ptr error) noexcept override {
+    settled_ = true;
     try {
       promise_.set_exception(std::move(error));
     } catch (...) {  // already satisfied: nothing left to tell anyone
@@ -78,6 +93,7 @@ class TypedCallTicket final : public CallTicket {
 
  private:
   Promise<R> promise_;
+  bool settled_ = false;
 };
 
 /// Which pool's keeper runs on this thread (nullptr elsewhere): lets blocking members refuse

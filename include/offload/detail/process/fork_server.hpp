@@ -2,39 +2,41 @@
 #define OFFLOAD_DETAIL_PROCESS_FORK_SERVER_HPP
 
 /// @file detail/process/fork_server.hpp
-/// The fork server: a small process, forked while the program was still single-threaded,
-/// that forks every worker process on the pool's behalf.
+/// The program's side of its fork servers: small processes, forked while the program was
+/// still single-threaded, that fork every worker process on the pools' behalf.
 ///
 /// Why: fork() copies only the calling thread. If another thread holds a lock at that moment
 /// (malloc's, stdio's, any mutex of the program) the child inherits it locked, forever. A
-/// process that never starts threads can fork safely at any time, so the pool asks this one.
+/// process that never starts threads can fork safely at any time, so the pools ask one.
 ///
-/// Protocol (SOCK_SEQPACKET, one fixed-size ServerMessage per packet, descriptors travel as
-/// SCM_RIGHTS attachments):
-///   control socket (one per program):   open_session + [session socket]
-///   session socket (one per pool slot): spawn + [worker's socket end, its mailbox memory]
-///                                                                    ->  spawned / spawn_failed
-///                                       kill(pid)
-///                                       <-  exited(pid, wait status)   (every worker, once)
-/// The server reaps every worker itself (they are its children) and reports each exit on the
-/// session that spawned it: the program never calls waitpid() on a worker, never touches
-/// SIGCHLD, and a kill can never hit a recycled pid (the server kills only unreaped children).
-/// Closing a session kills its workers; closing the control socket (the program exited or
-/// died) kills every worker and ends the server.
+/// Two of them, so that neither is a single point of failure: the program forks both, and
+/// when one dies (killed from outside, by the OOM killer, by a call), the other starts its
+/// replacement (server_process.hpp) and announces it on its control socket. Sessions open on
+/// whichever is alive; the keepers of a dead server's workers (which die with it) open new
+/// sessions on the survivor and carry on. Only if both die before either could replace the
+/// other is the program left with none, and every pool then fails its calls with
+/// ForkServerLost.
 ///
-/// Deaths propagate downwards: the server and each worker set PR_SET_PDEATHSIG(SIGKILL) and
+/// The servers reap every worker themselves (workers are their children) and report each
+/// exit on the session that spawned it: the program never calls waitpid() on a worker, never
+/// touches SIGCHLD, and a kill can never hit a recycled pid (a server kills only its unreaped
+/// children, the program only its unreaped servers). Closing a session kills its workers;
+/// ending the control socket (the program exited, died, or ends the servers) kills every
+/// worker and ends the server. Protocol: server_protocol.hpp.
+///
+/// Deaths propagate downwards: each server and each worker set PR_SET_PDEATHSIG(SIGKILL) and
 /// then re-check getppid(), because the parent may have died before the prctl() took effect.
+/// A worker's parent is its server, so the workers of a server that dies die with it.
 
 #include <signal.h>
-#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <fcntl.h>
 #include <algorithm>
-
 #include <cerrno>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -47,367 +49,275 @@
 
 #include "../../errors.hpp"
 #include "posix_io.hpp"
+#include "server_process.hpp"
 #include "server_protocol.hpp"
-#include "worker.hpp"
 
 namespace offload {
 inline namespace v0 {
 namespace detail {
 
-// --- the server process ---------------------------------------------------------------------
-
-/// State and loop of the fork server process. Lives only in that process.
-class ForkServerProcess {
- public:
-  ForkServerProcess(UniqueFd control, struct sigaction inherited_sigchld) noexcept
-      : control_(std::move(control)), inherited_sigchld_(inherited_sigchld) {}
-
-  [[noreturn]] void run() noexcept {
-    try {
-      for (;;) serve_once();
-    } catch (...) {
-      stop_everything();
-      ::_exit(1);
-    }
+/// Waits for child `pid` to end and reaps it. ECHILD (someone else reaped it, or SIGCHLD is
+/// ignored) ends the wait too.
+inline void reap(pid_t pid) noexcept {
+  while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
   }
-
- private:
-  struct Session {
-    UniqueFd socket;
-  };
-  struct Child {
-    pid_t pid;
-    UniqueFd pidfd;       // readable once the child has exited (absent on old kernels)
-    std::size_t session;  // index into sessions_; meaningless once session_open is false
-    bool session_open = true;
-  };
-
-  void serve_once() {
-    std::vector<pollfd> polled;
-    polled.push_back({control_.get(), POLLIN, 0});
-    for (const Session& session : sessions_) polled.push_back({session.socket.get(), POLLIN, 0});
-    bool every_child_has_pidfd = true;
-    for (const Child& child : children_) {
-      polled.push_back({child.pidfd.get(), POLLIN, 0});  // a negative fd is ignored by poll
-      every_child_has_pidfd = every_child_has_pidfd && child.pidfd;
-    }
-    // Without pidfds (Linux < 5.3) fall back to checking the children every 20 ms.
-    const int timeout = every_child_has_pidfd ? -1 : 20;
-    if (::poll(polled.data(), polled.size(), timeout) < 0) {
-      if (errno == EINTR) return;
-      throw_system_error("poll");
-    }
-    // Only the sessions polled above: serve_control() may add one, which has no entry yet.
-    const std::size_t polled_sessions = sessions_.size();
-    if (polled[0].revents != 0) serve_control();
-    for (std::size_t i = 0; i < polled_sessions; ++i) {
-      if (polled[1 + i].revents != 0 && sessions_[i].socket) serve_session(i);
-    }
-    reap_exited_children();
-  }
-
-  void serve_control() {
-    ServerMessage message;
-    UniqueFd attached;
-    if (receive_packet(control_.get(), &message, sizeof message, {&attached, 1}) == 0) {
-      stop_everything();  // the program is gone
-      ::_exit(0);
-    }
-    if (message.kind != ServerMessageKind::open_session || !attached) return;
-    // Reuse a closed session's slot (its children, if any, already know it is closed).
-    for (Session& session : sessions_) {
-      if (!session.socket) {
-        session.socket = std::move(attached);
-        return;
-      }
-    }
-    sessions_.push_back(Session{std::move(attached)});
-  }
-
-  void serve_session(std::size_t index) {
-    ServerMessage message;
-    UniqueFd attached[2];  // the worker's channel and its mailbox memory
-    if (receive_packet(sessions_[index].socket.get(), &message, sizeof message, attached) == 0) {
-      close_session(index);
-      return;
-    }
-    if (message.kind == ServerMessageKind::spawn && attached[0] && attached[1]) {
-      spawn(index, std::move(attached[0]), std::move(attached[1]),
-            WorkerSettings{message.max_payload, std::chrono::microseconds(message.idle_spin_us)});
-    } else if (message.kind == ServerMessageKind::kill) {
-      for (const Child& child : children_) {
-        if (child.pid == message.pid && child.session_open && child.session == index) {
-          ::kill(child.pid, SIGKILL);  // an unreaped child of ours: the pid cannot be recycled
-        }
-      }
-    }
-  }
-
-  void close_session(std::size_t index) {
-    for (Child& child : children_) {
-      if (child.session_open && child.session == index) {
-        ::kill(child.pid, SIGKILL);
-        child.session_open = false;
-      }
-    }
-    sessions_[index].socket.reset();  // its slot stays (indices are stable) until reused
-  }
-
-  void spawn(std::size_t session, UniqueFd channel, UniqueFd mailbox,
-             const WorkerSettings& settings) {
-    const pid_t server = ::getpid();
-    const pid_t pid = ::fork();
-    if (pid == 0) become_worker(server, channel.get(), mailbox.get(), settings);
-    ServerMessage reply;
-    if (pid < 0) {
-      reply.kind = ServerMessageKind::spawn_failed;
-      reply.value = errno;
-    } else {
-      reply.kind = ServerMessageKind::spawned;
-      reply.pid = pid;
-      children_.push_back(Child{pid, UniqueFd(open_pidfd(pid)), session});
-    }
-    send_packet(sessions_[session].socket.get(), &reply, sizeof reply);
-    // `channel` closes here: the worker holds the only other copy, so its death means EOF.
-  }
-
-  [[noreturn]] void become_worker(pid_t server, int channel, int mailbox_memory,
-                                  const WorkerSettings& settings) noexcept {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != server) ::_exit(0);  // the server died before prctl() took effect
-    // Mapped first: the mapping outlives the descriptor, which the shuffle below may close.
-    Mailbox mailbox;
-    try {
-      mailbox = Mailbox(mailbox_memory);
-    } catch (...) {
-      ::_exit(worker_protocol_exit_code);
-    }
-    ::sigaction(SIGCHLD, &inherited_sigchld_, nullptr);  // the program's own setting
-    // Keep stdio and the channel (as fd 3); every other descriptor belongs to someone else,
-    // and holding a copy of another worker's socket would hide that worker's death.
-    for (int fd = 0; fd < 3; ++fd) {
-      if (is_server_descriptor(fd)) replace_with_dev_null(fd);
-    }
-    if (channel != 3 && ::dup2(channel, 3) < 0) ::_exit(worker_protocol_exit_code);
-    close_descriptors_from(4);
-    ::prctl(PR_SET_NAME, "offload-worker");
-    run_worker(3, mailbox, settings.max_payload, settings.idle_spin);
-  }
-
-  [[nodiscard]] bool is_server_descriptor(int fd) const noexcept {
-    if (control_.get() == fd) return true;
-    for (const Session& session : sessions_) {
-      if (session.socket.get() == fd) return true;
-    }
-    for (const Child& child : children_) {
-      if (child.pidfd.get() == fd) return true;
-    }
-    return false;
-  }
-
-  void reap_exited_children() {
-    for (std::size_t i = 0; i < children_.size();) {
-      int status = 0;
-      const pid_t reaped = ::waitpid(children_[i].pid, &status, WNOHANG);
-      if (reaped == 0 || (reaped < 0 && errno == EINTR)) {
-        ++i;
-        continue;
-      }
-      // Reaped (or, impossibly, not our child any more): report it once, then forget it.
-      Child& child = children_[i];
-      if (child.session_open && sessions_[child.session].socket) {
-        ServerMessage message{ServerMessageKind::exited, child.pid, reaped > 0 ? status : 0, 0, 0};
-        send_packet(sessions_[child.session].socket.get(), &message, sizeof message);
-      }
-      children_.erase(children_.begin() + static_cast<std::ptrdiff_t>(i));
-    }
-  }
-
-  /// Kills and reaps every worker: no process of ours outlives the server.
-  void stop_everything() noexcept {
-    for (const Child& child : children_) ::kill(child.pid, SIGKILL);
-    for (const Child& child : children_) {
-      while (::waitpid(child.pid, nullptr, 0) < 0 && errno == EINTR) {
-      }
-    }
-    children_.clear();
-  }
-
-  static void replace_with_dev_null(int fd) noexcept {
-    const int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
-    if (null >= 0 && null != fd) {
-      ::dup2(null, fd);
-      ::close(null);
-    }
-  }
-
-  UniqueFd control_;
-  struct sigaction inherited_sigchld_;
-  std::vector<Session> sessions_;
-  std::vector<Child> children_;
-};
-
-/// Runs in the child of the program's fork(): prepares the process, then serves forever.
-[[noreturn]] inline void become_fork_server(pid_t program, UniqueFd control) noexcept {
-  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (::getppid() != program) ::_exit(0);  // the program died before prctl() took effect
-  // A process group of its own: a terminal's Ctrl-C goes to the program, which decides what
-  // happens; the workers die with it (death signal, end of file), never half-way by accident.
-  ::setpgid(0, 0);
-  ::prctl(PR_SET_NAME, "offload-forksrv");
-  // The server reaps its workers itself, whatever the program did with SIGCHLD (SIG_IGN
-  // would make waitpid() fail). Workers get the program's setting back.
-  struct sigaction inherited {};
-  struct sigaction reap_default {};
-  reap_default.sa_handler = SIG_DFL;
-  ::sigaction(SIGCHLD, &reap_default, &inherited);
-  // Keep stdio and the control socket; nothing else the program had open is ours to hold.
-  int fd = control.release();
-  if (fd < 3) {
-    const int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
-    if (moved < 0) ::_exit(1);
-    ::close(fd);
-    fd = moved;
-  }
-  if (fd != 3) {
-    if (::dup2(fd, 3) < 0) ::_exit(1);
-    ::close(fd);
-    fd = 3;
-  }
-  close_descriptors_from(4);
-  for (int stdio = 0; stdio < 3; ++stdio) {
-    if (::fcntl(stdio, F_GETFD) < 0) {  // closed by the program: keep the slot filled
-      const int null = ::open("/dev/null", O_RDWR);
-      if (null >= 0 && null != stdio) {
-        ::dup2(null, stdio);
-        ::close(null);
-      }
-    }
-  }
-  ForkServerProcess server(UniqueFd(fd), inherited);
-  server.run();
 }
 
-// --- the program's side -----------------------------------------------------------------------
+/// A fork server's pid and the program's end of its control socket.
+struct ServerHandle {
+  pid_t pid;
+  UniqueFd control;
+};
+
+/// A session on one fork server: the socket, and which server it is on.
+struct OpenedSession {
+  UniqueFd socket;
+  pid_t server;
+};
 
 /**
- * The program's handle on a running fork server. Destroying it ends the server (which kills
- * any worker left) and reaps it.
+ * The program's handle on its fork servers (see the file comment). Thread-safe. Destroying
+ * it ends every server (which kill any worker left) and reaps them.
  */
 class ForkServer {
  public:
-  /// Forks the server. Precondition: the calling thread is the only one in the process (the
-  /// caller checks), and it lives as long as the server is needed: the server's death signal
-  /// fires when the thread that forked it exits. Allocates; blocks for the fork.
+  /// Forks the two servers. Precondition: the calling thread is the only one in the process
+  /// (the caller checks), and it lives as long as the servers are needed: their death signal
+  /// fires when the thread that forked them exits. Allocates; blocks for the forks.
   static std::shared_ptr<ForkServer> start() {
-    auto [program_end, server_end] = make_socket_pair(SOCK_SEQPACKET);
-    // Buffered output would otherwise be copied into the server and, through its workers,
+    // Buffered output would otherwise be copied into the servers and, through their workers,
     // written a second time.
     std::fflush(nullptr);
-    const pid_t program = ::getpid();
-    const pid_t pid = ::fork();
-    if (pid < 0) throw_system_error("offload: fork of the process pool's fork server");
-    if (pid == 0) {
-      program_end.reset();
-      become_fork_server(program, std::move(server_end));
-    }
-    return std::shared_ptr<ForkServer>(new ForkServer(pid, std::move(program_end)));
+    struct sigaction sigchld {};
+    ::sigaction(SIGCHLD, nullptr, &sigchld);
+    auto [link_first, link_second] = make_socket_pair(SOCK_SEQPACKET);
+    std::shared_ptr<ForkServer> servers(new ForkServer());
+    servers->members_.push_back(fork_server(link_first, sigchld));
+    servers->members_.push_back(fork_server(link_second, sigchld));
+    return servers;
   }
 
   ForkServer(const ForkServer&) = delete;
   ForkServer& operator=(const ForkServer&) = delete;
 
-  /// Ends the server and reaps it (the server first kills and reaps any worker left).
-  /// Blocks until the server has exited.
+  /// Ends every server, including one born while this runs, and reaps them. Blocks until
+  /// they have exited (a server that does not end within 10 s is killed).
   ~ForkServer() {
-    control_.reset();
-    while (::waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
-    }
+    std::vector<ServerHandle> ending = std::move(members_);
+    for (const ServerHandle& server : ending) ::shutdown(server.control.get(), SHUT_WR);
+    // By index: end_one() appends a server announced meanwhile, which is ended the same way.
+    for (std::size_t i = 0; i < ending.size(); ++i) end_one(ending, i);
   }
 
-  /// A new session socket: workers spawned through it are reported on it and killed when it
-  /// closes. Thread-safe; blocks briefly; allocates nothing beyond the socket pair.
-  /// @throws ForkServerLost when the server is gone.
-  UniqueFd open_session() {
+  /**
+   * A new session on a live server: workers spawned through it are reported on it and killed
+   * when it closes. Thread-safe; blocks briefly; allocates the socket pair.
+   * @throws ForkServerLost when no server is left.
+   */
+  OpenedSession open_session() {
     auto [pool_end, server_end] = make_socket_pair(SOCK_SEQPACKET);
-    const ServerMessage message{ServerMessageKind::open_session, 0, 0, 0, 0};
-    std::lock_guard lock(mutex_);
+    const ServerMessage message{ServerMessageKind::open_session, 0, 0, 0, 0, 0};
     const int attached = server_end.get();
-    if (!send_packet(control_.get(), &message, sizeof message, {&attached, 1})) {
-      throw ForkServerLost();
+    std::lock_guard lock(mutex_);
+    tend_locked();
+    for (const ServerHandle& server : members_) {
+      if (send_packet(server.control.get(), &message, sizeof message, {&attached, 1})) {
+        return OpenedSession{std::move(pool_end), server.pid};
+      }
+      // It died since tend_locked() looked: the next look reaps it.
     }
-    return std::move(pool_end);
+    throw ForkServerLost(
+        "both of its fork server processes died before either could start the other's "
+        "replacement, and a multi-threaded program cannot safely fork a new one");
   }
 
-  /// The server's process id. Thread-safe.
-  [[nodiscard]] pid_t pid() const noexcept { return pid_; }
+  /// Kills server `pid` (it stopped answering), if it is still one of ours. Thread-safe.
+  void condemn(pid_t pid) {
+    std::lock_guard lock(mutex_);
+    for (const ServerHandle& server : members_) {
+      if (server.pid == pid) ::kill(pid, SIGKILL);  // unreaped: the pid cannot be recycled
+    }
+  }
+
+  /// The pid of the server new sessions open on (the first live one), or 0. Thread-safe.
+  [[nodiscard]] pid_t pid() {
+    std::lock_guard lock(mutex_);
+    tend_locked();
+    return members_.empty() ? 0 : members_.front().pid;
+  }
+
+  /// The pids of every server known to be alive. Thread-safe.
+  [[nodiscard]] std::vector<pid_t> pids() {
+    std::lock_guard lock(mutex_);
+    tend_locked();
+    std::vector<pid_t> live;
+    for (const ServerHandle& server : members_) live.push_back(server.pid);
+    return live;
+  }
+
+  /// Whether a server is left to start workers. Thread-safe.
+  [[nodiscard]] bool alive() { return pid() != 0; }
+
+  /// Reaps servers that died and takes in the replacements announced. Thread-safe; called by
+  /// every member above, and by a pool when it ends, so a dead server is never left a zombie
+  /// for long.
+  void tend() {
+    std::lock_guard lock(mutex_);
+    tend_locked();
+  }
 
  private:
-  ForkServer(pid_t pid, UniqueFd control) noexcept : pid_(pid), control_(std::move(control)) {}
+  ForkServer() = default;
 
-  const pid_t pid_;
-  std::mutex mutex_;  // one sender at a time on the control socket
-  UniqueFd control_;
+  static ServerHandle fork_server(UniqueFd& link, const struct sigaction& sigchld) {
+    auto [program_end, server_end] = make_socket_pair(SOCK_SEQPACKET);
+    const pid_t program = ::getpid();
+    const pid_t pid = ::fork();
+    if (pid < 0) throw_system_error("offload: fork of the process pool's fork server");
+    if (pid == 0) become_fork_server(ServerStart{program, server_end.get(), link.get(), sigchld});
+    return ServerHandle{pid, std::move(program_end)};
+  }
+
+  /// Expects mutex_ held.
+  void tend_locked() {
+    std::vector<ServerHandle> born;
+    for (std::size_t i = 0; i < members_.size();) {
+      if (take_announcements(members_[i], born)) {
+        ++i;
+        continue;
+      }
+      reap(members_[i].pid);
+      members_.erase(members_.begin() + static_cast<std::ptrdiff_t>(i));
+    }
+    for (ServerHandle& server : born) members_.push_back(std::move(server));
+  }
+
+  /// Reads what `server` announced without waiting; false once it has ended.
+  static bool take_announcements(const ServerHandle& server, std::vector<ServerHandle>& born) {
+    while (wait_for_fd(server.control.get(), POLLIN, Clock::now()) == WaitResult::ready) {
+      std::optional<ServerHandle> announced;
+      if (!receive_announcement(server, announced)) return false;
+      if (announced) born.push_back(std::move(*announced));
+    }
+    return true;
+  }
+
+  /// Receives one message from `server`: false at its end; a new server's handle in `born`.
+  static bool receive_announcement(const ServerHandle& server,
+                                   std::optional<ServerHandle>& born) {
+    ServerMessage message;
+    UniqueFd attached;
+    std::size_t got = 0;
+    try {
+      got = receive_packet(server.control.get(), &message, sizeof message, {&attached, 1});
+    } catch (...) {  // a broken socket: the server is as good as gone
+      got = 0;
+    }
+    if (got == 0) return false;
+    if (message.kind == ServerMessageKind::buddy_born && attached) {
+      born.emplace(ServerHandle{message.pid, std::move(attached)});
+    }
+    return true;
+  }
+
+  /// Waits for `ending[i]` (whose control socket is shut) to end, then reaps it; a server it
+  /// announced meanwhile is shut and appended to `ending`.
+  static void end_one(std::vector<ServerHandle>& ending, std::size_t i) {
+    const pid_t pid = ending[i].pid;
+    const int control = ending[i].control.get();
+    const IoDeadline patience = Clock::now() + std::chrono::seconds(10);
+    bool killed = false;
+    for (;;) {
+      if (wait_for_fd(control, POLLIN, killed ? no_deadline : patience) ==
+          WaitResult::timed_out) {
+        ::kill(pid, SIGKILL);  // unreaped: the pid cannot be recycled
+        killed = true;
+        continue;
+      }
+      std::optional<ServerHandle> born;
+      if (!receive_announcement(ending[i], born)) break;
+      if (born) {
+        ::shutdown(born->control.get(), SHUT_WR);
+        ending.push_back(std::move(*born));  // `control` stays valid: it is a number
+      }
+    }
+    reap(pid);
+  }
+
+  std::mutex mutex_;  // guards members_; one sender at a time on each control socket
+  std::vector<ServerHandle> members_;
 };
 
 /**
- * One pool slot's conversation with the fork server. Not thread-safe (one keeper thread owns
- * it). Every member blocks until the server answers.
+ * One pool slot's conversation with a fork server. Not thread-safe (one keeper thread owns
+ * it). Every member blocks until the server answers (10 s at most: a server that takes
+ * longer is condemned as hung).
  */
 class ServerSession {
  public:
-  explicit ServerSession(UniqueFd socket) noexcept : socket_(std::move(socket)) {}
+  ServerSession(ForkServer& servers, OpenedSession session) noexcept
+      : servers_(servers), socket_(std::move(session.socket)), server_(session.server) {}
 
   /// Starts a worker that will serve `worker_end` (its end of a channel) and share `mailbox`
   /// (Mailbox::create()) with its keeper; returns its pid.
-  /// @throws ForkServerLost; offload::Error when fork() failed (errno in the message).
+  /// @throws ServerSessionLost; offload::Error when fork() failed (errno in the message).
   pid_t spawn(UniqueFd worker_end, const UniqueFd& mailbox, const WorkerSettings& settings) {
     const auto spin_us =
         std::chrono::duration_cast<std::chrono::microseconds>(settings.idle_spin).count();
-    ServerMessage request{
+    const ServerMessage request{
         ServerMessageKind::spawn, 0, 0,
         static_cast<std::uint32_t>(std::clamp<std::int64_t>(spin_us, 0, 1'000'000)),
-        settings.max_payload};
+        settings.max_payload, settings.max_memory};
     const int attached[2] = {worker_end.get(), mailbox.get()};
-    if (!send_packet(socket_.get(), &request, sizeof request, attached)) throw ForkServerLost();
+    if (!send_packet(socket_.get(), &request, sizeof request, attached)) throw ServerSessionLost();
     worker_end.reset();  // the worker's copy is the only one left that matters
-    const ServerMessage reply = receive(no_deadline);
+    const ServerMessage reply = receive(Clock::now() + answer_time);
     if (reply.kind == ServerMessageKind::spawned) return reply.pid;
     if (reply.kind == ServerMessageKind::spawn_failed) {
       throw Error(std::string("offload: could not start a worker process: fork failed: ") +
                   std::strerror(reply.value));
     }
-    throw ForkServerLost();  // an out-of-order message: the conversation is broken
+    throw ServerSessionLost();  // an out-of-order message: the conversation is broken
   }
 
   /// Asks the server to SIGKILL worker `pid` (a no-op if it is already gone).
+  /// @throws ServerSessionLost.
   void kill(pid_t pid) {
-    const ServerMessage request{ServerMessageKind::kill, pid, 0, 0, 0};
-    if (!send_packet(socket_.get(), &request, sizeof request)) throw ForkServerLost();
+    const ServerMessage request{ServerMessageKind::kill, pid, 0, 0, 0, 0};
+    if (!send_packet(socket_.get(), &request, sizeof request)) throw ServerSessionLost();
   }
 
   /// Waits until the server reports worker `pid` reaped; its wait status, or nothing if
-  /// `deadline` passed first. @throws ForkServerLost.
+  /// `deadline` passed first. @throws ServerSessionLost.
   std::optional<int> await_exit(pid_t pid, IoDeadline deadline) {
     for (;;) {
-      if (wait_for_fd(socket_.get(), POLLIN, deadline) == WaitResult::timed_out)
+      if (wait_for_fd(socket_.get(), POLLIN, deadline) == WaitResult::timed_out) {
         return std::nullopt;
+      }
       const ServerMessage message = receive(deadline);
       if (message.kind == ServerMessageKind::exited && message.pid == pid) return message.value;
     }
   }
 
  private:
+  /// How long a server may take to answer before it counts as hung (stopped, say).
+  static constexpr std::chrono::seconds answer_time{10};
+
   ServerMessage receive(IoDeadline deadline) {
-    (void)wait_for_fd(socket_.get(), POLLIN, deadline);
+    if (wait_for_fd(socket_.get(), POLLIN, deadline) == WaitResult::timed_out) {
+      servers_.condemn(server_);
+      throw ServerSessionLost();
+    }
     ServerMessage message;
     if (receive_packet(socket_.get(), &message, sizeof message) != sizeof message) {
-      throw ForkServerLost();
+      throw ServerSessionLost();
     }
     return message;
   }
 
+  ForkServer& servers_;
   UniqueFd socket_;
+  pid_t server_;
 };
 
 // --- fork server registry ------------------------------------------------------------------------
@@ -423,11 +333,16 @@ inline ForkServerRegistry& fork_server_registry() {
   return registry;
 }
 
+/// The program's fork servers, if some are alive.
 inline std::shared_ptr<ForkServer> running_fork_server() {
   ForkServerRegistry& registry = fork_server_registry();
-  std::lock_guard lock(registry.mutex);
-  if (registry.kept) return registry.kept;
-  return registry.shared.lock();
+  std::shared_ptr<ForkServer> servers;
+  {
+    std::lock_guard lock(registry.mutex);
+    servers = registry.kept ? registry.kept : registry.shared.lock();
+  }
+  if (servers && !servers->alive()) servers.reset();
+  return servers;
 }
 
 /// Throws unless the calling thread is the process's only thread (and its main thread, which
@@ -446,17 +361,19 @@ inline void require_single_threaded(const char* who) {
               "offload::process_init() first thing in main(), before any thread starts.");
 }
 
-/// The running fork server, or a new one when none runs and forking is still safe.
+/// The running fork servers, or new ones when none runs and forking is still safe (also when
+/// both servers of a program that later became single-threaded again had died).
 inline std::shared_ptr<ForkServer> acquire_fork_server(const char* who) {
-  if (auto server = running_fork_server()) return server;
+  if (auto servers = running_fork_server()) return servers;
   // Only the sole thread of the process gets past this check, so nobody can race us to
-  // start a second server, and no lock needs to be held across fork().
+  // start a second pair, and no lock needs to be held across fork().
   require_single_threaded(who);
-  std::shared_ptr<ForkServer> server = ForkServer::start();
+  std::shared_ptr<ForkServer> servers = ForkServer::start();
   ForkServerRegistry& registry = fork_server_registry();
   std::lock_guard lock(registry.mutex);
-  registry.shared = server;
-  return server;
+  if (registry.kept) registry.kept = servers;  // process_init() asked for servers that stay
+  registry.shared = servers;
+  return servers;
 }
 
 }  // namespace detail

@@ -46,10 +46,11 @@ namespace detail {
  */
 class WorkerKeeper {
  public:
-  WorkerKeeper(PoolCore& core, ForkServer& server, std::size_t index)
+  WorkerKeeper(PoolCore& core, ForkServer& servers, std::size_t index)
       : core_(core),
         slot_(core.slots[index]),
-        session_(server.open_session()),
+        servers_(servers),
+        session_(std::in_place, servers, servers.open_session()),
         incoming_(core.options.max_message_size),
         from_ring_(ring_frames()) {}
 
@@ -74,6 +75,7 @@ class WorkerKeeper {
     FrameRing replies;    // the consumer's handle on the mailbox's ring of replies
     CallCounter started;  // calls the worker has begun to run (see call_counter.hpp)
     unsigned calls = 0;   // replies received from it
+    bool retire_when_done = false;  // it ran out of memory: no more calls; replace it when idle
   };
 
   enum class Action { send, wait, exit };
@@ -86,17 +88,17 @@ class WorkerKeeper {
     keeper_of_pool = &core_;
     const KeeperPacing pacing;
     while (!done_) {
-      bool server_lost = false;
+      std::optional<std::string> servers_lost;
       std::exception_ptr unexpected;
       try {
         step();
-      } catch (const ForkServerLost&) {
-        server_lost = true;
+      } catch (const ForkServerLost& lost) {
+        servers_lost = lost.what();
       } catch (...) {  // a system call failed unexpectedly: the worker's state is unknown
         unexpected = std::current_exception();
       }
-      if (server_lost) {
-        lose_server();
+      if (servers_lost) {
+        lose_servers(*servers_lost);
       } else if (unexpected) {
         fail_current(std::move(unexpected));
         discard_worker();
@@ -329,7 +331,7 @@ class WorkerKeeper {
    * done. Expects core_.mutex held.
    */
   void send_ahead_locked(unsigned replies) {
-    if (slot_.call == nullptr || slot_.sent != slot_.call->request.size() ||
+    if (worker_->retire_when_done || slot_.call == nullptr || slot_.sent != slot_.call->request.size() ||
         slot_.call->request.size() > max_ahead_bytes) {
       return;
     }
@@ -380,7 +382,14 @@ class WorkerKeeper {
     }
     std::unique_ptr<CallTicket> call;
     const unsigned quota = core_.options.max_calls_per_worker;
+    bool out_of_memory = false;
+    std::exception_ptr remote;
+    if (reply.kind == FrameKind::error) remote = remote_error(reply.payload, out_of_memory);
+    // Known before anything more is sent to the worker: a retiring worker gets no next call.
+    // One that ran out of memory still finishes the calls it has started or holds ahead.
     const bool retiring = quota != 0 && worker_->calls + 1 >= quota;
+    if (out_of_memory) worker_->retire_when_done = true;
+    bool nothing_left = false;
     {
       std::lock_guard lock(core_.mutex);
       call = std::move(slot_.call);
@@ -390,7 +399,7 @@ class WorkerKeeper {
         core_.begin_call(slot_, std::move(slot_.ahead.front()));
         slot_.ahead.pop_front();
         slot_.sent = slot_.call->request.size();
-      } else if (!retiring && !core_.queue.empty()) {
+      } else if (!retiring && !worker_->retire_when_done && !core_.queue.empty()) {
         // Send the next queued call before completing this one: the worker starts on it
         // while we decode and wake the caller.
         core_.begin_call(slot_, core_.pop_queued());
@@ -401,6 +410,7 @@ class WorkerKeeper {
         }
       }
       send_ahead_locked(worker_->calls + 2);  // this reply, then the call in flight
+      nothing_left = slot_.call == nullptr;
     }
     ++worker_->calls;
     if (reply.kind == FrameKind::value) {
@@ -412,16 +422,20 @@ class WorkerKeeper {
       }
       if (undecodable) fail(*call, std::move(undecodable));
     } else {
-      fail(*call, remote_error(reply.payload));
+      fail(*call, std::move(remote));
     }
     incoming_.release_memory();
     from_ring_.release_memory();
-    if (retiring) end_worker(false);  // replaced on the next step
+    if (retiring || (worker_->retire_when_done && nothing_left)) end_worker(false);  // replaced next
   }
 
-  static std::exception_ptr remote_error(std::span<const std::byte> payload) {
+  /// The RemoteError a worker's error frame describes. Sets `out_of_memory` when the call
+  /// threw std::bad_alloc: a worker that ran out (of max_memory_per_worker, or of the
+  /// machine's) may be left with a heap in pieces, so it is replaced.
+  static std::exception_ptr remote_error(std::span<const std::byte> payload, bool& out_of_memory) {
     try {
       RemoteException remote = decode_remote_exception(payload);
+      out_of_memory = remote.type_name == "std::bad_alloc";
       return std::make_exception_ptr(RemoteError(std::move(remote.type_name), remote.message));
     } catch (...) {
       return std::current_exception();
@@ -533,9 +547,10 @@ class WorkerKeeper {
       auto [ours, theirs] = make_socket_pair(SOCK_STREAM);
       const UniqueFd memory = Mailbox::create();
       Mailbox mailbox(memory.get());
-      const pid_t pid = session_.spawn(
+      const pid_t pid = session().spawn(
           std::move(theirs), memory,
-          WorkerSettings{core_.options.max_message_size, core_.options.idle_spin});
+          WorkerSettings{core_.options.max_message_size, core_.options.idle_spin,
+                         core_.options.max_memory_per_worker});
       set_nonblocking(ours.get());
       FrameRing replies = mailbox.replies();
       const CallCounter started = mailbox.calls_started();
@@ -547,6 +562,9 @@ class WorkerKeeper {
       slot_.to_worker = worker_->mailbox.calls();
       slot_.pid = pid;
       return true;
+    } catch (const ServerSessionLost&) {
+      session_.reset();  // its server died: the next step opens a session on the other
+      return false;
     } catch (const ForkServerLost&) {
       throw;
     } catch (...) {
@@ -554,6 +572,13 @@ class WorkerKeeper {
     }
     back_off_after(std::move(failure));
     return false;
+  }
+
+  /// The session workers are started through, opened anew on a live server when the last
+  /// one's server died. @throws ForkServerLost when no server is left.
+  ServerSession& session() {
+    if (!session_) session_.emplace(servers_, servers_.open_session());
+    return *session_;
   }
 
   /// Forgets what the last worker sent (a new one starts from nothing).
@@ -589,7 +614,7 @@ class WorkerKeeper {
   std::string end_worker(bool kill) {
     requeue_ahead();
     const pid_t pid = worker_->pid;
-    if (kill) session_.kill(pid);
+    if (kill) use_session([&](ServerSession& session) { session.kill(pid); });
     {
       std::lock_guard lock(core_.mutex);
       slot_.channel = -1;
@@ -598,12 +623,36 @@ class WorkerKeeper {
     }
     worker_.reset();
     reset_streams();
-    std::optional<int> status = session_.await_exit(pid, Clock::now() + std::chrono::seconds(10));
-    if (!status) {  // still running although its socket is closed: no more patience
-      session_.kill(pid);
-      status = session_.await_exit(pid, no_deadline);
+    std::optional<int> status;
+    use_session([&](ServerSession& session) { status = await_end(session, pid); });
+    if (!status) {
+      // Its server died, and it with the server (a worker's death signal): nobody is left to
+      // tell how, and the next worker starts through a session on the surviving server.
+      return "worker process " + std::to_string(pid) + " died with its fork server process";
     }
     return "worker process " + std::to_string(pid) + " " + describe_exit(*status);
+  }
+
+  /// The wait status of worker `pid`, whose socket is closed. @throws ServerSessionLost.
+  static int await_end(ServerSession& session, pid_t pid) {
+    std::optional<int> status = session.await_exit(pid, Clock::now() + std::chrono::seconds(10));
+    if (!status) {  // still running although its socket is closed: no more patience
+      session.kill(pid);
+      status = session.await_exit(pid, no_deadline);
+    }
+    return *status;
+  }
+
+  /// Runs `use(session)` on the open session, if any; a session whose server died is dropped
+  /// (and opened anew on the other server when the next worker starts).
+  template <class Use>
+  void use_session(Use use) {
+    if (!session_) return;
+    try {
+      use(*session_);
+    } catch (const ServerSessionLost&) {
+      session_.reset();
+    }
   }
 
   void discard_worker() noexcept {
@@ -629,12 +678,14 @@ class WorkerKeeper {
     if (call != nullptr) fail(*call, std::move(error));
   }
 
-  /// The fork server is gone: fail this slot's call and everything queued, and stop.
-  void lose_server() noexcept {
+  /// No fork server is left: fail this slot's call and everything queued, and stop. From now
+  /// on submit() fails every call at once (PoolCore::accept()). Every keeper ends here, so the
+  /// last one also fails what the others requeued before they stopped.
+  void lose_servers(const std::string& why) noexcept {
     std::vector<std::unique_ptr<CallTicket>> orphans;
     {
       std::lock_guard lock(core_.mutex);
-      core_.server_lost = true;
+      if (core_.servers_lost.empty()) core_.servers_lost = why;
       slot_.phase = Slot::Phase::unavailable;
       slot_.channel = -1;
       slot_.to_worker = FrameRing();
@@ -644,14 +695,16 @@ class WorkerKeeper {
       slot_.ahead.clear();
       while (!core_.queue.empty()) orphans.push_back(core_.pop_queued());
     }
-    for (auto& call : orphans) fail(*call, make_error<ForkServerLost>());
+    for (auto& call : orphans) fail(*call, make_error<Error>(why));
     worker_.reset();
+    session_.reset();
     done_ = true;
   }
 
   PoolCore& core_;
   Slot& slot_;
-  ServerSession session_;
+  ForkServer& servers_;
+  std::optional<ServerSession> session_;  // empty once its server died, until reopened
   FrameAssembler incoming_;              // from the worker's socket
   FrameAssembler from_ring_;             // from the worker's ring of replies
   unsigned socket_replies_due_ = 0;      // announced in the ring, not yet taken from the socket

@@ -93,10 +93,11 @@ class PoolCore {
     if (closing) throw PoolClosed();
     if (!block && queue_full()) return false;
     count(submitted);
-    if (server_lost) {
+    if (!servers_lost.empty()) {
+      const std::string why = servers_lost;
       lock.unlock();
       count(failed);
-      call->fail(make_error<ForkServerLost>());
+      call->fail(make_error<Error>(why));
       return true;
     }
     if (Slot* slot = idle_slot()) {
@@ -128,6 +129,28 @@ class PoolCore {
     }
     not_full.notify_all();
     for (Slot& slot : slots) ring(slot.doorbell.get());
+  }
+
+  /// After every keeper has ended: fails the calls nobody is left to run (requeued by a keeper
+  /// after the last one that could take them had stopped), so that none is ever dropped.
+  /// Thread-safe.
+  void fail_stranded() {
+    std::vector<std::unique_ptr<CallTicket>> stranded;
+    std::string why = "offload: the process pool ended before this call could run";
+    {
+      std::lock_guard lock(mutex);
+      if (!servers_lost.empty()) why = servers_lost;
+      while (!queue.empty()) stranded.push_back(pop_queued());
+      for (Slot& slot : slots) {
+        if (slot.call != nullptr) stranded.push_back(std::move(slot.call));
+        for (auto& call : slot.ahead) stranded.push_back(std::move(call));
+        slot.ahead.clear();
+      }
+    }
+    for (auto& call : stranded) {
+      count(failed);
+      call->fail(make_error<PoolClosed>(why));
+    }
   }
 
   // The members below expect `mutex` to be held.
@@ -217,7 +240,7 @@ class PoolCore {
   std::deque<std::unique_ptr<CallTicket>> queue;
   std::vector<Slot> slots;  // one per keeper; never resized
   bool closing = false;
-  bool server_lost = false;
+  std::string servers_lost;  // why no worker can be started any more; empty while one can
   std::atomic<std::uint64_t> submitted{0}, completed{0}, failed{0}, cancelled{0}, crashes{0},
       timeouts{0}, retries{0}, workers_started{0};
 };

@@ -1199,6 +1199,16 @@ int helper_servers_lost() {
   if (servers.size() != 2) return 2;
   for (pid_t server : servers) ::kill(server, SIGSTOP);
   for (pid_t server : servers) ::kill(server, SIGKILL);
+  // Dying takes a while (under a sanitizer, unmapping its shadow memory takes tens of ms), and
+  // until a server is gone its workers live on and answer calls.
+  const bool gone = eventually([&] {
+    for (pid_t server : servers) {
+      const auto info = read_process(server);
+      if (info && info->state != 'Z') return false;
+    }
+    return true;
+  });
+  if (!gone) return 7;
   std::string message;
   for (int i = 0; i < 20; ++i) {
     auto call = pool.submit(square, i);

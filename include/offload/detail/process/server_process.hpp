@@ -51,7 +51,7 @@ struct ServerStart {
   struct sigaction sigchld;    // the program's SIGCHLD disposition, for the workers
 };
 
-[[noreturn]] void become_fork_server(const ServerStart& start) noexcept;
+void prepare_server_process(const ServerStart& start) noexcept;
 
 /// fork(), except that the child is a child of our parent (CLONE_PARENT), not of us. A raw
 /// clone does not run pthread_atfork handlers, which a single-threaded server does not need.
@@ -119,7 +119,7 @@ class ForkServerProcess {
     const std::size_t polled_sessions = sessions_.size();
     if (polled[0].revents != 0) serve_control();
     if (polled[1].revents != 0) serve_buddy();
-    if (!buddy_ && !buddy_retiring_) replace_buddy();
+    if (!buddy_ && !buddy_retiring_ && replace_buddy()) return;  // we are the newcomer
     for (std::size_t i = 0; i < polled_sessions; ++i) {
       if (polled[2 + i].revents != 0 && sessions_[i].socket) serve_session(i);
     }
@@ -176,20 +176,44 @@ class ForkServerProcess {
 
   /// Starts a new buddy (see the file comment) and hands the program its control socket. If
   /// the clone fails (no memory, too many processes), we go on alone and try again later.
-  void replace_buddy() {
+  /// Returns true in the newcomer, which then starts its loop over.
+  bool replace_buddy() {
     auto [link_ours, link_theirs] = make_socket_pair(SOCK_SEQPACKET);
     auto [program_end, server_end] = make_socket_pair(SOCK_SEQPACKET);
     const pid_t pid = fork_sibling();
-    if (pid < 0) return;
+    if (pid < 0) return false;
     if (pid == 0) {
-      become_fork_server(ServerStart{start_.program, server_end.get(), link_theirs.get(),
-                                     start_.sigchld});
+      // The newcomer goes on in this very loop with a fresh state, rather than starting a
+      // new one from here: a server born of a server born of ... never grows its stack.
+      prepare_server_process(
+          ServerStart{start_.program, server_end.get(), link_theirs.get(), start_.sigchld});
+      for (UniqueFd* closed : {&link_ours, &link_theirs, &program_end, &server_end}) {
+        (void)closed->release();  // closed, or now numbered 3 or 4 (see install_descriptors)
+      }
+      start_afresh();
+      return true;
     }
     buddy_ = std::move(link_ours);
     const ServerMessage born{ServerMessageKind::buddy_born, pid, 0, 0, 0, 0};
     const int attached = program_end.get();
     // If the program is gone, the newcomer sees its control socket end and exits by itself.
     (void)send_packet(control_.get(), &born, sizeof born, {&attached, 1});
+    return false;
+  }
+
+  /// In a newcomer, after prepare_server_process(): forgets every session, child and socket
+  /// of the server it was cloned from (their descriptors are closed already) and takes its
+  /// own control socket (3) and buddy link (4).
+  void start_afresh() noexcept {
+    for (Session& session : sessions_) (void)session.socket.release();
+    for (Child& child : children_) (void)child.pidfd.release();
+    sessions_.clear();
+    children_.clear();
+    (void)control_.release();
+    (void)buddy_.release();
+    control_ = UniqueFd(3);
+    buddy_ = UniqueFd(4);
+    buddy_retiring_ = false;
   }
 
   void serve_session(std::size_t index) {
@@ -331,9 +355,9 @@ inline bool install_descriptors(int first, int second) noexcept {
   return ::dup2(first_copy, 3) == 3 && ::dup2(second_copy, 4) == 4;
 }
 
-/// Runs in a new server process, forked by the program or cloned by the other server:
-/// prepares the process, then serves until the program ends it.
-[[noreturn]] inline void become_fork_server(const ServerStart& start) noexcept {
+/// Prepares a new server process, forked by the program or cloned by the other server: its
+/// death signal, process group, SIGCHLD, and descriptors (stdio, control at 3, buddy at 4).
+inline void prepare_server_process(const ServerStart& start) noexcept {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (::getppid() != start.program) ::_exit(0);  // the program died before prctl() took effect
   // A process group of its own: a terminal's Ctrl-C goes to the program, which decides what
@@ -357,6 +381,12 @@ inline bool install_descriptors(int first, int second) noexcept {
       }
     }
   }
+}
+
+/// Runs in the child of the program's fork(): prepares the process, then serves until the
+/// program ends it.
+[[noreturn]] inline void become_fork_server(const ServerStart& start) noexcept {
+  prepare_server_process(start);
   ForkServerProcess server(start, UniqueFd(3), UniqueFd(4));
   server.run();
 }

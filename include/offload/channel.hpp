@@ -31,12 +31,12 @@
 #include <type_traits>
 #include <utility>
 
-#include "detail/bounded_ring.hpp"
-#include "detail/channel_core.hpp"
-#include "detail/channel_status.hpp"
+#include "detail/channel/bounded_ring.hpp"
+#include "detail/channel/channel_core.hpp"
+#include "detail/channel/channel_status.hpp"
+#include "detail/channel/rendezvous_channel.hpp"
+#include "detail/channel/segmented_queue.hpp"
 #include "detail/futex.hpp"
-#include "detail/rendezvous_channel.hpp"
-#include "detail/segmented_queue.hpp"
 #include "sendable.hpp"
 
 namespace offload {

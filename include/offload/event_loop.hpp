@@ -34,8 +34,8 @@
 #include <utility>
 
 #include "detail/futex.hpp"
-#include "detail/loop_task.hpp"
-#include "detail/timer_queue.hpp"
+#include "detail/loop/loop_task.hpp"
+#include "detail/loop/timer_queue.hpp"
 #include "errors.hpp"
 #include "future.hpp"
 

@@ -26,11 +26,11 @@
 #include <vector>
 
 #include "detail/futex.hpp"
-#include "detail/histogram.hpp"
-#include "detail/parker.hpp"
-#include "detail/schedulers.hpp"
+#include "detail/pool/histogram.hpp"
+#include "detail/pool/parker.hpp"
+#include "detail/pool/schedulers.hpp"
+#include "detail/pool/task.hpp"
 #include "detail/spin.hpp"
-#include "detail/task.hpp"
 #include "detail/worker_context.hpp"
 #include "errors.hpp"
 #include "future.hpp"

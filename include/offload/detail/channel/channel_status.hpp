@@ -1,7 +1,7 @@
-#ifndef OFFLOAD_DETAIL_CHANNEL_STATUS_HPP
-#define OFFLOAD_DETAIL_CHANNEL_STATUS_HPP
+#ifndef OFFLOAD_DETAIL_CHANNEL_CHANNEL_STATUS_HPP
+#define OFFLOAD_DETAIL_CHANNEL_CHANNEL_STATUS_HPP
 
-/// @file channel_status.hpp
+/// @file detail/channel/channel_status.hpp
 /// offload::ChannelStatus, declared apart so that channel internals can use it without
 /// including <offload/channel.hpp>, which includes them.
 
@@ -43,4 +43,4 @@ inline constexpr std::uint64_t position_mask = waiting_bit - 1;
 }  // namespace v0
 }  // namespace offload
 
-#endif  // OFFLOAD_DETAIL_CHANNEL_STATUS_HPP
+#endif  // OFFLOAD_DETAIL_CHANNEL_CHANNEL_STATUS_HPP

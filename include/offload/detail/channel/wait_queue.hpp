@@ -1,7 +1,7 @@
-#ifndef OFFLOAD_DETAIL_WAIT_QUEUE_HPP
-#define OFFLOAD_DETAIL_WAIT_QUEUE_HPP
+#ifndef OFFLOAD_DETAIL_CHANNEL_WAIT_QUEUE_HPP
+#define OFFLOAD_DETAIL_CHANNEL_WAIT_QUEUE_HPP
 
-/// @file wait_queue.hpp
+/// @file detail/channel/wait_queue.hpp
 /// Where blocked channel operations sleep, and the spin-then-sleep loop that sends them there.
 ///
 /// The protocol that keeps wake-ups from being lost lives in the buffers (BoundedRing,
@@ -19,8 +19,8 @@
 #include <limits>
 #include <thread>
 
-#include "futex.hpp"
-#include "spin.hpp"
+#include "../futex.hpp"
+#include "../spin.hpp"
 
 namespace offload {
 inline namespace v0 {
@@ -94,4 +94,4 @@ auto retry_until(WaitQueue& queue, const Deadline& deadline, AttemptFn&& attempt
 }  // namespace v0
 }  // namespace offload
 
-#endif  // OFFLOAD_DETAIL_WAIT_QUEUE_HPP
+#endif  // OFFLOAD_DETAIL_CHANNEL_WAIT_QUEUE_HPP

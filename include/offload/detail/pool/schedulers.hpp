@@ -1,7 +1,7 @@
-#ifndef OFFLOAD_DETAIL_SCHEDULERS_HPP
-#define OFFLOAD_DETAIL_SCHEDULERS_HPP
+#ifndef OFFLOAD_DETAIL_POOL_SCHEDULERS_HPP
+#define OFFLOAD_DETAIL_POOL_SCHEDULERS_HPP
 
-/// @file schedulers.hpp
+/// @file detail/pool/schedulers.hpp
 /// The queues behind the two scheduling policies of BasicThreadPool. Both offer the same
 /// operations: push(job, priority, worker-or-none), pop(worker, out), has_work(), size().
 
@@ -14,9 +14,9 @@
 #include <optional>
 #include <vector>
 
+#include "../spin_lock.hpp"
 #include "job_queue.hpp"
 #include "job_ring.hpp"
-#include "spin_lock.hpp"
 #include "task.hpp"
 
 namespace offload {
@@ -138,4 +138,4 @@ class PriorityQueues {
 }  // namespace v0
 }  // namespace offload
 
-#endif  // OFFLOAD_DETAIL_SCHEDULERS_HPP
+#endif  // OFFLOAD_DETAIL_POOL_SCHEDULERS_HPP

@@ -1,7 +1,7 @@
-#ifndef OFFLOAD_DETAIL_CHANNEL_CORE_HPP
-#define OFFLOAD_DETAIL_CHANNEL_CORE_HPP
+#ifndef OFFLOAD_DETAIL_CHANNEL_CHANNEL_CORE_HPP
+#define OFFLOAD_DETAIL_CHANNEL_CHANNEL_CORE_HPP
 
-/// @file channel_core.hpp
+/// @file detail/channel/channel_core.hpp
 /// The shared state behind a channel's Sender and Receiver handles: handle counts, and the
 /// operations each kind of channel implements (buffered: QueueChannel over a BoundedRing or a
 /// SegmentedQueue; rendezvous: RendezvousChannel).
@@ -11,8 +11,8 @@
 #include <optional>
 #include <type_traits>
 
+#include "../futex.hpp"
 #include "channel_status.hpp"
-#include "futex.hpp"
 #include "wait_queue.hpp"
 
 namespace offload {
@@ -185,4 +185,4 @@ class QueueChannel final : public ChannelCore<T> {
 }  // namespace v0
 }  // namespace offload
 
-#endif  // OFFLOAD_DETAIL_CHANNEL_CORE_HPP
+#endif  // OFFLOAD_DETAIL_CHANNEL_CHANNEL_CORE_HPP

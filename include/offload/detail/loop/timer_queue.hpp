@@ -1,7 +1,7 @@
-#ifndef OFFLOAD_DETAIL_TIMER_QUEUE_HPP
-#define OFFLOAD_DETAIL_TIMER_QUEUE_HPP
+#ifndef OFFLOAD_DETAIL_LOOP_TIMER_QUEUE_HPP
+#define OFFLOAD_DETAIL_LOOP_TIMER_QUEUE_HPP
 
-/// @file timer_queue.hpp
+/// @file detail/loop/timer_queue.hpp
 /// The EventLoop's timers: a binary min-heap of (deadline, sequence) slots over steady_clock,
 /// plus a table from timer id to callback. Cancelling erases the table entry only; its heap
 /// slot turns stale and is dropped when it reaches the top (or by a compaction when stale
@@ -203,4 +203,4 @@ class TimerQueue {
 }  // namespace v0
 }  // namespace offload
 
-#endif  // OFFLOAD_DETAIL_TIMER_QUEUE_HPP
+#endif  // OFFLOAD_DETAIL_LOOP_TIMER_QUEUE_HPP

@@ -1,7 +1,7 @@
-#ifndef OFFLOAD_DETAIL_RENDEZVOUS_CHANNEL_HPP
-#define OFFLOAD_DETAIL_RENDEZVOUS_CHANNEL_HPP
+#ifndef OFFLOAD_DETAIL_CHANNEL_RENDEZVOUS_CHANNEL_HPP
+#define OFFLOAD_DETAIL_CHANNEL_RENDEZVOUS_CHANNEL_HPP
 
-/// @file rendezvous_channel.hpp
+/// @file detail/channel/rendezvous_channel.hpp
 /// A channel of capacity 0: a send completes only when a receiver takes the value.
 ///
 /// Waiting senders and waiting receivers sit in two FIFOs under one mutex. Whoever arrives
@@ -16,10 +16,10 @@
 #include <optional>
 #include <utility>
 
+#include "../futex.hpp"
+#include "../parking_spot.hpp"
 #include "channel_core.hpp"
 #include "channel_status.hpp"
-#include "futex.hpp"
-#include "parking_spot.hpp"
 
 namespace offload {
 inline namespace v0 {
@@ -129,4 +129,4 @@ class RendezvousChannel final : public ChannelCore<T> {
 }  // namespace v0
 }  // namespace offload
 
-#endif  // OFFLOAD_DETAIL_RENDEZVOUS_CHANNEL_HPP
+#endif  // OFFLOAD_DETAIL_CHANNEL_RENDEZVOUS_CHANNEL_HPP

@@ -1,7 +1,7 @@
-#ifndef OFFLOAD_DETAIL_JOB_RING_HPP
-#define OFFLOAD_DETAIL_JOB_RING_HPP
+#ifndef OFFLOAD_DETAIL_POOL_JOB_RING_HPP
+#define OFFLOAD_DETAIL_POOL_JOB_RING_HPP
 
-/// @file job_ring.hpp
+/// @file detail/pool/job_ring.hpp
 /// A bounded lock-free multi-producer multi-consumer ring of Jobs: the fast path of a pool's
 /// injection queue. Each slot carries a sequence number that says whose turn it is (a
 /// producer's, to fill it in lap L, or a consumer's, to empty it), so producers and consumers
@@ -116,4 +116,4 @@ class JobRing {
 }  // namespace v0
 }  // namespace offload
 
-#endif  // OFFLOAD_DETAIL_JOB_RING_HPP
+#endif  // OFFLOAD_DETAIL_POOL_JOB_RING_HPP

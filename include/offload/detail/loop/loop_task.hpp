@@ -1,7 +1,7 @@
-#ifndef OFFLOAD_DETAIL_LOOP_TASK_HPP
-#define OFFLOAD_DETAIL_LOOP_TASK_HPP
+#ifndef OFFLOAD_DETAIL_LOOP_LOOP_TASK_HPP
+#define OFFLOAD_DETAIL_LOOP_LOOP_TASK_HPP
 
-/// @file loop_task.hpp
+/// @file detail/loop/loop_task.hpp
 /// The callbacks an EventLoop queues. Each one is a heap node that is both the type-erased
 /// move-only callable and its own link in an intrusive FIFO list. Why intrusive: the loop
 /// takes a whole queue in O(1) and, when a callback throws, splices what it has not run back
@@ -126,4 +126,4 @@ class TaskList {
 }  // namespace v0
 }  // namespace offload
 
-#endif  // OFFLOAD_DETAIL_LOOP_TASK_HPP
+#endif  // OFFLOAD_DETAIL_LOOP_LOOP_TASK_HPP

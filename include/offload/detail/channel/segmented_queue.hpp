@@ -1,7 +1,7 @@
-#ifndef OFFLOAD_DETAIL_SEGMENTED_QUEUE_HPP
-#define OFFLOAD_DETAIL_SEGMENTED_QUEUE_HPP
+#ifndef OFFLOAD_DETAIL_CHANNEL_SEGMENTED_QUEUE_HPP
+#define OFFLOAD_DETAIL_CHANNEL_SEGMENTED_QUEUE_HPP
 
-/// @file segmented_queue.hpp
+/// @file detail/channel/segmented_queue.hpp
 /// The buffer of an unbounded channel: a linked list of fixed-size segments, each slot used
 /// once, with the same stamp protocol as BoundedRing on absolute indices (index = stamp: free
 /// for that index; index + 1: holds that index's value). Claims are CASes on the global
@@ -315,4 +315,4 @@ class SegmentedQueue {
 }  // namespace v0
 }  // namespace offload
 
-#endif  // OFFLOAD_DETAIL_SEGMENTED_QUEUE_HPP
+#endif  // OFFLOAD_DETAIL_CHANNEL_SEGMENTED_QUEUE_HPP

@@ -1,7 +1,7 @@
-#ifndef OFFLOAD_DETAIL_CLOSABLE_TAIL_HPP
-#define OFFLOAD_DETAIL_CLOSABLE_TAIL_HPP
+#ifndef OFFLOAD_DETAIL_CHANNEL_CLOSABLE_TAIL_HPP
+#define OFFLOAD_DETAIL_CHANNEL_CLOSABLE_TAIL_HPP
 
-/// @file closable_tail.hpp
+/// @file detail/channel/closable_tail.hpp
 /// The tail word of a channel buffer (BoundedRing, SegmentedQueue) and its closing protocol.
 ///
 /// The word holds the next position to write plus closed_bit and waiting_bit (receivers
@@ -72,4 +72,4 @@ class ClosableTail {
 }  // namespace v0
 }  // namespace offload
 
-#endif  // OFFLOAD_DETAIL_CLOSABLE_TAIL_HPP
+#endif  // OFFLOAD_DETAIL_CHANNEL_CLOSABLE_TAIL_HPP

@@ -1,7 +1,7 @@
-#ifndef OFFLOAD_DETAIL_JOB_QUEUE_HPP
-#define OFFLOAD_DETAIL_JOB_QUEUE_HPP
+#ifndef OFFLOAD_DETAIL_POOL_JOB_QUEUE_HPP
+#define OFFLOAD_DETAIL_POOL_JOB_QUEUE_HPP
 
-/// @file job_queue.hpp
+/// @file detail/pool/job_queue.hpp
 /// A lock-guarded double-ended queue of Jobs with a lock-free size, used as a worker's own
 /// deque (owner pushes/pops at the back, thieves take from the front) and as the pool's
 /// injection queue. Critical sections are a few dozen instructions, hence a spin lock.
@@ -10,8 +10,8 @@
 #include <cstddef>
 #include <mutex>
 
+#include "../spin_lock.hpp"
 #include "ring_deque.hpp"
-#include "spin_lock.hpp"
 #include "task.hpp"
 
 namespace offload {
@@ -100,4 +100,4 @@ class alignas(64) JobQueue {  // one cache line of its own: owners and thieves h
 }  // namespace v0
 }  // namespace offload
 
-#endif  // OFFLOAD_DETAIL_JOB_QUEUE_HPP
+#endif  // OFFLOAD_DETAIL_POOL_JOB_QUEUE_HPP

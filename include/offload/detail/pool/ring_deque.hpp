@@ -1,7 +1,7 @@
-#ifndef OFFLOAD_DETAIL_RING_DEQUE_HPP
-#define OFFLOAD_DETAIL_RING_DEQUE_HPP
+#ifndef OFFLOAD_DETAIL_POOL_RING_DEQUE_HPP
+#define OFFLOAD_DETAIL_POOL_RING_DEQUE_HPP
 
-/// @file ring_deque.hpp
+/// @file detail/pool/ring_deque.hpp
 /// A growable circular double-ended queue. Unlike std::deque it never frees and re-allocates
 /// blocks as it drains and refills, so a steady queue allocates nothing. Not thread-safe.
 
@@ -96,4 +96,4 @@ class RingDeque {
 }  // namespace v0
 }  // namespace offload
 
-#endif  // OFFLOAD_DETAIL_RING_DEQUE_HPP
+#endif  // OFFLOAD_DETAIL_POOL_RING_DEQUE_HPP

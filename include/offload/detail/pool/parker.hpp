@@ -1,7 +1,7 @@
-#ifndef OFFLOAD_DETAIL_PARKER_HPP
-#define OFFLOAD_DETAIL_PARKER_HPP
+#ifndef OFFLOAD_DETAIL_POOL_PARKER_HPP
+#define OFFLOAD_DETAIL_POOL_PARKER_HPP
 
-/// @file parker.hpp
+/// @file detail/pool/parker.hpp
 /// Parks idle threads without losing wake-ups (an "event count").
 ///
 /// A thread that found no work calls prepare(), looks for work once more, and only then
@@ -16,7 +16,7 @@
 #include <cstdint>
 #include <limits>
 
-#include "futex.hpp"
+#include "../futex.hpp"
 
 namespace offload {
 inline namespace v0 {
@@ -64,4 +64,4 @@ class Parker {
 }  // namespace v0
 }  // namespace offload
 
-#endif  // OFFLOAD_DETAIL_PARKER_HPP
+#endif  // OFFLOAD_DETAIL_POOL_PARKER_HPP

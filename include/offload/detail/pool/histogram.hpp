@@ -1,7 +1,7 @@
-#ifndef OFFLOAD_DETAIL_HISTOGRAM_HPP
-#define OFFLOAD_DETAIL_HISTOGRAM_HPP
+#ifndef OFFLOAD_DETAIL_POOL_HISTOGRAM_HPP
+#define OFFLOAD_DETAIL_POOL_HISTOGRAM_HPP
 
-/// @file histogram.hpp
+/// @file detail/pool/histogram.hpp
 /// A power-of-two latency histogram: one writer (a worker) records, any thread reads.
 /// Bucket b holds durations in [2^(b-1), 2^b) nanoseconds, so 64 buckets cover any duration
 /// and a percentile is exact to within a factor of two (reported at the bucket's midpoint).
@@ -69,4 +69,4 @@ inline std::chrono::nanoseconds percentile(const HistogramCounts& counts, double
 }  // namespace v0
 }  // namespace offload
 
-#endif  // OFFLOAD_DETAIL_HISTOGRAM_HPP
+#endif  // OFFLOAD_DETAIL_POOL_HISTOGRAM_HPP

@@ -1,7 +1,7 @@
-#ifndef OFFLOAD_DETAIL_TASK_HPP
-#define OFFLOAD_DETAIL_TASK_HPP
+#ifndef OFFLOAD_DETAIL_POOL_TASK_HPP
+#define OFFLOAD_DETAIL_POOL_TASK_HPP
 
-/// @file task.hpp
+/// @file detail/pool/task.hpp
 /// What a pool queues: a Job (a type-erased callable plus bookkeeping), and the TaskState
 /// that lets a submitted callable and its future share one allocation.
 
@@ -14,9 +14,9 @@
 #include <type_traits>
 #include <utility>
 
-#include "../errors.hpp"
-#include "shared_state.hpp"
-#include "unique_function.hpp"
+#include "../../errors.hpp"
+#include "../shared_state.hpp"
+#include "../unique_function.hpp"
 
 namespace offload {
 inline namespace v0 {
@@ -160,4 +160,4 @@ class RunnableHandle {
 }  // namespace v0
 }  // namespace offload
 
-#endif  // OFFLOAD_DETAIL_TASK_HPP
+#endif  // OFFLOAD_DETAIL_POOL_TASK_HPP

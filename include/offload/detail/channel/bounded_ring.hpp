@@ -1,7 +1,7 @@
-#ifndef OFFLOAD_DETAIL_BOUNDED_RING_HPP
-#define OFFLOAD_DETAIL_BOUNDED_RING_HPP
+#ifndef OFFLOAD_DETAIL_CHANNEL_BOUNDED_RING_HPP
+#define OFFLOAD_DETAIL_CHANNEL_BOUNDED_RING_HPP
 
-/// @file bounded_ring.hpp
+/// @file detail/channel/bounded_ring.hpp
 /// The buffer of a bounded channel: a lock-free multi-producer multi-consumer ring with one
 /// sequence number ("stamp") per slot, after Dmitry Vyukov's bounded MPMC queue.
 ///
@@ -233,4 +233,4 @@ class BoundedRing {
 }  // namespace v0
 }  // namespace offload
 
-#endif  // OFFLOAD_DETAIL_BOUNDED_RING_HPP
+#endif  // OFFLOAD_DETAIL_CHANNEL_BOUNDED_RING_HPP

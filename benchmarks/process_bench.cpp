@@ -1,5 +1,6 @@
-// Process-pool benchmarks: BENCHMARKS.md workloads 7 (round trip, throughput, heavy array)
-// and 9 (resident memory per idle worker, processes vs threads).
+// Process-pool benchmarks: BENCHMARKS.md workloads 7 (round trip, throughput, heavy array),
+// 9 (resident memory per idle worker, processes vs threads) and 14 (faults: throughput while
+// a process of the pool is SIGKILLed every 10 ms, and recovery from the fork server's death).
 //
 //   process_bench [--quick] [--json FILE]
 //
@@ -10,17 +11,24 @@
 #include <offload/process_pool.hpp>
 #include <offload/thread_pool.hpp>
 
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <optional>
+#include <random>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -255,6 +263,102 @@ double idle_pool_thread_kib(unsigned count) {
   return double(self_rss_kib() - before) / count;
 }
 
+// --- workload 14: faults ---------------------------------------------------------------------
+
+/// The workers of a fork server that dies die with it and, since we are a child subreaper,
+/// are re-parented to us: reap the dead ones (by pid, never a fork server, which the pool
+/// reaps itself).
+void reap_orphaned_workers() {
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream stat(entry.path() / "stat");
+    std::string line;
+    if (!std::getline(stat, line) || line.find("(offload-worker) Z ") == std::string::npos) continue;
+    std::istringstream fields(line.substr(line.rfind(')') + 4));
+    pid_t parent = 0;
+    if (fields >> parent && parent == ::getpid()) ::waitpid(std::stoi(name), nullptr, WNOHANG);
+  }
+}
+
+struct FaultRun {
+  double calls_per_second = 0;
+  std::uint64_t failed = 0;
+  int kills = 0;
+};
+
+/// Busy for about `microseconds`, then returns value + 1.
+int busy_call(int value, int microseconds) {
+  const auto until = Clock::now() + std::chrono::microseconds(microseconds);
+  while (Clock::now() < until) {
+  }
+  return value + 1;
+}
+
+/// Streams batches of calls (busy for `call_us` each) through `pool` for `seconds`; with
+/// `kill_every`, another thread SIGKILLs a process of the pool that often (every fourth kill a
+/// fork server).
+FaultRun stream_calls(offload::ProcessPool& pool, int call_us, double seconds,
+                      std::optional<std::chrono::milliseconds> kill_every) {
+  std::atomic<bool> done{false};
+  std::atomic<int> kills{0};
+  std::thread killer;
+  if (kill_every) {
+    killer = std::thread([&] {
+      std::minstd_rand random(2026);
+      for (unsigned round = 0; !done.load(); ++round) {
+        std::this_thread::sleep_for(*kill_every);
+        const std::vector<pid_t> victims =
+            round % 4 == 3 ? offload::detail::running_fork_server()->pids() : pool.worker_pids();
+        if (!victims.empty() && ::kill(victims[random() % victims.size()], SIGKILL) == 0) ++kills;
+      }
+    });
+  }
+  const std::uint64_t failed_before = pool.stats().failed;
+  const auto start = Clock::now();
+  std::uint64_t answered = 0;
+  while (micros_since(start) < seconds * 1e6) {
+    std::vector<offload::Future<int>> batch;
+    for (int i = 0; i < 1000; ++i) batch.push_back(pool.submit(busy_call, i, call_us));
+    for (auto& future : batch) {
+      try {
+        (void)future.get();
+        ++answered;
+      } catch (const offload::Error&) {  // counted in stats().failed
+      }
+    }
+  }
+  const double elapsed = micros_since(start) / 1e6;
+  done = true;
+  if (killer.joinable()) killer.join();
+  reap_orphaned_workers();
+  return {double(answered) / elapsed, pool.stats().failed - failed_before, kills.load()};
+}
+
+/// Waits (up to 10 s) until the pool has all its workers and two fork servers again.
+void await_whole_pool(offload::ProcessPool& pool) {
+  const auto give_up = Clock::now() + std::chrono::seconds(10);
+  while (Clock::now() < give_up &&
+         (pool.worker_pids().size() < pool.size() ||
+          offload::detail::running_fork_server()->pids().size() < 2)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+}
+
+/// Milliseconds from SIGKILL of the fork server in use (the pool idle) to the answer of the
+/// next call, submitted at once: its worker dies with the server, so it runs on a worker the
+/// surviving server starts.
+double server_death_to_answer_ms(offload::ProcessPool& pool) {
+  await_whole_pool(pool);
+  (void)pool.submit(tiny, 0).get();
+  const auto start = Clock::now();
+  ::kill(offload::detail::running_fork_server()->pid(), SIGKILL);
+  if (pool.submit(tiny, 1).get() != 2) std::abort();
+  const double elapsed = micros_since(start) / 1000;
+  reap_orphaned_workers();
+  return elapsed;
+}
+
 template <class Measure>
 double median_of(int runs, Measure measure) {
   std::vector<double> values;
@@ -325,6 +429,42 @@ int main(int argc, char** argv) {
              median_of(runs, [] { return idle_pool_thread_kib(32); }), "KiB");
   report.add(idle_memory, "std::thread, blocked (RSS growth)",
              median_of(runs, [] { return idle_std_thread_kib(32); }), "KiB");
+
+  std::fprintf(stderr, "workload 14: faults\n");
+  {
+    // Orphaned workers (their server killed) come to us to be reaped, not to init.
+    ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+    offload::ProcessPool faulty({.workers = pool_workers, .max_retries = 3});
+    await_whole_pool(faulty);
+    const double seconds = options.quick ? 0.3 : 1.0;
+    for (const int call_us : {0, 100}) {
+      std::vector<double> calm, chaos;
+      std::uint64_t failed = 0;
+      int kills = 0;
+      for (int run = 0; run < (options.quick ? 1 : 3); ++run) {  // interleaved
+        calm.push_back(stream_calls(faulty, call_us, seconds, std::nullopt).calls_per_second);
+        const FaultRun killed =
+            stream_calls(faulty, call_us, seconds, std::chrono::milliseconds(10));
+        chaos.push_back(killed.calls_per_second);
+        failed += killed.failed;
+        kills += killed.kills;
+        await_whole_pool(faulty);
+      }
+      const std::string faults = "14. calls per second, " +
+                                 std::string(call_us == 0 ? "tiny calls" : "calls of 100 us") +
+                                 ", batches of 1,000 (max_retries 3)";
+      report.add(faults, "undisturbed", median(calm), "calls/s");
+      report.add(faults, "a pool process SIGKILLed every 10 ms", median(chaos), "calls/s");
+      report.add(faults, "calls failed while killing (all runs)", double(failed), "calls");
+      report.add(faults, "processes killed (all runs)", double(kills), "kills");
+      report.claim(std::string("throughput kept while a pool process is killed every 10 ms, ") +
+                       (call_us == 0 ? "tiny calls" : "calls of 100 us"),
+                   median(chaos) / median(calm), "context");
+    }
+    const std::string recovery = "14. fork server SIGKILLed, pool idle: time to the next answer";
+    report.add(recovery, "offload ProcessPool(2)",
+               median_of(runs, [&] { return server_death_to_answer_ms(faulty); }), "ms");
+  }
 
   report.claim("round trip median, ProcessPool (us)",
                report.value(round_trip, "offload ProcessPool(2)"), "<= 20");

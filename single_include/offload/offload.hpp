@@ -64,11 +64,11 @@
 #include <type_traits>
 #include <utility>
 
-// ---- begin offload/detail/bounded_ring.hpp ----
-#ifndef OFFLOAD_DETAIL_BOUNDED_RING_HPP
-#define OFFLOAD_DETAIL_BOUNDED_RING_HPP
+// ---- begin offload/detail/channel/bounded_ring.hpp ----
+#ifndef OFFLOAD_DETAIL_CHANNEL_BOUNDED_RING_HPP
+#define OFFLOAD_DETAIL_CHANNEL_BOUNDED_RING_HPP
 
-/// @file bounded_ring.hpp
+/// @file detail/channel/bounded_ring.hpp
 /// The buffer of a bounded channel: a lock-free multi-producer multi-consumer ring with one
 /// sequence number ("stamp") per slot, after Dmitry Vyukov's bounded MPMC queue.
 ///
@@ -96,11 +96,11 @@
 #include <type_traits>
 #include <utility>
 
-// ---- begin offload/detail/channel_status.hpp ----
-#ifndef OFFLOAD_DETAIL_CHANNEL_STATUS_HPP
-#define OFFLOAD_DETAIL_CHANNEL_STATUS_HPP
+// ---- begin offload/detail/channel/channel_status.hpp ----
+#ifndef OFFLOAD_DETAIL_CHANNEL_CHANNEL_STATUS_HPP
+#define OFFLOAD_DETAIL_CHANNEL_CHANNEL_STATUS_HPP
 
-/// @file channel_status.hpp
+/// @file detail/channel/channel_status.hpp
 /// offload::ChannelStatus, declared apart so that channel internals can use it without
 /// including <offload/channel.hpp>, which includes them.
 
@@ -142,13 +142,13 @@ inline constexpr std::uint64_t position_mask = waiting_bit - 1;
 }  // namespace v0
 }  // namespace offload
 
-#endif  // OFFLOAD_DETAIL_CHANNEL_STATUS_HPP
-// ---- end offload/detail/channel_status.hpp ----
-// ---- begin offload/detail/closable_tail.hpp ----
-#ifndef OFFLOAD_DETAIL_CLOSABLE_TAIL_HPP
-#define OFFLOAD_DETAIL_CLOSABLE_TAIL_HPP
+#endif  // OFFLOAD_DETAIL_CHANNEL_CHANNEL_STATUS_HPP
+// ---- end offload/detail/channel/channel_status.hpp ----
+// ---- begin offload/detail/channel/closable_tail.hpp ----
+#ifndef OFFLOAD_DETAIL_CHANNEL_CLOSABLE_TAIL_HPP
+#define OFFLOAD_DETAIL_CHANNEL_CLOSABLE_TAIL_HPP
 
-/// @file closable_tail.hpp
+/// @file detail/channel/closable_tail.hpp
 /// The tail word of a channel buffer (BoundedRing, SegmentedQueue) and its closing protocol.
 ///
 /// The word holds the next position to write plus closed_bit and waiting_bit (receivers
@@ -218,8 +218,8 @@ class ClosableTail {
 }  // namespace v0
 }  // namespace offload
 
-#endif  // OFFLOAD_DETAIL_CLOSABLE_TAIL_HPP
-// ---- end offload/detail/closable_tail.hpp ----
+#endif  // OFFLOAD_DETAIL_CHANNEL_CLOSABLE_TAIL_HPP
+// ---- end offload/detail/channel/closable_tail.hpp ----
 
 namespace offload {
 inline namespace v0 {
@@ -422,13 +422,13 @@ class BoundedRing {
 }  // namespace v0
 }  // namespace offload
 
-#endif  // OFFLOAD_DETAIL_BOUNDED_RING_HPP
-// ---- end offload/detail/bounded_ring.hpp ----
-// ---- begin offload/detail/channel_core.hpp ----
-#ifndef OFFLOAD_DETAIL_CHANNEL_CORE_HPP
-#define OFFLOAD_DETAIL_CHANNEL_CORE_HPP
+#endif  // OFFLOAD_DETAIL_CHANNEL_BOUNDED_RING_HPP
+// ---- end offload/detail/channel/bounded_ring.hpp ----
+// ---- begin offload/detail/channel/channel_core.hpp ----
+#ifndef OFFLOAD_DETAIL_CHANNEL_CHANNEL_CORE_HPP
+#define OFFLOAD_DETAIL_CHANNEL_CHANNEL_CORE_HPP
 
-/// @file channel_core.hpp
+/// @file detail/channel/channel_core.hpp
 /// The shared state behind a channel's Sender and Receiver handles: handle counts, and the
 /// operations each kind of channel implements (buffered: QueueChannel over a BoundedRing or a
 /// SegmentedQueue; rendezvous: RendezvousChannel).
@@ -603,11 +603,11 @@ inline std::size_t futex_wake(std::atomic<std::uint32_t>& word,
 
 #endif  // OFFLOAD_DETAIL_FUTEX_HPP
 // ---- end offload/detail/futex.hpp ----
-// ---- begin offload/detail/wait_queue.hpp ----
-#ifndef OFFLOAD_DETAIL_WAIT_QUEUE_HPP
-#define OFFLOAD_DETAIL_WAIT_QUEUE_HPP
+// ---- begin offload/detail/channel/wait_queue.hpp ----
+#ifndef OFFLOAD_DETAIL_CHANNEL_WAIT_QUEUE_HPP
+#define OFFLOAD_DETAIL_CHANNEL_WAIT_QUEUE_HPP
 
-/// @file wait_queue.hpp
+/// @file detail/channel/wait_queue.hpp
 /// Where blocked channel operations sleep, and the spin-then-sleep loop that sends them there.
 ///
 /// The protocol that keeps wake-ups from being lost lives in the buffers (BoundedRing,
@@ -728,8 +728,8 @@ auto retry_until(WaitQueue& queue, const Deadline& deadline, AttemptFn&& attempt
 }  // namespace v0
 }  // namespace offload
 
-#endif  // OFFLOAD_DETAIL_WAIT_QUEUE_HPP
-// ---- end offload/detail/wait_queue.hpp ----
+#endif  // OFFLOAD_DETAIL_CHANNEL_WAIT_QUEUE_HPP
+// ---- end offload/detail/channel/wait_queue.hpp ----
 
 namespace offload {
 inline namespace v0 {
@@ -901,13 +901,13 @@ class QueueChannel final : public ChannelCore<T> {
 }  // namespace v0
 }  // namespace offload
 
-#endif  // OFFLOAD_DETAIL_CHANNEL_CORE_HPP
-// ---- end offload/detail/channel_core.hpp ----
-// ---- begin offload/detail/rendezvous_channel.hpp ----
-#ifndef OFFLOAD_DETAIL_RENDEZVOUS_CHANNEL_HPP
-#define OFFLOAD_DETAIL_RENDEZVOUS_CHANNEL_HPP
+#endif  // OFFLOAD_DETAIL_CHANNEL_CHANNEL_CORE_HPP
+// ---- end offload/detail/channel/channel_core.hpp ----
+// ---- begin offload/detail/channel/rendezvous_channel.hpp ----
+#ifndef OFFLOAD_DETAIL_CHANNEL_RENDEZVOUS_CHANNEL_HPP
+#define OFFLOAD_DETAIL_CHANNEL_RENDEZVOUS_CHANNEL_HPP
 
-/// @file rendezvous_channel.hpp
+/// @file detail/channel/rendezvous_channel.hpp
 /// A channel of capacity 0: a send completes only when a receiver takes the value.
 ///
 /// Waiting senders and waiting receivers sit in two FIFOs under one mutex. Whoever arrives
@@ -1128,13 +1128,13 @@ class RendezvousChannel final : public ChannelCore<T> {
 }  // namespace v0
 }  // namespace offload
 
-#endif  // OFFLOAD_DETAIL_RENDEZVOUS_CHANNEL_HPP
-// ---- end offload/detail/rendezvous_channel.hpp ----
-// ---- begin offload/detail/segmented_queue.hpp ----
-#ifndef OFFLOAD_DETAIL_SEGMENTED_QUEUE_HPP
-#define OFFLOAD_DETAIL_SEGMENTED_QUEUE_HPP
+#endif  // OFFLOAD_DETAIL_CHANNEL_RENDEZVOUS_CHANNEL_HPP
+// ---- end offload/detail/channel/rendezvous_channel.hpp ----
+// ---- begin offload/detail/channel/segmented_queue.hpp ----
+#ifndef OFFLOAD_DETAIL_CHANNEL_SEGMENTED_QUEUE_HPP
+#define OFFLOAD_DETAIL_CHANNEL_SEGMENTED_QUEUE_HPP
 
-/// @file segmented_queue.hpp
+/// @file detail/channel/segmented_queue.hpp
 /// The buffer of an unbounded channel: a linked list of fixed-size segments, each slot used
 /// once, with the same stamp protocol as BoundedRing on absolute indices (index = stamp: free
 /// for that index; index + 1: holds that index's value). Claims are CASes on the global
@@ -1446,8 +1446,8 @@ class SegmentedQueue {
 }  // namespace v0
 }  // namespace offload
 
-#endif  // OFFLOAD_DETAIL_SEGMENTED_QUEUE_HPP
-// ---- end offload/detail/segmented_queue.hpp ----
+#endif  // OFFLOAD_DETAIL_CHANNEL_SEGMENTED_QUEUE_HPP
+// ---- end offload/detail/channel/segmented_queue.hpp ----
 // ---- begin offload/sendable.hpp ----
 #ifndef OFFLOAD_SENDABLE_HPP
 #define OFFLOAD_SENDABLE_HPP
@@ -2225,11 +2225,11 @@ std::exception_ptr make_error(Args&&... args) {
 #include <thread>
 #include <utility>
 
-// ---- begin offload/detail/loop_task.hpp ----
-#ifndef OFFLOAD_DETAIL_LOOP_TASK_HPP
-#define OFFLOAD_DETAIL_LOOP_TASK_HPP
+// ---- begin offload/detail/loop/loop_task.hpp ----
+#ifndef OFFLOAD_DETAIL_LOOP_LOOP_TASK_HPP
+#define OFFLOAD_DETAIL_LOOP_LOOP_TASK_HPP
 
-/// @file loop_task.hpp
+/// @file detail/loop/loop_task.hpp
 /// The callbacks an EventLoop queues. Each one is a heap node that is both the type-erased
 /// move-only callable and its own link in an intrusive FIFO list. Why intrusive: the loop
 /// takes a whole queue in O(1) and, when a callback throws, splices what it has not run back
@@ -2354,13 +2354,13 @@ class TaskList {
 }  // namespace v0
 }  // namespace offload
 
-#endif  // OFFLOAD_DETAIL_LOOP_TASK_HPP
-// ---- end offload/detail/loop_task.hpp ----
-// ---- begin offload/detail/timer_queue.hpp ----
-#ifndef OFFLOAD_DETAIL_TIMER_QUEUE_HPP
-#define OFFLOAD_DETAIL_TIMER_QUEUE_HPP
+#endif  // OFFLOAD_DETAIL_LOOP_LOOP_TASK_HPP
+// ---- end offload/detail/loop/loop_task.hpp ----
+// ---- begin offload/detail/loop/timer_queue.hpp ----
+#ifndef OFFLOAD_DETAIL_LOOP_TIMER_QUEUE_HPP
+#define OFFLOAD_DETAIL_LOOP_TIMER_QUEUE_HPP
 
-/// @file timer_queue.hpp
+/// @file detail/loop/timer_queue.hpp
 /// The EventLoop's timers: a binary min-heap of (deadline, sequence) slots over steady_clock,
 /// plus a table from timer id to callback. Cancelling erases the table entry only; its heap
 /// slot turns stale and is dropped when it reaches the top (or by a compaction when stale
@@ -2561,8 +2561,8 @@ class TimerQueue {
 }  // namespace v0
 }  // namespace offload
 
-#endif  // OFFLOAD_DETAIL_TIMER_QUEUE_HPP
-// ---- end offload/detail/timer_queue.hpp ----
+#endif  // OFFLOAD_DETAIL_LOOP_TIMER_QUEUE_HPP
+// ---- end offload/detail/loop/timer_queue.hpp ----
 // ---- begin offload/future.hpp ----
 #ifndef OFFLOAD_FUTURE_HPP
 #define OFFLOAD_FUTURE_HPP
@@ -4171,11 +4171,11 @@ inline constexpr bool always_false = false;
 #include <utility>
 #include <vector>
 
-// ---- begin offload/detail/histogram.hpp ----
-#ifndef OFFLOAD_DETAIL_HISTOGRAM_HPP
-#define OFFLOAD_DETAIL_HISTOGRAM_HPP
+// ---- begin offload/detail/pool/histogram.hpp ----
+#ifndef OFFLOAD_DETAIL_POOL_HISTOGRAM_HPP
+#define OFFLOAD_DETAIL_POOL_HISTOGRAM_HPP
 
-/// @file histogram.hpp
+/// @file detail/pool/histogram.hpp
 /// A power-of-two latency histogram: one writer (a worker) records, any thread reads.
 /// Bucket b holds durations in [2^(b-1), 2^b) nanoseconds, so 64 buckets cover any duration
 /// and a percentile is exact to within a factor of two (reported at the bucket's midpoint).
@@ -4243,13 +4243,13 @@ inline std::chrono::nanoseconds percentile(const HistogramCounts& counts, double
 }  // namespace v0
 }  // namespace offload
 
-#endif  // OFFLOAD_DETAIL_HISTOGRAM_HPP
-// ---- end offload/detail/histogram.hpp ----
-// ---- begin offload/detail/parker.hpp ----
-#ifndef OFFLOAD_DETAIL_PARKER_HPP
-#define OFFLOAD_DETAIL_PARKER_HPP
+#endif  // OFFLOAD_DETAIL_POOL_HISTOGRAM_HPP
+// ---- end offload/detail/pool/histogram.hpp ----
+// ---- begin offload/detail/pool/parker.hpp ----
+#ifndef OFFLOAD_DETAIL_POOL_PARKER_HPP
+#define OFFLOAD_DETAIL_POOL_PARKER_HPP
 
-/// @file parker.hpp
+/// @file detail/pool/parker.hpp
 /// Parks idle threads without losing wake-ups (an "event count").
 ///
 /// A thread that found no work calls prepare(), looks for work once more, and only then
@@ -4311,13 +4311,13 @@ class Parker {
 }  // namespace v0
 }  // namespace offload
 
-#endif  // OFFLOAD_DETAIL_PARKER_HPP
-// ---- end offload/detail/parker.hpp ----
-// ---- begin offload/detail/schedulers.hpp ----
-#ifndef OFFLOAD_DETAIL_SCHEDULERS_HPP
-#define OFFLOAD_DETAIL_SCHEDULERS_HPP
+#endif  // OFFLOAD_DETAIL_POOL_PARKER_HPP
+// ---- end offload/detail/pool/parker.hpp ----
+// ---- begin offload/detail/pool/schedulers.hpp ----
+#ifndef OFFLOAD_DETAIL_POOL_SCHEDULERS_HPP
+#define OFFLOAD_DETAIL_POOL_SCHEDULERS_HPP
 
-/// @file schedulers.hpp
+/// @file detail/pool/schedulers.hpp
 /// The queues behind the two scheduling policies of BasicThreadPool. Both offer the same
 /// operations: push(job, priority, worker-or-none), pop(worker, out), has_work(), size().
 
@@ -4330,11 +4330,62 @@ class Parker {
 #include <optional>
 #include <vector>
 
-// ---- begin offload/detail/job_queue.hpp ----
-#ifndef OFFLOAD_DETAIL_JOB_QUEUE_HPP
-#define OFFLOAD_DETAIL_JOB_QUEUE_HPP
+// ---- begin offload/detail/spin_lock.hpp ----
+#ifndef OFFLOAD_DETAIL_SPIN_LOCK_HPP
+#define OFFLOAD_DETAIL_SPIN_LOCK_HPP
 
-/// @file job_queue.hpp
+/// @file spin_lock.hpp
+/// A test-and-test-and-set lock for critical sections of a few dozen instructions (queue
+/// push/pop), where a futex-based mutex would cost more in the contended case than the work.
+/// It yields the CPU after a short spin so an oversubscribed machine still makes progress.
+
+#include <atomic>
+#include <thread>
+
+
+namespace offload {
+inline namespace v0 {
+namespace detail {
+
+class SpinLock {
+ public:
+  void lock() noexcept {
+    for (;;) {
+      // Acquire: the critical section must see what the previous holder wrote.
+      if (!locked_.exchange(true, std::memory_order_acquire)) return;
+      int spins = 0;
+      // Spin on a plain load so the cache line stays shared until the lock looks free.
+      while (locked_.load(std::memory_order_relaxed)) {
+        if (++spins < 64) {
+          cpu_relax();
+        } else {
+          std::this_thread::yield();  // the holder may be descheduled: let it run
+        }
+      }
+    }
+  }
+  bool try_lock() noexcept {
+    return !locked_.load(std::memory_order_relaxed) &&
+           !locked_.exchange(true, std::memory_order_acquire);
+  }
+  // Release: publishes the critical section's writes to the next holder.
+  void unlock() noexcept { locked_.store(false, std::memory_order_release); }
+
+ private:
+  std::atomic<bool> locked_{false};
+};
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_SPIN_LOCK_HPP
+// ---- end offload/detail/spin_lock.hpp ----
+// ---- begin offload/detail/pool/job_queue.hpp ----
+#ifndef OFFLOAD_DETAIL_POOL_JOB_QUEUE_HPP
+#define OFFLOAD_DETAIL_POOL_JOB_QUEUE_HPP
+
+/// @file detail/pool/job_queue.hpp
 /// A lock-guarded double-ended queue of Jobs with a lock-free size, used as a worker's own
 /// deque (owner pushes/pops at the back, thieves take from the front) and as the pool's
 /// injection queue. Critical sections are a few dozen instructions, hence a spin lock.
@@ -4343,11 +4394,11 @@ class Parker {
 #include <cstddef>
 #include <mutex>
 
-// ---- begin offload/detail/ring_deque.hpp ----
-#ifndef OFFLOAD_DETAIL_RING_DEQUE_HPP
-#define OFFLOAD_DETAIL_RING_DEQUE_HPP
+// ---- begin offload/detail/pool/ring_deque.hpp ----
+#ifndef OFFLOAD_DETAIL_POOL_RING_DEQUE_HPP
+#define OFFLOAD_DETAIL_POOL_RING_DEQUE_HPP
 
-/// @file ring_deque.hpp
+/// @file detail/pool/ring_deque.hpp
 /// A growable circular double-ended queue. Unlike std::deque it never frees and re-allocates
 /// blocks as it drains and refills, so a steady queue allocates nothing. Not thread-safe.
 
@@ -4442,64 +4493,13 @@ class RingDeque {
 }  // namespace v0
 }  // namespace offload
 
-#endif  // OFFLOAD_DETAIL_RING_DEQUE_HPP
-// ---- end offload/detail/ring_deque.hpp ----
-// ---- begin offload/detail/spin_lock.hpp ----
-#ifndef OFFLOAD_DETAIL_SPIN_LOCK_HPP
-#define OFFLOAD_DETAIL_SPIN_LOCK_HPP
+#endif  // OFFLOAD_DETAIL_POOL_RING_DEQUE_HPP
+// ---- end offload/detail/pool/ring_deque.hpp ----
+// ---- begin offload/detail/pool/task.hpp ----
+#ifndef OFFLOAD_DETAIL_POOL_TASK_HPP
+#define OFFLOAD_DETAIL_POOL_TASK_HPP
 
-/// @file spin_lock.hpp
-/// A test-and-test-and-set lock for critical sections of a few dozen instructions (queue
-/// push/pop), where a futex-based mutex would cost more in the contended case than the work.
-/// It yields the CPU after a short spin so an oversubscribed machine still makes progress.
-
-#include <atomic>
-#include <thread>
-
-
-namespace offload {
-inline namespace v0 {
-namespace detail {
-
-class SpinLock {
- public:
-  void lock() noexcept {
-    for (;;) {
-      // Acquire: the critical section must see what the previous holder wrote.
-      if (!locked_.exchange(true, std::memory_order_acquire)) return;
-      int spins = 0;
-      // Spin on a plain load so the cache line stays shared until the lock looks free.
-      while (locked_.load(std::memory_order_relaxed)) {
-        if (++spins < 64) {
-          cpu_relax();
-        } else {
-          std::this_thread::yield();  // the holder may be descheduled: let it run
-        }
-      }
-    }
-  }
-  bool try_lock() noexcept {
-    return !locked_.load(std::memory_order_relaxed) &&
-           !locked_.exchange(true, std::memory_order_acquire);
-  }
-  // Release: publishes the critical section's writes to the next holder.
-  void unlock() noexcept { locked_.store(false, std::memory_order_release); }
-
- private:
-  std::atomic<bool> locked_{false};
-};
-
-}  // namespace detail
-}  // namespace v0
-}  // namespace offload
-
-#endif  // OFFLOAD_DETAIL_SPIN_LOCK_HPP
-// ---- end offload/detail/spin_lock.hpp ----
-// ---- begin offload/detail/task.hpp ----
-#ifndef OFFLOAD_DETAIL_TASK_HPP
-#define OFFLOAD_DETAIL_TASK_HPP
-
-/// @file task.hpp
+/// @file detail/pool/task.hpp
 /// What a pool queues: a Job (a type-erased callable plus bookkeeping), and the TaskState
 /// that lets a submitted callable and its future share one allocation.
 
@@ -4655,8 +4655,8 @@ class RunnableHandle {
 }  // namespace v0
 }  // namespace offload
 
-#endif  // OFFLOAD_DETAIL_TASK_HPP
-// ---- end offload/detail/task.hpp ----
+#endif  // OFFLOAD_DETAIL_POOL_TASK_HPP
+// ---- end offload/detail/pool/task.hpp ----
 
 namespace offload {
 inline namespace v0 {
@@ -4744,13 +4744,13 @@ class alignas(64) JobQueue {  // one cache line of its own: owners and thieves h
 }  // namespace v0
 }  // namespace offload
 
-#endif  // OFFLOAD_DETAIL_JOB_QUEUE_HPP
-// ---- end offload/detail/job_queue.hpp ----
-// ---- begin offload/detail/job_ring.hpp ----
-#ifndef OFFLOAD_DETAIL_JOB_RING_HPP
-#define OFFLOAD_DETAIL_JOB_RING_HPP
+#endif  // OFFLOAD_DETAIL_POOL_JOB_QUEUE_HPP
+// ---- end offload/detail/pool/job_queue.hpp ----
+// ---- begin offload/detail/pool/job_ring.hpp ----
+#ifndef OFFLOAD_DETAIL_POOL_JOB_RING_HPP
+#define OFFLOAD_DETAIL_POOL_JOB_RING_HPP
 
-/// @file job_ring.hpp
+/// @file detail/pool/job_ring.hpp
 /// A bounded lock-free multi-producer multi-consumer ring of Jobs: the fast path of a pool's
 /// injection queue. Each slot carries a sequence number that says whose turn it is (a
 /// producer's, to fill it in lap L, or a consumer's, to empty it), so producers and consumers
@@ -4863,8 +4863,8 @@ class JobRing {
 }  // namespace v0
 }  // namespace offload
 
-#endif  // OFFLOAD_DETAIL_JOB_RING_HPP
-// ---- end offload/detail/job_ring.hpp ----
+#endif  // OFFLOAD_DETAIL_POOL_JOB_RING_HPP
+// ---- end offload/detail/pool/job_ring.hpp ----
 
 namespace offload {
 inline namespace v0 {
@@ -4985,8 +4985,8 @@ class PriorityQueues {
 }  // namespace v0
 }  // namespace offload
 
-#endif  // OFFLOAD_DETAIL_SCHEDULERS_HPP
-// ---- end offload/detail/schedulers.hpp ----
+#endif  // OFFLOAD_DETAIL_POOL_SCHEDULERS_HPP
+// ---- end offload/detail/pool/schedulers.hpp ----
 
 namespace offload {
 inline namespace v0 {
@@ -7147,7 +7147,7 @@ T decode(std::span<const std::byte> bytes) {
 /// How a call travels: submit() encodes the arguments with Codec<T> into a frame naming the
 /// function by address (a worker is a fork of this very program, so the address means the same
 /// thing there). Each worker has one private socket pair, one private *mailbox* (shared memory
-/// whose two rings carry small frames without a system call; detail/mailbox.hpp) and one
+/// whose two rings carry small frames without a system call; detail/process/mailbox.hpp) and one
 /// *keeper* thread in this process. If a worker is idle, submit() hands the frame to it at
 /// once; otherwise the frame waits in the pool's queue until a keeper takes it. The keeper
 /// watches its worker's replies, the call's deadline (a timerfd) and the worker's death (end
@@ -7163,7 +7163,7 @@ T decode(std::span<const std::byte> bytes) {
 /// then completes the futures of the whole batch: a few milliseconds later at most
 /// (send_ahead_depth.hpp).
 ///
-/// Workers are forked by a fork server (see detail/fork_server.hpp), a process forked while
+/// Workers are forked by a fork server (see detail/process/fork_server.hpp), a process forked while
 /// the program was still single-threaded: by offload::process_init() at the start of main(),
 /// or by the first ProcessPool if no other thread runs yet.
 ///
@@ -7176,31 +7176,63 @@ T decode(std::span<const std::byte> bytes) {
 #endif
 
 #include <sys/types.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
-#include <chrono>
-#include <condition_variable>
-#include <cstddef>
 #include <cstdint>
-#include <deque>
-#include <exception>
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <span>
-#include <string>
 #include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
-// ---- begin offload/detail/call_counter.hpp ----
-#ifndef OFFLOAD_DETAIL_CALL_COUNTER_HPP
-#define OFFLOAD_DETAIL_CALL_COUNTER_HPP
+// ---- begin offload/detail/process/call_signature.hpp ----
+#ifndef OFFLOAD_DETAIL_PROCESS_CALL_SIGNATURE_HPP
+#define OFFLOAD_DETAIL_PROCESS_CALL_SIGNATURE_HPP
 
-/// @file call_counter.hpp
+/// @file detail/process/call_signature.hpp
+/// Turning a callable and its arguments into a call a worker process can run: the checks that
+/// make a bad submit() a compile error with one readable message, and the argument encoding.
+
+#include <cstdint>
+#include <type_traits>
+#include <utility>
+
+// ---- begin offload/detail/process/worker.hpp ----
+#ifndef OFFLOAD_DETAIL_PROCESS_WORKER_HPP
+#define OFFLOAD_DETAIL_PROCESS_WORKER_HPP
+
+/// @file detail/process/worker.hpp
+/// The loop a worker process runs: take a call frame, run it, hand back a value or error
+/// frame, repeat until the pool closes the socket.
+///
+/// A call frame names a *trampoline* (an instantiation of call_in_worker<R, Params...>, which
+/// knows the types) and the user's function, both as addresses. That works because a worker is
+/// forked from (a fork of) the same program: the same binary image sits at the same addresses.
+
+#include <cxxabi.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <memory>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <typeinfo>
+#include <utility>
+#include <vector>
+
+// ---- begin offload/detail/process/call_counter.hpp ----
+#ifndef OFFLOAD_DETAIL_PROCESS_CALL_COUNTER_HPP
+#define OFFLOAD_DETAIL_PROCESS_CALL_COUNTER_HPP
+
+/// @file detail/process/call_counter.hpp
 /// A counter a worker process shares with its keeper (in their Mailbox): the number of calls
 /// the worker has started.
 ///
@@ -7250,61 +7282,313 @@ class CallCounter {
 }  // namespace v0
 }  // namespace offload
 
-#endif  // OFFLOAD_DETAIL_CALL_COUNTER_HPP
-// ---- end offload/detail/call_counter.hpp ----
-// ---- begin offload/detail/fork_server.hpp ----
-#ifndef OFFLOAD_DETAIL_FORK_SERVER_HPP
-#define OFFLOAD_DETAIL_FORK_SERVER_HPP
+#endif  // OFFLOAD_DETAIL_PROCESS_CALL_COUNTER_HPP
+// ---- end offload/detail/process/call_counter.hpp ----
+// ---- begin offload/detail/process/frame.hpp ----
+#ifndef OFFLOAD_DETAIL_PROCESS_FRAME_HPP
+#define OFFLOAD_DETAIL_PROCESS_FRAME_HPP
 
-/// @file fork_server.hpp
-/// The fork server: a small process, forked while the program was still single-threaded,
-/// that forks every worker process on the pool's behalf.
+/// @file detail/process/frame.hpp
+/// Length-prefixed frames: how messages travel between a keeper and its worker, through their
+/// shared rings (mailbox.hpp) or their byte-stream socket.
 ///
-/// Why: fork() copies only the calling thread. If another thread holds a lock at that moment
-/// (malloc's, stdio's, any mutex of the program) the child inherits it locked, forever. A
-/// process that never starts threads can fork safely at any time, so the pool asks this one.
+/// A frame is a 16-byte header followed by its payload:
 ///
-/// Protocol (SOCK_SEQPACKET, one fixed-size ServerMessage per packet, descriptors travel as
-/// SCM_RIGHTS attachments):
-///   control socket (one per program):   open_session + [session socket]
-///   session socket (one per pool slot): spawn + [worker's socket end, its mailbox memory]
-///                                                                    ->  spawned / spawn_failed
-///                                       kill(pid)
-///                                       <-  exited(pid, wait status)   (every worker, once)
-/// The server reaps every worker itself (they are its children) and reports each exit on the
-/// session that spawned it: the program never calls waitpid() on a worker, never touches
-/// SIGCHLD, and a kill can never hit a recycled pid (the server kills only unreaped children).
-/// Closing a session kills its workers; closing the control socket (the program exited or
-/// died) kills every worker and ends the server.
+///     offset 0   u32  magic "OFL1" (catches a stream that lost its framing)
+///     offset 4   u8   kind: 1 call, 2 value, 3 error, 4 nudge, 5 via_socket
+///     offset 5   u8×3 zero (reserved; anything else is corruption)
+///     offset 8   u64  payload size in bytes (at most the receiver's limit)
 ///
-/// Deaths propagate downwards: the server and each worker set PR_SET_PDEATHSIG(SIGKILL) and
-/// then re-check getppid(), because the parent may have died before the prctl() took effect.
+/// Payloads:  call  = u64 trampoline address, u64 function address, the encoded arguments
+///            value = the encoded result
+///            error = string type name, string message (an exception thrown in the worker)
+///            nudge, via_socket: none (control frames: "look at the ring", and "the next frame
+///            of this direction comes through the socket"; see mailbox.hpp)
+///
+/// Integers are in the machine's byte order: both ends are the same program on one machine.
+/// The assembler validates every header before trusting it, so a corrupt or truncated stream
+/// raises ProtocolError, never undefined behaviour or an allocation the size of a lie.
 
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/types.h>
-#include <sys/wait.h>
-#include <unistd.h>
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+
+namespace offload {
+inline namespace v0 {
+namespace detail {
+
+enum class FrameKind : std::uint8_t { call = 1, value = 2, error = 3, nudge = 4, via_socket = 5 };
+
+inline constexpr std::size_t frame_header_size = 16;
+inline constexpr std::uint32_t frame_magic = 0x314C464F;  // "OFL1" in little-endian memory
+
+/// A decoded frame header.
+struct FrameHeader {
+  FrameKind kind;
+  std::uint64_t payload_size;
+};
+
+/// A complete frame inside a FrameAssembler's buffer (valid until the assembler is touched).
+struct FrameView {
+  FrameKind kind;
+  std::span<const std::byte> payload;
+};
+
+/// Clears `buffer` and leaves room for a header; append the payload with a Writer, then call
+/// finish_frame(). Allocates only when the buffer must grow.
+inline void begin_frame(std::vector<std::byte>& buffer) {
+  buffer.clear();
+  buffer.resize(frame_header_size);
+}
+
+/// Writes the header of the frame begun by begin_frame(), now that its payload size is known.
+inline void finish_frame(std::vector<std::byte>& buffer, FrameKind kind) noexcept {
+  const std::uint64_t payload_size = buffer.size() - frame_header_size;
+  const auto kind_byte = static_cast<std::uint8_t>(kind);
+  std::memcpy(buffer.data(), &frame_magic, 4);
+  std::memcpy(buffer.data() + 4, &kind_byte, 1);
+  std::memset(buffer.data() + 5, 0, 3);
+  std::memcpy(buffer.data() + 8, &payload_size, 8);
+}
+
+/// Decodes and validates a header (exactly frame_header_size bytes).
+/// @throws ProtocolError on a bad magic, unknown kind, non-zero reserved bytes, a payload
+///         larger than `max_payload`, or a control frame with a payload.
+inline FrameHeader decode_frame_header(std::span<const std::byte> header,
+                                       std::uint64_t max_payload) {
+  if (header.size() != frame_header_size) {
+    throw ProtocolError("offload: corrupt frame: header of " + std::to_string(header.size()) +
+                        " bytes");
+  }
+  std::uint32_t magic = 0;
+  std::uint8_t kind = 0;
+  std::uint8_t reserved[3] = {};
+  std::uint64_t payload_size = 0;
+  std::memcpy(&magic, header.data(), 4);
+  std::memcpy(&kind, header.data() + 4, 1);
+  std::memcpy(reserved, header.data() + 5, 3);
+  std::memcpy(&payload_size, header.data() + 8, 8);
+  if (magic != frame_magic) {
+    throw ProtocolError("offload: corrupt frame: bad magic number (the stream lost its framing)");
+  }
+  if (kind < static_cast<std::uint8_t>(FrameKind::call) ||
+      kind > static_cast<std::uint8_t>(FrameKind::via_socket)) {
+    throw ProtocolError("offload: corrupt frame: unknown kind " + std::to_string(kind));
+  }
+  if ((reserved[0] | reserved[1] | reserved[2]) != 0) {
+    throw ProtocolError("offload: corrupt frame: reserved header bytes are not zero");
+  }
+  if (payload_size > max_payload) {
+    throw ProtocolError("offload: frame of " + std::to_string(payload_size) +
+                        " bytes exceeds the limit of " + std::to_string(max_payload) +
+                        " (ProcessOptions::max_message_size)");
+  }
+  if (kind >= static_cast<std::uint8_t>(FrameKind::nudge) && payload_size != 0) {
+    throw ProtocolError("offload: corrupt frame: a control frame with a payload");
+  }
+  return FrameHeader{static_cast<FrameKind>(kind), payload_size};
+}
+
+/**
+ * Cuts a byte stream into validated frames. Bytes go in through prepare()/commit() (receive
+ * straight into its buffer) or append(); complete frames come out of next().
+ *
+ * Not thread-safe. Allocates as needed to hold the largest frame seen, and gives large
+ * buffers back with release_memory().
+ */
+class FrameAssembler {
+ public:
+  explicit FrameAssembler(std::uint64_t max_payload) noexcept : max_payload_(max_payload) {}
+
+  /// Room to receive into at the end of the buffered data: the rest of the frame being
+  /// received when its size is known, else at least `minimum` bytes. Invalidates earlier
+  /// FrameViews.
+  std::span<std::byte> prepare(std::size_t minimum = 64 * 1024) {
+    const std::size_t missing = bytes_missing_from_current_frame();
+    // A big frame's buffer is sized to fit it exactly: asking for `minimum` more on top of
+    // its last bytes would reallocate (and copy) the whole frame just to add room after it.
+    if (capacity_ - end_ < (missing != 0 ? missing : minimum)) {
+      make_room(std::max(minimum, missing));
+    }
+    return {buffer_.get() + end_, capacity_ - end_};
+  }
+
+  /// Declares that `count` bytes were written at the start of the last prepare()'s span.
+  void commit(std::size_t count) noexcept { end_ += count; }
+
+  /// Copies `bytes` in (for tests and the fuzzer; sockets use prepare()/commit()).
+  void append(std::span<const std::byte> bytes) {
+    if (bytes.empty()) return;
+    if (capacity_ - end_ < bytes.size()) make_room(bytes.size());
+    std::memcpy(buffer_.get() + end_, bytes.data(), bytes.size());
+    commit(bytes.size());
+  }
+
+  /// The next complete frame, or nothing until more bytes arrive. The view stays valid until
+  /// the next call of any member.
+  /// @throws ProtocolError when the buffered bytes cannot start a valid frame.
+  std::optional<FrameView> next() {
+    if (buffered() < frame_header_size) return std::nullopt;
+    const FrameHeader header = decode_frame_header(
+        std::span<const std::byte>(buffer_.get() + begin_, frame_header_size), max_payload_);
+    if (buffered() - frame_header_size < header.payload_size) return std::nullopt;
+    const std::size_t payload_size = static_cast<std::size_t>(header.payload_size);
+    FrameView frame{header.kind, std::span<const std::byte>(
+                                     buffer_.get() + begin_ + frame_header_size, payload_size)};
+    begin_ += frame_header_size + payload_size;
+    return frame;
+  }
+
+  /// The kind of the frame next() would return, without taking it; nothing until it is
+  /// complete.
+  /// @throws ProtocolError when the buffered bytes cannot start a valid frame.
+  [[nodiscard]] std::optional<FrameKind> peek_kind() const {
+    if (!frame_ready()) return std::nullopt;
+    return decode_frame_header(
+               std::span<const std::byte>(buffer_.get() + begin_, frame_header_size), max_payload_)
+        .kind;
+  }
+  /// True when next() has a frame to return (or an invalid header to report).
+  [[nodiscard]] bool frame_ready() const noexcept {
+    return buffered() >= frame_header_size && bytes_missing_from_current_frame() == 0;
+  }
+
+  /// Bytes received but not yet returned as a frame (non-zero at end of stream = truncation).
+  [[nodiscard]] std::size_t buffered() const noexcept { return end_ - begin_; }
+
+  /// Frees a buffer grown large by a big frame, once nothing is buffered.
+  void release_memory() noexcept {
+    if (buffered() == 0 && capacity_ > keep_capacity) {
+      buffer_.reset();
+      capacity_ = begin_ = end_ = 0;
+    }
+  }
+
+ private:
+  static constexpr std::size_t keep_capacity = 1024 * 1024;
+
+  /// How many more bytes the frame at the front needs (0 while its header is incomplete or
+  /// invalid; next() reports invalid headers).
+  [[nodiscard]] std::size_t bytes_missing_from_current_frame() const noexcept {
+    if (buffered() < frame_header_size) return 0;
+    std::uint64_t payload_size = 0;
+    std::memcpy(&payload_size, buffer_.get() + begin_ + 8, 8);
+    if (payload_size > max_payload_) return 0;
+    const std::uint64_t total = frame_header_size + payload_size;
+    return total > buffered() ? static_cast<std::size_t>(total - buffered()) : 0;
+  }
+
+  void make_room(std::size_t wanted) {
+    const std::size_t live = buffered();
+    if (begin_ > 0 && capacity_ - live >= wanted) {  // compacting is enough
+      std::memmove(buffer_.get(), buffer_.get() + begin_, live);
+    } else {
+      const std::size_t capacity = std::max(live + wanted, capacity_ * 2);
+      // Default-initialised: the bytes are about to be overwritten by the receive.
+      std::unique_ptr<std::byte[]> grown(new std::byte[capacity]);
+      if (live != 0) std::memcpy(grown.get(), buffer_.get() + begin_, live);
+      buffer_ = std::move(grown);
+      capacity_ = capacity;
+    }
+    begin_ = 0;
+    end_ = live;
+  }
+
+  std::uint64_t max_payload_;
+  std::unique_ptr<std::byte[]> buffer_;
+  std::size_t capacity_ = 0;
+  std::size_t begin_ = 0;
+  std::size_t end_ = 0;
+};
+
+/// The fixed part of a call payload: which trampoline to run and which function it calls.
+struct CallTarget {
+  std::uint64_t trampoline;
+  std::uint64_t function;
+};
+
+/// Reads the call target from the front of a call payload; the arguments follow in `in`.
+inline CallTarget read_call_target(Reader& in) {
+  CallTarget target{};
+  target.trampoline = in.read<std::uint64_t>();
+  target.function = in.read<std::uint64_t>();
+  return target;
+}
+
+/// An exception that crossed from a worker: its type name and message.
+struct RemoteException {
+  std::string type_name;
+  std::string message;
+};
+
+/// Decodes an error payload.
+/// @throws ProtocolError when it is not exactly two strings.
+inline RemoteException decode_remote_exception(std::span<const std::byte> payload) {
+  Reader in(payload);
+  RemoteException error;
+  error.type_name = in.read<std::string>();
+  error.message = in.read<std::string>();
+  in.expect_end();
+  return error;
+}
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_PROCESS_FRAME_HPP
+// ---- end offload/detail/process/frame.hpp ----
+// ---- begin offload/detail/process/mailbox.hpp ----
+#ifndef OFFLOAD_DETAIL_PROCESS_MAILBOX_HPP
+#define OFFLOAD_DETAIL_PROCESS_MAILBOX_HPP
+
+/// @file detail/process/mailbox.hpp
+/// The memory a worker process shares with its keeper: the count of calls it started, and two
+/// rings that carry small frames (calls one way, replies the other) without a system call.
+///
+/// Why: through the socket alone, every call costs the keeper a send and the worker a receive
+/// and a send, and each reply wakes the keeper. On a machine whose every core runs a worker,
+/// those system calls and wake-ups were 3-4 % of the heavy array's time. Through a ring, a
+/// frame is a copy and a store; the socket is used only to wake a side that announced it
+/// sleeps (a `nudge` frame), for frames too big for a ring, and for end of stream.
+///
+/// Order: each ring is the ordered stream of its direction. A frame too big for the ring goes
+/// through the socket, announced by a `via_socket` frame in the ring at its place, so the
+/// receiver takes it from the socket exactly there. (The socket also carries nudges, which the
+/// receiver drops wherever they are.)
+///
+/// Trust: the worker runs the user's code and may scribble over this memory. The keeper keeps
+/// its own copy of the indices it owns, checks the worker's indices before using them, and
+/// validates every frame it copies out, so a corrupt ring is a ProtocolError, never undefined
+/// behaviour.
 
 #include <fcntl.h>
-#include <algorithm>
+#include <sys/mman.h>
+#include <unistd.h>
 
-#include <cerrno>
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
-#include <memory>
-#include <mutex>
-#include <optional>
+#include <span>
 #include <string>
 #include <utility>
-#include <vector>
 
-// ---- begin offload/detail/posix_io.hpp ----
-#ifndef OFFLOAD_DETAIL_POSIX_IO_HPP
-#define OFFLOAD_DETAIL_POSIX_IO_HPP
+// ---- begin offload/detail/process/posix_io.hpp ----
+#ifndef OFFLOAD_DETAIL_PROCESS_POSIX_IO_HPP
+#define OFFLOAD_DETAIL_PROCESS_POSIX_IO_HPP
 
-/// @file posix_io.hpp
+/// @file detail/process/posix_io.hpp
 /// Small POSIX/Linux building blocks for the process pool: an owning descriptor, socket I/O
 /// with deadlines, descriptor passing, thread counting, and readable exit statuses.
 ///
@@ -7639,337 +7923,8 @@ inline std::string describe_exit(int wait_status) {
 }  // namespace v0
 }  // namespace offload
 
-#endif  // OFFLOAD_DETAIL_POSIX_IO_HPP
-// ---- end offload/detail/posix_io.hpp ----
-// ---- begin offload/detail/process_worker.hpp ----
-#ifndef OFFLOAD_DETAIL_PROCESS_WORKER_HPP
-#define OFFLOAD_DETAIL_PROCESS_WORKER_HPP
-
-/// @file process_worker.hpp
-/// The loop a worker process runs: take a call frame, run it, hand back a value or error
-/// frame, repeat until the pool closes the socket.
-///
-/// A call frame names a *trampoline* (an instantiation of call_in_worker<R, Params...>, which
-/// knows the types) and the user's function, both as addresses. That works because a worker is
-/// forked from (a fork of) the same program: the same binary image sits at the same addresses.
-
-#include <cxxabi.h>
-#include <sched.h>
-#include <unistd.h>
-
-#include <chrono>
-#include <cstdint>
-#include <cstdio>
-#include <cstdlib>
-#include <exception>
-#include <memory>
-#include <string>
-#include <tuple>
-#include <type_traits>
-#include <typeinfo>
-#include <utility>
-#include <vector>
-
-// ---- begin offload/detail/frame.hpp ----
-#ifndef OFFLOAD_DETAIL_FRAME_HPP
-#define OFFLOAD_DETAIL_FRAME_HPP
-
-/// @file frame.hpp
-/// Length-prefixed frames: how messages travel between a keeper and its worker, through their
-/// shared rings (mailbox.hpp) or their byte-stream socket.
-///
-/// A frame is a 16-byte header followed by its payload:
-///
-///     offset 0   u32  magic "OFL1" (catches a stream that lost its framing)
-///     offset 4   u8   kind: 1 call, 2 value, 3 error, 4 nudge, 5 via_socket
-///     offset 5   u8×3 zero (reserved; anything else is corruption)
-///     offset 8   u64  payload size in bytes (at most the receiver's limit)
-///
-/// Payloads:  call  = u64 trampoline address, u64 function address, the encoded arguments
-///            value = the encoded result
-///            error = string type name, string message (an exception thrown in the worker)
-///            nudge, via_socket: none (control frames: "look at the ring", and "the next frame
-///            of this direction comes through the socket"; see mailbox.hpp)
-///
-/// Integers are in the machine's byte order: both ends are the same program on one machine.
-/// The assembler validates every header before trusting it, so a corrupt or truncated stream
-/// raises ProtocolError, never undefined behaviour or an allocation the size of a lie.
-
-#include <algorithm>
-#include <cstddef>
-#include <cstdint>
-#include <cstring>
-#include <memory>
-#include <optional>
-#include <span>
-#include <string>
-#include <vector>
-
-
-namespace offload {
-inline namespace v0 {
-namespace detail {
-
-enum class FrameKind : std::uint8_t { call = 1, value = 2, error = 3, nudge = 4, via_socket = 5 };
-
-inline constexpr std::size_t frame_header_size = 16;
-inline constexpr std::uint32_t frame_magic = 0x314C464F;  // "OFL1" in little-endian memory
-
-/// A decoded frame header.
-struct FrameHeader {
-  FrameKind kind;
-  std::uint64_t payload_size;
-};
-
-/// A complete frame inside a FrameAssembler's buffer (valid until the assembler is touched).
-struct FrameView {
-  FrameKind kind;
-  std::span<const std::byte> payload;
-};
-
-/// Clears `buffer` and leaves room for a header; append the payload with a Writer, then call
-/// finish_frame(). Allocates only when the buffer must grow.
-inline void begin_frame(std::vector<std::byte>& buffer) {
-  buffer.clear();
-  buffer.resize(frame_header_size);
-}
-
-/// Writes the header of the frame begun by begin_frame(), now that its payload size is known.
-inline void finish_frame(std::vector<std::byte>& buffer, FrameKind kind) noexcept {
-  const std::uint64_t payload_size = buffer.size() - frame_header_size;
-  const auto kind_byte = static_cast<std::uint8_t>(kind);
-  std::memcpy(buffer.data(), &frame_magic, 4);
-  std::memcpy(buffer.data() + 4, &kind_byte, 1);
-  std::memset(buffer.data() + 5, 0, 3);
-  std::memcpy(buffer.data() + 8, &payload_size, 8);
-}
-
-/// Decodes and validates a header (exactly frame_header_size bytes).
-/// @throws ProtocolError on a bad magic, unknown kind, non-zero reserved bytes, a payload
-///         larger than `max_payload`, or a control frame with a payload.
-inline FrameHeader decode_frame_header(std::span<const std::byte> header,
-                                       std::uint64_t max_payload) {
-  if (header.size() != frame_header_size) {
-    throw ProtocolError("offload: corrupt frame: header of " + std::to_string(header.size()) +
-                        " bytes");
-  }
-  std::uint32_t magic = 0;
-  std::uint8_t kind = 0;
-  std::uint8_t reserved[3] = {};
-  std::uint64_t payload_size = 0;
-  std::memcpy(&magic, header.data(), 4);
-  std::memcpy(&kind, header.data() + 4, 1);
-  std::memcpy(reserved, header.data() + 5, 3);
-  std::memcpy(&payload_size, header.data() + 8, 8);
-  if (magic != frame_magic) {
-    throw ProtocolError("offload: corrupt frame: bad magic number (the stream lost its framing)");
-  }
-  if (kind < static_cast<std::uint8_t>(FrameKind::call) ||
-      kind > static_cast<std::uint8_t>(FrameKind::via_socket)) {
-    throw ProtocolError("offload: corrupt frame: unknown kind " + std::to_string(kind));
-  }
-  if ((reserved[0] | reserved[1] | reserved[2]) != 0) {
-    throw ProtocolError("offload: corrupt frame: reserved header bytes are not zero");
-  }
-  if (payload_size > max_payload) {
-    throw ProtocolError("offload: frame of " + std::to_string(payload_size) +
-                        " bytes exceeds the limit of " + std::to_string(max_payload) +
-                        " (ProcessOptions::max_message_size)");
-  }
-  if (kind >= static_cast<std::uint8_t>(FrameKind::nudge) && payload_size != 0) {
-    throw ProtocolError("offload: corrupt frame: a control frame with a payload");
-  }
-  return FrameHeader{static_cast<FrameKind>(kind), payload_size};
-}
-
-/**
- * Cuts a byte stream into validated frames. Bytes go in through prepare()/commit() (receive
- * straight into its buffer) or append(); complete frames come out of next().
- *
- * Not thread-safe. Allocates as needed to hold the largest frame seen, and gives large
- * buffers back with release_memory().
- */
-class FrameAssembler {
- public:
-  explicit FrameAssembler(std::uint64_t max_payload) noexcept : max_payload_(max_payload) {}
-
-  /// Room to receive into at the end of the buffered data: the rest of the frame being
-  /// received when its size is known, else at least `minimum` bytes. Invalidates earlier
-  /// FrameViews.
-  std::span<std::byte> prepare(std::size_t minimum = 64 * 1024) {
-    const std::size_t missing = bytes_missing_from_current_frame();
-    // A big frame's buffer is sized to fit it exactly: asking for `minimum` more on top of
-    // its last bytes would reallocate (and copy) the whole frame just to add room after it.
-    if (capacity_ - end_ < (missing != 0 ? missing : minimum)) {
-      make_room(std::max(minimum, missing));
-    }
-    return {buffer_.get() + end_, capacity_ - end_};
-  }
-
-  /// Declares that `count` bytes were written at the start of the last prepare()'s span.
-  void commit(std::size_t count) noexcept { end_ += count; }
-
-  /// Copies `bytes` in (for tests and the fuzzer; sockets use prepare()/commit()).
-  void append(std::span<const std::byte> bytes) {
-    if (bytes.empty()) return;
-    if (capacity_ - end_ < bytes.size()) make_room(bytes.size());
-    std::memcpy(buffer_.get() + end_, bytes.data(), bytes.size());
-    commit(bytes.size());
-  }
-
-  /// The next complete frame, or nothing until more bytes arrive. The view stays valid until
-  /// the next call of any member.
-  /// @throws ProtocolError when the buffered bytes cannot start a valid frame.
-  std::optional<FrameView> next() {
-    if (buffered() < frame_header_size) return std::nullopt;
-    const FrameHeader header = decode_frame_header(
-        std::span<const std::byte>(buffer_.get() + begin_, frame_header_size), max_payload_);
-    if (buffered() - frame_header_size < header.payload_size) return std::nullopt;
-    const std::size_t payload_size = static_cast<std::size_t>(header.payload_size);
-    FrameView frame{header.kind, std::span<const std::byte>(
-                                     buffer_.get() + begin_ + frame_header_size, payload_size)};
-    begin_ += frame_header_size + payload_size;
-    return frame;
-  }
-
-  /// The kind of the frame next() would return, without taking it; nothing until it is
-  /// complete.
-  /// @throws ProtocolError when the buffered bytes cannot start a valid frame.
-  [[nodiscard]] std::optional<FrameKind> peek_kind() const {
-    if (!frame_ready()) return std::nullopt;
-    return decode_frame_header(
-               std::span<const std::byte>(buffer_.get() + begin_, frame_header_size), max_payload_)
-        .kind;
-  }
-  /// True when next() has a frame to return (or an invalid header to report).
-  [[nodiscard]] bool frame_ready() const noexcept {
-    return buffered() >= frame_header_size && bytes_missing_from_current_frame() == 0;
-  }
-
-  /// Bytes received but not yet returned as a frame (non-zero at end of stream = truncation).
-  [[nodiscard]] std::size_t buffered() const noexcept { return end_ - begin_; }
-
-  /// Frees a buffer grown large by a big frame, once nothing is buffered.
-  void release_memory() noexcept {
-    if (buffered() == 0 && capacity_ > keep_capacity) {
-      buffer_.reset();
-      capacity_ = begin_ = end_ = 0;
-    }
-  }
-
- private:
-  static constexpr std::size_t keep_capacity = 1024 * 1024;
-
-  /// How many more bytes the frame at the front needs (0 while its header is incomplete or
-  /// invalid; next() reports invalid headers).
-  [[nodiscard]] std::size_t bytes_missing_from_current_frame() const noexcept {
-    if (buffered() < frame_header_size) return 0;
-    std::uint64_t payload_size = 0;
-    std::memcpy(&payload_size, buffer_.get() + begin_ + 8, 8);
-    if (payload_size > max_payload_) return 0;
-    const std::uint64_t total = frame_header_size + payload_size;
-    return total > buffered() ? static_cast<std::size_t>(total - buffered()) : 0;
-  }
-
-  void make_room(std::size_t wanted) {
-    const std::size_t live = buffered();
-    if (begin_ > 0 && capacity_ - live >= wanted) {  // compacting is enough
-      std::memmove(buffer_.get(), buffer_.get() + begin_, live);
-    } else {
-      const std::size_t capacity = std::max(live + wanted, capacity_ * 2);
-      // Default-initialised: the bytes are about to be overwritten by the receive.
-      std::unique_ptr<std::byte[]> grown(new std::byte[capacity]);
-      if (live != 0) std::memcpy(grown.get(), buffer_.get() + begin_, live);
-      buffer_ = std::move(grown);
-      capacity_ = capacity;
-    }
-    begin_ = 0;
-    end_ = live;
-  }
-
-  std::uint64_t max_payload_;
-  std::unique_ptr<std::byte[]> buffer_;
-  std::size_t capacity_ = 0;
-  std::size_t begin_ = 0;
-  std::size_t end_ = 0;
-};
-
-/// The fixed part of a call payload: which trampoline to run and which function it calls.
-struct CallTarget {
-  std::uint64_t trampoline;
-  std::uint64_t function;
-};
-
-/// Reads the call target from the front of a call payload; the arguments follow in `in`.
-inline CallTarget read_call_target(Reader& in) {
-  CallTarget target{};
-  target.trampoline = in.read<std::uint64_t>();
-  target.function = in.read<std::uint64_t>();
-  return target;
-}
-
-/// An exception that crossed from a worker: its type name and message.
-struct RemoteException {
-  std::string type_name;
-  std::string message;
-};
-
-/// Decodes an error payload.
-/// @throws ProtocolError when it is not exactly two strings.
-inline RemoteException decode_remote_exception(std::span<const std::byte> payload) {
-  Reader in(payload);
-  RemoteException error;
-  error.type_name = in.read<std::string>();
-  error.message = in.read<std::string>();
-  in.expect_end();
-  return error;
-}
-
-}  // namespace detail
-}  // namespace v0
-}  // namespace offload
-
-#endif  // OFFLOAD_DETAIL_FRAME_HPP
-// ---- end offload/detail/frame.hpp ----
-// ---- begin offload/detail/mailbox.hpp ----
-#ifndef OFFLOAD_DETAIL_MAILBOX_HPP
-#define OFFLOAD_DETAIL_MAILBOX_HPP
-
-/// @file mailbox.hpp
-/// The memory a worker process shares with its keeper: the count of calls it started, and two
-/// rings that carry small frames (calls one way, replies the other) without a system call.
-///
-/// Why: through the socket alone, every call costs the keeper a send and the worker a receive
-/// and a send, and each reply wakes the keeper. On a machine whose every core runs a worker,
-/// those system calls and wake-ups were 3-4 % of the heavy array's time. Through a ring, a
-/// frame is a copy and a store; the socket is used only to wake a side that announced it
-/// sleeps (a `nudge` frame), for frames too big for a ring, and for end of stream.
-///
-/// Order: each ring is the ordered stream of its direction. A frame too big for the ring goes
-/// through the socket, announced by a `via_socket` frame in the ring at its place, so the
-/// receiver takes it from the socket exactly there. (The socket also carries nudges, which the
-/// receiver drops wherever they are.)
-///
-/// Trust: the worker runs the user's code and may scribble over this memory. The keeper keeps
-/// its own copy of the indices it owns, checks the worker's indices before using them, and
-/// validates every frame it copies out, so a corrupt ring is a ProtocolError, never undefined
-/// behaviour.
-
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <unistd.h>
-
-#include <algorithm>
-#include <array>
-#include <atomic>
-#include <cstddef>
-#include <cstdint>
-#include <cstdio>
-#include <cstring>
-#include <span>
-#include <string>
-#include <utility>
-
+#endif  // OFFLOAD_DETAIL_PROCESS_POSIX_IO_HPP
+// ---- end offload/detail/process/posix_io.hpp ----
 
 namespace offload {
 inline namespace v0 {
@@ -8208,8 +8163,8 @@ class Mailbox {
 }  // namespace v0
 }  // namespace offload
 
-#endif  // OFFLOAD_DETAIL_MAILBOX_HPP
-// ---- end offload/detail/mailbox.hpp ----
+#endif  // OFFLOAD_DETAIL_PROCESS_MAILBOX_HPP
+// ---- end offload/detail/process/mailbox.hpp ----
 
 namespace offload {
 inline namespace v0 {
@@ -8444,7 +8399,365 @@ class WorkerLink {
 }  // namespace offload
 
 #endif  // OFFLOAD_DETAIL_PROCESS_WORKER_HPP
-// ---- end offload/detail/process_worker.hpp ----
+// ---- end offload/detail/process/worker.hpp ----
+
+
+namespace offload {
+inline namespace v0 {
+namespace detail {
+
+// --- turning a callable into something a worker can call -------------------------------------
+
+template <class F>
+inline constexpr bool is_function_pointer_v =
+    std::is_pointer_v<F> && std::is_function_v<std::remove_pointer_t<F>>;
+
+/// `fn` as a plain function pointer: a function, a function pointer, or a capture-less,
+/// non-generic lambda (through its conversion operator).
+template <class F>
+auto to_function_pointer(F& fn) {
+  if constexpr (is_function_pointer_v<std::decay_t<F>>) {
+    return static_cast<std::decay_t<F>>(fn);
+  } else if constexpr (requires { requires is_function_pointer_v<decltype(+fn)>; }) {
+    return +fn;
+  } else {
+    static_assert(always_false<F>,
+                  "offload::ProcessPool::submit needs a function, a function pointer or a "
+                  "capture-less, non-generic lambda: the worker process calls it by its "
+                  "address, so it cannot carry captured state. Pass that state as arguments.");
+  }
+}
+
+/// Stops compilation with the message naming the type, when T has no codec.
+template <class T>
+void report_if_no_codec() {
+  if constexpr (!HasCodec<T>) (void)sizeof(TypeHasNoCodec<typename MissingCodecCulprit<T>::type>);
+}
+
+/// The result type of a callable object's (single, non-template) operator(), or void; used
+/// only to keep a rejected submit() from causing follow-on errors.
+template <class F>
+struct ObjectCallResult {
+  using type = void;
+};
+template <class F>
+  requires requires { &F::operator(); }
+struct ObjectCallResult<F> {
+  template <class M>
+  struct Of;
+  template <class R, class C, class... A>
+  struct Of<R (C::*)(A...)> {
+    using type = std::decay_t<R>;
+  };
+  template <class R, class C, class... A>
+  struct Of<R (C::*)(A...) const> {
+    using type = std::decay_t<R>;
+  };
+  template <class R, class C, class... A>
+  struct Of<R (C::*)(A...) noexcept> {
+    using type = std::decay_t<R>;
+  };
+  template <class R, class C, class... A>
+  struct Of<R (C::*)(A...) const noexcept> {
+    using type = std::decay_t<R>;
+  };
+  using type = typename Of<decltype(&F::operator())>::type;
+};
+
+template <class Pointer>
+struct FunctionSignature;
+template <class R, class... Params>
+struct FunctionSignature<R (*)(Params...)> {
+  using Result = std::decay_t<R>;
+  using Plain = R (*)(Params...);
+
+  /// What the worker runs for this signature (instantiated only for valid calls).
+  static constexpr Trampoline trampoline() { return &call_in_worker<R, Params...>; }
+
+  /// Whether `fn(args...)` can run in a worker; each failed check but the codecs' stops
+  /// compilation with its own message, and the caller compiles nothing more for an invalid
+  /// call (one error each).
+  template <class... Args>
+  static constexpr bool check_call() {
+    constexpr bool count_matches = sizeof...(Args) == sizeof...(Params);
+    static_assert(count_matches,
+                  "offload::ProcessPool::submit: the number of arguments does not match the "
+                  "function's parameters (default arguments do not survive the conversion to "
+                  "a function pointer: pass every argument)");
+    if constexpr (!count_matches) {
+      return false;
+    } else {
+      constexpr bool convertible = (std::is_constructible_v<std::decay_t<Params>, Args&&> && ...);
+      static_assert(convertible,
+                    "offload::ProcessPool::submit: an argument cannot be converted to the "
+                    "type of its parameter");
+      constexpr bool no_output_parameter =
+          !((std::is_lvalue_reference_v<Params> &&
+             !std::is_const_v<std::remove_reference_t<Params>>) ||
+            ...);
+      static_assert(no_output_parameter,
+                    "offload::ProcessPool::submit: the function takes a non-const reference; a "
+                    "worker would change its own copy and the change would be lost. Return the "
+                    "new value instead.");
+      return convertible && no_output_parameter && has_codecs();
+    }
+  }
+
+  /// Whether every parameter and the result can cross (see report_missing_codecs()).
+  static constexpr bool has_codecs() {
+    if constexpr (std::is_void_v<Result>) {
+      return (HasCodec<std::decay_t<Params>> && ...);
+    } else {
+      return (HasCodec<std::decay_t<Params>> && ...) && HasCodec<Result>;
+    }
+  }
+
+  /// One readable error per type that cannot cross.
+  static void report_missing_codecs() {
+    (report_if_no_codec<std::decay_t<Params>>(), ...);
+    if constexpr (!std::is_void_v<Result>) report_if_no_codec<Result>();
+  }
+
+  /// Encodes each argument as its parameter's (decayed) type, the type the worker decodes.
+  template <class... Args>
+  static void write_arguments(Writer& out, Args&&... args) {
+    (write_argument<std::decay_t<Params>>(out, std::forward<Args>(args)), ...);
+  }
+
+  template <class Value, class Arg>
+  static void write_argument(Writer& out, Arg&& arg) {
+    if constexpr (std::is_same_v<std::decay_t<Arg>, Value>) {
+      out.write<Value>(arg);
+    } else {
+      out.write<Value>(Value(std::forward<Arg>(arg)));
+    }
+  }
+};
+template <class R, class... Params>
+struct FunctionSignature<R (*)(Params...) noexcept> : FunctionSignature<R (*)(Params...)> {};
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_PROCESS_CALL_SIGNATURE_HPP
+// ---- end offload/detail/process/call_signature.hpp ----
+// ---- begin offload/detail/process/call_ticket.hpp ----
+#ifndef OFFLOAD_DETAIL_PROCESS_CALL_TICKET_HPP
+#define OFFLOAD_DETAIL_PROCESS_CALL_TICKET_HPP
+
+/// @file detail/process/call_ticket.hpp
+/// A call on its way through a ProcessPool: its encoded request, and how to complete its Future.
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <span>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+
+
+namespace offload {
+inline namespace v0 {
+namespace detail {
+
+// --- calls --------------------------------------------------------------------------------------
+
+inline void count(std::atomic<std::uint64_t>& counter) noexcept {
+  // Relaxed: counters publish nothing; stats() reads a snapshot.
+  counter.fetch_add(1, std::memory_order_relaxed);
+}
+
+/// A call on its way: the encoded request frame, and how to complete its Future.
+class CallTicket {
+ public:
+  CallTicket() = default;
+  CallTicket(const CallTicket&) = delete;
+  CallTicket& operator=(const CallTicket&) = delete;
+  virtual ~CallTicket() = default;
+
+  /// Decodes a value frame's payload, counts it in `completed`, then completes the future
+  /// (counting first, so that whoever sees the result also sees it counted).
+  /// @throws ProtocolError when the payload does not decode to the result type.
+  virtual void complete(std::span<const std::byte> payload,
+                        std::atomic<std::uint64_t>& completed) = 0;
+  /// Completes the future with `error`. Never throws.
+  virtual void fail(std::exception_ptr error) noexcept = 0;
+  /// True when the future's holder called request_stop().
+  [[nodiscard]] virtual bool stop_requested() const noexcept = 0;
+
+  std::vector<std::byte> request;  ///< a complete call frame, kept for retries
+};
+
+template <class R>
+class TypedCallTicket final : public CallTicket {
+ public:
+  TypedCallTicket() = default;
+  TypedCallTicket(const TypedCallTicket&) = delete;
+  TypedCallTicket& operator=(const TypedCallTicket&) = delete;
+
+  /// A ticket is always settled before it goes (the pool fails what is left when it shuts
+  /// down); should one ever be dropped unsettled, its future still gets an offload::Error,
+  /// never a broken promise.
+  ~TypedCallTicket() override {
+    if (!settled_) fail(make_error<PoolClosed>("offload: the process pool dropped this call"));
+  }
+
+  Future<R> get_future() { return promise_.get_future(); }
+
+  void complete(std::span<const std::byte> payload,
+                std::atomic<std::uint64_t>& completed) override {
+    if constexpr (std::is_void_v<R>) {
+      Reader(payload).expect_end();
+      count(completed);
+      settled_ = true;
+      promise_.set_value();
+    } else {
+      R value = offload::decode<R>(payload);
+      count(completed);
+      settled_ = true;
+      promise_.set_value(std::move(value));
+    }
+  }
+
+  void fail(std::exception_ptr error) noexcept override {
+    settled_ = true;
+    try {
+      promise_.set_exception(std::move(error));
+    } catch (...) {  // already satisfied: nothing left to tell anyone
+    }
+  }
+
+  [[nodiscard]] bool stop_requested() const noexcept override { return promise_.stop_requested(); }
+
+ private:
+  Promise<R> promise_;
+  bool settled_ = false;
+};
+
+/// Which pool's keeper runs on this thread (nullptr elsewhere): lets blocking members refuse
+/// to wait for work that only this very thread could do.
+inline thread_local const void* keeper_of_pool = nullptr;
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_PROCESS_CALL_TICKET_HPP
+// ---- end offload/detail/process/call_ticket.hpp ----
+// ---- begin offload/detail/process/fork_server.hpp ----
+#ifndef OFFLOAD_DETAIL_PROCESS_FORK_SERVER_HPP
+#define OFFLOAD_DETAIL_PROCESS_FORK_SERVER_HPP
+
+/// @file detail/process/fork_server.hpp
+/// The program's side of its fork servers: small processes, forked while the program was
+/// still single-threaded, that fork every worker process on the pools' behalf.
+///
+/// Why: fork() copies only the calling thread. If another thread holds a lock at that moment
+/// (malloc's, stdio's, any mutex of the program) the child inherits it locked, forever. A
+/// process that never starts threads can fork safely at any time, so the pools ask one.
+///
+/// Two of them, so that neither is a single point of failure: the program forks both, and
+/// when one dies (killed from outside, by the OOM killer, by a call), the other starts its
+/// replacement (server_process.hpp) and announces it on its control socket. Sessions open on
+/// whichever is alive; the keepers of a dead server's workers (which die with it) open new
+/// sessions on the survivor and carry on. Only if both die before either could replace the
+/// other is the program left with none, and every pool then fails its calls with
+/// ForkServerLost.
+///
+/// The servers reap every worker themselves (workers are their children) and report each
+/// exit on the session that spawned it: the program never calls waitpid() on a worker, never
+/// touches SIGCHLD, and a kill can never hit a recycled pid (a server kills only its unreaped
+/// children, the program only its unreaped servers). Closing a session kills its workers;
+/// ending the control socket (the program exited, died, or ends the servers) kills every
+/// worker and ends the server. Protocol: server_protocol.hpp.
+///
+/// Deaths propagate downwards: each server and each worker set PR_SET_PDEATHSIG(SIGKILL) and
+/// then re-check getppid(), because the parent may have died before the prctl() took effect.
+/// A worker's parent is its server, so the workers of a server that dies die with it.
+
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+// ---- begin offload/detail/process/server_process.hpp ----
+#ifndef OFFLOAD_DETAIL_PROCESS_SERVER_PROCESS_HPP
+#define OFFLOAD_DETAIL_PROCESS_SERVER_PROCESS_HPP
+
+/// @file detail/process/server_process.hpp
+/// What runs inside a fork server process: it forks workers on the pool's behalf, reaps them
+/// and reports their exits, and replaces its buddy (the other server) when the buddy dies.
+/// Lives only in that process; the program's side is fork_server.hpp.
+///
+/// A server is single-threaded for its whole life, which is what makes its fork() safe.
+///
+/// Why a buddy, and why it is the *program's* child: the program cannot fork again once it
+/// runs threads, so a dead server can only be replaced by another process that can fork, the
+/// other server. Each server keeps a link to its buddy; the survivor of a death sees the
+/// link end and at once starts a new buddy with clone(CLONE_PARENT), so that the newcomer,
+/// like the first two, is a child of the program: the program reaps it, and it dies with the
+/// program (PR_SET_PDEATHSIG). Forked as the survivor's child instead, it would be orphaned to
+/// init when the survivor dies, and in a container whose init does not reap, stay a zombie.
+
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <utility>
+#include <vector>
+
+// ---- begin offload/detail/process/server_protocol.hpp ----
+#ifndef OFFLOAD_DETAIL_PROCESS_SERVER_PROTOCOL_HPP
+#define OFFLOAD_DETAIL_PROCESS_SERVER_PROTOCOL_HPP
+
+/// @file detail/process/server_protocol.hpp
+/// What the program and its fork server processes say to each other (see fork_server.hpp).
+///
+/// Every socket is SOCK_SEQPACKET and carries one fixed-size ServerMessage per packet;
+/// descriptors travel as SCM_RIGHTS attachments:
+///   control socket (program <-> one server):  -> open_session + [session socket]
+///                                              <- buddy_born(pid) + [the buddy's control socket]
+///   session socket (one per pool slot):       -> spawn + [worker's socket end, its mailbox]
+///                                              <- spawned(pid) / spawn_failed(errno)
+///                                              -> kill(pid)
+///                                              <- exited(pid, wait status)   (every worker, once)
+///   buddy link (between the two servers):     <> retiring      (the program ended me: do not
+///                                                               replace me when I am gone)
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <utility>
+
 
 namespace offload {
 inline namespace v0 {
@@ -8457,6 +8770,9 @@ enum class ServerMessageKind : std::uint32_t {
   spawned = 4,       // server -> pool: worker `pid` started
   spawn_failed = 5,  // server -> pool: fork failed with errno `value`
   exited = 6,        // server -> pool: worker `pid` was reaped with wait status `value`
+  buddy_born = 7,    // server -> program: server `pid` replaces the one that died; carries
+                     // the new server's control socket
+  retiring = 8,      // server -> server, on the buddy link: I end because the program asked
 };
 
 struct ServerMessage {
@@ -8465,30 +8781,76 @@ struct ServerMessage {
   std::int32_t value = 0;
   std::uint32_t idle_spin_us = 0;  // spawn: how long the worker polls before it sleeps
   std::uint64_t max_payload = 0;   // spawn: the largest frame the new worker accepts
+  std::uint64_t max_memory = 0;    // spawn: address space the worker may add; 0: no limit
 };
 
 /// What a new worker is told (ProcessOptions, as far as the worker needs them).
 struct WorkerSettings {
   std::uint64_t max_payload;
   std::chrono::microseconds idle_spin;
+  std::uint64_t max_memory = 0;
 };
 
-/// The fork server died or stopped answering: no worker can be started or reaped any more.
+/// No fork server process is left to start workers: both died before either could replace
+/// the other. The pool fails every call with it, at once, from then on.
 class ForkServerLost : public Error {
  public:
-  ForkServerLost()
-      : Error(
-            "offload: the process pool's fork server process is gone; no worker can be "
-            "started") {}
+  explicit ForkServerLost(std::string why)
+      : Error("offload: the process pool can start no worker: " + std::move(why)) {}
 };
 
-// --- the server process ---------------------------------------------------------------------
+/// The one fork server process a session was opened on died (or stopped answering). Never
+/// reaches a user: the keeper opens a session on the surviving server and goes on.
+struct ServerSessionLost {};
 
-/// State and loop of the fork server process. Lives only in that process.
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_PROCESS_SERVER_PROTOCOL_HPP
+// ---- end offload/detail/process/server_protocol.hpp ----
+
+namespace offload {
+inline namespace v0 {
+namespace detail {
+
+/// What a new server process starts from.
+struct ServerStart {
+  pid_t program;               // the program's pid: the parent a server must have
+  int control;                 // its control socket to the program (becomes descriptor 3)
+  int buddy;                   // its link to the other server (becomes descriptor 4)
+  struct sigaction sigchld;    // the program's SIGCHLD disposition, for the workers
+};
+
+void prepare_server_process(const ServerStart& start) noexcept;
+
+/// fork(), except that the child is a child of our parent (CLONE_PARENT), not of us. A raw
+/// clone does not run pthread_atfork handlers, which a single-threaded server does not need.
+inline pid_t fork_sibling() noexcept {
+  return static_cast<pid_t>(::syscall(SYS_clone, static_cast<long>(CLONE_PARENT | SIGCHLD), 0L, 0L, 0L, 0L));
+}
+
+/// Caps the calling process's address space at what it has mapped now plus `extra` bytes. The
+/// base is what the worker inherited (the program image, and under a sanitizer terabytes of
+/// reserved shadow), which the user cannot budget for; the limit bounds what calls add.
+inline void limit_added_address_space(std::uint64_t extra) noexcept {
+  FILE* statm = std::fopen("/proc/self/statm", "r");
+  unsigned long pages = 0;
+  if (statm != nullptr) {
+    if (std::fscanf(statm, "%lu", &pages) != 1) pages = 0;
+    std::fclose(statm);
+  }
+  const auto page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+  const rlim_t limit = static_cast<rlim_t>(pages * page + extra);
+  const rlimit cap{limit, limit};
+  ::setrlimit(RLIMIT_AS, &cap);
+}
+
+/// State and loop of a fork server process. Lives only in that process.
 class ForkServerProcess {
  public:
-  ForkServerProcess(UniqueFd control, struct sigaction inherited_sigchld) noexcept
-      : control_(std::move(control)), inherited_sigchld_(inherited_sigchld) {}
+  ForkServerProcess(const ServerStart& start, UniqueFd control, UniqueFd buddy) noexcept
+      : start_(start), control_(std::move(control)), buddy_(std::move(buddy)) {}
 
   [[noreturn]] void run() noexcept {
     try {
@@ -8513,33 +8875,41 @@ class ForkServerProcess {
   void serve_once() {
     std::vector<pollfd> polled;
     polled.push_back({control_.get(), POLLIN, 0});
+    polled.push_back({buddy_.get(), POLLIN, 0});  // a negative fd (no buddy) is ignored by poll
     for (const Session& session : sessions_) polled.push_back({session.socket.get(), POLLIN, 0});
     bool every_child_has_pidfd = true;
     for (const Child& child : children_) {
-      polled.push_back({child.pidfd.get(), POLLIN, 0});  // a negative fd is ignored by poll
+      polled.push_back({child.pidfd.get(), POLLIN, 0});
       every_child_has_pidfd = every_child_has_pidfd && child.pidfd;
     }
-    // Without pidfds (Linux < 5.3) fall back to checking the children every 20 ms.
-    const int timeout = every_child_has_pidfd ? -1 : 20;
-    if (::poll(polled.data(), polled.size(), timeout) < 0) {
+    if (::poll(polled.data(), polled.size(), poll_timeout_ms(every_child_has_pidfd)) < 0) {
       if (errno == EINTR) return;
       throw_system_error("poll");
     }
     // Only the sessions polled above: serve_control() may add one, which has no entry yet.
     const std::size_t polled_sessions = sessions_.size();
     if (polled[0].revents != 0) serve_control();
+    if (polled[1].revents != 0) serve_buddy();
+    if (!buddy_ && !buddy_retiring_ && replace_buddy()) return;  // we are the newcomer
     for (std::size_t i = 0; i < polled_sessions; ++i) {
-      if (polled[1 + i].revents != 0 && sessions_[i].socket) serve_session(i);
+      if (polled[2 + i].revents != 0 && sessions_[i].socket) serve_session(i);
     }
     reap_exited_children();
+  }
+
+  /// -1 (wait for an event) unless something must be retried: checking the children every
+  /// 20 ms without pidfds (Linux < 5.3), or a buddy that could not be started, every 100 ms.
+  [[nodiscard]] int poll_timeout_ms(bool every_child_has_pidfd) const noexcept {
+    if (!every_child_has_pidfd) return 20;
+    if (!buddy_ && !buddy_retiring_) return 100;
+    return -1;
   }
 
   void serve_control() {
     ServerMessage message;
     UniqueFd attached;
     if (receive_packet(control_.get(), &message, sizeof message, {&attached, 1}) == 0) {
-      stop_everything();  // the program is gone
-      ::_exit(0);
+      retire();  // the program is gone, or ends us
     }
     if (message.kind != ServerMessageKind::open_session || !attached) return;
     // Reuse a closed session's slot (its children, if any, already know it is closed).
@@ -8552,6 +8922,71 @@ class ForkServerProcess {
     sessions_.push_back(Session{std::move(attached)});
   }
 
+  /// Ends this server on the program's word: the buddy must not replace us, and no worker of
+  /// ours may outlive us.
+  [[noreturn]] void retire() noexcept {
+    if (buddy_) {
+      const ServerMessage message{ServerMessageKind::retiring, 0, 0, 0, 0, 0};
+      try {
+        (void)send_packet(buddy_.get(), &message, sizeof message);
+      } catch (...) {  // the buddy is gone too: nobody to tell
+      }
+    }
+    stop_everything();
+    ::_exit(0);
+  }
+
+  void serve_buddy() {
+    ServerMessage message;
+    if (receive_packet(buddy_.get(), &message, sizeof message) != 0) {
+      if (message.kind == ServerMessageKind::retiring) buddy_retiring_ = true;
+      return;
+    }
+    buddy_.reset();  // the other server died; serve_once() replaces it unless it retired
+  }
+
+  /// Starts a new buddy (see the file comment) and hands the program its control socket. If
+  /// the clone fails (no memory, too many processes), we go on alone and try again later.
+  /// Returns true in the newcomer, which then starts its loop over.
+  bool replace_buddy() {
+    auto [link_ours, link_theirs] = make_socket_pair(SOCK_SEQPACKET);
+    auto [program_end, server_end] = make_socket_pair(SOCK_SEQPACKET);
+    const pid_t pid = fork_sibling();
+    if (pid < 0) return false;
+    if (pid == 0) {
+      // The newcomer goes on in this very loop with a fresh state, rather than starting a
+      // new one from here: a server born of a server born of ... never grows its stack.
+      prepare_server_process(
+          ServerStart{start_.program, server_end.get(), link_theirs.get(), start_.sigchld});
+      for (UniqueFd* closed : {&link_ours, &link_theirs, &program_end, &server_end}) {
+        (void)closed->release();  // closed, or now numbered 3 or 4 (see install_descriptors)
+      }
+      start_afresh();
+      return true;
+    }
+    buddy_ = std::move(link_ours);
+    const ServerMessage born{ServerMessageKind::buddy_born, pid, 0, 0, 0, 0};
+    const int attached = program_end.get();
+    // If the program is gone, the newcomer sees its control socket end and exits by itself.
+    (void)send_packet(control_.get(), &born, sizeof born, {&attached, 1});
+    return false;
+  }
+
+  /// In a newcomer, after prepare_server_process(): forgets every session, child and socket
+  /// of the server it was cloned from (their descriptors are closed already) and takes its
+  /// own control socket (3) and buddy link (4).
+  void start_afresh() noexcept {
+    for (Session& session : sessions_) (void)session.socket.release();
+    for (Child& child : children_) (void)child.pidfd.release();
+    sessions_.clear();
+    children_.clear();
+    (void)control_.release();
+    (void)buddy_.release();
+    control_ = UniqueFd(3);
+    buddy_ = UniqueFd(4);
+    buddy_retiring_ = false;
+  }
+
   void serve_session(std::size_t index) {
     ServerMessage message;
     UniqueFd attached[2];  // the worker's channel and its mailbox memory
@@ -8561,7 +8996,8 @@ class ForkServerProcess {
     }
     if (message.kind == ServerMessageKind::spawn && attached[0] && attached[1]) {
       spawn(index, std::move(attached[0]), std::move(attached[1]),
-            WorkerSettings{message.max_payload, std::chrono::microseconds(message.idle_spin_us)});
+            WorkerSettings{message.max_payload, std::chrono::microseconds(message.idle_spin_us),
+                           message.max_memory});
     } else if (message.kind == ServerMessageKind::kill) {
       for (const Child& child : children_) {
         if (child.pid == message.pid && child.session_open && child.session == index) {
@@ -8601,6 +9037,9 @@ class ForkServerProcess {
 
   [[noreturn]] void become_worker(pid_t server, int channel, int mailbox_memory,
                                   const WorkerSettings& settings) noexcept {
+    // Named first, so that even a worker that dies at once (its server killed meanwhile) is
+    // recognisably one, wherever it is re-parented.
+    ::prctl(PR_SET_NAME, "offload-worker");
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != server) ::_exit(0);  // the server died before prctl() took effect
     // Mapped first: the mapping outlives the descriptor, which the shuffle below may close.
@@ -8610,7 +9049,7 @@ class ForkServerProcess {
     } catch (...) {
       ::_exit(worker_protocol_exit_code);
     }
-    ::sigaction(SIGCHLD, &inherited_sigchld_, nullptr);  // the program's own setting
+    ::sigaction(SIGCHLD, &start_.sigchld, nullptr);  // the program's own setting
     // Keep stdio and the channel (as fd 3); every other descriptor belongs to someone else,
     // and holding a copy of another worker's socket would hide that worker's death.
     for (int fd = 0; fd < 3; ++fd) {
@@ -8618,12 +9057,12 @@ class ForkServerProcess {
     }
     if (channel != 3 && ::dup2(channel, 3) < 0) ::_exit(worker_protocol_exit_code);
     close_descriptors_from(4);
-    ::prctl(PR_SET_NAME, "offload-worker");
+    if (settings.max_memory != 0) limit_added_address_space(settings.max_memory);
     run_worker(3, mailbox, settings.max_payload, settings.idle_spin);
   }
 
   [[nodiscard]] bool is_server_descriptor(int fd) const noexcept {
-    if (control_.get() == fd) return true;
+    if (control_.get() == fd || buddy_.get() == fd) return true;
     for (const Session& session : sessions_) {
       if (session.socket.get() == fd) return true;
     }
@@ -8644,7 +9083,8 @@ class ForkServerProcess {
       // Reaped (or, impossibly, not our child any more): report it once, then forget it.
       Child& child = children_[i];
       if (child.session_open && sessions_[child.session].socket) {
-        ServerMessage message{ServerMessageKind::exited, child.pid, reaped > 0 ? status : 0, 0, 0};
+        const ServerMessage message{
+            ServerMessageKind::exited, child.pid, reaped > 0 ? status : 0, 0, 0, 0};
         send_packet(sessions_[child.session].socket.get(), &message, sizeof message);
       }
       children_.erase(children_.begin() + static_cast<std::ptrdiff_t>(i));
@@ -8669,40 +9109,40 @@ class ForkServerProcess {
     }
   }
 
+  ServerStart start_;
   UniqueFd control_;
-  struct sigaction inherited_sigchld_;
+  UniqueFd buddy_;               // the link to the other server; empty while there is none
+  bool buddy_retiring_ = false;  // the buddy said the program ends it: do not replace it
   std::vector<Session> sessions_;
   std::vector<Child> children_;
 };
 
-/// Runs in the child of the program's fork(): prepares the process, then serves forever.
-[[noreturn]] inline void become_fork_server(pid_t program, UniqueFd control) noexcept {
+/// Puts `first` at descriptor 3 and `second` at 4, whatever numbers they have now (even each
+/// other's targets): both are first copied above 4, then into place. For a fresh child.
+inline bool install_descriptors(int first, int second) noexcept {
+  const int first_copy = ::fcntl(first, F_DUPFD, 5);
+  const int second_copy = ::fcntl(second, F_DUPFD, 5);
+  if (first_copy < 0 || second_copy < 0) return false;
+  return ::dup2(first_copy, 3) == 3 && ::dup2(second_copy, 4) == 4;
+}
+
+/// Prepares a new server process, forked by the program or cloned by the other server: its
+/// death signal, process group, SIGCHLD, and descriptors (stdio, control at 3, buddy at 4).
+inline void prepare_server_process(const ServerStart& start) noexcept {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (::getppid() != program) ::_exit(0);  // the program died before prctl() took effect
+  if (::getppid() != start.program) ::_exit(0);  // the program died before prctl() took effect
   // A process group of its own: a terminal's Ctrl-C goes to the program, which decides what
   // happens; the workers die with it (death signal, end of file), never half-way by accident.
   ::setpgid(0, 0);
   ::prctl(PR_SET_NAME, "offload-forksrv");
   // The server reaps its workers itself, whatever the program did with SIGCHLD (SIG_IGN
   // would make waitpid() fail). Workers get the program's setting back.
-  struct sigaction inherited {};
   struct sigaction reap_default {};
   reap_default.sa_handler = SIG_DFL;
-  ::sigaction(SIGCHLD, &reap_default, &inherited);
-  // Keep stdio and the control socket; nothing else the program had open is ours to hold.
-  int fd = control.release();
-  if (fd < 3) {
-    const int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
-    if (moved < 0) ::_exit(1);
-    ::close(fd);
-    fd = moved;
-  }
-  if (fd != 3) {
-    if (::dup2(fd, 3) < 0) ::_exit(1);
-    ::close(fd);
-    fd = 3;
-  }
-  close_descriptors_from(4);
+  ::sigaction(SIGCHLD, &reap_default, nullptr);
+  // Keep stdio, the control socket and the buddy link; nothing else is ours to hold.
+  if (!install_descriptors(start.control, start.buddy)) ::_exit(1);
+  close_descriptors_from(5);
   for (int stdio = 0; stdio < 3; ++stdio) {
     if (::fcntl(stdio, F_GETFD) < 0) {  // closed by the program: keep the slot filled
       const int null = ::open("/dev/null", O_RDWR);
@@ -8712,143 +9152,381 @@ class ForkServerProcess {
       }
     }
   }
-  ForkServerProcess server(UniqueFd(fd), inherited);
+}
+
+/// Runs in the child of the program's fork(): prepares the process, then serves until the
+/// program ends it.
+[[noreturn]] inline void become_fork_server(const ServerStart& start) noexcept {
+  prepare_server_process(start);
+  ForkServerProcess server(start, UniqueFd(3), UniqueFd(4));
   server.run();
 }
 
-// --- the program's side -----------------------------------------------------------------------
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_PROCESS_SERVER_PROCESS_HPP
+// ---- end offload/detail/process/server_process.hpp ----
+
+namespace offload {
+inline namespace v0 {
+namespace detail {
+
+/// Waits for child `pid` to end and reaps it. ECHILD (someone else reaped it, or SIGCHLD is
+/// ignored) ends the wait too.
+inline void reap(pid_t pid) noexcept {
+  while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+  }
+}
+
+/// A fork server's pid and the program's end of its control socket.
+struct ServerHandle {
+  pid_t pid;
+  UniqueFd control;
+};
+
+/// A session on one fork server: the socket, and which server it is on.
+struct OpenedSession {
+  UniqueFd socket;
+  pid_t server;
+};
 
 /**
- * The program's handle on a running fork server. Destroying it ends the server (which kills
- * any worker left) and reaps it.
+ * The program's handle on its fork servers (see the file comment). Thread-safe. Destroying
+ * it ends every server (which kill any worker left) and reaps them.
  */
 class ForkServer {
  public:
-  /// Forks the server. Precondition: the calling thread is the only one in the process (the
-  /// caller checks), and it lives as long as the server is needed: the server's death signal
-  /// fires when the thread that forked it exits. Allocates; blocks for the fork.
+  /// Forks the two servers. Precondition: the calling thread is the only one in the process
+  /// (the caller checks), and it lives as long as the servers are needed: their death signal
+  /// fires when the thread that forked them exits. Allocates; blocks for the forks.
   static std::shared_ptr<ForkServer> start() {
-    auto [program_end, server_end] = make_socket_pair(SOCK_SEQPACKET);
-    // Buffered output would otherwise be copied into the server and, through its workers,
+    // Buffered output would otherwise be copied into the servers and, through their workers,
     // written a second time.
     std::fflush(nullptr);
-    const pid_t program = ::getpid();
-    const pid_t pid = ::fork();
-    if (pid < 0) throw_system_error("offload: fork of the process pool's fork server");
-    if (pid == 0) {
-      program_end.reset();
-      become_fork_server(program, std::move(server_end));
-    }
-    return std::shared_ptr<ForkServer>(new ForkServer(pid, std::move(program_end)));
+    struct sigaction sigchld {};
+    ::sigaction(SIGCHLD, nullptr, &sigchld);
+    auto [link_first, link_second] = make_socket_pair(SOCK_SEQPACKET);
+    std::shared_ptr<ForkServer> servers(new ForkServer());
+    servers->members_.push_back(fork_server(link_first, sigchld));
+    servers->members_.push_back(fork_server(link_second, sigchld));
+    return servers;
   }
 
   ForkServer(const ForkServer&) = delete;
   ForkServer& operator=(const ForkServer&) = delete;
 
-  /// Ends the server and reaps it (the server first kills and reaps any worker left).
-  /// Blocks until the server has exited.
+  /// Ends every server, including one born while this runs, and reaps them. Blocks until
+  /// they have exited (a server that does not end within 10 s is killed).
   ~ForkServer() {
-    control_.reset();
-    while (::waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
-    }
+    std::vector<ServerHandle> ending = std::move(members_);
+    for (const ServerHandle& server : ending) ::shutdown(server.control.get(), SHUT_WR);
+    // By index: end_one() appends a server announced meanwhile, which is ended the same way.
+    for (std::size_t i = 0; i < ending.size(); ++i) end_one(ending, i);
   }
 
-  /// A new session socket: workers spawned through it are reported on it and killed when it
-  /// closes. Thread-safe; blocks briefly; allocates nothing beyond the socket pair.
-  /// @throws ForkServerLost when the server is gone.
-  UniqueFd open_session() {
+  /**
+   * A new session on a live server: workers spawned through it are reported on it and killed
+   * when it closes. Thread-safe; blocks briefly; allocates the socket pair.
+   * @throws ForkServerLost when no server is left.
+   */
+  OpenedSession open_session() {
     auto [pool_end, server_end] = make_socket_pair(SOCK_SEQPACKET);
-    const ServerMessage message{ServerMessageKind::open_session, 0, 0, 0, 0};
-    std::lock_guard lock(mutex_);
+    const ServerMessage message{ServerMessageKind::open_session, 0, 0, 0, 0, 0};
     const int attached = server_end.get();
-    if (!send_packet(control_.get(), &message, sizeof message, {&attached, 1})) {
-      throw ForkServerLost();
+    std::lock_guard lock(mutex_);
+    tend_locked();
+    for (const ServerHandle& server : members_) {
+      if (send_packet(server.control.get(), &message, sizeof message, {&attached, 1})) {
+        return OpenedSession{std::move(pool_end), server.pid};
+      }
+      // It died since tend_locked() looked: the next look reaps it.
     }
-    return std::move(pool_end);
+    throw ForkServerLost(
+        "both of its fork server processes died before either could start the other's "
+        "replacement, and a multi-threaded program cannot safely fork a new one");
   }
 
-  /// The server's process id. Thread-safe.
-  [[nodiscard]] pid_t pid() const noexcept { return pid_; }
+  /// Kills server `pid` (it stopped answering), if it is still one of ours. Thread-safe.
+  void condemn(pid_t pid) {
+    std::lock_guard lock(mutex_);
+    for (const ServerHandle& server : members_) {
+      if (server.pid == pid) ::kill(pid, SIGKILL);  // unreaped: the pid cannot be recycled
+    }
+  }
+
+  /// The pid of the server new sessions open on (the first live one), or 0. Thread-safe.
+  [[nodiscard]] pid_t pid() {
+    std::lock_guard lock(mutex_);
+    tend_locked();
+    return members_.empty() ? 0 : members_.front().pid;
+  }
+
+  /// The pids of every server known to be alive. Thread-safe.
+  [[nodiscard]] std::vector<pid_t> pids() {
+    std::lock_guard lock(mutex_);
+    tend_locked();
+    std::vector<pid_t> live;
+    for (const ServerHandle& server : members_) live.push_back(server.pid);
+    return live;
+  }
+
+  /// Whether a server is left to start workers. Thread-safe.
+  [[nodiscard]] bool alive() { return pid() != 0; }
+
+  /// Reaps servers that died and takes in the replacements announced. Thread-safe; called by
+  /// every member above, and by a pool when it ends, so a dead server is never left a zombie
+  /// for long.
+  void tend() {
+    std::lock_guard lock(mutex_);
+    tend_locked();
+  }
 
  private:
-  ForkServer(pid_t pid, UniqueFd control) noexcept : pid_(pid), control_(std::move(control)) {}
+  ForkServer() = default;
 
-  const pid_t pid_;
-  std::mutex mutex_;  // one sender at a time on the control socket
-  UniqueFd control_;
+  static ServerHandle fork_server(UniqueFd& link, const struct sigaction& sigchld) {
+    auto [program_end, server_end] = make_socket_pair(SOCK_SEQPACKET);
+    const pid_t program = ::getpid();
+    const pid_t pid = ::fork();
+    if (pid < 0) throw_system_error("offload: fork of the process pool's fork server");
+    if (pid == 0) become_fork_server(ServerStart{program, server_end.get(), link.get(), sigchld});
+    return ServerHandle{pid, std::move(program_end)};
+  }
+
+  /// Expects mutex_ held.
+  void tend_locked() {
+    std::vector<ServerHandle> born;
+    for (std::size_t i = 0; i < members_.size();) {
+      if (take_announcements(members_[i], born)) {
+        ++i;
+        continue;
+      }
+      reap(members_[i].pid);
+      members_.erase(members_.begin() + static_cast<std::ptrdiff_t>(i));
+    }
+    for (ServerHandle& server : born) members_.push_back(std::move(server));
+  }
+
+  /// Reads what `server` announced without waiting; false once it has ended.
+  static bool take_announcements(const ServerHandle& server, std::vector<ServerHandle>& born) {
+    while (wait_for_fd(server.control.get(), POLLIN, Clock::now()) == WaitResult::ready) {
+      std::optional<ServerHandle> announced;
+      if (!receive_announcement(server, announced)) return false;
+      if (announced) born.push_back(std::move(*announced));
+    }
+    return true;
+  }
+
+  /// Receives one message from `server`: false at its end; a new server's handle in `born`.
+  static bool receive_announcement(const ServerHandle& server,
+                                   std::optional<ServerHandle>& born) {
+    ServerMessage message;
+    UniqueFd attached;
+    std::size_t got = 0;
+    try {
+      got = receive_packet(server.control.get(), &message, sizeof message, {&attached, 1});
+    } catch (...) {  // a broken socket: the server is as good as gone
+      got = 0;
+    }
+    if (got == 0) return false;
+    if (message.kind == ServerMessageKind::buddy_born && attached) {
+      born.emplace(ServerHandle{message.pid, std::move(attached)});
+    }
+    return true;
+  }
+
+  /// Waits for `ending[i]` (whose control socket is shut) to end, then reaps it; a server it
+  /// announced meanwhile is shut and appended to `ending`.
+  static void end_one(std::vector<ServerHandle>& ending, std::size_t i) {
+    const pid_t pid = ending[i].pid;
+    const int control = ending[i].control.get();
+    const IoDeadline patience = Clock::now() + std::chrono::seconds(10);
+    bool killed = false;
+    for (;;) {
+      if (wait_for_fd(control, POLLIN, killed ? no_deadline : patience) ==
+          WaitResult::timed_out) {
+        ::kill(pid, SIGKILL);  // unreaped: the pid cannot be recycled
+        killed = true;
+        continue;
+      }
+      std::optional<ServerHandle> born;
+      if (!receive_announcement(ending[i], born)) break;
+      if (born) {
+        ::shutdown(born->control.get(), SHUT_WR);
+        ending.push_back(std::move(*born));  // `control` stays valid: it is a number
+      }
+    }
+    reap(pid);
+  }
+
+  std::mutex mutex_;  // guards members_; one sender at a time on each control socket
+  std::vector<ServerHandle> members_;
 };
 
 /**
- * One pool slot's conversation with the fork server. Not thread-safe (one keeper thread owns
- * it). Every member blocks until the server answers.
+ * One pool slot's conversation with a fork server. Not thread-safe (one keeper thread owns
+ * it). Every member blocks until the server answers (10 s at most: a server that takes
+ * longer is condemned as hung).
  */
 class ServerSession {
  public:
-  explicit ServerSession(UniqueFd socket) noexcept : socket_(std::move(socket)) {}
+  ServerSession(ForkServer& servers, OpenedSession session) noexcept
+      : servers_(servers), socket_(std::move(session.socket)), server_(session.server) {}
 
   /// Starts a worker that will serve `worker_end` (its end of a channel) and share `mailbox`
   /// (Mailbox::create()) with its keeper; returns its pid.
-  /// @throws ForkServerLost; offload::Error when fork() failed (errno in the message).
+  /// @throws ServerSessionLost; offload::Error when fork() failed (errno in the message).
   pid_t spawn(UniqueFd worker_end, const UniqueFd& mailbox, const WorkerSettings& settings) {
     const auto spin_us =
         std::chrono::duration_cast<std::chrono::microseconds>(settings.idle_spin).count();
-    ServerMessage request{
+    const ServerMessage request{
         ServerMessageKind::spawn, 0, 0,
         static_cast<std::uint32_t>(std::clamp<std::int64_t>(spin_us, 0, 1'000'000)),
-        settings.max_payload};
+        settings.max_payload, settings.max_memory};
     const int attached[2] = {worker_end.get(), mailbox.get()};
-    if (!send_packet(socket_.get(), &request, sizeof request, attached)) throw ForkServerLost();
+    if (!send_packet(socket_.get(), &request, sizeof request, attached)) throw ServerSessionLost();
     worker_end.reset();  // the worker's copy is the only one left that matters
-    const ServerMessage reply = receive(no_deadline);
+    const ServerMessage reply = receive(Clock::now() + answer_time);
     if (reply.kind == ServerMessageKind::spawned) return reply.pid;
     if (reply.kind == ServerMessageKind::spawn_failed) {
       throw Error(std::string("offload: could not start a worker process: fork failed: ") +
                   std::strerror(reply.value));
     }
-    throw ForkServerLost();  // an out-of-order message: the conversation is broken
+    throw ServerSessionLost();  // an out-of-order message: the conversation is broken
   }
 
   /// Asks the server to SIGKILL worker `pid` (a no-op if it is already gone).
+  /// @throws ServerSessionLost.
   void kill(pid_t pid) {
-    const ServerMessage request{ServerMessageKind::kill, pid, 0, 0, 0};
-    if (!send_packet(socket_.get(), &request, sizeof request)) throw ForkServerLost();
+    const ServerMessage request{ServerMessageKind::kill, pid, 0, 0, 0, 0};
+    if (!send_packet(socket_.get(), &request, sizeof request)) throw ServerSessionLost();
   }
 
   /// Waits until the server reports worker `pid` reaped; its wait status, or nothing if
-  /// `deadline` passed first. @throws ForkServerLost.
+  /// `deadline` passed first. @throws ServerSessionLost.
   std::optional<int> await_exit(pid_t pid, IoDeadline deadline) {
     for (;;) {
-      if (wait_for_fd(socket_.get(), POLLIN, deadline) == WaitResult::timed_out)
+      if (wait_for_fd(socket_.get(), POLLIN, deadline) == WaitResult::timed_out) {
         return std::nullopt;
+      }
       const ServerMessage message = receive(deadline);
       if (message.kind == ServerMessageKind::exited && message.pid == pid) return message.value;
     }
   }
 
  private:
+  /// How long a server may take to answer before it counts as hung (stopped, say).
+  static constexpr std::chrono::seconds answer_time{10};
+
   ServerMessage receive(IoDeadline deadline) {
-    (void)wait_for_fd(socket_.get(), POLLIN, deadline);
+    if (wait_for_fd(socket_.get(), POLLIN, deadline) == WaitResult::timed_out) {
+      servers_.condemn(server_);
+      throw ServerSessionLost();
+    }
     ServerMessage message;
     if (receive_packet(socket_.get(), &message, sizeof message) != sizeof message) {
-      throw ForkServerLost();
+      throw ServerSessionLost();
     }
     return message;
   }
 
+  ForkServer& servers_;
   UniqueFd socket_;
+  pid_t server_;
 };
+
+// --- fork server registry ------------------------------------------------------------------------
+
+struct ForkServerRegistry {
+  std::mutex mutex;
+  std::shared_ptr<ForkServer> kept;  // started by process_init(): lives until exit
+  std::weak_ptr<ForkServer> shared;  // started by a pool: lives while a pool uses it
+};
+
+inline ForkServerRegistry& fork_server_registry() {
+  static ForkServerRegistry registry;
+  return registry;
+}
+
+/// The program's fork servers, if some are alive.
+inline std::shared_ptr<ForkServer> running_fork_server() {
+  ForkServerRegistry& registry = fork_server_registry();
+  std::shared_ptr<ForkServer> servers;
+  {
+    std::lock_guard lock(registry.mutex);
+    servers = registry.kept ? registry.kept : registry.shared.lock();
+  }
+  if (servers && !servers->alive()) servers.reset();
+  return servers;
+}
+
+/// Throws unless the calling thread is the process's only thread (and its main thread, which
+/// lives as long as the process: the fork server's death signal fires when its forking thread
+/// exits).
+inline void require_single_threaded(const char* who) {
+  const unsigned threads = count_threads();
+  if (threads == 1 && on_main_thread()) return;
+  const std::string why = threads == 0   ? "its thread count cannot be read from /proc/self/stat"
+                          : threads == 1 ? "this is not the main thread"
+                                         : std::to_string(threads) + " threads are running";
+  throw Error(std::string("offload: ") + who + " must start the process pool's fork server, but " +
+              why +
+              ". Forking a multi-threaded process is unsafe (a lock held by another thread "
+              "stays locked forever in the child), so offload refuses. Call "
+              "offload::process_init() first thing in main(), before any thread starts.");
+}
+
+/// The running fork servers, or new ones when none runs and forking is still safe (also when
+/// both servers of a program that later became single-threaded again had died).
+inline std::shared_ptr<ForkServer> acquire_fork_server(const char* who) {
+  if (auto servers = running_fork_server()) return servers;
+  // Only the sole thread of the process gets past this check, so nobody can race us to
+  // start a second pair, and no lock needs to be held across fork().
+  require_single_threaded(who);
+  std::shared_ptr<ForkServer> servers = ForkServer::start();
+  ForkServerRegistry& registry = fork_server_registry();
+  std::lock_guard lock(registry.mutex);
+  if (registry.kept) registry.kept = servers;  // process_init() asked for servers that stay
+  registry.shared = servers;
+  return servers;
+}
 
 }  // namespace detail
 }  // namespace v0
 }  // namespace offload
 
-#endif  // OFFLOAD_DETAIL_FORK_SERVER_HPP
-// ---- end offload/detail/fork_server.hpp ----
-// ---- begin offload/detail/keeper_pacing.hpp ----
-#ifndef OFFLOAD_DETAIL_KEEPER_PACING_HPP
-#define OFFLOAD_DETAIL_KEEPER_PACING_HPP
+#endif  // OFFLOAD_DETAIL_PROCESS_FORK_SERVER_HPP
+// ---- end offload/detail/process/fork_server.hpp ----
+// ---- begin offload/detail/process/keeper.hpp ----
+#ifndef OFFLOAD_DETAIL_PROCESS_KEEPER_HPP
+#define OFFLOAD_DETAIL_PROCESS_KEEPER_HPP
 
-/// @file keeper_pacing.hpp
+/// @file detail/process/keeper.hpp
+/// The keeper: one thread of the program per worker process.
+
+#include <sys/types.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <deque>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+// ---- begin offload/detail/process/keeper_pacing.hpp ----
+#ifndef OFFLOAD_DETAIL_PROCESS_KEEPER_PACING_HPP
+#define OFFLOAD_DETAIL_PROCESS_KEEPER_PACING_HPP
+
+/// @file detail/process/keeper_pacing.hpp
 /// How eagerly the scheduler runs a ProcessPool keeper thread (Linux; elsewhere a no-op).
 ///
 /// A keeper sleeps almost always, and when its worker wakes it (a reply with no call left,
@@ -8909,70 +9587,39 @@ class KeeperPacing {
 }  // namespace v0
 }  // namespace offload
 
-#endif  // OFFLOAD_DETAIL_KEEPER_PACING_HPP
-// ---- end offload/detail/keeper_pacing.hpp ----
-// ---- begin offload/detail/send_ahead_depth.hpp ----
-#ifndef OFFLOAD_DETAIL_SEND_AHEAD_DEPTH_HPP
-#define OFFLOAD_DETAIL_SEND_AHEAD_DEPTH_HPP
+#endif  // OFFLOAD_DETAIL_PROCESS_KEEPER_PACING_HPP
+// ---- end offload/detail/process/keeper_pacing.hpp ----
+// ---- begin offload/detail/process/pool_core.hpp ----
+#ifndef OFFLOAD_DETAIL_PROCESS_POOL_CORE_HPP
+#define OFFLOAD_DETAIL_PROCESS_POOL_CORE_HPP
 
-/// @file send_ahead_depth.hpp
-/// How many calls a ProcessPool keeper sends ahead into its worker's ring.
-///
-/// Why more than one: the keeper is woken once per batch of calls sent ahead (the worker
-/// nudges it when it starts the last one; see process_worker.hpp), and each wake-up costs
-/// the CPU it lands on two context switches and cold caches: 50-100 us on a busy VM. With d
-/// calls ahead that cost is paid every d calls.
-/// Why not always many: the keeper completes the futures of a batch when it wakes, so a
-/// future completes up to one batch's duration late; and a call sent to one worker cannot
-/// move to another that falls idle (the keeper also sends no more than a share of what is
-/// queued; see send_ahead_locked()). So the depth follows the calls' duration: what is sent
-/// ahead should amount to about `budget` of work, which keeps the completion delay within a
-/// few milliseconds.
-///
-/// The duration is estimated from the replies alone: while its worker stays busy, the time
-/// between two of the keeper's wake-ups divided by the replies read in the second one.
+/// @file detail/process/pool_core.hpp
+/// What a ProcessPool's submitting threads and its keepers share: the queue and one slot per worker.
 
-#include <algorithm>
+#include <sys/types.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+// ---- begin offload/process_options.hpp ----
+#ifndef OFFLOAD_PROCESS_OPTIONS_HPP
+#define OFFLOAD_PROCESS_OPTIONS_HPP
+
+/// @file process_options.hpp
+/// ProcessOptions and ProcessStats: how a ProcessPool is configured and what it counts. Its own
+/// header so that the pool's internals can use them without including the pool itself.
+
 #include <chrono>
+#include <cstddef>
+#include <cstdint>
 
-namespace offload {
-inline namespace v0 {
-namespace detail {
-
-class SendAheadDepth {
- public:
-  using Clock = std::chrono::steady_clock;
-
-  /// Work worth sending ahead, and the most calls that may wait in a socket.
-  static constexpr std::chrono::microseconds budget{5000};
-  static constexpr unsigned max_depth = 8;
-
-  /// Replies read at `now`: `replies` of them, for calls run back to back since `since` (the
-  /// previous such reading, or when the first of them started). Estimates the duration.
-  void on_replies(Clock::time_point now, Clock::time_point since, unsigned replies) noexcept {
-    if (replies == 0 || now < since) return;
-    const double sample = std::chrono::duration<double, std::micro>(now - since).count() / replies;
-    // A running mean that follows a change of workload within a few wake-ups.
-    mean_us_ = mean_us_ < 0 ? sample : mean_us_ + (sample - mean_us_) / 4;
-  }
-
-  /// How many calls may wait, sent ahead, in the worker's socket: 1 until a duration is known.
-  [[nodiscard]] unsigned depth() const noexcept {
-    if (mean_us_ < 0) return 1;
-    const double fits = static_cast<double>(budget.count()) / std::max(mean_us_, 1.0);
-    return static_cast<unsigned>(std::clamp(fits, 1.0, static_cast<double>(max_depth)));
-  }
-
- private:
-  double mean_us_ = -1;  // estimated duration of one call, in microseconds; < 0: unknown
-};
-
-}  // namespace detail
-}  // namespace v0
-}  // namespace offload
-
-#endif  // OFFLOAD_DETAIL_SEND_AHEAD_DEPTH_HPP
-// ---- end offload/detail/send_ahead_depth.hpp ----
 
 namespace offload {
 inline namespace v0 {
@@ -8998,6 +9645,12 @@ struct ProcessOptions {
   /// Waking a sleeping process costs microseconds (tens in a VM); a loop of short calls stays
   /// within the window and never pays it. The price: up to this much CPU after each call.
   std::chrono::microseconds idle_spin{200};
+  /// Bytes of address space a worker may map for its calls, beyond what it inherited at its
+  /// start (the program image as the fork server has it); 0 means no limit. Enforced with
+  /// RLIMIT_AS in the worker: a call that goes over fails with RemoteError naming
+  /// std::bad_alloc (or with WorkerCrashed, when the failure kills the process), and its worker
+  /// is replaced.
+  std::size_t max_memory_per_worker = 0;
 };
 
 /// Counters of a ProcessPool (a snapshot; each field is exact, the set is not atomic).
@@ -9014,70 +9667,16 @@ struct ProcessStats {
   unsigned busy = 0;                  ///< workers running a call now
 };
 
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_PROCESS_OPTIONS_HPP
+// ---- end offload/process_options.hpp ----
+
+
+namespace offload {
+inline namespace v0 {
 namespace detail {
-
-// --- calls --------------------------------------------------------------------------------------
-
-inline void count(std::atomic<std::uint64_t>& counter) noexcept {
-  // Relaxed: counters publish nothing; stats() reads a snapshot.
-  counter.fetch_add(1, std::memory_order_relaxed);
-}
-
-/// A call on its way: the encoded request frame, and how to complete its Future.
-class CallTicket {
- public:
-  CallTicket() = default;
-  CallTicket(const CallTicket&) = delete;
-  CallTicket& operator=(const CallTicket&) = delete;
-  virtual ~CallTicket() = default;
-
-  /// Decodes a value frame's payload, counts it in `completed`, then completes the future
-  /// (counting first, so that whoever sees the result also sees it counted).
-  /// @throws ProtocolError when the payload does not decode to the result type.
-  virtual void complete(std::span<const std::byte> payload,
-                        std::atomic<std::uint64_t>& completed) = 0;
-  /// Completes the future with `error`. Never throws.
-  virtual void fail(std::exception_ptr error) noexcept = 0;
-  /// True when the future's holder called request_stop().
-  [[nodiscard]] virtual bool stop_requested() const noexcept = 0;
-
-  std::vector<std::byte> request;  ///< a complete call frame, kept for retries
-};
-
-template <class R>
-class TypedCallTicket final : public CallTicket {
- public:
-  Future<R> get_future() { return promise_.get_future(); }
-
-  void complete(std::span<const std::byte> payload,
-                std::atomic<std::uint64_t>& completed) override {
-    if constexpr (std::is_void_v<R>) {
-      Reader(payload).expect_end();
-      count(completed);
-      promise_.set_value();
-    } else {
-      R value = offload::decode<R>(payload);
-      count(completed);
-      promise_.set_value(std::move(value));
-    }
-  }
-
-  void fail(std::exception_ptr error) noexcept override {
-    try {
-      promise_.set_exception(std::move(error));
-    } catch (...) {  // already satisfied: nothing left to tell anyone
-    }
-  }
-
-  [[nodiscard]] bool stop_requested() const noexcept override { return promise_.stop_requested(); }
-
- private:
-  Promise<R> promise_;
-};
-
-/// Which pool's keeper runs on this thread (nullptr elsewhere): lets blocking members refuse
-/// to wait for work that only this very thread could do.
-inline thread_local const void* keeper_of_pool = nullptr;
 
 // --- shared state --------------------------------------------------------------------------------
 
@@ -9143,10 +9742,11 @@ class PoolCore {
     if (closing) throw PoolClosed();
     if (!block && queue_full()) return false;
     count(submitted);
-    if (server_lost) {
+    if (!servers_lost.empty()) {
+      const std::string why = servers_lost;
       lock.unlock();
       count(failed);
-      call->fail(make_error<ForkServerLost>());
+      call->fail(make_error<Error>(why));
       return true;
     }
     if (Slot* slot = idle_slot()) {
@@ -9178,6 +9778,28 @@ class PoolCore {
     }
     not_full.notify_all();
     for (Slot& slot : slots) ring(slot.doorbell.get());
+  }
+
+  /// After every keeper has ended: fails the calls nobody is left to run (requeued by a keeper
+  /// after the last one that could take them had stopped), so that none is ever dropped.
+  /// Thread-safe.
+  void fail_stranded() {
+    std::vector<std::unique_ptr<CallTicket>> stranded;
+    std::string why = "offload: the process pool ended before this call could run";
+    {
+      std::lock_guard lock(mutex);
+      if (!servers_lost.empty()) why = servers_lost;
+      while (!queue.empty()) stranded.push_back(pop_queued());
+      for (Slot& slot : slots) {
+        if (slot.call != nullptr) stranded.push_back(std::move(slot.call));
+        for (auto& call : slot.ahead) stranded.push_back(std::move(call));
+        slot.ahead.clear();
+      }
+    }
+    for (auto& call : stranded) {
+      count(failed);
+      call->fail(make_error<PoolClosed>(why));
+    }
   }
 
   // The members below expect `mutex` to be held.
@@ -9267,10 +9889,84 @@ class PoolCore {
   std::deque<std::unique_ptr<CallTicket>> queue;
   std::vector<Slot> slots;  // one per keeper; never resized
   bool closing = false;
-  bool server_lost = false;
+  std::string servers_lost;  // why no worker can be started any more; empty while one can
   std::atomic<std::uint64_t> submitted{0}, completed{0}, failed{0}, cancelled{0}, crashes{0},
       timeouts{0}, retries{0}, workers_started{0};
 };
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_PROCESS_POOL_CORE_HPP
+// ---- end offload/detail/process/pool_core.hpp ----
+// ---- begin offload/detail/process/send_ahead_depth.hpp ----
+#ifndef OFFLOAD_DETAIL_PROCESS_SEND_AHEAD_DEPTH_HPP
+#define OFFLOAD_DETAIL_PROCESS_SEND_AHEAD_DEPTH_HPP
+
+/// @file detail/process/send_ahead_depth.hpp
+/// How many calls a ProcessPool keeper sends ahead into its worker's ring.
+///
+/// Why more than one: the keeper is woken once per batch of calls sent ahead (the worker
+/// nudges it when it starts the last one; see process_worker.hpp), and each wake-up costs
+/// the CPU it lands on two context switches and cold caches: 50-100 us on a busy VM. With d
+/// calls ahead that cost is paid every d calls.
+/// Why not always many: the keeper completes the futures of a batch when it wakes, so a
+/// future completes up to one batch's duration late; and a call sent to one worker cannot
+/// move to another that falls idle (the keeper also sends no more than a share of what is
+/// queued; see send_ahead_locked()). So the depth follows the calls' duration: what is sent
+/// ahead should amount to about `budget` of work, which keeps the completion delay within a
+/// few milliseconds.
+///
+/// The duration is estimated from the replies alone: while its worker stays busy, the time
+/// between two of the keeper's wake-ups divided by the replies read in the second one.
+
+#include <algorithm>
+#include <chrono>
+
+namespace offload {
+inline namespace v0 {
+namespace detail {
+
+class SendAheadDepth {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  /// Work worth sending ahead, and the most calls that may wait in a socket.
+  static constexpr std::chrono::microseconds budget{5000};
+  static constexpr unsigned max_depth = 8;
+
+  /// Replies read at `now`: `replies` of them, for calls run back to back since `since` (the
+  /// previous such reading, or when the first of them started). Estimates the duration.
+  void on_replies(Clock::time_point now, Clock::time_point since, unsigned replies) noexcept {
+    if (replies == 0 || now < since) return;
+    const double sample = std::chrono::duration<double, std::micro>(now - since).count() / replies;
+    // A running mean that follows a change of workload within a few wake-ups.
+    mean_us_ = mean_us_ < 0 ? sample : mean_us_ + (sample - mean_us_) / 4;
+  }
+
+  /// How many calls may wait, sent ahead, in the worker's socket: 1 until a duration is known.
+  [[nodiscard]] unsigned depth() const noexcept {
+    if (mean_us_ < 0) return 1;
+    const double fits = static_cast<double>(budget.count()) / std::max(mean_us_, 1.0);
+    return static_cast<unsigned>(std::clamp(fits, 1.0, static_cast<double>(max_depth)));
+  }
+
+ private:
+  double mean_us_ = -1;  // estimated duration of one call, in microseconds; < 0: unknown
+};
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_PROCESS_SEND_AHEAD_DEPTH_HPP
+// ---- end offload/detail/process/send_ahead_depth.hpp ----
+
+
+namespace offload {
+inline namespace v0 {
+namespace detail {
 
 // --- the keeper: one thread per worker process ---------------------------------------------------
 
@@ -9282,10 +9978,11 @@ class PoolCore {
  */
 class WorkerKeeper {
  public:
-  WorkerKeeper(PoolCore& core, ForkServer& server, std::size_t index)
+  WorkerKeeper(PoolCore& core, ForkServer& servers, std::size_t index)
       : core_(core),
         slot_(core.slots[index]),
-        session_(server.open_session()),
+        servers_(servers),
+        session_(std::in_place, servers, servers.open_session()),
         incoming_(core.options.max_message_size),
         from_ring_(ring_frames()) {}
 
@@ -9310,6 +10007,7 @@ class WorkerKeeper {
     FrameRing replies;    // the consumer's handle on the mailbox's ring of replies
     CallCounter started;  // calls the worker has begun to run (see call_counter.hpp)
     unsigned calls = 0;   // replies received from it
+    bool retire_when_done = false;  // it ran out of memory: no more calls; replace it when idle
   };
 
   enum class Action { send, wait, exit };
@@ -9322,17 +10020,17 @@ class WorkerKeeper {
     keeper_of_pool = &core_;
     const KeeperPacing pacing;
     while (!done_) {
-      bool server_lost = false;
+      std::optional<std::string> servers_lost;
       std::exception_ptr unexpected;
       try {
         step();
-      } catch (const ForkServerLost&) {
-        server_lost = true;
+      } catch (const ForkServerLost& lost) {
+        servers_lost = lost.what();
       } catch (...) {  // a system call failed unexpectedly: the worker's state is unknown
         unexpected = std::current_exception();
       }
-      if (server_lost) {
-        lose_server();
+      if (servers_lost) {
+        lose_servers(*servers_lost);
       } else if (unexpected) {
         fail_current(std::move(unexpected));
         discard_worker();
@@ -9565,7 +10263,7 @@ class WorkerKeeper {
    * done. Expects core_.mutex held.
    */
   void send_ahead_locked(unsigned replies) {
-    if (slot_.call == nullptr || slot_.sent != slot_.call->request.size() ||
+    if (worker_->retire_when_done || slot_.call == nullptr || slot_.sent != slot_.call->request.size() ||
         slot_.call->request.size() > max_ahead_bytes) {
       return;
     }
@@ -9616,7 +10314,14 @@ class WorkerKeeper {
     }
     std::unique_ptr<CallTicket> call;
     const unsigned quota = core_.options.max_calls_per_worker;
+    bool out_of_memory = false;
+    std::exception_ptr remote;
+    if (reply.kind == FrameKind::error) remote = remote_error(reply.payload, out_of_memory);
+    // Known before anything more is sent to the worker: a retiring worker gets no next call.
+    // One that ran out of memory still finishes the calls it has started or holds ahead.
     const bool retiring = quota != 0 && worker_->calls + 1 >= quota;
+    if (out_of_memory) worker_->retire_when_done = true;
+    bool nothing_left = false;
     {
       std::lock_guard lock(core_.mutex);
       call = std::move(slot_.call);
@@ -9626,7 +10331,7 @@ class WorkerKeeper {
         core_.begin_call(slot_, std::move(slot_.ahead.front()));
         slot_.ahead.pop_front();
         slot_.sent = slot_.call->request.size();
-      } else if (!retiring && !core_.queue.empty()) {
+      } else if (!retiring && !worker_->retire_when_done && !core_.queue.empty()) {
         // Send the next queued call before completing this one: the worker starts on it
         // while we decode and wake the caller.
         core_.begin_call(slot_, core_.pop_queued());
@@ -9637,6 +10342,7 @@ class WorkerKeeper {
         }
       }
       send_ahead_locked(worker_->calls + 2);  // this reply, then the call in flight
+      nothing_left = slot_.call == nullptr;
     }
     ++worker_->calls;
     if (reply.kind == FrameKind::value) {
@@ -9648,16 +10354,20 @@ class WorkerKeeper {
       }
       if (undecodable) fail(*call, std::move(undecodable));
     } else {
-      fail(*call, remote_error(reply.payload));
+      fail(*call, std::move(remote));
     }
     incoming_.release_memory();
     from_ring_.release_memory();
-    if (retiring) end_worker(false);  // replaced on the next step
+    if (retiring || (worker_->retire_when_done && nothing_left)) end_worker(false);  // replaced next
   }
 
-  static std::exception_ptr remote_error(std::span<const std::byte> payload) {
+  /// The RemoteError a worker's error frame describes. Sets `out_of_memory` when the call
+  /// threw std::bad_alloc: a worker that ran out (of max_memory_per_worker, or of the
+  /// machine's) may be left with a heap in pieces, so it is replaced.
+  static std::exception_ptr remote_error(std::span<const std::byte> payload, bool& out_of_memory) {
     try {
       RemoteException remote = decode_remote_exception(payload);
+      out_of_memory = remote.type_name == "std::bad_alloc";
       return std::make_exception_ptr(RemoteError(std::move(remote.type_name), remote.message));
     } catch (...) {
       return std::current_exception();
@@ -9769,9 +10479,10 @@ class WorkerKeeper {
       auto [ours, theirs] = make_socket_pair(SOCK_STREAM);
       const UniqueFd memory = Mailbox::create();
       Mailbox mailbox(memory.get());
-      const pid_t pid = session_.spawn(
+      const pid_t pid = session().spawn(
           std::move(theirs), memory,
-          WorkerSettings{core_.options.max_message_size, core_.options.idle_spin});
+          WorkerSettings{core_.options.max_message_size, core_.options.idle_spin,
+                         core_.options.max_memory_per_worker});
       set_nonblocking(ours.get());
       FrameRing replies = mailbox.replies();
       const CallCounter started = mailbox.calls_started();
@@ -9783,6 +10494,9 @@ class WorkerKeeper {
       slot_.to_worker = worker_->mailbox.calls();
       slot_.pid = pid;
       return true;
+    } catch (const ServerSessionLost&) {
+      session_.reset();  // its server died: the next step opens a session on the other
+      return false;
     } catch (const ForkServerLost&) {
       throw;
     } catch (...) {
@@ -9790,6 +10504,13 @@ class WorkerKeeper {
     }
     back_off_after(std::move(failure));
     return false;
+  }
+
+  /// The session workers are started through, opened anew on a live server when the last
+  /// one's server died. @throws ForkServerLost when no server is left.
+  ServerSession& session() {
+    if (!session_) session_.emplace(servers_, servers_.open_session());
+    return *session_;
   }
 
   /// Forgets what the last worker sent (a new one starts from nothing).
@@ -9825,7 +10546,7 @@ class WorkerKeeper {
   std::string end_worker(bool kill) {
     requeue_ahead();
     const pid_t pid = worker_->pid;
-    if (kill) session_.kill(pid);
+    if (kill) use_session([&](ServerSession& session) { session.kill(pid); });
     {
       std::lock_guard lock(core_.mutex);
       slot_.channel = -1;
@@ -9834,12 +10555,36 @@ class WorkerKeeper {
     }
     worker_.reset();
     reset_streams();
-    std::optional<int> status = session_.await_exit(pid, Clock::now() + std::chrono::seconds(10));
-    if (!status) {  // still running although its socket is closed: no more patience
-      session_.kill(pid);
-      status = session_.await_exit(pid, no_deadline);
+    std::optional<int> status;
+    use_session([&](ServerSession& session) { status = await_end(session, pid); });
+    if (!status) {
+      // Its server died, and it with the server (a worker's death signal): nobody is left to
+      // tell how, and the next worker starts through a session on the surviving server.
+      return "worker process " + std::to_string(pid) + " died with its fork server process";
     }
     return "worker process " + std::to_string(pid) + " " + describe_exit(*status);
+  }
+
+  /// The wait status of worker `pid`, whose socket is closed. @throws ServerSessionLost.
+  static int await_end(ServerSession& session, pid_t pid) {
+    std::optional<int> status = session.await_exit(pid, Clock::now() + std::chrono::seconds(10));
+    if (!status) {  // still running although its socket is closed: no more patience
+      session.kill(pid);
+      status = session.await_exit(pid, no_deadline);
+    }
+    return *status;
+  }
+
+  /// Runs `use(session)` on the open session, if any; a session whose server died is dropped
+  /// (and opened anew on the other server when the next worker starts).
+  template <class Use>
+  void use_session(Use use) {
+    if (!session_) return;
+    try {
+      use(*session_);
+    } catch (const ServerSessionLost&) {
+      session_.reset();
+    }
   }
 
   void discard_worker() noexcept {
@@ -9865,12 +10610,14 @@ class WorkerKeeper {
     if (call != nullptr) fail(*call, std::move(error));
   }
 
-  /// The fork server is gone: fail this slot's call and everything queued, and stop.
-  void lose_server() noexcept {
+  /// No fork server is left: fail this slot's call and everything queued, and stop. From now
+  /// on submit() fails every call at once (PoolCore::accept()). Every keeper ends here, so the
+  /// last one also fails what the others requeued before they stopped.
+  void lose_servers(const std::string& why) noexcept {
     std::vector<std::unique_ptr<CallTicket>> orphans;
     {
       std::lock_guard lock(core_.mutex);
-      core_.server_lost = true;
+      if (core_.servers_lost.empty()) core_.servers_lost = why;
       slot_.phase = Slot::Phase::unavailable;
       slot_.channel = -1;
       slot_.to_worker = FrameRing();
@@ -9880,14 +10627,16 @@ class WorkerKeeper {
       slot_.ahead.clear();
       while (!core_.queue.empty()) orphans.push_back(core_.pop_queued());
     }
-    for (auto& call : orphans) fail(*call, make_error<ForkServerLost>());
+    for (auto& call : orphans) fail(*call, make_error<Error>(why));
     worker_.reset();
+    session_.reset();
     done_ = true;
   }
 
   PoolCore& core_;
   Slot& slot_;
-  ServerSession session_;
+  ForkServer& servers_;
+  std::optional<ServerSession> session_;  // empty once its server died, until reopened
   FrameAssembler incoming_;              // from the worker's socket
   FrameAssembler from_ring_;             // from the worker's ring of replies
   unsigned socket_replies_due_ = 0;      // announced in the ring, not yet taken from the socket
@@ -9897,186 +10646,15 @@ class WorkerKeeper {
   std::thread thread_;
 };
 
-// --- fork server registry ------------------------------------------------------------------------
-
-struct ForkServerRegistry {
-  std::mutex mutex;
-  std::shared_ptr<ForkServer> kept;  // started by process_init(): lives until exit
-  std::weak_ptr<ForkServer> shared;  // started by a pool: lives while a pool uses it
-};
-
-inline ForkServerRegistry& fork_server_registry() {
-  static ForkServerRegistry registry;
-  return registry;
-}
-
-inline std::shared_ptr<ForkServer> running_fork_server() {
-  ForkServerRegistry& registry = fork_server_registry();
-  std::lock_guard lock(registry.mutex);
-  if (registry.kept) return registry.kept;
-  return registry.shared.lock();
-}
-
-/// Throws unless the calling thread is the process's only thread (and its main thread, which
-/// lives as long as the process: the fork server's death signal fires when its forking thread
-/// exits).
-inline void require_single_threaded(const char* who) {
-  const unsigned threads = count_threads();
-  if (threads == 1 && on_main_thread()) return;
-  const std::string why = threads == 0   ? "its thread count cannot be read from /proc/self/stat"
-                          : threads == 1 ? "this is not the main thread"
-                                         : std::to_string(threads) + " threads are running";
-  throw Error(std::string("offload: ") + who + " must start the process pool's fork server, but " +
-              why +
-              ". Forking a multi-threaded process is unsafe (a lock held by another thread "
-              "stays locked forever in the child), so offload refuses. Call "
-              "offload::process_init() first thing in main(), before any thread starts.");
-}
-
-/// The running fork server, or a new one when none runs and forking is still safe.
-inline std::shared_ptr<ForkServer> acquire_fork_server(const char* who) {
-  if (auto server = running_fork_server()) return server;
-  // Only the sole thread of the process gets past this check, so nobody can race us to
-  // start a second server, and no lock needs to be held across fork().
-  require_single_threaded(who);
-  std::shared_ptr<ForkServer> server = ForkServer::start();
-  ForkServerRegistry& registry = fork_server_registry();
-  std::lock_guard lock(registry.mutex);
-  registry.shared = server;
-  return server;
-}
-
-// --- turning a callable into something a worker can call -------------------------------------
-
-template <class F>
-inline constexpr bool is_function_pointer_v =
-    std::is_pointer_v<F> && std::is_function_v<std::remove_pointer_t<F>>;
-
-/// `fn` as a plain function pointer: a function, a function pointer, or a capture-less,
-/// non-generic lambda (through its conversion operator).
-template <class F>
-auto to_function_pointer(F& fn) {
-  if constexpr (is_function_pointer_v<std::decay_t<F>>) {
-    return static_cast<std::decay_t<F>>(fn);
-  } else if constexpr (requires { requires is_function_pointer_v<decltype(+fn)>; }) {
-    return +fn;
-  } else {
-    static_assert(always_false<F>,
-                  "offload::ProcessPool::submit needs a function, a function pointer or a "
-                  "capture-less, non-generic lambda: the worker process calls it by its "
-                  "address, so it cannot carry captured state. Pass that state as arguments.");
-  }
-}
-
-/// Stops compilation with the message naming the type, when T has no codec.
-template <class T>
-void report_if_no_codec() {
-  if constexpr (!HasCodec<T>) (void)sizeof(TypeHasNoCodec<typename MissingCodecCulprit<T>::type>);
-}
-
-/// The result type of a callable object's (single, non-template) operator(), or void; used
-/// only to keep a rejected submit() from causing follow-on errors.
-template <class F>
-struct ObjectCallResult {
-  using type = void;
-};
-template <class F>
-  requires requires { &F::operator(); }
-struct ObjectCallResult<F> {
-  template <class M>
-  struct Of;
-  template <class R, class C, class... A>
-  struct Of<R (C::*)(A...)> {
-    using type = std::decay_t<R>;
-  };
-  template <class R, class C, class... A>
-  struct Of<R (C::*)(A...) const> {
-    using type = std::decay_t<R>;
-  };
-  template <class R, class C, class... A>
-  struct Of<R (C::*)(A...) noexcept> {
-    using type = std::decay_t<R>;
-  };
-  template <class R, class C, class... A>
-  struct Of<R (C::*)(A...) const noexcept> {
-    using type = std::decay_t<R>;
-  };
-  using type = typename Of<decltype(&F::operator())>::type;
-};
-
-template <class Pointer>
-struct FunctionSignature;
-template <class R, class... Params>
-struct FunctionSignature<R (*)(Params...)> {
-  using Result = std::decay_t<R>;
-  using Plain = R (*)(Params...);
-
-  /// What the worker runs for this signature (instantiated only for valid calls).
-  static constexpr Trampoline trampoline() { return &call_in_worker<R, Params...>; }
-
-  /// Whether `fn(args...)` can run in a worker; each failed check but the codecs' stops
-  /// compilation with its own message, and the caller compiles nothing more for an invalid
-  /// call (one error each).
-  template <class... Args>
-  static constexpr bool check_call() {
-    constexpr bool count_matches = sizeof...(Args) == sizeof...(Params);
-    static_assert(count_matches,
-                  "offload::ProcessPool::submit: the number of arguments does not match the "
-                  "function's parameters (default arguments do not survive the conversion to "
-                  "a function pointer: pass every argument)");
-    if constexpr (!count_matches) {
-      return false;
-    } else {
-      constexpr bool convertible = (std::is_constructible_v<std::decay_t<Params>, Args&&> && ...);
-      static_assert(convertible,
-                    "offload::ProcessPool::submit: an argument cannot be converted to the "
-                    "type of its parameter");
-      constexpr bool no_output_parameter =
-          !((std::is_lvalue_reference_v<Params> &&
-             !std::is_const_v<std::remove_reference_t<Params>>) ||
-            ...);
-      static_assert(no_output_parameter,
-                    "offload::ProcessPool::submit: the function takes a non-const reference; a "
-                    "worker would change its own copy and the change would be lost. Return the "
-                    "new value instead.");
-      return convertible && no_output_parameter && has_codecs();
-    }
-  }
-
-  /// Whether every parameter and the result can cross (see report_missing_codecs()).
-  static constexpr bool has_codecs() {
-    if constexpr (std::is_void_v<Result>) {
-      return (HasCodec<std::decay_t<Params>> && ...);
-    } else {
-      return (HasCodec<std::decay_t<Params>> && ...) && HasCodec<Result>;
-    }
-  }
-
-  /// One readable error per type that cannot cross.
-  static void report_missing_codecs() {
-    (report_if_no_codec<std::decay_t<Params>>(), ...);
-    if constexpr (!std::is_void_v<Result>) report_if_no_codec<Result>();
-  }
-
-  /// Encodes each argument as its parameter's (decayed) type, the type the worker decodes.
-  template <class... Args>
-  static void write_arguments(Writer& out, Args&&... args) {
-    (write_argument<std::decay_t<Params>>(out, std::forward<Args>(args)), ...);
-  }
-
-  template <class Value, class Arg>
-  static void write_argument(Writer& out, Arg&& arg) {
-    if constexpr (std::is_same_v<std::decay_t<Arg>, Value>) {
-      out.write<Value>(arg);
-    } else {
-      out.write<Value>(Value(std::forward<Arg>(arg)));
-    }
-  }
-};
-template <class R, class... Params>
-struct FunctionSignature<R (*)(Params...) noexcept> : FunctionSignature<R (*)(Params...)> {};
-
 }  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_PROCESS_KEEPER_HPP
+// ---- end offload/detail/process/keeper.hpp ----
+
+namespace offload {
+inline namespace v0 {
 
 /**
  * @brief Starts the fork server now, while the program is still single-threaded.
@@ -10193,8 +10771,10 @@ class ProcessPool {
     if (keepers_.empty()) return;
     core_->close();
     for (auto& keeper : keepers_) keeper->join();
-    keepers_.clear();  // closes the sessions: the server forgets them
-    server_.reset();   // the last pool using a pool-started server ends it
+    core_->fail_stranded();
+    keepers_.clear();  // closes the sessions: the servers forget them
+    server_->tend();   // reaps a server that died meanwhile
+    server_.reset();   // the last pool using pool-started servers ends them
   }
 
   /// Number of worker slots. Thread-safe; never blocks.

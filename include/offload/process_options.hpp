@@ -9,7 +9,6 @@
 #include <cstddef>
 #include <cstdint>
 
-
 namespace offload {
 inline namespace v0 {
 

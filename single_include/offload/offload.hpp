@@ -8559,7 +8559,6 @@ struct FunctionSignature<R (*)(Params...) noexcept> : FunctionSignature<R (*)(Pa
 #include <vector>
 
 
-
 namespace offload {
 inline namespace v0 {
 namespace detail {
@@ -8816,10 +8815,10 @@ namespace detail {
 
 /// What a new server process starts from.
 struct ServerStart {
-  pid_t program;               // the program's pid: the parent a server must have
-  int control;                 // its control socket to the program (becomes descriptor 3)
-  int buddy;                   // its link to the other server (becomes descriptor 4)
-  struct sigaction sigchld;    // the program's SIGCHLD disposition, for the workers
+  pid_t program;             // the program's pid: the parent a server must have
+  int control;               // its control socket to the program (becomes descriptor 3)
+  int buddy;                 // its link to the other server (becomes descriptor 4)
+  struct sigaction sigchld;  // the program's SIGCHLD disposition, for the workers
 };
 
 void prepare_server_process(const ServerStart& start) noexcept;
@@ -8827,7 +8826,8 @@ void prepare_server_process(const ServerStart& start) noexcept;
 /// fork(), except that the child is a child of our parent (CLONE_PARENT), not of us. A raw
 /// clone does not run pthread_atfork handlers, which a single-threaded server does not need.
 inline pid_t fork_sibling() noexcept {
-  return static_cast<pid_t>(::syscall(SYS_clone, static_cast<long>(CLONE_PARENT | SIGCHLD), 0L, 0L, 0L, 0L));
+  return static_cast<pid_t>(
+      ::syscall(SYS_clone, static_cast<long>(CLONE_PARENT | SIGCHLD), 0L, 0L, 0L, 0L));
 }
 
 /// Caps the calling process's address space at what it has mapped now plus `extra` bytes. The
@@ -9320,8 +9320,7 @@ class ForkServer {
   }
 
   /// Receives one message from `server`: false at its end; a new server's handle in `born`.
-  static bool receive_announcement(const ServerHandle& server,
-                                   std::optional<ServerHandle>& born) {
+  static bool receive_announcement(const ServerHandle& server, std::optional<ServerHandle>& born) {
     ServerMessage message;
     UniqueFd attached;
     std::size_t got = 0;
@@ -9345,8 +9344,7 @@ class ForkServer {
     const IoDeadline patience = Clock::now() + std::chrono::seconds(10);
     bool killed = false;
     for (;;) {
-      if (wait_for_fd(control, POLLIN, killed ? no_deadline : patience) ==
-          WaitResult::timed_out) {
+      if (wait_for_fd(control, POLLIN, killed ? no_deadline : patience) == WaitResult::timed_out) {
         ::kill(pid, SIGKILL);  // unreaped: the pid cannot be recycled
         killed = true;
         continue;
@@ -9382,9 +9380,12 @@ class ServerSession {
     const auto spin_us =
         std::chrono::duration_cast<std::chrono::microseconds>(settings.idle_spin).count();
     const ServerMessage request{
-        ServerMessageKind::spawn, 0, 0,
+        ServerMessageKind::spawn,
+        0,
+        0,
         static_cast<std::uint32_t>(std::clamp<std::int64_t>(spin_us, 0, 1'000'000)),
-        settings.max_payload, settings.max_memory};
+        settings.max_payload,
+        settings.max_memory};
     const int attached[2] = {worker_end.get(), mailbox.get()};
     if (!send_packet(socket_.get(), &request, sizeof request, attached)) throw ServerSessionLost();
     worker_end.reset();  // the worker's copy is the only one left that matters
@@ -9594,7 +9595,8 @@ class KeeperPacing {
 #define OFFLOAD_DETAIL_PROCESS_POOL_CORE_HPP
 
 /// @file detail/process/pool_core.hpp
-/// What a ProcessPool's submitting threads and its keepers share: the queue and one slot per worker.
+/// What a ProcessPool's submitting threads and its keepers share: the queue and one slot per
+/// worker.
 
 #include <sys/types.h>
 
@@ -9619,7 +9621,6 @@ class KeeperPacing {
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-
 
 namespace offload {
 inline namespace v0 {
@@ -9673,7 +9674,6 @@ struct ProcessStats {
 #endif  // OFFLOAD_PROCESS_OPTIONS_HPP
 // ---- end offload/process_options.hpp ----
 
-
 namespace offload {
 inline namespace v0 {
 namespace detail {
@@ -9689,7 +9689,7 @@ struct Slot {
     busy,         // a call is in flight (or waits to be re-sent after a crash)
   };
   Phase phase = Phase::unavailable;
-  std::unique_ptr<CallTicket> call;   // the call in flight; only the keeper takes it out
+  std::unique_ptr<CallTicket> call;  // the call in flight; only the keeper takes it out
   // The next calls, in order, already handed to the worker; added and taken only by the
   // keeper (which may read it without the mutex: no other thread changes it).
   std::deque<std::unique_ptr<CallTicket>> ahead;
@@ -9963,7 +9963,6 @@ class SendAheadDepth {
 #endif  // OFFLOAD_DETAIL_PROCESS_SEND_AHEAD_DEPTH_HPP
 // ---- end offload/detail/process/send_ahead_depth.hpp ----
 
-
 namespace offload {
 inline namespace v0 {
 namespace detail {
@@ -10002,11 +10001,11 @@ class WorkerKeeper {
  private:
   struct Worker {
     pid_t pid;
-    UniqueFd channel;     // non-blocking; our end of the worker's socket pair
-    Mailbox mailbox;      // shared with the worker (see mailbox.hpp)
-    FrameRing replies;    // the consumer's handle on the mailbox's ring of replies
-    CallCounter started;  // calls the worker has begun to run (see call_counter.hpp)
-    unsigned calls = 0;   // replies received from it
+    UniqueFd channel;               // non-blocking; our end of the worker's socket pair
+    Mailbox mailbox;                // shared with the worker (see mailbox.hpp)
+    FrameRing replies;              // the consumer's handle on the mailbox's ring of replies
+    CallCounter started;            // calls the worker has begun to run (see call_counter.hpp)
+    unsigned calls = 0;             // replies received from it
     bool retire_when_done = false;  // it ran out of memory: no more calls; replace it when idle
   };
 
@@ -10263,8 +10262,8 @@ class WorkerKeeper {
    * done. Expects core_.mutex held.
    */
   void send_ahead_locked(unsigned replies) {
-    if (worker_->retire_when_done || slot_.call == nullptr || slot_.sent != slot_.call->request.size() ||
-        slot_.call->request.size() > max_ahead_bytes) {
+    if (worker_->retire_when_done || slot_.call == nullptr ||
+        slot_.sent != slot_.call->request.size() || slot_.call->request.size() > max_ahead_bytes) {
       return;
     }
     const unsigned quota = core_.options.max_calls_per_worker;
@@ -10358,7 +10357,9 @@ class WorkerKeeper {
     }
     incoming_.release_memory();
     from_ring_.release_memory();
-    if (retiring || (worker_->retire_when_done && nothing_left)) end_worker(false);  // replaced next
+    if (retiring || (worker_->retire_when_done && nothing_left)) {
+      end_worker(false);  // replaced on the next step
+    }
   }
 
   /// The RemoteError a worker's error frame describes. Sets `out_of_memory` when the call
@@ -10479,10 +10480,10 @@ class WorkerKeeper {
       auto [ours, theirs] = make_socket_pair(SOCK_STREAM);
       const UniqueFd memory = Mailbox::create();
       Mailbox mailbox(memory.get());
-      const pid_t pid = session().spawn(
-          std::move(theirs), memory,
-          WorkerSettings{core_.options.max_message_size, core_.options.idle_spin,
-                         core_.options.max_memory_per_worker});
+      const pid_t pid =
+          session().spawn(std::move(theirs), memory,
+                          WorkerSettings{core_.options.max_message_size, core_.options.idle_spin,
+                                         core_.options.max_memory_per_worker});
       set_nonblocking(ours.get());
       FrameRing replies = mailbox.replies();
       const CallCounter started = mailbox.calls_started();
@@ -10637,9 +10638,9 @@ class WorkerKeeper {
   Slot& slot_;
   ForkServer& servers_;
   std::optional<ServerSession> session_;  // empty once its server died, until reopened
-  FrameAssembler incoming_;              // from the worker's socket
-  FrameAssembler from_ring_;             // from the worker's ring of replies
-  unsigned socket_replies_due_ = 0;      // announced in the ring, not yet taken from the socket
+  FrameAssembler incoming_;               // from the worker's socket
+  FrameAssembler from_ring_;              // from the worker's ring of replies
+  unsigned socket_replies_due_ = 0;       // announced in the ring, not yet taken from the socket
   std::optional<Worker> worker_;
   SendAheadDepth depth_;  // how many calls to send ahead (follows their duration)
   bool done_ = false;

@@ -17,7 +17,6 @@
 #include "../../errors.hpp"
 #include "../../future.hpp"
 
-
 namespace offload {
 inline namespace v0 {
 namespace detail {

@@ -203,8 +203,7 @@ class ForkServer {
   }
 
   /// Receives one message from `server`: false at its end; a new server's handle in `born`.
-  static bool receive_announcement(const ServerHandle& server,
-                                   std::optional<ServerHandle>& born) {
+  static bool receive_announcement(const ServerHandle& server, std::optional<ServerHandle>& born) {
     ServerMessage message;
     UniqueFd attached;
     std::size_t got = 0;
@@ -228,8 +227,7 @@ class ForkServer {
     const IoDeadline patience = Clock::now() + std::chrono::seconds(10);
     bool killed = false;
     for (;;) {
-      if (wait_for_fd(control, POLLIN, killed ? no_deadline : patience) ==
-          WaitResult::timed_out) {
+      if (wait_for_fd(control, POLLIN, killed ? no_deadline : patience) == WaitResult::timed_out) {
         ::kill(pid, SIGKILL);  // unreaped: the pid cannot be recycled
         killed = true;
         continue;
@@ -265,9 +263,12 @@ class ServerSession {
     const auto spin_us =
         std::chrono::duration_cast<std::chrono::microseconds>(settings.idle_spin).count();
     const ServerMessage request{
-        ServerMessageKind::spawn, 0, 0,
+        ServerMessageKind::spawn,
+        0,
+        0,
         static_cast<std::uint32_t>(std::clamp<std::int64_t>(spin_us, 0, 1'000'000)),
-        settings.max_payload, settings.max_memory};
+        settings.max_payload,
+        settings.max_memory};
     const int attached[2] = {worker_end.get(), mailbox.get()};
     if (!send_packet(socket_.get(), &request, sizeof request, attached)) throw ServerSessionLost();
     worker_end.reset();  // the worker's copy is the only one left that matters

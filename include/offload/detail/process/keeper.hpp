@@ -31,7 +31,6 @@
 #include "posix_io.hpp"
 #include "send_ahead_depth.hpp"
 
-
 namespace offload {
 inline namespace v0 {
 namespace detail {
@@ -70,11 +69,11 @@ class WorkerKeeper {
  private:
   struct Worker {
     pid_t pid;
-    UniqueFd channel;     // non-blocking; our end of the worker's socket pair
-    Mailbox mailbox;      // shared with the worker (see mailbox.hpp)
-    FrameRing replies;    // the consumer's handle on the mailbox's ring of replies
-    CallCounter started;  // calls the worker has begun to run (see call_counter.hpp)
-    unsigned calls = 0;   // replies received from it
+    UniqueFd channel;               // non-blocking; our end of the worker's socket pair
+    Mailbox mailbox;                // shared with the worker (see mailbox.hpp)
+    FrameRing replies;              // the consumer's handle on the mailbox's ring of replies
+    CallCounter started;            // calls the worker has begun to run (see call_counter.hpp)
+    unsigned calls = 0;             // replies received from it
     bool retire_when_done = false;  // it ran out of memory: no more calls; replace it when idle
   };
 
@@ -331,8 +330,8 @@ class WorkerKeeper {
    * done. Expects core_.mutex held.
    */
   void send_ahead_locked(unsigned replies) {
-    if (worker_->retire_when_done || slot_.call == nullptr || slot_.sent != slot_.call->request.size() ||
-        slot_.call->request.size() > max_ahead_bytes) {
+    if (worker_->retire_when_done || slot_.call == nullptr ||
+        slot_.sent != slot_.call->request.size() || slot_.call->request.size() > max_ahead_bytes) {
       return;
     }
     const unsigned quota = core_.options.max_calls_per_worker;
@@ -426,7 +425,9 @@ class WorkerKeeper {
     }
     incoming_.release_memory();
     from_ring_.release_memory();
-    if (retiring || (worker_->retire_when_done && nothing_left)) end_worker(false);  // replaced next
+    if (retiring || (worker_->retire_when_done && nothing_left)) {
+      end_worker(false);  // replaced on the next step
+    }
   }
 
   /// The RemoteError a worker's error frame describes. Sets `out_of_memory` when the call
@@ -547,10 +548,10 @@ class WorkerKeeper {
       auto [ours, theirs] = make_socket_pair(SOCK_STREAM);
       const UniqueFd memory = Mailbox::create();
       Mailbox mailbox(memory.get());
-      const pid_t pid = session().spawn(
-          std::move(theirs), memory,
-          WorkerSettings{core_.options.max_message_size, core_.options.idle_spin,
-                         core_.options.max_memory_per_worker});
+      const pid_t pid =
+          session().spawn(std::move(theirs), memory,
+                          WorkerSettings{core_.options.max_message_size, core_.options.idle_spin,
+                                         core_.options.max_memory_per_worker});
       set_nonblocking(ours.get());
       FrameRing replies = mailbox.replies();
       const CallCounter started = mailbox.calls_started();
@@ -705,9 +706,9 @@ class WorkerKeeper {
   Slot& slot_;
   ForkServer& servers_;
   std::optional<ServerSession> session_;  // empty once its server died, until reopened
-  FrameAssembler incoming_;              // from the worker's socket
-  FrameAssembler from_ring_;             // from the worker's ring of replies
-  unsigned socket_replies_due_ = 0;      // announced in the ring, not yet taken from the socket
+  FrameAssembler incoming_;               // from the worker's socket
+  FrameAssembler from_ring_;              // from the worker's ring of replies
+  unsigned socket_replies_due_ = 0;       // announced in the ring, not yet taken from the socket
   std::optional<Worker> worker_;
   SendAheadDepth depth_;  // how many calls to send ahead (follows their duration)
   bool done_ = false;

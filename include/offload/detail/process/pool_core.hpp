@@ -2,7 +2,8 @@
 #define OFFLOAD_DETAIL_PROCESS_POOL_CORE_HPP
 
 /// @file detail/process/pool_core.hpp
-/// What a ProcessPool's submitting threads and its keepers share: the queue and one slot per worker.
+/// What a ProcessPool's submitting threads and its keepers share: the queue and one slot per
+/// worker.
 
 #include <sys/types.h>
 
@@ -24,7 +25,6 @@
 #include "posix_io.hpp"
 #include "server_protocol.hpp"
 
-
 namespace offload {
 inline namespace v0 {
 namespace detail {
@@ -40,7 +40,7 @@ struct Slot {
     busy,         // a call is in flight (or waits to be re-sent after a crash)
   };
   Phase phase = Phase::unavailable;
-  std::unique_ptr<CallTicket> call;   // the call in flight; only the keeper takes it out
+  std::unique_ptr<CallTicket> call;  // the call in flight; only the keeper takes it out
   // The next calls, in order, already handed to the worker; added and taken only by the
   // keeper (which may read it without the mutex: no other thread changes it).
   std::deque<std::unique_ptr<CallTicket>> ahead;

@@ -45,10 +45,10 @@ namespace detail {
 
 /// What a new server process starts from.
 struct ServerStart {
-  pid_t program;               // the program's pid: the parent a server must have
-  int control;                 // its control socket to the program (becomes descriptor 3)
-  int buddy;                   // its link to the other server (becomes descriptor 4)
-  struct sigaction sigchld;    // the program's SIGCHLD disposition, for the workers
+  pid_t program;             // the program's pid: the parent a server must have
+  int control;               // its control socket to the program (becomes descriptor 3)
+  int buddy;                 // its link to the other server (becomes descriptor 4)
+  struct sigaction sigchld;  // the program's SIGCHLD disposition, for the workers
 };
 
 void prepare_server_process(const ServerStart& start) noexcept;
@@ -56,7 +56,8 @@ void prepare_server_process(const ServerStart& start) noexcept;
 /// fork(), except that the child is a child of our parent (CLONE_PARENT), not of us. A raw
 /// clone does not run pthread_atfork handlers, which a single-threaded server does not need.
 inline pid_t fork_sibling() noexcept {
-  return static_cast<pid_t>(::syscall(SYS_clone, static_cast<long>(CLONE_PARENT | SIGCHLD), 0L, 0L, 0L, 0L));
+  return static_cast<pid_t>(
+      ::syscall(SYS_clone, static_cast<long>(CLONE_PARENT | SIGCHLD), 0L, 0L, 0L, 0L));
 }
 
 /// Caps the calling process's address space at what it has mapped now plus `extra` bytes. The

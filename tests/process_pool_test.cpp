@@ -339,6 +339,14 @@ int wait_for_exit_code(pid_t pid) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+/// Runs this test program again as the helper `mode` to its end: its exit code and output.
+std::pair<int, std::string> run_helper(const char* mode) {
+  auto [helper, output] = spawn_helper(mode);
+  std::string report = read_all(output);
+  ::close(output);
+  return {wait_for_exit_code(helper), std::move(report)};
+}
+
 /// Checks that 100 ordinary calls all succeed around one faulty call, and returns the faulty
 /// call's exception message (after checking its type).
 template <class Expected, class Fault>
@@ -1018,10 +1026,8 @@ TEST_CASE("chaos: 20,000 calls while a random process of the pool is killed ever
 TEST_CASE("with both fork servers gone, every call fails with an offload::Error, never hangs",
           "[process_pool][resilience]") {
   SubreaperScope orphans_come_here;
-  auto [helper, output] = spawn_helper("--helper-servers-lost");
-  const std::string report = read_all(output);
-  ::close(output);
-  CHECK(wait_for_exit_code(helper) == 0);
+  const auto [exit_code, report] = run_helper("--helper-servers-lost");
+  CHECK(exit_code == 0);
   CHECK_THAT(report, Catch::Matchers::StartsWith("ok:") &&
                          Catch::Matchers::Contains("fork server"));
 }
@@ -1031,10 +1037,8 @@ TEST_CASE("destroying the pool while its fork server is being replaced leaves no
   SubreaperScope orphans_come_here;
   const std::vector<pid_t> our_servers = fork_server_pids();
   for (int round = 0; round < 5; ++round) {
-    auto [helper, output] = spawn_helper("--helper-destroy-while-replacing");
-    const std::string report = read_all(output);
-    ::close(output);
-    CHECK(wait_for_exit_code(helper) == 0);
+    const auto [exit_code, report] = run_helper("--helper-destroy-while-replacing");
+    CHECK(exit_code == 0);
     CHECK(report == "ok\n");
   }
   // Anything the helpers left would have been re-parented to us: only our own servers remain.
@@ -1118,10 +1122,8 @@ TEST_CASE("no worker, zombie or orphan remains after the pool is destroyed",
 }
 
 TEST_CASE("a fork server started by the pool ends with it", "[process_pool][hygiene]") {
-  auto [helper, output] = spawn_helper("--helper-pool-without-init");
-  const std::string report = read_all(output);
-  ::close(output);
-  CHECK(wait_for_exit_code(helper) == 0);
+  const auto [exit_code, report] = run_helper("--helper-pool-without-init");
+  CHECK(exit_code == 0);
   CHECK(report == "ok\n");
 }
 
@@ -1149,10 +1151,8 @@ TEST_CASE("a parent killed with SIGKILL leaves no process behind", "[process_poo
 
 TEST_CASE("no pool is forked from a multi-threaded process without process_init()",
           "[process_pool][hygiene]") {
-  auto [helper, output] = spawn_helper("--helper-threaded-without-init");
-  const std::string report = read_all(output);
-  ::close(output);
-  CHECK(wait_for_exit_code(helper) == 0);
+  const auto [exit_code, report] = run_helper("--helper-threaded-without-init");
+  CHECK(exit_code == 0);
   CHECK_THAT(report, Catch::Matchers::StartsWith("refused:") &&
                          Catch::Matchers::Contains("process_init()"));
 }

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "catch.hpp"
+#include "gate.hpp"
 
 using namespace std::chrono_literals;
 using offload::ChannelStatus;
@@ -31,20 +32,7 @@ namespace {
 /// Generous bound for "this should happen soon": a bug fails the test instead of hanging it.
 constexpr auto patience = 20s;
 
-/// A one-shot gate a service can wait at until the test thread opens it.
-class Gate {
- public:
-  /// Opens the gate. Call once.
-  void open() { promise_.set_value(); }
-  /// Waits for open(); false when `patience` ran out first.
-  [[nodiscard]] bool wait() const {
-    return opened_.wait_for(patience) == std::future_status::ready;
-  }
-
- private:
-  std::promise<void> promise_;
-  std::shared_future<void> opened_ = promise_.get_future().share();
-};
+using offload_test::Gate;
 
 /// Counts how its values are made and destroyed (from any thread).
 struct Tracked {

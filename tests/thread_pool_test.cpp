@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "catch.hpp"
+#include "gate.hpp"
 
 using namespace std::chrono_literals;
 using offload::Future;
@@ -23,26 +24,7 @@ using offload::ThreadPool;
 
 namespace {
 
-/// A one-shot gate: tasks block on it until the test opens it (bounded, so a bug fails).
-class Gate {
- public:
-  void open() {
-    {
-      std::lock_guard lock(mutex_);
-      open_ = true;
-    }
-    cv_.notify_all();
-  }
-  bool wait(std::chrono::milliseconds limit = 10s) {
-    std::unique_lock lock(mutex_);
-    return cv_.wait_for(lock, limit, [&] { return open_; });
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  bool open_ = false;
-};
+using offload_test::Gate;
 
 /// Spins until `condition` holds or a generous limit passes.
 template <class Condition>

@@ -11,6 +11,7 @@
 #include "sendable.hpp"
 #include "service.hpp"
 #include "shared_buffer.hpp"
+#include "task.hpp"
 #include "thread_pool.hpp"
 #include "version.hpp"
 

@@ -29,7 +29,7 @@
 #include "detail/pool/histogram.hpp"
 #include "detail/pool/parker.hpp"
 #include "detail/pool/schedulers.hpp"
-#include "detail/pool/task.hpp"
+#include "detail/pool/job.hpp"
 #include "detail/spin.hpp"
 #include "detail/worker_context.hpp"
 #include "errors.hpp"
@@ -87,9 +87,11 @@ struct Prioritized {
 namespace this_worker {
 /// The index (0 .. size()-1) of the pool worker running the calling thread, or empty when the
 /// caller is not a pool worker. Never blocks.
+/// Safe in coroutines: it reads the thread-local through a call never inlined.
 inline std::optional<unsigned> index() noexcept {
-  if (detail::current_worker == nullptr) return std::nullopt;
-  return detail::current_worker->index();
+  const detail::WorkerContext* worker = detail::this_thread_worker();
+  if (worker == nullptr) return std::nullopt;
+  return worker->index();
 }
 }  // namespace this_worker
 
@@ -452,7 +454,7 @@ class BasicThreadPool {
   template <class State>
   auto queue_task_state(int priority, detail::StatePtr<State> state, Admission admission) {
     state->add_ref();  // the queue's reference, given back by TaskState::run()/abandon()
-    detail::Job job{detail::Task(detail::RunnableHandle(state.get()))};
+    detail::Job job{detail::JobBody(detail::RunnableHandle(state.get()))};
     enqueue(std::move(job), priority, admission);
     using R = std::remove_cvref_t<decltype(state->take())>;
     return detail::FutureAccess::make<R>(std::move(state));
@@ -478,7 +480,7 @@ class BasicThreadPool {
   void detach_at(int priority, F&& fn, Args&&... args) {
     detail::check_task_callable<F, Args...>();
     // Exceptions escape this callable on purpose: run_job() hands them to the handler.
-    detail::Job job{detail::Task([fn = std::decay_t<F>(std::forward<F>(fn)),
+    detail::Job job{detail::JobBody([fn = std::decay_t<F>(std::forward<F>(fn)),
                                   arguments = std::tuple<std::decay_t<Args>...>(
                                       std::forward<Args>(args)...)]() mutable {
       detail::invoke_task(fn, arguments, std::stop_token());
@@ -503,7 +505,7 @@ class BasicThreadPool {
         for (unsigned unused = r; unused < runners; ++unused) loop->leave();
         return;
       }
-      detail::Job job{detail::Task([loop] {
+      detail::Job job{detail::JobBody([loop] {
         loop->run();
         return detail::TaskOutcome::succeeded;
       })};

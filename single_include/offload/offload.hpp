@@ -2779,6 +2779,15 @@ class WorkerContext {
 /// The context of the pool worker running on this thread; null on other threads.
 inline thread_local WorkerContext* current_worker = nullptr;
 
+/// current_worker, read through a call that is never inlined and never assumed free of side
+/// effects (the empty asm): clang before 17 may keep a thread_local's address across a
+/// suspension point of a coroutine, which may resume on another thread, and it would also
+/// merge two calls of a function it could prove reads nothing else.
+[[gnu::noinline]] inline WorkerContext* this_thread_worker() noexcept {
+  asm volatile("" ::: "memory");
+  return current_worker;
+}
+
 }  // namespace detail
 }  // namespace v0
 }  // namespace offload
@@ -4495,11 +4504,11 @@ class RingDeque {
 
 #endif  // OFFLOAD_DETAIL_POOL_RING_DEQUE_HPP
 // ---- end offload/detail/pool/ring_deque.hpp ----
-// ---- begin offload/detail/pool/task.hpp ----
-#ifndef OFFLOAD_DETAIL_POOL_TASK_HPP
-#define OFFLOAD_DETAIL_POOL_TASK_HPP
+// ---- begin offload/detail/pool/job.hpp ----
+#ifndef OFFLOAD_DETAIL_POOL_JOB_HPP
+#define OFFLOAD_DETAIL_POOL_JOB_HPP
 
-/// @file detail/pool/task.hpp
+/// @file detail/pool/job.hpp
 /// What a pool queues: a Job (a type-erased callable plus bookkeeping), and the TaskState
 /// that lets a submitted callable and its future share one allocation.
 
@@ -4521,11 +4530,11 @@ namespace detail {
 enum class TaskOutcome : unsigned char { succeeded, failed, cancelled };
 
 /// 40 inline bytes keep a Job at one cache line: a lambda with five captured words is free.
-using Task = UniqueFunction<TaskOutcome(), 40>;
+using JobBody = UniqueFunction<TaskOutcome(), 40>;
 
 /// One queued unit of work.
 struct Job {
-  Task task;
+  JobBody task;
   /// Steady-clock nanoseconds when queued, for the sampled queue-wait statistics; 0 when this
   /// job is not sampled.
   std::int64_t enqueued_ns = 0;
@@ -4655,8 +4664,8 @@ class RunnableHandle {
 }  // namespace v0
 }  // namespace offload
 
-#endif  // OFFLOAD_DETAIL_POOL_TASK_HPP
-// ---- end offload/detail/pool/task.hpp ----
+#endif  // OFFLOAD_DETAIL_POOL_JOB_HPP
+// ---- end offload/detail/pool/job.hpp ----
 
 namespace offload {
 inline namespace v0 {
@@ -5040,9 +5049,11 @@ struct Prioritized {
 namespace this_worker {
 /// The index (0 .. size()-1) of the pool worker running the calling thread, or empty when the
 /// caller is not a pool worker. Never blocks.
+/// Safe in coroutines: it reads the thread-local through a call never inlined.
 inline std::optional<unsigned> index() noexcept {
-  if (detail::current_worker == nullptr) return std::nullopt;
-  return detail::current_worker->index();
+  const detail::WorkerContext* worker = detail::this_thread_worker();
+  if (worker == nullptr) return std::nullopt;
+  return worker->index();
 }
 }  // namespace this_worker
 
@@ -5405,7 +5416,7 @@ class BasicThreadPool {
   template <class State>
   auto queue_task_state(int priority, detail::StatePtr<State> state, Admission admission) {
     state->add_ref();  // the queue's reference, given back by TaskState::run()/abandon()
-    detail::Job job{detail::Task(detail::RunnableHandle(state.get()))};
+    detail::Job job{detail::JobBody(detail::RunnableHandle(state.get()))};
     enqueue(std::move(job), priority, admission);
     using R = std::remove_cvref_t<decltype(state->take())>;
     return detail::FutureAccess::make<R>(std::move(state));
@@ -5431,7 +5442,7 @@ class BasicThreadPool {
   void detach_at(int priority, F&& fn, Args&&... args) {
     detail::check_task_callable<F, Args...>();
     // Exceptions escape this callable on purpose: run_job() hands them to the handler.
-    detail::Job job{detail::Task([fn = std::decay_t<F>(std::forward<F>(fn)),
+    detail::Job job{detail::JobBody([fn = std::decay_t<F>(std::forward<F>(fn)),
                                   arguments = std::tuple<std::decay_t<Args>...>(
                                       std::forward<Args>(args)...)]() mutable {
       detail::invoke_task(fn, arguments, std::stop_token());
@@ -5456,7 +5467,7 @@ class BasicThreadPool {
         for (unsigned unused = r; unused < runners; ++unused) loop->leave();
         return;
       }
-      detail::Job job{detail::Task([loop] {
+      detail::Job job{detail::JobBody([loop] {
         loop->run();
         return detail::TaskOutcome::succeeded;
       })};
@@ -6454,6 +6465,792 @@ struct is_sendable<SharedBuffer<T>> : std::true_type {};
 
 #endif  // OFFLOAD_SHARED_BUFFER_HPP
 // ---- end offload/shared_buffer.hpp ----
+// ---- begin offload/task.hpp ----
+#ifndef OFFLOAD_TASK_HPP
+#define OFFLOAD_TASK_HPP
+
+/// @file task.hpp
+/// Coroutines: Task<T>, co_await on Futures and Tasks, and the ways to run a Task on an event
+/// loop, on a pool, or on the calling thread.
+///
+/// ```cpp
+/// offload::Task<std::string> run(offload::ThreadPool& pool, offload::EventLoop& loop) {
+///   std::string result = co_await offload::run_service(pool, hello, std::string("world"));
+///   co_await offload::sleep_for(loop, 10ms);      // a loop timer, like setTimeout
+///   co_return result;                             // back on the loop's thread all along
+/// }
+/// offload::Future<std::string> f = offload::spawn(loop, run(pool, loop));
+/// loop.run();
+/// ```
+///
+/// The resume rule (Node's): a coroutine goes on on the executor it runs on (the loop's
+/// thread after spawn(loop, ...) or resume_on(loop), a worker of that pool, or the thread in
+/// sync_wait()), never on whichever thread completed what it awaited. Exceptions travel up
+/// (co_await, sync_wait and spawn's Future rethrow them); stop requests travel down (spawn's
+/// Future::request_stop() reaches every task it awaits, and the Futures they await).
+///
+/// Stack safety does not depend on the compiler making symmetric transfer a tail call (g++ 12
+/// does not at -O0 or under sanitizers): every hand-over goes through a per-thread trampoline
+/// (detail/task/trampoline.hpp), so a million tasks awaited in a row, or a chain of them
+/// 100,000 deep, run in constant stack.
+
+#include <atomic>
+#include <chrono>
+#include <coroutine>
+#include <exception>
+#include <optional>
+#include <stdexcept>
+#include <stop_token>
+#include <type_traits>
+#include <utility>
+
+// ---- begin offload/detail/task/executor.hpp ----
+#ifndef OFFLOAD_DETAIL_TASK_EXECUTOR_HPP
+#define OFFLOAD_DETAIL_TASK_EXECUTOR_HPP
+
+/// @file detail/task/executor.hpp
+/// Where a coroutine runs: an event loop's thread, a pool's workers, or the thread blocked in
+/// sync_wait(). A coroutine always resumes there (API.md's resume rule), never on whichever
+/// thread completed what it awaited: that thread only posts the resumption.
+
+#include <condition_variable>
+#include <coroutine>
+#include <mutex>
+#include <utility>
+#include <vector>
+
+// ---- begin offload/detail/task/trampoline.hpp ----
+#ifndef OFFLOAD_DETAIL_TASK_TRAMPOLINE_HPP
+#define OFFLOAD_DETAIL_TASK_TRAMPOLINE_HPP
+
+/// @file detail/task/trampoline.hpp
+/// Where every coroutine of offload is resumed: a loop per thread that resumes them one after
+/// another, so the stack never grows however they hand control to each other.
+///
+/// Why not symmetric transfer alone: returning the next coroutine's handle from await_suspend
+/// is meant to be a tail call, but g++ 12 does not make it one at -O0 or under the sanitizers
+/// (GCC PR 100897), and then every hand-over (a parent starting its child, a child finishing
+/// and resuming its parent) nests a frame: a loop over a million quick child tasks overflows
+/// the stack. Here a coroutine that hands over queues the next one and suspends; its resume()
+/// returns into this loop, which resumes the next. Depth stays constant on every compiler, at
+/// the cost of a push and a pop per hand-over.
+///
+/// The thread-local state is reached only through functions that are never inlined: clang
+/// before 17 may keep a thread_local's address across a suspension point of the coroutine it
+/// is inlined into, and the coroutine may resume on another thread.
+
+#include <coroutine>
+#include <cstddef>
+#include <vector>
+
+namespace offload {
+inline namespace v0 {
+namespace detail {
+
+/// This thread's queue of coroutines to resume, and whether its loop is running.
+struct TrampolineState {
+  std::vector<std::coroutine_handle<>> ready;  // keeps its capacity: no allocation once warm
+  std::size_t next = 0;
+  bool running = false;
+};
+
+[[gnu::noinline]] inline TrampolineState& this_thread_trampoline() noexcept {
+  thread_local TrampolineState state;
+  return state;
+}
+
+/**
+ * Resumes `coroutine` on this thread: inside the running loop, queued to run as soon as the
+ * coroutine now running suspends; otherwise at once, in a loop that also runs everything the
+ * coroutines it resumes hand over, until nothing is left. Never inlined (see the file
+ * comment). Not thread-safe by design: each thread has its own loop. Allocates only while
+ * the queue grows past its largest size so far.
+ */
+[[gnu::noinline]] inline void resume_here(std::coroutine_handle<> coroutine) {
+  TrampolineState& trampoline = this_thread_trampoline();
+  if (trampoline.running) {
+    trampoline.ready.push_back(coroutine);
+    return;
+  }
+  trampoline.running = true;
+  coroutine.resume();  // coroutines never throw out of resume(): their promises catch
+  while (trampoline.next < trampoline.ready.size()) trampoline.ready[trampoline.next++].resume();
+  trampoline.ready.clear();
+  trampoline.next = 0;
+  trampoline.running = false;
+}
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_TASK_TRAMPOLINE_HPP
+// ---- end offload/detail/task/trampoline.hpp ----
+
+namespace offload {
+inline namespace v0 {
+namespace detail {
+
+/// What an executor can do, as plain functions (one static table per kind of executor).
+struct ExecutorOps {
+  /// Resumes `coroutine` later on the executor's thread(s), from any thread. `hold` is the
+  /// one taken by hold() when the coroutine suspended (or empty), released as it is queued.
+  void (*post)(void* target, std::coroutine_handle<> coroutine, EventLoop::Hold hold);
+  /// What keeps the executor from running dry while a coroutine of it waits elsewhere: an
+  /// event loop's Hold (a pool or sync_wait() never runs dry by itself), or an empty one.
+  EventLoop::Hold (*hold)(void* target);
+};
+
+/// An executor: a target (a loop, a pool, a sync_wait driver) and what to do with it. Copied
+/// into every coroutine that runs there; the target must outlive them.
+struct Executor {
+  void* target = nullptr;
+  const ExecutorOps* ops = nullptr;
+
+  [[nodiscard]] explicit operator bool() const noexcept { return ops != nullptr; }
+  bool operator==(const Executor&) const noexcept = default;
+  void post(std::coroutine_handle<> coroutine, EventLoop::Hold hold = {}) const {
+    ops->post(target, coroutine, std::move(hold));
+  }
+  [[nodiscard]] EventLoop::Hold hold() const { return ops->hold(target); }
+};
+
+/// The callable posted to an executor: resumes the coroutine in this thread's trampoline.
+struct ResumeCoroutine {
+  std::coroutine_handle<> coroutine;
+  void operator()() const { resume_here(coroutine); }
+};
+
+/// Posts one coroutine to its executor, once, from whatever thread completes what it awaits.
+/// Holds the executor's keep-alive meanwhile.
+class Resumer {
+ public:
+  Resumer(const Executor& executor, std::coroutine_handle<> coroutine)
+      : executor_(executor), hold_(executor.hold()), coroutine_(coroutine) {}
+
+  void operator()() noexcept { executor_.post(coroutine_, std::move(hold_)); }
+
+ private:
+  Executor executor_;
+  EventLoop::Hold hold_;
+  std::coroutine_handle<> coroutine_;
+};
+
+// --- the executors ------------------------------------------------------------------------------
+
+inline EventLoop::Hold no_hold(void*) { return {}; }
+
+/// An EventLoop: resumptions are posted callbacks; a waiting coroutine holds the loop. The
+/// post always goes through a Hold, whose reference keeps the loop's core alive while the
+/// posting thread still touches it: the loop thread may run the coroutine to its end, return
+/// from run() and destroy the loop before post() has returned here.
+inline constexpr ExecutorOps event_loop_ops{
+    [](void* target, std::coroutine_handle<> coroutine, EventLoop::Hold hold) {
+      if (!hold) hold = static_cast<EventLoop*>(target)->hold();
+      std::move(hold).post(ResumeCoroutine{coroutine});
+    },
+    [](void* target) { return static_cast<EventLoop*>(target)->hold(); }};
+
+inline Executor executor_of(EventLoop& loop) noexcept { return {&loop, &event_loop_ops}; }
+
+/// A thread pool (any scheduler): resumptions are detached jobs. After shutdown the pool takes
+/// no job, and the coroutine goes on inline on the completing thread rather than never.
+template <class Pool>
+inline constexpr ExecutorOps pool_ops{
+    [](void* target, std::coroutine_handle<> coroutine, EventLoop::Hold) {
+      try {
+        static_cast<Pool*>(target)->detach(ResumeCoroutine{coroutine});
+      } catch (const PoolClosed&) {
+        resume_here(coroutine);
+      }
+    },
+    &no_hold};
+
+template <class Pool>
+Executor pool_executor(Pool& pool) noexcept {
+  return {&pool, &pool_ops<Pool>};
+}
+
+/**
+ * The executor of a thread blocked in sync_wait(): resumptions posted from other threads
+ * queue here, and run() resumes them on the waiting thread until the task is done.
+ * Thread-safe (post from any thread); run() blocks; allocates as its queue grows.
+ */
+class SyncWaitDriver {
+ public:
+  Executor executor() noexcept { return {this, &ops}; }
+
+  /// Resumes posted coroutines on this thread until finish() was called. Blocks.
+  void run() {
+    std::vector<std::coroutine_handle<>> batch;
+    for (;;) {
+      {
+        std::unique_lock lock(mutex_);
+        ready_.wait(lock, [&] { return finished_ || !posted_.empty(); });
+        if (posted_.empty()) return;  // finished, and nothing left to resume
+        batch.swap(posted_);
+      }
+      for (std::coroutine_handle<> coroutine : batch) resume_here(coroutine);
+      batch.clear();
+    }
+  }
+
+  /// The task is done: run() returns once what was posted has run. Thread-safe.
+  void finish() {
+    std::lock_guard lock(mutex_);
+    finished_ = true;
+    ready_.notify_one();
+  }
+
+ private:
+  static void post(void* target, std::coroutine_handle<> coroutine, EventLoop::Hold) {
+    auto* driver = static_cast<SyncWaitDriver*>(target);
+    std::lock_guard lock(driver->mutex_);
+    driver->posted_.push_back(coroutine);
+    driver->ready_.notify_one();
+  }
+  static constexpr ExecutorOps ops{&SyncWaitDriver::post, &no_hold};
+
+  std::mutex mutex_;
+  std::condition_variable ready_;
+  std::vector<std::coroutine_handle<>> posted_;
+  bool finished_ = false;
+};
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_TASK_EXECUTOR_HPP
+// ---- end offload/detail/task/executor.hpp ----
+// ---- begin offload/detail/task/promise.hpp ----
+#ifndef OFFLOAD_DETAIL_TASK_PROMISE_HPP
+#define OFFLOAD_DETAIL_TASK_PROMISE_HPP
+
+/// @file detail/task/promise.hpp
+/// The promise behind offload::Task<T>: the result, who awaits it, and the executor and stop
+/// token the task inherits from its parent.
+
+#include <coroutine>
+#include <exception>
+#include <stop_token>
+#include <type_traits>
+#include <utility>
+#include <variant>
+
+
+namespace offload {
+inline namespace v0 {
+namespace detail {
+
+/// What every offload coroutine knows: where it runs, what stops it, who goes on after it.
+class TaskPromiseBase {
+ public:
+  Executor executor;                     // set before it starts; changed by resume_on()
+  std::stop_token stop;                  // its parent's (or spawn()'s Future's) token
+  std::coroutine_handle<> continuation;  // the parent awaiting it; empty for a root
+  Executor continuation_executor;        // where the parent runs (and resumes)
+  EventLoop::Hold home_hold;  // keeps the parent's loop alive while this task runs elsewhere
+
+  /// Moves this coroutine to `target` (resume_on()); the caller then posts it there. A task
+  /// leaving its parent's executor holds that executor until it hands control back.
+  void move_to(const Executor& target) {
+    if (continuation && !home_hold && executor == continuation_executor) {
+      home_hold = continuation_executor.hold();
+    }
+    executor = target;
+  }
+
+  /// Lazy: nothing runs until the task is awaited, spawned or sync_waited.
+  std::suspend_always initial_suspend() const noexcept { return {}; }
+
+  /// Hands control to the parent through the trampoline (never nested, see trampoline.hpp).
+  struct FinalAwaiter {
+    bool await_ready() const noexcept { return false; }
+    template <class Promise>
+    void await_suspend(std::coroutine_handle<Promise> self) const noexcept {
+      TaskPromiseBase& promise = self.promise();
+      std::coroutine_handle<> parent = promise.continuation;
+      if (!parent) return;
+      if (promise.executor == promise.continuation_executor) {
+        resume_here(parent);  // the parent runs here too: on this thread, without a hop
+      } else {
+        // Back to the parent's executor: the resume rule. Allocation failure here has no
+        // one left to tell, so it ends the program (noexcept).
+        promise.continuation_executor.post(parent, std::move(promise.home_hold));
+      }
+    }
+    void await_resume() const noexcept {}
+  };
+  FinalAwaiter final_suspend() const noexcept { return {}; }
+};
+
+/// The promise of a Task<T>: the value or exception it ended with.
+template <class T>
+class TaskPromise;
+
+template <class T>
+class TaskResult : public TaskPromiseBase {
+ public:
+  void unhandled_exception() noexcept { result_.template emplace<2>(std::current_exception()); }
+
+  /// The value, or the exception rethrown (moved out: only the awaiting thread owns it).
+  T take() {
+    if (result_.index() == 2) std::rethrow_exception(std::exchange(std::get<2>(result_), nullptr));
+    if constexpr (!std::is_void_v<T>) return std::move(std::get<1>(result_));
+  }
+
+ protected:
+  using Stored = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
+  std::variant<std::monostate, Stored, std::exception_ptr> result_;
+};
+
+template <class T>
+class TaskPromise final : public TaskResult<T> {
+ public:
+  auto get_return_object() noexcept;
+  template <class V>
+    requires std::is_convertible_v<V&&, T>
+  void return_value(V&& value) {
+    this->result_.template emplace<1>(std::forward<V>(value));
+  }
+};
+
+template <>
+class TaskPromise<void> final : public TaskResult<void> {
+ public:
+  auto get_return_object() noexcept;
+  void return_void() noexcept { result_.emplace<1>(); }
+};
+
+/// True when awaiting from a coroutine with promise P can find its executor.
+template <class P>
+concept OffloadPromise = std::is_base_of_v<TaskPromiseBase, P>;
+
+/**
+ * A coroutine that runs a root task for spawn() and sync_wait(): started by posting it to its
+ * executor, it awaits the task, hands the outcome to `finish`, and frees itself.
+ */
+class RootCoroutine {
+ public:
+  class promise_type : public TaskPromiseBase {
+   public:
+    RootCoroutine get_return_object() noexcept {
+      return RootCoroutine(std::coroutine_handle<promise_type>::from_promise(*this));
+    }
+    std::suspend_never final_suspend() const noexcept { return {}; }  // frees the frame
+    void return_void() const noexcept {}
+    void unhandled_exception() const noexcept { std::terminate(); }  // the body catches all
+  };
+
+  explicit RootCoroutine(std::coroutine_handle<promise_type> handle) noexcept : handle_(handle) {}
+  RootCoroutine(RootCoroutine&& other) noexcept : handle_(std::exchange(other.handle_, {})) {}
+  RootCoroutine& operator=(RootCoroutine&&) = delete;
+  ~RootCoroutine() {
+    if (handle_) handle_.destroy();  // never started
+  }
+
+  /// Starts it on `executor` with `stop`: posted, so it runs on the executor's thread.
+  void start(const Executor& executor, std::stop_token stop) && {
+    promise_type& promise = handle_.promise();
+    promise.executor = executor;
+    promise.stop = std::move(stop);
+    executor.post(std::exchange(handle_, {}));
+  }
+
+ private:
+  std::coroutine_handle<promise_type> handle_;
+};
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_TASK_PROMISE_HPP
+// ---- end offload/detail/task/promise.hpp ----
+
+namespace offload {
+inline namespace v0 {
+
+/**
+ * @brief A lazy coroutine that produces a T (the return type of a function that uses
+ * co_await / co_return).
+ *
+ * Nothing runs until the task is awaited (`co_await task` inside another Task), spawned on a
+ * loop or pool (spawn()), or run with sync_wait(). Move-only; awaited at most once (awaiting
+ * consumes it). Destroying a task that never started destroys its frame and runs nothing. A
+ * Task is not thread-safe: one owner at a time.
+ */
+template <class T = void>
+class [[nodiscard]] Task {
+ public:
+  using promise_type = detail::TaskPromise<T>;
+  using value_type = T;
+
+  /// An empty task (moved from): awaiting it throws std::logic_error.
+  Task() noexcept = default;
+  Task(Task&& other) noexcept : handle_(std::exchange(other.handle_, {})) {}
+  Task& operator=(Task&& other) noexcept {
+    if (this != &other) {
+      reset();
+      handle_ = std::exchange(other.handle_, {});
+    }
+    return *this;
+  }
+  Task(const Task&) = delete;
+  Task& operator=(const Task&) = delete;
+  ~Task() { reset(); }
+
+  /// True while the task holds a coroutine that nobody has started.
+  [[nodiscard]] bool valid() const noexcept { return static_cast<bool>(handle_); }
+
+  class Awaiter;
+  /// Runs the task as a child of the awaiting coroutine, on its executor, with its stop
+  /// token; the parent goes on when it returns, with its value or its exception.
+  Awaiter operator co_await() && noexcept { return Awaiter(std::exchange(handle_, {})); }
+  Awaiter operator co_await() & noexcept { return Awaiter(std::exchange(handle_, {})); }
+
+ private:
+  friend promise_type;
+
+  explicit Task(std::coroutine_handle<promise_type> handle) noexcept : handle_(handle) {}
+
+  void reset() noexcept {
+    if (handle_) std::exchange(handle_, {}).destroy();
+  }
+
+  std::coroutine_handle<promise_type> handle_;
+};
+
+/// What `co_await task` uses; owns the child coroutine until the parent has its result.
+template <class T>
+class Task<T>::Awaiter {
+ public:
+  explicit Awaiter(std::coroutine_handle<promise_type> child) noexcept : child_(child) {}
+  Awaiter(const Awaiter&) = delete;
+  Awaiter& operator=(const Awaiter&) = delete;
+  ~Awaiter() {
+    if (child_) child_.destroy();
+  }
+
+  bool await_ready() const noexcept { return !child_; }  // empty: await_resume() says so
+
+  template <class Parent>
+  void await_suspend(std::coroutine_handle<Parent> parent) {
+    static_assert(detail::OffloadPromise<Parent>,
+                  "offload::Task can be awaited only inside an offload::Task (a coroutine "
+                  "returning offload::Task<T>): the child runs on its parent's executor");
+    promise_type& child = child_.promise();
+    detail::TaskPromiseBase& caller = parent.promise();
+    child.executor = caller.executor;
+    child.stop = caller.stop;
+    child.continuation = parent;
+    child.continuation_executor = caller.executor;
+    detail::resume_here(child_);  // runs once the parent has suspended (trampoline.hpp)
+  }
+
+  T await_resume() {
+    if (!child_) throw std::logic_error("offload: co_await of an empty (moved-from) Task");
+    return child_.promise().take();
+  }
+
+ private:
+  std::coroutine_handle<promise_type> child_;
+};
+
+namespace detail {
+
+template <class T>
+auto TaskPromise<T>::get_return_object() noexcept {
+  return Task<T>(std::coroutine_handle<TaskPromise>::from_promise(*this));
+}
+inline auto TaskPromise<void>::get_return_object() noexcept {
+  return Task<void>(std::coroutine_handle<TaskPromise>::from_promise(*this));
+}
+
+/// What `co_await future` uses: resumes the coroutine on its own executor once the future is
+/// ready (not at all when it already is), and passes a stop request of the coroutine on to
+/// the future (a queued pool job then never starts).
+template <class T>
+class FutureAwaiter {
+ public:
+  explicit FutureAwaiter(Future<T>& future) : state_(FutureAccess::take_state(future)) {}
+  FutureAwaiter(const FutureAwaiter&) = delete;
+  FutureAwaiter& operator=(const FutureAwaiter&) = delete;
+
+  bool await_ready() const noexcept { return state_->ready(); }
+
+  template <class Promise>
+  void await_suspend(std::coroutine_handle<Promise> self) {
+    static_assert(OffloadPromise<Promise>,
+                  "offload::Future can be awaited only inside an offload::Task (a coroutine "
+                  "returning offload::Task<T>): its executor is where it resumes");
+    TaskPromiseBase& promise = self.promise();
+    if (promise.stop.stop_possible()) stop_.emplace(promise.stop, StopFuture{state_.get()});
+    // From here on another thread may resume us: nothing below touches the frame.
+    state_->set_continuation(Resumer(promise.executor, self));
+  }
+
+  T await_resume() {
+    stop_.reset();  // waits for a stop callback running elsewhere to finish
+    return state_->take();
+  }
+
+ private:
+  struct StopFuture {
+    StateBase* state;
+    void operator()() const noexcept { state->request_stop(); }
+  };
+
+  StatePtr<SharedState<T>> state_;
+  std::optional<std::stop_callback<StopFuture>> stop_;  // destroyed before state_
+};
+
+/// What `co_await resume_on(executor)` uses.
+class ResumeOnAwaiter {
+ public:
+  explicit ResumeOnAwaiter(const Executor& target) noexcept : target_(target) {}
+  bool await_ready() const noexcept { return false; }
+  template <class Promise>
+  void await_suspend(std::coroutine_handle<Promise> self) {
+    static_assert(OffloadPromise<Promise>,
+                  "offload::resume_on can be awaited only inside an offload::Task");
+    self.promise().move_to(target_);  // before the post: the coroutine may resume at once
+    target_.post(self);
+  }
+  void await_resume() const noexcept {}
+
+ private:
+  Executor target_;
+};
+
+/// What `co_await yield(loop)` uses: goes on in a later tick of the loop, after the timers
+/// and posted callbacks due by then. Two immediates in a row: an immediate queued by a timer or
+/// a posted callback runs in the same tick, only one queued by an immediate waits for the next
+/// (event_loop.hpp), and the coroutine may have been resumed by either. A stop request is seen
+/// when it resumes.
+class YieldAwaiter {
+ public:
+  explicit YieldAwaiter(EventLoop& loop) noexcept : loop_(loop) {}
+  bool await_ready() const noexcept { return false; }
+  template <class Promise>
+  void await_suspend(std::coroutine_handle<Promise> self) {
+    static_assert(OffloadPromise<Promise>,
+                  "offload::yield can be awaited only inside an offload::Task");
+    stop_ = self.promise().stop;
+    self.promise().move_to(executor_of(loop_));
+    loop_.set_immediate([&loop = loop_, self] { loop.set_immediate(ResumeCoroutine{self}); });
+  }
+  void await_resume() const {
+    if (stop_.stop_requested()) throw TaskCancelled();
+  }
+
+ private:
+  EventLoop& loop_;
+  std::stop_token stop_;
+};
+
+/// What `co_await sleep_for(loop, duration)` uses: a loop timer; a stop request wakes it at
+/// once (it then throws TaskCancelled). Timer and stop request race for the one resumption.
+class SleepAwaiter {
+ public:
+  SleepAwaiter(EventLoop& loop, std::chrono::nanoseconds duration) noexcept
+      : loop_(loop), duration_(duration) {}
+  SleepAwaiter(const SleepAwaiter&) = delete;
+  SleepAwaiter& operator=(const SleepAwaiter&) = delete;
+
+  bool await_ready() const noexcept { return false; }
+
+  template <class Promise>
+  void await_suspend(std::coroutine_handle<Promise> self) {
+    static_assert(OffloadPromise<Promise>,
+                  "offload::sleep_for can be awaited only inside an offload::Task");
+    self_ = self;
+    self.promise().move_to(executor_of(loop_));
+    timer_ = loop_.set_timeout(duration_, [this] {
+      if (!woken_.exchange(true, std::memory_order_acq_rel)) resume_here(self_);
+    });
+    const std::stop_token& stop = self.promise().stop;
+    if (stop.stop_possible()) stop_.emplace(stop, WakeOnStop{this});
+  }
+
+  void await_resume() {
+    stop_.reset();        // waits for a stop callback running elsewhere to finish
+    loop_.clear(timer_);  // on the loop's thread: a timer not yet fired never will
+    if (cancelled_.load(std::memory_order_acquire)) throw TaskCancelled();
+  }
+
+ private:
+  struct WakeOnStop {
+    SleepAwaiter* sleep;
+    void operator()() const {
+      // acq_rel: the winner of the exchange owns the one resumption.
+      if (sleep->woken_.exchange(true, std::memory_order_acq_rel)) return;
+      sleep->cancelled_.store(true, std::memory_order_release);
+      sleep->loop_.post(ResumeCoroutine{sleep->self_});
+    }
+  };
+
+  EventLoop& loop_;
+  std::chrono::nanoseconds duration_;
+  std::coroutine_handle<> self_;
+  TimerId timer_{};
+  std::atomic<bool> woken_{false};
+  std::atomic<bool> cancelled_{false};
+  std::optional<std::stop_callback<WakeOnStop>> stop_;
+};
+
+/// What `co_await this_task::stop_token()` uses: reads the token without suspending.
+struct StopTokenAwaiter {
+  std::stop_token token;
+  bool await_ready() const noexcept { return false; }
+  template <class Promise>
+  bool await_suspend(std::coroutine_handle<Promise> self) noexcept {
+    static_assert(OffloadPromise<Promise>,
+                  "offload::this_task::stop_token can be awaited only inside an offload::Task");
+    token = self.promise().stop;
+    return false;  // go on at once
+  }
+  std::stop_token await_resume() noexcept { return std::move(token); }
+};
+
+/// Runs `task` to its end and hands the outcome to `done(value)` / `failed(error)`; the root
+/// of spawn() and sync_wait().
+template <class T, class Sink>
+RootCoroutine run_root(Task<T> task, Sink sink) {
+  std::exception_ptr error;
+  try {
+    if constexpr (std::is_void_v<T>) {
+      co_await std::move(task);
+      sink.done();
+    } else {
+      sink.done(co_await std::move(task));
+    }
+  } catch (...) {
+    error = std::current_exception();
+  }
+  // Outside the handler: see errors.hpp's make_error() on exceptions and ThreadSanitizer.
+  if (error) sink.failed(std::move(error));
+}
+
+/// spawn()'s sink: completes the Future's shared state.
+template <class T>
+struct StateSink {
+  StatePtr<SharedState<T>> state;
+  template <class... V>
+  void done(V&&... value) {
+    state->set_value(std::forward<V>(value)...);
+  }
+  void failed(std::exception_ptr error) { state->set_exception(std::move(error)); }
+};
+
+/// sync_wait()'s sink: keeps the outcome for the waiting thread and ends its loop.
+template <class T>
+struct WaitSink {
+  std::optional<value_or_monostate_t<T>>* value;
+  std::exception_ptr* error;
+  SyncWaitDriver* driver;
+  template <class... V>
+  void done(V&&... result) {
+    value->emplace(std::forward<V>(result)...);
+    driver->finish();
+  }
+  void failed(std::exception_ptr failure) {
+    *error = std::move(failure);
+    driver->finish();
+  }
+};
+
+template <class T>
+Future<T> spawn_on(const Executor& executor, Task<T> task) {
+  StatePtr<SharedState<T>> state(new SharedState<T>());
+  std::stop_token stop = state->make_stop_token();
+  Future<T> future = FutureAccess::make<T>(StatePtr<SharedState<T>>(state));
+  run_root(std::move(task), StateSink<T>{std::move(state)}).start(executor, std::move(stop));
+  return future;
+}
+
+}  // namespace detail
+
+/// Awaits a Future inside a Task (consuming it): no suspension when it is ready; otherwise the
+/// coroutine resumes on its own executor once the Future completes. Rethrows its exception.
+template <class T>
+detail::FutureAwaiter<T> operator co_await(Future<T>&& future) {
+  return detail::FutureAwaiter<T>(future);
+}
+template <class T>
+detail::FutureAwaiter<T> operator co_await(Future<T>& future) {
+  return detail::FutureAwaiter<T>(future);
+}
+
+/**
+ * @brief Runs `task` on `loop`'s thread; its Future completes with the task's value or
+ * exception. request_stop() on the Future requests the task's stop token. The loop's run()
+ * does not return while the task is pending (see EventLoop::Hold). Thread-safe; allocates the
+ * Future's state and the root coroutine.
+ */
+template <class T>
+Future<T> spawn(EventLoop& loop, Task<T> task) {
+  return detail::spawn_on(detail::executor_of(loop), std::move(task));
+}
+
+/// @brief Runs `task` on `pool`'s workers (it resumes on one of them after each suspension);
+/// otherwise as spawn(loop, task). @throws PoolClosed after the pool's shutdown.
+template <class Scheduler, class T>
+Future<T> spawn(BasicThreadPool<Scheduler>& pool, Task<T> task) {
+  return detail::spawn_on(detail::pool_executor(pool), std::move(task));
+}
+
+/**
+ * @brief Runs `task` on the calling thread until it ends, and returns its value (or rethrows
+ * its exception). The thread blocks between resumptions; whatever the task awaits resumes it
+ * here. Do not call it on a loop's thread for a task that awaits that loop (it would wait for
+ * itself). Allocates the root coroutine.
+ */
+template <class T>
+T sync_wait(Task<T> task) {
+  detail::SyncWaitDriver driver;
+  std::optional<detail::value_or_monostate_t<T>> value;
+  std::exception_ptr error;
+  detail::run_root(std::move(task), detail::WaitSink<T>{&value, &error, &driver})
+      .start(driver.executor(), {});
+  driver.run();
+  if (error) std::rethrow_exception(std::move(error));
+  if constexpr (!std::is_void_v<T>) return std::move(*value);
+}
+
+/// `co_await resume_on(loop)`: the coroutine goes on on the loop's thread (and stays there).
+inline detail::ResumeOnAwaiter resume_on(EventLoop& loop) noexcept {
+  return detail::ResumeOnAwaiter(detail::executor_of(loop));
+}
+/// `co_await resume_on(pool)`: the coroutine goes on on a worker of the pool.
+template <class Scheduler>
+detail::ResumeOnAwaiter resume_on(BasicThreadPool<Scheduler>& pool) noexcept {
+  return detail::ResumeOnAwaiter(detail::pool_executor(pool));
+}
+
+/// `co_await yield(loop)`: lets the loop run its due timers and posted callbacks, then goes
+/// on on the loop's thread (like setImmediate). Throws TaskCancelled if a stop was requested.
+inline detail::YieldAwaiter yield(EventLoop& loop) noexcept { return detail::YieldAwaiter(loop); }
+
+/// `co_await sleep_for(loop, duration)`: goes on on the loop's thread after `duration` (a loop
+/// timer, like setTimeout). A stop request wakes it at once with TaskCancelled.
+template <class Rep, class Period>
+detail::SleepAwaiter sleep_for(EventLoop& loop, std::chrono::duration<Rep, Period> duration) {
+  return detail::SleepAwaiter(loop,
+                              std::chrono::duration_cast<std::chrono::nanoseconds>(duration));
+}
+
+namespace this_task {
+/// `co_await this_task::stop_token()`: the running task's stop token (no suspension).
+inline detail::StopTokenAwaiter stop_token() noexcept { return {}; }
+}  // namespace this_task
+
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_TASK_HPP
+// ---- end offload/task.hpp ----
 // ---- begin offload/version.hpp ----
 #ifndef OFFLOAD_VERSION_HPP
 #define OFFLOAD_VERSION_HPP

@@ -33,6 +33,15 @@ class WorkerContext {
 /// The context of the pool worker running on this thread; null on other threads.
 inline thread_local WorkerContext* current_worker = nullptr;
 
+/// current_worker, read through a call that is never inlined and never assumed free of side
+/// effects (the empty asm): clang before 17 may keep a thread_local's address across a
+/// suspension point of a coroutine, which may resume on another thread, and it would also
+/// merge two calls of a function it could prove reads nothing else.
+[[gnu::noinline]] inline WorkerContext* this_thread_worker() noexcept {
+  asm volatile("" ::: "memory");
+  return current_worker;
+}
+
 }  // namespace detail
 }  // namespace v0
 }  // namespace offload

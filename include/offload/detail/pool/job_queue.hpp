@@ -12,7 +12,7 @@
 
 #include "../spin_lock.hpp"
 #include "ring_deque.hpp"
-#include "task.hpp"
+#include "job.hpp"
 
 namespace offload {
 inline namespace v0 {

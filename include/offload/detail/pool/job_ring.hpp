@@ -15,7 +15,7 @@
 #include <utility>
 
 #include "ring_deque.hpp"
-#include "task.hpp"
+#include "job.hpp"
 
 namespace offload {
 inline namespace v0 {

@@ -17,7 +17,7 @@
 #include "../spin_lock.hpp"
 #include "job_queue.hpp"
 #include "job_ring.hpp"
-#include "task.hpp"
+#include "job.hpp"
 
 namespace offload {
 inline namespace v0 {

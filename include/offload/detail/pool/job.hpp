@@ -1,7 +1,7 @@
-#ifndef OFFLOAD_DETAIL_POOL_TASK_HPP
-#define OFFLOAD_DETAIL_POOL_TASK_HPP
+#ifndef OFFLOAD_DETAIL_POOL_JOB_HPP
+#define OFFLOAD_DETAIL_POOL_JOB_HPP
 
-/// @file detail/pool/task.hpp
+/// @file detail/pool/job.hpp
 /// What a pool queues: a Job (a type-erased callable plus bookkeeping), and the TaskState
 /// that lets a submitted callable and its future share one allocation.
 
@@ -26,11 +26,11 @@ namespace detail {
 enum class TaskOutcome : unsigned char { succeeded, failed, cancelled };
 
 /// 40 inline bytes keep a Job at one cache line: a lambda with five captured words is free.
-using Task = UniqueFunction<TaskOutcome(), 40>;
+using JobBody = UniqueFunction<TaskOutcome(), 40>;
 
 /// One queued unit of work.
 struct Job {
-  Task task;
+  JobBody task;
   /// Steady-clock nanoseconds when queued, for the sampled queue-wait statistics; 0 when this
   /// job is not sampled.
   std::int64_t enqueued_ns = 0;
@@ -160,4 +160,4 @@ class RunnableHandle {
 }  // namespace v0
 }  // namespace offload
 
-#endif  // OFFLOAD_DETAIL_POOL_TASK_HPP
+#endif  // OFFLOAD_DETAIL_POOL_JOB_HPP

@@ -1,0 +1,145 @@
+#ifndef OFFLOAD_DETAIL_TASK_PROMISE_HPP
+#define OFFLOAD_DETAIL_TASK_PROMISE_HPP
+
+/// @file detail/task/promise.hpp
+/// The promise behind offload::Task<T>: the result, who awaits it, and the executor and stop
+/// token the task inherits from its parent.
+
+#include <coroutine>
+#include <exception>
+#include <stop_token>
+#include <type_traits>
+#include <utility>
+#include <variant>
+
+#include "executor.hpp"
+#include "trampoline.hpp"
+
+namespace offload {
+inline namespace v0 {
+namespace detail {
+
+/// What every offload coroutine knows: where it runs, what stops it, who goes on after it.
+class TaskPromiseBase {
+ public:
+  Executor executor;                     // set before it starts; changed by resume_on()
+  std::stop_token stop;                  // its parent's (or spawn()'s Future's) token
+  std::coroutine_handle<> continuation;  // the parent awaiting it; empty for a root
+  Executor continuation_executor;        // where the parent runs (and resumes)
+  EventLoop::Hold home_hold;  // keeps the parent's loop alive while this task runs elsewhere
+
+  /// Moves this coroutine to `target` (resume_on()); the caller then posts it there. A task
+  /// leaving its parent's executor holds that executor until it hands control back.
+  void move_to(const Executor& target) {
+    if (continuation && !home_hold && executor == continuation_executor) {
+      home_hold = continuation_executor.hold();
+    }
+    executor = target;
+  }
+
+  /// Lazy: nothing runs until the task is awaited, spawned or sync_waited.
+  std::suspend_always initial_suspend() const noexcept { return {}; }
+
+  /// Hands control to the parent through the trampoline (never nested, see trampoline.hpp).
+  struct FinalAwaiter {
+    bool await_ready() const noexcept { return false; }
+    template <class Promise>
+    void await_suspend(std::coroutine_handle<Promise> self) const noexcept {
+      TaskPromiseBase& promise = self.promise();
+      std::coroutine_handle<> parent = promise.continuation;
+      if (!parent) return;
+      if (promise.executor == promise.continuation_executor) {
+        resume_here(parent);  // the parent runs here too: on this thread, without a hop
+      } else {
+        // Back to the parent's executor: the resume rule. Allocation failure here has no
+        // one left to tell, so it ends the program (noexcept).
+        promise.continuation_executor.post(parent, std::move(promise.home_hold));
+      }
+    }
+    void await_resume() const noexcept {}
+  };
+  FinalAwaiter final_suspend() const noexcept { return {}; }
+};
+
+/// The promise of a Task<T>: the value or exception it ended with.
+template <class T>
+class TaskPromise;
+
+template <class T>
+class TaskResult : public TaskPromiseBase {
+ public:
+  void unhandled_exception() noexcept { result_.template emplace<2>(std::current_exception()); }
+
+  /// The value, or the exception rethrown (moved out: only the awaiting thread owns it).
+  T take() {
+    if (result_.index() == 2) std::rethrow_exception(std::exchange(std::get<2>(result_), nullptr));
+    if constexpr (!std::is_void_v<T>) return std::move(std::get<1>(result_));
+  }
+
+ protected:
+  using Stored = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
+  std::variant<std::monostate, Stored, std::exception_ptr> result_;
+};
+
+template <class T>
+class TaskPromise final : public TaskResult<T> {
+ public:
+  auto get_return_object() noexcept;
+  template <class V>
+    requires std::is_convertible_v<V&&, T>
+  void return_value(V&& value) {
+    this->result_.template emplace<1>(std::forward<V>(value));
+  }
+};
+
+template <>
+class TaskPromise<void> final : public TaskResult<void> {
+ public:
+  auto get_return_object() noexcept;
+  void return_void() noexcept { result_.emplace<1>(); }
+};
+
+/// True when awaiting from a coroutine with promise P can find its executor.
+template <class P>
+concept OffloadPromise = std::is_base_of_v<TaskPromiseBase, P>;
+
+/**
+ * A coroutine that runs a root task for spawn() and sync_wait(): started by posting it to its
+ * executor, it awaits the task, hands the outcome to `finish`, and frees itself.
+ */
+class RootCoroutine {
+ public:
+  class promise_type : public TaskPromiseBase {
+   public:
+    RootCoroutine get_return_object() noexcept {
+      return RootCoroutine(std::coroutine_handle<promise_type>::from_promise(*this));
+    }
+    std::suspend_never final_suspend() const noexcept { return {}; }  // frees the frame
+    void return_void() const noexcept {}
+    void unhandled_exception() const noexcept { std::terminate(); }  // the body catches all
+  };
+
+  explicit RootCoroutine(std::coroutine_handle<promise_type> handle) noexcept : handle_(handle) {}
+  RootCoroutine(RootCoroutine&& other) noexcept : handle_(std::exchange(other.handle_, {})) {}
+  RootCoroutine& operator=(RootCoroutine&&) = delete;
+  ~RootCoroutine() {
+    if (handle_) handle_.destroy();  // never started
+  }
+
+  /// Starts it on `executor` with `stop`: posted, so it runs on the executor's thread.
+  void start(const Executor& executor, std::stop_token stop) && {
+    promise_type& promise = handle_.promise();
+    promise.executor = executor;
+    promise.stop = std::move(stop);
+    executor.post(std::exchange(handle_, {}));
+  }
+
+ private:
+  std::coroutine_handle<promise_type> handle_;
+};
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_TASK_PROMISE_HPP

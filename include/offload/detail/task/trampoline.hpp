@@ -1,0 +1,65 @@
+#ifndef OFFLOAD_DETAIL_TASK_TRAMPOLINE_HPP
+#define OFFLOAD_DETAIL_TASK_TRAMPOLINE_HPP
+
+/// @file detail/task/trampoline.hpp
+/// Where every coroutine of offload is resumed: a loop per thread that resumes them one after
+/// another, so the stack never grows however they hand control to each other.
+///
+/// Why not symmetric transfer alone: returning the next coroutine's handle from await_suspend
+/// is meant to be a tail call, but g++ 12 does not make it one at -O0 or under the sanitizers
+/// (GCC PR 100897), and then every hand-over (a parent starting its child, a child finishing
+/// and resuming its parent) nests a frame: a loop over a million quick child tasks overflows
+/// the stack. Here a coroutine that hands over queues the next one and suspends; its resume()
+/// returns into this loop, which resumes the next. Depth stays constant on every compiler, at
+/// the cost of a push and a pop per hand-over.
+///
+/// The thread-local state is reached only through functions that are never inlined: clang
+/// before 17 may keep a thread_local's address across a suspension point of the coroutine it
+/// is inlined into, and the coroutine may resume on another thread.
+
+#include <coroutine>
+#include <cstddef>
+#include <vector>
+
+namespace offload {
+inline namespace v0 {
+namespace detail {
+
+/// This thread's queue of coroutines to resume, and whether its loop is running.
+struct TrampolineState {
+  std::vector<std::coroutine_handle<>> ready;  // keeps its capacity: no allocation once warm
+  std::size_t next = 0;
+  bool running = false;
+};
+
+[[gnu::noinline]] inline TrampolineState& this_thread_trampoline() noexcept {
+  thread_local TrampolineState state;
+  return state;
+}
+
+/**
+ * Resumes `coroutine` on this thread: inside the running loop, queued to run as soon as the
+ * coroutine now running suspends; otherwise at once, in a loop that also runs everything the
+ * coroutines it resumes hand over, until nothing is left. Never inlined (see the file
+ * comment). Not thread-safe by design: each thread has its own loop. Allocates only while
+ * the queue grows past its largest size so far.
+ */
+[[gnu::noinline]] inline void resume_here(std::coroutine_handle<> coroutine) {
+  TrampolineState& trampoline = this_thread_trampoline();
+  if (trampoline.running) {
+    trampoline.ready.push_back(coroutine);
+    return;
+  }
+  trampoline.running = true;
+  coroutine.resume();  // coroutines never throw out of resume(): their promises catch
+  while (trampoline.next < trampoline.ready.size()) trampoline.ready[trampoline.next++].resume();
+  trampoline.ready.clear();
+  trampoline.next = 0;
+  trampoline.running = false;
+}
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_TASK_TRAMPOLINE_HPP

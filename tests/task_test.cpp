@@ -1,0 +1,384 @@
+// Coroutines: Task<T>, co_await on Futures and Tasks, spawn / sync_wait / resume_on / yield /
+// sleep_for / this_task::stop_token, the resume rule, exceptions up, cancellation down, and
+// stack safety whatever the compiler does with symmetric transfer.
+
+#include <offload/service.hpp>
+#include <offload/task.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "catch.hpp"
+#include "gate.hpp"
+
+using namespace std::chrono_literals;
+using offload::EventLoop;
+using offload::Future;
+using offload::Task;
+using offload::ThreadPool;
+
+namespace {
+
+using offload_test::Gate;
+
+/// The calling thread's id, read through a call that is never inlined nor merged with another
+/// (the empty asm): clang before 17 may compute std::this_thread::get_id() once and reuse it
+/// across a suspension point, after which the coroutine may run on another thread
+/// (docs/task.md).
+[[gnu::noinline]] std::thread::id current_thread() {
+  asm volatile("" ::: "memory");
+  return std::this_thread::get_id();
+}
+
+Task<int> forty() { co_return 40; }
+
+Task<int> forty_plus(int a) {
+  const int b = co_await forty();
+  co_return a + b;
+}
+
+Task<int> depth(int n) {
+  if (n == 0) co_return 0;
+  co_return 1 + co_await depth(n - 1);
+}
+
+Task<void> throws_runtime_error() {
+  throw std::runtime_error("from a task");
+  co_return;
+}
+
+Task<std::unique_ptr<int>> boxed(int value) { co_return std::make_unique<int>(value); }
+
+/// Counts its instances, to see what a task's frame destroys.
+struct Tracked {
+  static inline std::atomic<int> alive{0};
+  Tracked() { ++alive; }
+  Tracked(const Tracked&) { ++alive; }
+  Tracked(Tracked&&) noexcept { ++alive; }
+  ~Tracked() { --alive; }
+};
+
+Task<int> uses_tracked(Tracked, std::atomic<bool>& ran) {
+  ran = true;
+  co_return 1;
+}
+
+}  // namespace
+
+TEST_CASE("a task is lazy: nothing runs until it is awaited, and a dropped one leaks nothing",
+          "[task]") {
+  std::atomic<bool> ran{false};
+  {
+    Task<int> task = uses_tracked(Tracked(), ran);
+    CHECK(task.valid());
+    CHECK(Tracked::alive == 1);  // the argument lives in the frame
+    CHECK_FALSE(ran);
+  }
+  CHECK_FALSE(ran);
+  CHECK(Tracked::alive == 0);
+  CHECK(offload::sync_wait(uses_tracked(Tracked(), ran)) == 1);
+  CHECK(ran);
+  CHECK(Tracked::alive == 0);
+}
+
+TEST_CASE("sync_wait returns values, void and move-only results, and rethrows", "[task]") {
+  CHECK(offload::sync_wait(forty_plus(2)) == 42);
+  CHECK(*offload::sync_wait(boxed(7)) == 7);
+  CHECK_THROWS_WITH(offload::sync_wait(throws_runtime_error()), "from a task");
+  Task<int> moved = forty();
+  Task<int> target = std::move(moved);
+  CHECK_FALSE(moved.valid());
+  CHECK(offload::sync_wait(std::move(target)) == 40);
+}
+
+TEST_CASE("exceptions travel up through co_await", "[task]") {
+  auto parent = []() -> Task<std::string> {
+    try {
+      co_await throws_runtime_error();
+    } catch (const std::runtime_error& error) {
+      co_return std::string("caught: ") + error.what();
+    }
+    co_return "not caught";
+  };
+  CHECK(offload::sync_wait(parent()) == "caught: from a task");
+}
+
+TEST_CASE("a ready Future does not suspend; a pending one resumes on the sync_wait thread",
+          "[task][resume]") {
+  ThreadPool pool({.threads = 2});
+  const std::thread::id caller = current_thread();
+  auto body = [](ThreadPool& workers) -> Task<std::vector<std::thread::id>> {
+    std::vector<std::thread::id> seen;
+    offload::Promise<int> ready;
+    Future<int> already = ready.get_future();
+    ready.set_value(1);
+    (void)co_await std::move(already);
+    seen.push_back(current_thread());
+    for (int i = 0; i < 20; ++i) {
+      (void)co_await workers.submit([] {
+        std::this_thread::sleep_for(100us);
+        return 0;
+      });
+      seen.push_back(current_thread());
+    }
+    co_return seen;
+  };
+  for (std::thread::id id : offload::sync_wait(body(pool))) CHECK(id == caller);
+}
+
+TEST_CASE("spawn on a loop: the task resumes on the loop's thread after every await",
+          "[task][resume]") {
+  ThreadPool pool({.threads = 2});
+  EventLoop loop;
+  std::thread::id loop_thread;
+  loop.post([&] { loop_thread = current_thread(); });
+  auto body = [](ThreadPool& workers) -> Task<std::vector<std::thread::id>> {
+    std::vector<std::thread::id> seen{current_thread()};
+    for (int i = 0; i < 50; ++i) {
+      (void)co_await workers.submit([] { return current_thread(); });
+      seen.push_back(current_thread());
+    }
+    co_return seen;
+  };
+  Future<std::vector<std::thread::id>> result = offload::spawn(loop, body(pool));
+  loop.run();  // does not return before the task is done
+  REQUIRE(result.ready());
+  for (std::thread::id id : result.get()) CHECK(id == loop_thread);
+}
+
+TEST_CASE("spawn on a pool: the task runs and resumes on the pool's workers", "[task][resume]") {
+  ThreadPool pool({.threads = 2});
+  offload::Promise<int> later;
+  auto body = [](Future<int> input) -> Task<int> {
+    const bool before = offload::this_worker::index().has_value();
+    const int value = co_await std::move(input);  // completed by a plain std::thread
+    const bool after = offload::this_worker::index().has_value();
+    co_return before && after ? value : -1;
+  };
+  Future<int> result = offload::spawn(pool, body(later.get_future()));
+  std::thread completer([&] {
+    std::this_thread::sleep_for(10ms);
+    later.set_value(9);
+  });
+  CHECK(result.get() == 9);
+  completer.join();
+}
+
+TEST_CASE("resume_on moves a task between a loop and a pool, both ways", "[task][resume]") {
+  ThreadPool pool({.threads = 2});
+  EventLoop loop;
+  std::thread::id loop_thread;
+  loop.post([&] { loop_thread = current_thread(); });
+  struct Seen {
+    std::thread::id start, on_pool, back;
+    bool pool_worker = false;
+  };
+  auto body = [](EventLoop& home, ThreadPool& workers) -> Task<Seen> {
+    Seen seen;
+    seen.start = current_thread();
+    co_await offload::resume_on(workers);
+    seen.on_pool = current_thread();
+    seen.pool_worker = offload::this_worker::index().has_value();
+    co_await offload::resume_on(home);
+    seen.back = current_thread();
+    co_return seen;
+  };
+  Future<Seen> result = offload::spawn(loop, body(loop, pool));
+  loop.run();
+  const Seen seen = result.get();
+  CHECK(seen.start == loop_thread);
+  CHECK(seen.pool_worker);
+  CHECK(seen.on_pool != loop_thread);
+  CHECK(seen.back == loop_thread);
+}
+
+TEST_CASE("a parent on a loop resumes there after a child that moved to a pool",
+          "[task][resume]") {
+  ThreadPool pool({.threads = 2});
+  EventLoop loop;
+  std::thread::id loop_thread;
+  loop.post([&] { loop_thread = current_thread(); });
+  auto child = [](ThreadPool& workers) -> Task<bool> {
+    co_await offload::resume_on(workers);
+    co_return offload::this_worker::index().has_value();
+  };
+  auto parent = [&child](ThreadPool& workers) -> Task<std::pair<bool, std::thread::id>> {
+    const bool child_on_pool = co_await child(workers);
+    co_return std::pair(child_on_pool, current_thread());
+  };
+  auto result = offload::spawn(loop, parent(pool));
+  loop.run();
+  const auto [child_on_pool, parent_thread] = result.get();
+  CHECK(child_on_pool);
+  CHECK(parent_thread == loop_thread);
+}
+
+TEST_CASE("sleep_for is a loop timer, ordered with set_timeout", "[task][loop]") {
+  EventLoop loop;
+  std::vector<std::string> order;
+  loop.set_timeout(10ms, [&] { order.push_back("timeout 10"); });
+  loop.set_timeout(60ms, [&] { order.push_back("timeout 60"); });
+  auto sleeper = [](EventLoop& on, std::vector<std::string>& log) -> Task<void> {
+    co_await offload::sleep_for(on, 30ms);
+    log.push_back("slept 30");
+  };
+  Future<void> done = offload::spawn(loop, sleeper(loop, order));
+  loop.run();
+  done.get();
+  CHECK(order == std::vector<std::string>{"timeout 10", "slept 30", "timeout 60"});
+}
+
+TEST_CASE("yield lets a 1 ms interval tick between chunks of work", "[task][loop]") {
+  EventLoop loop;
+  int ticks = 0;
+  std::vector<int> ticks_at_chunk;
+  const offload::TimerId interval = loop.set_interval(1ms, [&] { ++ticks; });
+  auto chunked = [&](EventLoop& on) -> Task<void> {
+    for (int chunk = 0; chunk < 10; ++chunk) {
+      const auto busy_until = std::chrono::steady_clock::now() + 3ms;
+      while (std::chrono::steady_clock::now() < busy_until) {
+      }
+      ticks_at_chunk.push_back(ticks);
+      co_await offload::yield(on);
+    }
+    on.clear(interval);
+  };
+  Future<void> done = offload::spawn(loop, chunked(loop));
+  loop.run();
+  done.get();
+  REQUIRE(ticks_at_chunk.size() == 10);
+  // Each chunk takes 3 ms, so the interval is due at every yield and runs before the next.
+  for (std::size_t i = 1; i < ticks_at_chunk.size(); ++i) {
+    CHECK(ticks_at_chunk[i] > ticks_at_chunk[i - 1]);
+  }
+}
+
+TEST_CASE("the seed's run_service('world'), awaited on a loop", "[task][loop]") {
+  ThreadPool pool({.threads = 2});
+  EventLoop loop;
+  std::string printed;
+  auto run = [&](ThreadPool& workers) -> Task<void> {
+    const std::string result = co_await offload::run_service(
+        workers, [](std::string name) { return "Hello " + name; }, std::string("world"));
+    printed = result;  // on the loop's thread, like console.log in the seed
+  };
+  Future<void> done = offload::spawn(loop, run(pool));
+  loop.run();
+  done.get();
+  CHECK(printed == "Hello world");
+}
+
+TEST_CASE("exceptions reach spawn's Future", "[task]") {
+  EventLoop loop;
+  Future<void> failed = offload::spawn(loop, throws_runtime_error());
+  loop.run();
+  CHECK_THROWS_WITH(failed.get(), "from a task");
+}
+
+TEST_CASE("request_stop on spawn's Future wakes a sleeping task with TaskCancelled",
+          "[task][cancel]") {
+  EventLoop loop;
+  std::atomic<bool> after_sleep{false};
+  auto sleeper = [&](EventLoop& on) -> Task<void> {
+    co_await offload::sleep_for(on, 1h);
+    after_sleep = true;
+  };
+  Future<void> sleeping = offload::spawn(loop, sleeper(loop));
+  loop.set_timeout(5ms, [&] { sleeping.request_stop(); });
+  const auto start = std::chrono::steady_clock::now();
+  loop.run();
+  CHECK(std::chrono::steady_clock::now() - start < 30s);  // the hour-long timer was cleared
+  CHECK_THROWS_AS(sleeping.get(), offload::TaskCancelled);
+  CHECK_FALSE(after_sleep);
+}
+
+TEST_CASE("a stop request reaches the task's token and a pool job it awaits, which never starts",
+          "[task][cancel]") {
+  ThreadPool pool({.threads = 1});
+  Gate gate;
+  auto blocker = pool.submit([&] { gate.wait(); });
+  std::atomic<bool> job_ran{false};
+  EventLoop loop;
+  std::atomic<bool> saw_stop{false};
+  auto waiter = [&](ThreadPool& workers) -> Task<int> {
+    std::stop_token token = co_await offload::this_task::stop_token();
+    CHECK_FALSE(token.stop_requested());
+    auto job = [&] {
+      job_ran = true;
+      return 1;
+    };
+    try {
+      co_return co_await workers.submit(job);
+    } catch (const offload::TaskCancelled&) {
+      saw_stop = token.stop_requested();
+      throw;
+    }
+  };
+  Future<int> result = offload::spawn(loop, waiter(pool));
+  loop.set_timeout(5ms, [&] { result.request_stop(); });
+  loop.set_timeout(20ms, [&] { gate.open(); });
+  loop.run();
+  CHECK_THROWS_AS(result.get(), offload::TaskCancelled);
+  blocker.get();
+  pool.wait();
+  CHECK_FALSE(job_ran);
+  CHECK(saw_stop);
+}
+
+TEST_CASE("stack safety: a 100,000-deep chain and a million awaits in a row", "[task][stack]") {
+  CHECK(offload::sync_wait(depth(100'000)) == 100'000);
+  auto many_tasks = []() -> Task<long> {
+    long sum = 0;
+    for (int i = 0; i < 1'000'000; ++i) sum += co_await forty();
+    co_return sum;
+  };
+  CHECK(offload::sync_wait(many_tasks()) == 40'000'000);
+  auto many_ready_futures = []() -> Task<long> {
+    long sum = 0;
+    for (int i = 0; i < 1'000'000; ++i) {
+      offload::Promise<int> promise;
+      Future<int> ready = promise.get_future();
+      promise.set_value(1);
+      sum += co_await std::move(ready);
+    }
+    co_return sum;
+  };
+  CHECK(offload::sync_wait(many_ready_futures()) == 1'000'000);
+}
+
+TEST_CASE("a lambda named before the co_await keeps its captures (safe on every compiler)",
+          "[task][captures]") {
+  ThreadPool pool({.threads = 2});
+  auto body = [](ThreadPool& workers) -> Task<std::size_t> {
+    std::size_t total = 0;
+    for (int i = 0; i < 200; ++i) {
+      auto size_of = [text = std::string(100, 'x')] { return text.size(); };
+      total += co_await workers.submit(size_of);
+    }
+    co_return total;
+  };
+  CHECK(offload::sync_wait(body(pool)) == 200 * 100);
+}
+
+#if defined(__clang__)
+// The same lambda written inside the co_await expression: g++ before 13 destroys its captures
+// twice (PR 100611/101367), whatever is awaited, so this form is tested with clang only.
+TEST_CASE("a lambda written inside the co_await expression (clang)", "[task][captures]") {
+  ThreadPool pool({.threads = 2});
+  auto body = [](ThreadPool& workers) -> Task<std::size_t> {
+    std::size_t total = 0;
+    for (int i = 0; i < 200; ++i) {
+      total += co_await workers.submit([text = std::string(100, 'x')] { return text.size(); });
+    }
+    co_return total;
+  };
+  CHECK(offload::sync_wait(body(pool)) == 200 * 100);
+}
+#endif

@@ -2,12 +2,15 @@
 //
 //   Node.js                                     offload
 //   new Worker(file, { workerData })            run_service(pool, service, data)
+//   const result = await runService('world')    co_await run_service(pool, hello, "world")
 //   parentPort.postMessage(progress)            port.send(progress)
 //   worker.on('message', show)                  for (Progress p : rx) show(p);
 //   SharedArrayBuffer, Atomics.wait / notify    SharedBuffer<T>, wait() / notify()
 //
 // The work is 01_tick's: 400 items, each about a millisecond of square roots.
-//   (a) hello: a service gets its own copy of its data; its return value comes back;
+//   (a) hello: a service gets its own copy of its data; its return value comes back, once
+//       through a Future and once awaited by a coroutine on an EventLoop (the seed's
+//       `async function run()`);
 //   (b) one service computes every item and streams its progress through a port, which the
 //       main thread draws as a live progress bar (a few plain lines when stdout is not a
 //       terminal);
@@ -19,8 +22,10 @@
 //   usage: 03_worker_threads
 
 #include <offload/channel.hpp>
+#include <offload/event_loop.hpp>
 #include <offload/service.hpp>
 #include <offload/shared_buffer.hpp>
+#include <offload/task.hpp>
 #include <offload/thread_pool.hpp>
 
 #include <algorithm>
@@ -75,10 +80,28 @@ double serial_checksum() {
 
 // --- (a) hello ------------------------------------------------------------------------------
 
+/// The service: `name` is its own copy.
+std::string hello(std::string name) { return "Hello " + name; }
+
 void say_hello(offload::ThreadPool& pool) {
-  offload::Future<std::string> greeting = offload::run_service(
-      pool, [](std::string name) { return "Hello " + name; }, std::string("world"));
+  offload::Future<std::string> greeting = offload::run_service(pool, hello, std::string("world"));
   std::printf("(a) %s\n", greeting.get().c_str());
+}
+
+// --- (a) hello again, in await style --------------------------------------------------------
+
+/// The seed's `async function run() { const result = await runService('world');
+/// console.log(result); }`. Spawned on a loop, it prints on the loop's thread, as Node would.
+offload::Task<void> run(offload::ThreadPool& pool) {
+  std::string result = co_await offload::run_service(pool, hello, std::string("world"));
+  std::printf("(a) await style: %s\n", result.c_str());
+}
+
+void say_hello_awaiting(offload::ThreadPool& pool) {
+  offload::EventLoop loop;
+  offload::Future<void> done = offload::spawn(loop, run(pool));
+  loop.run();  // returns once run() has finished
+  done.get();  // only to surface an exception, if any
 }
 
 // --- (b) one service, progress through a port -------------------------------------------------
@@ -204,6 +227,7 @@ int main() {
   std::printf("%zu items of about 1 ms each, %u pool threads\n\n", item_count, pool.size());
 
   say_hello(pool);
+  say_hello_awaiting(pool);
 
   auto start = Clock::now();
   const double serial = serial_checksum();

@@ -382,3 +382,210 @@ TEST_CASE("a lambda written inside the co_await expression (clang)", "[task][cap
   CHECK(offload::sync_wait(body(pool)) == 200 * 100);
 }
 #endif
+
+// --- when_all, when_any, fork-join, async ------------------------------------------------------
+
+namespace {
+
+Task<long> fib(int n) {
+  if (n < 2) co_return n;
+  auto [a, b] = co_await offload::when_all(fib(n - 1), fib(n - 2));
+  co_return a + b;
+}
+
+Task<int> fails_after(EventLoop& loop, std::chrono::milliseconds delay, const char* what) {
+  co_await offload::sleep_for(loop, delay);
+  throw std::runtime_error(what);
+}
+
+Task<int> value_after(EventLoop& loop, std::chrono::milliseconds delay, int value) {
+  co_await offload::sleep_for(loop, delay);
+  co_return value;
+}
+
+Task<void> nothing() { co_return; }
+
+}  // namespace
+
+TEST_CASE("when_all of Tasks and Futures gives a tuple in argument order", "[task][when]") {
+  ThreadPool pool({.threads = 2});
+  auto body = [](ThreadPool& workers) -> Task<int> {
+    auto seven = [] { return 7; };
+    auto [a, b, c, d] =
+        co_await offload::when_all(forty(), workers.submit(seven), nothing(), boxed(3));
+    static_assert(std::is_same_v<decltype(c), std::monostate>);
+    co_return a + b + *d;
+  };
+  CHECK(offload::sync_wait(body(pool)) == 50);
+}
+
+TEST_CASE("when_all waits for every child, then rethrows the first failure in argument order",
+          "[task][when]") {
+  EventLoop loop;
+  std::atomic<bool> slow_done{false};
+  auto slow = [&](EventLoop& on) -> Task<int> {
+    co_await offload::sleep_for(on, 20ms);
+    slow_done = true;
+    co_return 1;
+  };
+  auto body = [&](EventLoop& on) -> Task<void> {
+    // The second failure (in argument order) happens first; the first one is rethrown.
+    co_await offload::when_all(fails_after(on, 10ms, "first"), slow(on),
+                               fails_after(on, 1ms, "second"));
+  };
+  Future<void> result = offload::spawn(loop, body(loop));
+  loop.run();
+  CHECK(slow_done);
+  CHECK_THROWS_WITH(result.get(), "first");
+}
+
+TEST_CASE("when_all of a vector of Tasks", "[task][when]") {
+  auto body = []() -> Task<long> {
+    std::vector<Task<long>> tasks;
+    for (int n = 0; n < 10; ++n) tasks.push_back(fib(n));
+    std::vector<long> values = co_await offload::when_all(std::move(tasks));
+    CHECK(values == std::vector<long>{0, 1, 1, 2, 3, 5, 8, 13, 21, 34});
+    std::vector<Task<void>> none;
+    co_await offload::when_all(std::move(none));
+    std::vector<Task<void>> voids;
+    voids.push_back(nothing());
+    voids.push_back(nothing());
+    co_await offload::when_all(std::move(voids));
+    co_return static_cast<long>(values.size());
+  };
+  CHECK(offload::sync_wait(body()) == 10);
+}
+
+TEST_CASE("when_all or when_any of an empty Task throws std::logic_error", "[task][when]") {
+  auto body = []() -> Task<void> {
+    Task<int> used = forty();
+    Task<int> moved = std::move(used);
+    CHECK_THROWS_AS(offload::when_all(std::move(used), forty()), std::logic_error);
+    CHECK_THROWS_AS(offload::when_any(forty(), std::move(used)), std::logic_error);
+    const int value = co_await std::move(moved);  // not inside CHECK: see docs/task.md
+    CHECK(value == 40);
+  };
+  offload::sync_wait(body());
+}
+
+TEST_CASE("when_any gives the first to end; the others are asked to stop", "[task][when]") {
+  EventLoop loop;
+  std::atomic<bool> loser_cancelled{false};
+  auto loser = [&](EventLoop& on) -> Task<std::string> {
+    try {
+      co_await offload::sleep_for(on, 1h);
+    } catch (const offload::TaskCancelled&) {
+      loser_cancelled = true;
+      throw;
+    }
+    co_return "late";
+  };
+  auto body = [&](EventLoop& on) -> Task<int> {
+    offload::WhenAny<std::string, int> first =
+        co_await offload::when_any(loser(on), value_after(on, 2ms, 42));
+    CHECK(first.index == 1);
+    co_return std::get<1>(first.value);
+  };
+  Future<int> result = offload::spawn(loop, body(loop));
+  const auto start = std::chrono::steady_clock::now();
+  loop.run();
+  CHECK(std::chrono::steady_clock::now() - start < 30s);  // the hour-long sleep was woken
+  CHECK(result.get() == 42);
+  CHECK(loser_cancelled);
+}
+
+TEST_CASE("when_any: a pool job that never started is cancelled; a failed winner rethrows",
+          "[task][when]") {
+  ThreadPool pool({.threads = 1});
+  Gate gate;
+  auto blocker = pool.submit([&] { gate.wait(); });
+  std::atomic<bool> job_ran{false};
+  EventLoop loop;
+  auto body = [&](EventLoop& on, ThreadPool& workers) -> Task<std::size_t> {
+    auto job = [&] { job_ran = true; };
+    auto first = co_await offload::when_any(workers.submit(job), value_after(on, 1ms, 5));
+    std::string failure;
+    try {
+      co_await offload::when_any(fails_after(on, 1ms, "winner failed"), value_after(on, 50ms, 1));
+    } catch (const std::runtime_error& e) {
+      failure = e.what();
+    }
+    CHECK(failure == "winner failed");
+    co_return first.index;
+  };
+  Future<std::size_t> result = offload::spawn(loop, body(loop, pool));
+  loop.set_timeout(100ms, [&] { gate.open(); });
+  loop.run();
+  CHECK(result.get() == 1);
+  blocker.get();
+  pool.wait();
+  CHECK_FALSE(job_ran);
+}
+
+TEST_CASE("a stop request reaches every child of when_all", "[task][when][cancel]") {
+  EventLoop loop;
+  std::atomic<int> cancelled{0};
+  auto sleeper = [&](EventLoop& on) -> Task<void> {
+    try {
+      co_await offload::sleep_for(on, 1h);
+    } catch (const offload::TaskCancelled&) {
+      ++cancelled;
+      throw;
+    }
+  };
+  auto body = [&](EventLoop& on) -> Task<void> {
+    co_await offload::when_all(sleeper(on), sleeper(on), sleeper(on));
+  };
+  Future<void> result = offload::spawn(loop, body(loop));
+  loop.set_timeout(5ms, [&] { result.request_stop(); });
+  loop.run();
+  CHECK_THROWS_AS(result.get(), offload::TaskCancelled);
+  CHECK(cancelled == 3);
+}
+
+TEST_CASE("fork-join: when_all children run in parallel on a pool", "[task][when][pool]") {
+  ThreadPool pool({.threads = 2});
+  // Each child waits (bounded) until the other has started: only true parallelism passes.
+  std::atomic<int> started{0};
+  auto meet = [&]() -> Task<bool> {
+    started.fetch_add(1);
+    const auto until = std::chrono::steady_clock::now() + 20s;
+    while (started.load() < 2 && std::chrono::steady_clock::now() < until) {
+      std::this_thread::yield();
+    }
+    co_return started.load() == 2;
+  };
+  auto body = [&]() -> Task<bool> {
+    auto [a, b] = co_await offload::when_all(meet(), meet());
+    co_return a && b;
+  };
+  CHECK(offload::spawn(pool, body()).get());
+}
+
+TEST_CASE("fib(25) by fork-join on a 2-thread pool, and by sync_wait", "[task][when][pool]") {
+  ThreadPool pool({.threads = 2});
+  CHECK(offload::spawn(pool, fib(25)).get() == 75025);
+  CHECK(offload::sync_wait(fib(25)) == 75025);
+  auto on_pool = [](ThreadPool& workers) -> Task<long> {
+    co_await offload::resume_on(workers);
+    co_return co_await fib(25);
+  };
+  CHECK(offload::sync_wait(on_pool(pool)) == 75025);
+}
+
+TEST_CASE("async keeps a coroutine lambda's captures alive for the whole task",
+          "[task][captures]") {
+  EventLoop loop;
+  ThreadPool pool({.threads = 2});
+  Future<std::size_t> on_loop = offload::async(loop, [&loop, text = std::string(100, 'x')]() -> Task<std::size_t> {
+    co_await offload::yield(loop);  // the statement that made the lambda has long ended
+    co_return text.size();
+  });
+  auto add = [bonus = std::make_unique<int>(2)](int a, std::string b) -> Task<std::size_t> {
+    co_return static_cast<std::size_t>(a + *bonus) + b.size();
+  };
+  Future<std::size_t> on_pool = offload::async(pool, std::move(add), 1, std::string(10, 'y'));
+  loop.run();
+  CHECK(on_loop.get() == 100);
+  CHECK(on_pool.get() == 13);
+}

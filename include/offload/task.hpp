@@ -30,16 +30,21 @@
 #include <chrono>
 #include <coroutine>
 #include <exception>
+#include <functional>
 #include <optional>
 #include <stdexcept>
 #include <stop_token>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "detail/shared_state.hpp"
+#include "detail/task/awaiters.hpp"
 #include "detail/task/executor.hpp"
 #include "detail/task/promise.hpp"
+#include "detail/task/root.hpp"
 #include "detail/task/trampoline.hpp"
+#include "detail/task/when.hpp"
 #include "errors.hpp"
 #include "event_loop.hpp"
 #include "future.hpp"
@@ -57,7 +62,7 @@ inline namespace v0 {
  * consumes it). Destroying a task that never started destroys its frame and runs nothing. A
  * Task is not thread-safe: one owner at a time.
  */
-template <class T = void>
+template <class T>  // T = void: declared in detail/task/promise.hpp
 class [[nodiscard]] Task {
  public:
   using promise_type = detail::TaskPromise<T>;
@@ -88,6 +93,7 @@ class [[nodiscard]] Task {
 
  private:
   friend promise_type;
+  friend detail::TaskAccess;
 
   explicit Task(std::coroutine_handle<promise_type> handle) noexcept : handle_(handle) {}
 
@@ -116,12 +122,8 @@ class Task<T>::Awaiter {
     static_assert(detail::OffloadPromise<Parent>,
                   "offload::Task can be awaited only inside an offload::Task (a coroutine "
                   "returning offload::Task<T>): the child runs on its parent's executor");
-    promise_type& child = child_.promise();
     detail::TaskPromiseBase& caller = parent.promise();
-    child.executor = caller.executor;
-    child.stop = caller.stop;
-    child.continuation = parent;
-    child.continuation_executor = caller.executor;
+    detail::adopt(child_.promise(), caller, parent, caller.stop, /*join=*/nullptr, 0);
     detail::resume_here(child_);  // runs once the parent has suspended (trampoline.hpp)
   }
 
@@ -144,206 +146,19 @@ inline auto TaskPromise<void>::get_return_object() noexcept {
   return Task<void>(std::coroutine_handle<TaskPromise>::from_promise(*this));
 }
 
-/// What `co_await future` uses: resumes the coroutine on its own executor once the future is
-/// ready (not at all when it already is), and passes a stop request of the coroutine on to
-/// the future (a queued pool job then never starts).
-template <class T>
-class FutureAwaiter {
- public:
-  explicit FutureAwaiter(Future<T>& future) : state_(FutureAccess::take_state(future)) {}
-  FutureAwaiter(const FutureAwaiter&) = delete;
-  FutureAwaiter& operator=(const FutureAwaiter&) = delete;
-
-  bool await_ready() const noexcept { return state_->ready(); }
-
-  template <class Promise>
-  void await_suspend(std::coroutine_handle<Promise> self) {
-    static_assert(OffloadPromise<Promise>,
-                  "offload::Future can be awaited only inside an offload::Task (a coroutine "
-                  "returning offload::Task<T>): its executor is where it resumes");
-    TaskPromiseBase& promise = self.promise();
-    if (promise.stop.stop_possible()) stop_.emplace(promise.stop, StopFuture{state_.get()});
-    // From here on another thread may resume us: nothing below touches the frame.
-    state_->set_continuation(Resumer(promise.executor, self));
+/// async()'s coroutine: `fn` and `args` are parameters, so they live in this frame, and the
+/// task `fn` returns (which may refer to them) runs while they are alive.
+template <class F, class... Args>
+auto call_in_frame(F fn, Args... args) -> Task<task_value_t<std::invoke_result_t<F&, Args...>>> {
+  using Result = std::invoke_result_t<F&, Args...>;
+  static_assert(is_task<Result>,
+                "offload::async(executor, fn, args...) takes a function that returns an "
+                "offload::Task; for a plain function use the pool's submit()");
+  if constexpr (std::is_void_v<typename Result::value_type>) {
+    co_await std::invoke(fn, std::move(args)...);
+  } else {
+    co_return co_await std::invoke(fn, std::move(args)...);
   }
-
-  T await_resume() {
-    stop_.reset();  // waits for a stop callback running elsewhere to finish
-    return state_->take();
-  }
-
- private:
-  struct StopFuture {
-    StateBase* state;
-    void operator()() const noexcept { state->request_stop(); }
-  };
-
-  StatePtr<SharedState<T>> state_;
-  std::optional<std::stop_callback<StopFuture>> stop_;  // destroyed before state_
-};
-
-/// What `co_await resume_on(executor)` uses.
-class ResumeOnAwaiter {
- public:
-  explicit ResumeOnAwaiter(const Executor& target) noexcept : target_(target) {}
-  bool await_ready() const noexcept { return false; }
-  template <class Promise>
-  void await_suspend(std::coroutine_handle<Promise> self) {
-    static_assert(OffloadPromise<Promise>,
-                  "offload::resume_on can be awaited only inside an offload::Task");
-    self.promise().move_to(target_);  // before the post: the coroutine may resume at once
-    target_.post(self);
-  }
-  void await_resume() const noexcept {}
-
- private:
-  Executor target_;
-};
-
-/// What `co_await yield(loop)` uses: goes on in a later tick of the loop, after the timers
-/// and posted callbacks due by then. Two immediates in a row: an immediate queued by a timer or
-/// a posted callback runs in the same tick, only one queued by an immediate waits for the next
-/// (event_loop.hpp), and the coroutine may have been resumed by either. A stop request is seen
-/// when it resumes.
-class YieldAwaiter {
- public:
-  explicit YieldAwaiter(EventLoop& loop) noexcept : loop_(loop) {}
-  bool await_ready() const noexcept { return false; }
-  template <class Promise>
-  void await_suspend(std::coroutine_handle<Promise> self) {
-    static_assert(OffloadPromise<Promise>,
-                  "offload::yield can be awaited only inside an offload::Task");
-    stop_ = self.promise().stop;
-    self.promise().move_to(executor_of(loop_));
-    loop_.set_immediate([&loop = loop_, self] { loop.set_immediate(ResumeCoroutine{self}); });
-  }
-  void await_resume() const {
-    if (stop_.stop_requested()) throw TaskCancelled();
-  }
-
- private:
-  EventLoop& loop_;
-  std::stop_token stop_;
-};
-
-/// What `co_await sleep_for(loop, duration)` uses: a loop timer; a stop request wakes it at
-/// once (it then throws TaskCancelled). Timer and stop request race for the one resumption.
-class SleepAwaiter {
- public:
-  SleepAwaiter(EventLoop& loop, std::chrono::nanoseconds duration) noexcept
-      : loop_(loop), duration_(duration) {}
-  SleepAwaiter(const SleepAwaiter&) = delete;
-  SleepAwaiter& operator=(const SleepAwaiter&) = delete;
-
-  bool await_ready() const noexcept { return false; }
-
-  template <class Promise>
-  void await_suspend(std::coroutine_handle<Promise> self) {
-    static_assert(OffloadPromise<Promise>,
-                  "offload::sleep_for can be awaited only inside an offload::Task");
-    self_ = self;
-    self.promise().move_to(executor_of(loop_));
-    timer_ = loop_.set_timeout(duration_, [this] {
-      if (!woken_.exchange(true, std::memory_order_acq_rel)) resume_here(self_);
-    });
-    const std::stop_token& stop = self.promise().stop;
-    if (stop.stop_possible()) stop_.emplace(stop, WakeOnStop{this});
-  }
-
-  void await_resume() {
-    stop_.reset();        // waits for a stop callback running elsewhere to finish
-    loop_.clear(timer_);  // on the loop's thread: a timer not yet fired never will
-    if (cancelled_.load(std::memory_order_acquire)) throw TaskCancelled();
-  }
-
- private:
-  struct WakeOnStop {
-    SleepAwaiter* sleep;
-    void operator()() const {
-      // acq_rel: the winner of the exchange owns the one resumption.
-      if (sleep->woken_.exchange(true, std::memory_order_acq_rel)) return;
-      sleep->cancelled_.store(true, std::memory_order_release);
-      sleep->loop_.post(ResumeCoroutine{sleep->self_});
-    }
-  };
-
-  EventLoop& loop_;
-  std::chrono::nanoseconds duration_;
-  std::coroutine_handle<> self_;
-  TimerId timer_{};
-  std::atomic<bool> woken_{false};
-  std::atomic<bool> cancelled_{false};
-  std::optional<std::stop_callback<WakeOnStop>> stop_;
-};
-
-/// What `co_await this_task::stop_token()` uses: reads the token without suspending.
-struct StopTokenAwaiter {
-  std::stop_token token;
-  bool await_ready() const noexcept { return false; }
-  template <class Promise>
-  bool await_suspend(std::coroutine_handle<Promise> self) noexcept {
-    static_assert(OffloadPromise<Promise>,
-                  "offload::this_task::stop_token can be awaited only inside an offload::Task");
-    token = self.promise().stop;
-    return false;  // go on at once
-  }
-  std::stop_token await_resume() noexcept { return std::move(token); }
-};
-
-/// Runs `task` to its end and hands the outcome to `done(value)` / `failed(error)`; the root
-/// of spawn() and sync_wait().
-template <class T, class Sink>
-RootCoroutine run_root(Task<T> task, Sink sink) {
-  std::exception_ptr error;
-  try {
-    if constexpr (std::is_void_v<T>) {
-      co_await std::move(task);
-      sink.done();
-    } else {
-      sink.done(co_await std::move(task));
-    }
-  } catch (...) {
-    error = std::current_exception();
-  }
-  // Outside the handler: see errors.hpp's make_error() on exceptions and ThreadSanitizer.
-  if (error) sink.failed(std::move(error));
-}
-
-/// spawn()'s sink: completes the Future's shared state.
-template <class T>
-struct StateSink {
-  StatePtr<SharedState<T>> state;
-  template <class... V>
-  void done(V&&... value) {
-    state->set_value(std::forward<V>(value)...);
-  }
-  void failed(std::exception_ptr error) { state->set_exception(std::move(error)); }
-};
-
-/// sync_wait()'s sink: keeps the outcome for the waiting thread and ends its loop.
-template <class T>
-struct WaitSink {
-  std::optional<value_or_monostate_t<T>>* value;
-  std::exception_ptr* error;
-  SyncWaitDriver* driver;
-  template <class... V>
-  void done(V&&... result) {
-    value->emplace(std::forward<V>(result)...);
-    driver->finish();
-  }
-  void failed(std::exception_ptr failure) {
-    *error = std::move(failure);
-    driver->finish();
-  }
-};
-
-template <class T>
-Future<T> spawn_on(const Executor& executor, Task<T> task) {
-  StatePtr<SharedState<T>> state(new SharedState<T>());
-  std::stop_token stop = state->make_stop_token();
-  Future<T> future = FutureAccess::make<T>(StatePtr<SharedState<T>>(state));
-  run_root(std::move(task), StateSink<T>{std::move(state)}).start(executor, std::move(stop));
-  return future;
 }
 
 }  // namespace detail
@@ -415,6 +230,61 @@ template <class Rep, class Period>
 detail::SleepAwaiter sleep_for(EventLoop& loop, std::chrono::duration<Rep, Period> duration) {
   return detail::SleepAwaiter(loop,
                               std::chrono::duration_cast<std::chrono::nanoseconds>(duration));
+}
+
+/**
+ * @brief `co_await when_all(a, b, ...)`: runs the Tasks (and Futures) side by side and gives a
+ * std::tuple of their values in argument order (a void result is std::monostate).
+ *
+ * Inside a Task that runs on a pool this is fork-join: the first child runs at once on this
+ * worker, the others wait in its own deque where an idle worker may steal them, and no Future
+ * is made for any of them. On a loop the children take turns on the loop's thread. Every child
+ * ends before the awaiting task goes on; then the exception of the first child (in argument
+ * order) that failed is rethrown. Children inherit the task's stop token. At least one
+ * argument is a Task (when_all of Futures alone is future.hpp's, which is awaitable too).
+ * @throws std::logic_error for an empty (moved-from) Task.
+ */
+template <class... Children>
+  requires(detail::is_task<std::remove_cvref_t<Children>> || ...)
+auto when_all(Children&&... children) {
+  return detail::WhenAllAwaiter<typename detail::as_task_t<Children>::value_type...>(
+      detail::as_task(std::forward<Children>(children))...);
+}
+
+/// `co_await when_all(std::move(tasks))`: as when_all(a, b, ...), giving a std::vector of the
+/// values in the tasks' order (nothing for Task<void>). Allocates the vector.
+template <class T>
+detail::WhenAllVectorAwaiter<T> when_all(std::vector<Task<T>> tasks) {
+  return detail::WhenAllVectorAwaiter<T>(std::move(tasks));
+}
+
+/**
+ * @brief `co_await when_any(a, b, ...)`: runs the Tasks and Futures side by side; the first to
+ * end wins. Gives a WhenAny with the winner's index and value (its exception is rethrown if it
+ * failed). The others are asked to stop (their stop token; a Future's request_stop()) and
+ * goes on once they have all ended, so no child outlives the call. Allocates one stop state.
+ * @throws std::logic_error for an empty (moved-from) Task.
+ */
+template <class... Children>
+auto when_any(Children&&... children) {
+  return detail::WhenAnyAwaiter<typename detail::as_task_t<Children>::value_type...>(
+      detail::as_task(std::forward<Children>(children))...);
+}
+
+/**
+ * @brief Runs `fn(args...)`, a function that returns a Task (a coroutine lambda, typically), on
+ * `executor`, keeping `fn` and `args` alive in the task's frame until it ends.
+ *
+ * The safe way to start a coroutine lambda: a lambda's captures live in the lambda object,
+ * not in the coroutine's frame, so `spawn(loop, [s] () -> Task<> { ... }())` reads `s` after
+ * the temporary lambda died at the end of the statement. async() copies (or moves) the lambda
+ * and the arguments into a frame that lives as long as the task.
+ * @return the Future of the task's value, as spawn().
+ */
+template <class Executor, class F, class... Args>
+auto async(Executor& executor, F&& fn, Args&&... args) {
+  return spawn(executor, detail::call_in_frame(std::decay_t<F>(std::forward<F>(fn)),
+                                               std::decay_t<Args>(std::forward<Args>(args))...));
 }
 
 namespace this_task {

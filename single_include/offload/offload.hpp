@@ -6498,11 +6498,27 @@ struct is_sendable<SharedBuffer<T>> : std::true_type {};
 #include <chrono>
 #include <coroutine>
 #include <exception>
+#include <functional>
 #include <optional>
 #include <stdexcept>
 #include <stop_token>
 #include <type_traits>
 #include <utility>
+#include <vector>
+
+// ---- begin offload/detail/task/awaiters.hpp ----
+#ifndef OFFLOAD_DETAIL_TASK_AWAITERS_HPP
+#define OFFLOAD_DETAIL_TASK_AWAITERS_HPP
+
+/// @file detail/task/awaiters.hpp
+/// What a coroutine can await besides Tasks: Futures, resume_on(), yield(), sleep_for() and
+/// this_task::stop_token(). Each resumes the coroutine on its executor (API.md's resume rule).
+
+#include <atomic>
+#include <chrono>
+#include <coroutine>
+#include <optional>
+#include <stop_token>
 
 // ---- begin offload/detail/task/executor.hpp ----
 #ifndef OFFLOAD_DETAIL_TASK_EXECUTOR_HPP
@@ -6564,11 +6580,17 @@ struct TrampolineState {
  * coroutine now running suspends; otherwise at once, in a loop that also runs everything the
  * coroutines it resumes hand over, until nothing is left. Never inlined (see the file
  * comment). Not thread-safe by design: each thread has its own loop. Allocates only while
- * the queue grows past its largest size so far.
+ * the queue grows past its largest size so far (the number of coroutines waiting at once).
  */
 [[gnu::noinline]] inline void resume_here(std::coroutine_handle<> coroutine) {
   TrampolineState& trampoline = this_thread_trampoline();
   if (trampoline.running) {
+    // Everything queued has been resumed: start the queue over, so a coroutine that hands
+    // over a million times in one run reuses the same slot instead of growing the queue.
+    if (trampoline.next == trampoline.ready.size()) {
+      trampoline.ready.clear();
+      trampoline.next = 0;
+    }
     trampoline.ready.push_back(coroutine);
     return;
   }
@@ -6731,26 +6753,287 @@ class SyncWaitDriver {
 /// The promise behind offload::Task<T>: the result, who awaits it, and the executor and stop
 /// token the task inherits from its parent.
 
+#include <atomic>
 #include <coroutine>
+#include <cstddef>
 #include <exception>
 #include <stop_token>
 #include <type_traits>
 #include <utility>
 #include <variant>
 
+// ---- begin offload/detail/task/frame_allocator.hpp ----
+#ifndef OFFLOAD_DETAIL_TASK_FRAME_ALLOCATOR_HPP
+#define OFFLOAD_DETAIL_TASK_FRAME_ALLOCATOR_HPP
+
+/// @file detail/task/frame_allocator.hpp
+/// Where coroutine frames come from: a per-thread cache of freed frames, by size class, so
+/// a task that starts and ends in steady state (a fork-join child, a task awaited in a loop)
+/// takes nothing from the global heap.
+///
+/// A frame may be freed on another thread than the one that made it (a stolen child, a task
+/// that moved with resume_on()); it then joins that thread's cache. A cache keeps at most two
+/// batches per class and hands the excess to a process-wide depot, where a cache that runs dry
+/// takes a batch before it asks the heap: frames flow back to the threads that make them, so
+/// fork-join in steady state takes nothing from the heap however the children migrate. Under
+/// AddressSanitizer free blocks are poisoned (but their first 16 bytes, the free list's
+/// links), so a use after free of a frame is still reported.
+///
+/// The thread-local state is reached only through a function that is never inlined (clang
+/// before 17 may keep a thread_local's address across a suspension point; see trampoline.hpp).
+
+#include <cstddef>
+#include <mutex>
+#include <new>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define OFFLOAD_DETAIL_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define OFFLOAD_DETAIL_ASAN 1
+#endif
+#endif
+#ifdef OFFLOAD_DETAIL_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
 
 namespace offload {
 inline namespace v0 {
 namespace detail {
 
-/// What every offload coroutine knows: where it runs, what stops it, who goes on after it.
-class TaskPromiseBase {
+/// What a free frame holds: the next free block of its list, and (the first block of a batch
+/// in the depot) the next batch.
+struct FreeBlock {
+  FreeBlock* next;
+  FreeBlock* next_batch;
+};
+
+inline constexpr std::size_t frame_granule = 64;  // size classes of 64 bytes ...
+inline constexpr std::size_t frame_classes = 16;  // ... up to 1 KiB; larger: global heap
+inline constexpr std::size_t frame_batch = 64;    // blocks moved to / from the depot at once
+
+inline void poison_frame([[maybe_unused]] void* block, [[maybe_unused]] std::size_t size) noexcept {
+#ifdef OFFLOAD_DETAIL_ASAN
+  ASAN_POISON_MEMORY_REGION(block, size);
+#endif
+}
+inline void unpoison_frame([[maybe_unused]] void* block, [[maybe_unused]] std::size_t size) noexcept {
+#ifdef OFFLOAD_DETAIL_ASAN
+  ASAN_UNPOISON_MEMORY_REGION(block, size);
+#endif
+}
+
+/// Poisons / unpoisons a free block of `size` bytes but its links, which stay readable:
+/// LeakSanitizer does not follow pointers stored in poisoned memory, and would report every
+/// cached frame as leaked.
+inline void poison_free_block(FreeBlock* block, std::size_t size) noexcept {
+  poison_frame(reinterpret_cast<char*>(block) + sizeof(FreeBlock), size - sizeof(FreeBlock));
+}
+inline void unpoison_free_block(FreeBlock* block, std::size_t size) noexcept {
+  unpoison_frame(reinterpret_cast<char*>(block) + sizeof(FreeBlock), size - sizeof(FreeBlock));
+}
+
+/**
+ * The process-wide depot of free frames, in batches of frame_batch blocks: a thread whose cache
+ * overflows hands a batch here, a thread whose cache runs dry takes one. Frames that migrate
+ * (made on one thread, freed on another, as stolen fork-join children are) so come back to
+ * the threads that make them, and the total stays bounded by what is in use at the peak.
+ * Never destroyed (threads may still free frames while static destructors run); what it holds
+ * stays reachable from it.
+ */
+class FrameDepot {
  public:
-  Executor executor;                     // set before it starts; changed by resume_on()
-  std::stop_token stop;                  // its parent's (or spawn()'s Future's) token
+  static FrameDepot& instance() {
+    static FrameDepot* depot = new FrameDepot();
+    return *depot;
+  }
+
+  void put(std::size_t c, FreeBlock* batch) noexcept {
+    std::lock_guard lock(mutex_);
+    batch->next_batch = batches_[c];
+    batches_[c] = batch;
+  }
+
+  FreeBlock* take(std::size_t c) noexcept {
+    std::lock_guard lock(mutex_);
+    FreeBlock* batch = batches_[c];
+    if (batch != nullptr) batches_[c] = batch->next_batch;
+    return batch;
+  }
+
+ private:
+  FrameDepot() = default;
+  std::mutex mutex_;
+  FreeBlock* batches_[frame_classes] = {};
+};
+
+/// One thread's free frames: per class, a list of at most two batches' worth.
+class FrameCache {
+ public:
+  FrameCache() = default;
+  FrameCache(const FrameCache&) = delete;
+  FrameCache& operator=(const FrameCache&) = delete;
+  ~FrameCache() {  // the thread ends: its frames go to the depot, for the other threads
+    for (std::size_t c = 0; c < frame_classes; ++c) {
+      while (count_[c] >= frame_batch) FrameDepot::instance().put(c, split_batch(c));
+      while (FreeBlock* block = free_[c]) {
+        free_[c] = block->next;
+        ::operator delete(block);
+      }
+    }
+  }
+
+  /// Index of the size class of a frame of `size` bytes, or frame_classes if none fits.
+  static constexpr std::size_t class_of(std::size_t size) noexcept {
+    const std::size_t c = (size + frame_granule - 1) / frame_granule;
+    return c == 0 ? 0 : (c <= frame_classes ? c - 1 : frame_classes);
+  }
+
+  /// A block of the class's whole size, or nullptr when neither this cache nor the depot
+  /// has one.
+  void* pop(std::size_t c) noexcept {
+    if (free_[c] == nullptr) {
+      free_[c] = FrameDepot::instance().take(c);
+      if (free_[c] == nullptr) return nullptr;
+      count_[c] = frame_batch;
+    }
+    FreeBlock* block = free_[c];
+    free_[c] = block->next;
+    --count_[c];
+    unpoison_free_block(block, (c + 1) * frame_granule);
+    return block;
+  }
+
+  /// Keeps `block` (of class c) for reuse; a full list first hands a batch to the depot.
+  void push(void* block, std::size_t c) noexcept {
+    if (count_[c] == 2 * frame_batch) FrameDepot::instance().put(c, split_batch(c));
+    auto* free_block = static_cast<FreeBlock*>(block);
+    free_block->next = free_[c];
+    free_block->next_batch = nullptr;
+    free_[c] = free_block;
+    ++count_[c];
+    poison_free_block(free_block, (c + 1) * frame_granule);
+  }
+
+ private:
+  /// Detaches the first frame_batch blocks of class c's list, as one batch.
+  FreeBlock* split_batch(std::size_t c) noexcept {
+    FreeBlock* batch = free_[c];
+    FreeBlock* last = batch;
+    for (std::size_t i = 1; i < frame_batch; ++i) last = last->next;
+    free_[c] = last->next;
+    last->next = nullptr;
+    count_[c] -= frame_batch;
+    return batch;
+  }
+
+  FreeBlock* free_[frame_classes] = {};
+  std::size_t count_[frame_classes] = {};
+};
+
+/// This thread's cache, or nullptr once the thread is ending (its cache is gone; frames freed
+/// by thread-exit destructors then go straight back to the global heap).
+[[gnu::noinline]] inline FrameCache* this_thread_frames() noexcept {
+  struct Owner {
+    FrameCache cache;
+    FrameCache** slot;
+    ~Owner() { *slot = nullptr; }
+  };
+  thread_local FrameCache* current = nullptr;  // trivially destructible: readable at exit
+  thread_local bool made = false;
+  if (!made) {
+    made = true;
+    thread_local Owner owner{{}, &current};
+    current = &owner.cache;
+  }
+  return current;
+}
+
+/// Allocates a coroutine frame of `size` bytes. Throws std::bad_alloc like operator new.
+inline void* allocate_frame(std::size_t size) {
+  const std::size_t c = FrameCache::class_of(size);
+  if (c == frame_classes) return ::operator new(size);
+  if (FrameCache* cache = this_thread_frames()) {
+    if (void* block = cache->pop(c)) return block;
+  }
+  return ::operator new((c + 1) * frame_granule);
+}
+
+/// Frees a frame made by allocate_frame(size). Never throws.
+inline void deallocate_frame(void* frame, std::size_t size) noexcept {
+  const std::size_t c = FrameCache::class_of(size);
+  if (c != frame_classes) {
+    if (FrameCache* cache = this_thread_frames()) {
+      cache->push(frame, c);
+      return;
+    }
+  }
+  ::operator delete(frame);
+}
+
+/// Gives a promise type the recycled frames: derive from it.
+struct RecycledFrame {
+  static void* operator new(std::size_t size) { return allocate_frame(size); }
+  static void operator delete(void* frame, std::size_t size) noexcept {
+    deallocate_frame(frame, size);
+  }
+};
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_TASK_FRAME_ALLOCATOR_HPP
+// ---- end offload/detail/task/frame_allocator.hpp ----
+
+namespace offload {
+inline namespace v0 {
+template <class T = void>
+class Task;  // task.hpp
+
+namespace detail {
+
+/**
+ * What the children of one when_all() / when_any() share: how many are still running, and the
+ * parent to resume when the last one ends. Lives in the parent's awaiter, so joining costs no
+ * allocation. arrive() is called once by each child as it ends, on whatever thread it ends.
+ */
+class Join {
+ public:
+  explicit Join(std::size_t children) noexcept : remaining_(children) {}
+  Join(const Join&) = delete;
+  Join& operator=(const Join&) = delete;
+
+  /// Child `index` has ended; true for the last one (which then resumes the parent).
+  bool arrive(std::size_t index) noexcept {
+    on_arrival(index);
+    // acq_rel: the last child sees every other child's result before the parent reads them.
+    return remaining_.fetch_sub(1, std::memory_order_acq_rel) == 1;
+  }
+
+ protected:
+  ~Join() = default;
+  /// when_any() learns its winner here; called before the child counts as ended.
+  virtual void on_arrival(std::size_t /*index*/) noexcept {}
+
+ private:
+  std::atomic<std::size_t> remaining_;
+};
+
+/// What every offload coroutine knows: where it runs, what stops it, who goes on after it.
+class TaskPromiseBase : public RecycledFrame {
+ public:
+  Executor executor;  // set before it starts; changed by resume_on()
+  /// Its parent's token (spawn()'s Future's, or a when_any()'s), held by pointer: the token
+  /// lives in the root's frame or the when_any awaiter, which outlive the task, and copying it
+  /// would be an atomic increment on one shared counter per child, fought over by every
+  /// worker of a fork-join. Null: nothing can stop it.
+  const std::stop_token* stop = nullptr;
   std::coroutine_handle<> continuation;  // the parent awaiting it; empty for a root
   Executor continuation_executor;        // where the parent runs (and resumes)
   EventLoop::Hold home_hold;  // keeps the parent's loop alive while this task runs elsewhere
+  Join* join = nullptr;       // set for a child of when_all()/when_any(): the parent waits on it
+  std::size_t join_index = 0;  // this child's place among its siblings
 
   /// Moves this coroutine to `target` (resume_on()); the caller then posts it there. A task
   /// leaving its parent's executor holds that executor until it hands control back.
@@ -6759,6 +7042,12 @@ class TaskPromiseBase {
       home_hold = continuation_executor.hold();
     }
     executor = target;
+  }
+
+  /// The stop token the task sees (an empty one when nothing can stop it).
+  [[nodiscard]] const std::stop_token& stop_token() const noexcept {
+    static const std::stop_token none;
+    return stop != nullptr ? *stop : none;
   }
 
   /// Lazy: nothing runs until the task is awaited, spawned or sync_waited.
@@ -6772,6 +7061,7 @@ class TaskPromiseBase {
       TaskPromiseBase& promise = self.promise();
       std::coroutine_handle<> parent = promise.continuation;
       if (!parent) return;
+      if (promise.join != nullptr && !promise.join->arrive(promise.join_index)) return;
       if (promise.executor == promise.continuation_executor) {
         resume_here(parent);  // the parent runs here too: on this thread, without a hop
       } else {
@@ -6835,6 +7125,8 @@ class RootCoroutine {
  public:
   class promise_type : public TaskPromiseBase {
    public:
+    std::stop_token own_stop;  // what every task of the tree points to
+
     RootCoroutine get_return_object() noexcept {
       return RootCoroutine(std::coroutine_handle<promise_type>::from_promise(*this));
     }
@@ -6854,7 +7146,8 @@ class RootCoroutine {
   void start(const Executor& executor, std::stop_token stop) && {
     promise_type& promise = handle_.promise();
     promise.executor = executor;
-    promise.stop = std::move(stop);
+    promise.own_stop = std::move(stop);
+    promise.stop = &promise.own_stop;
     executor.post(std::exchange(handle_, {}));
   }
 
@@ -6871,102 +7164,7 @@ class RootCoroutine {
 
 namespace offload {
 inline namespace v0 {
-
-/**
- * @brief A lazy coroutine that produces a T (the return type of a function that uses
- * co_await / co_return).
- *
- * Nothing runs until the task is awaited (`co_await task` inside another Task), spawned on a
- * loop or pool (spawn()), or run with sync_wait(). Move-only; awaited at most once (awaiting
- * consumes it). Destroying a task that never started destroys its frame and runs nothing. A
- * Task is not thread-safe: one owner at a time.
- */
-template <class T = void>
-class [[nodiscard]] Task {
- public:
-  using promise_type = detail::TaskPromise<T>;
-  using value_type = T;
-
-  /// An empty task (moved from): awaiting it throws std::logic_error.
-  Task() noexcept = default;
-  Task(Task&& other) noexcept : handle_(std::exchange(other.handle_, {})) {}
-  Task& operator=(Task&& other) noexcept {
-    if (this != &other) {
-      reset();
-      handle_ = std::exchange(other.handle_, {});
-    }
-    return *this;
-  }
-  Task(const Task&) = delete;
-  Task& operator=(const Task&) = delete;
-  ~Task() { reset(); }
-
-  /// True while the task holds a coroutine that nobody has started.
-  [[nodiscard]] bool valid() const noexcept { return static_cast<bool>(handle_); }
-
-  class Awaiter;
-  /// Runs the task as a child of the awaiting coroutine, on its executor, with its stop
-  /// token; the parent goes on when it returns, with its value or its exception.
-  Awaiter operator co_await() && noexcept { return Awaiter(std::exchange(handle_, {})); }
-  Awaiter operator co_await() & noexcept { return Awaiter(std::exchange(handle_, {})); }
-
- private:
-  friend promise_type;
-
-  explicit Task(std::coroutine_handle<promise_type> handle) noexcept : handle_(handle) {}
-
-  void reset() noexcept {
-    if (handle_) std::exchange(handle_, {}).destroy();
-  }
-
-  std::coroutine_handle<promise_type> handle_;
-};
-
-/// What `co_await task` uses; owns the child coroutine until the parent has its result.
-template <class T>
-class Task<T>::Awaiter {
- public:
-  explicit Awaiter(std::coroutine_handle<promise_type> child) noexcept : child_(child) {}
-  Awaiter(const Awaiter&) = delete;
-  Awaiter& operator=(const Awaiter&) = delete;
-  ~Awaiter() {
-    if (child_) child_.destroy();
-  }
-
-  bool await_ready() const noexcept { return !child_; }  // empty: await_resume() says so
-
-  template <class Parent>
-  void await_suspend(std::coroutine_handle<Parent> parent) {
-    static_assert(detail::OffloadPromise<Parent>,
-                  "offload::Task can be awaited only inside an offload::Task (a coroutine "
-                  "returning offload::Task<T>): the child runs on its parent's executor");
-    promise_type& child = child_.promise();
-    detail::TaskPromiseBase& caller = parent.promise();
-    child.executor = caller.executor;
-    child.stop = caller.stop;
-    child.continuation = parent;
-    child.continuation_executor = caller.executor;
-    detail::resume_here(child_);  // runs once the parent has suspended (trampoline.hpp)
-  }
-
-  T await_resume() {
-    if (!child_) throw std::logic_error("offload: co_await of an empty (moved-from) Task");
-    return child_.promise().take();
-  }
-
- private:
-  std::coroutine_handle<promise_type> child_;
-};
-
 namespace detail {
-
-template <class T>
-auto TaskPromise<T>::get_return_object() noexcept {
-  return Task<T>(std::coroutine_handle<TaskPromise>::from_promise(*this));
-}
-inline auto TaskPromise<void>::get_return_object() noexcept {
-  return Task<void>(std::coroutine_handle<TaskPromise>::from_promise(*this));
-}
 
 /// What `co_await future` uses: resumes the coroutine on its own executor once the future is
 /// ready (not at all when it already is), and passes a stop request of the coroutine on to
@@ -6986,7 +7184,8 @@ class FutureAwaiter {
                   "offload::Future can be awaited only inside an offload::Task (a coroutine "
                   "returning offload::Task<T>): its executor is where it resumes");
     TaskPromiseBase& promise = self.promise();
-    if (promise.stop.stop_possible()) stop_.emplace(promise.stop, StopFuture{state_.get()});
+    const std::stop_token& stop = promise.stop_token();
+    if (stop.stop_possible()) stop_.emplace(stop, StopFuture{state_.get()});
     // From here on another thread may resume us: nothing below touches the frame.
     state_->set_continuation(Resumer(promise.executor, self));
   }
@@ -7037,7 +7236,7 @@ class YieldAwaiter {
   void await_suspend(std::coroutine_handle<Promise> self) {
     static_assert(OffloadPromise<Promise>,
                   "offload::yield can be awaited only inside an offload::Task");
-    stop_ = self.promise().stop;
+    stop_ = self.promise().stop_token();
     self.promise().move_to(executor_of(loop_));
     loop_.set_immediate([&loop = loop_, self] { loop.set_immediate(ResumeCoroutine{self}); });
   }
@@ -7070,7 +7269,7 @@ class SleepAwaiter {
     timer_ = loop_.set_timeout(duration_, [this] {
       if (!woken_.exchange(true, std::memory_order_acq_rel)) resume_here(self_);
     });
-    const std::stop_token& stop = self.promise().stop;
+    const std::stop_token& stop = self.promise().stop_token();
     if (stop.stop_possible()) stop_.emplace(stop, WakeOnStop{this});
   }
 
@@ -7108,11 +7307,35 @@ struct StopTokenAwaiter {
   bool await_suspend(std::coroutine_handle<Promise> self) noexcept {
     static_assert(OffloadPromise<Promise>,
                   "offload::this_task::stop_token can be awaited only inside an offload::Task");
-    token = self.promise().stop;
+    token = self.promise().stop_token();
     return false;  // go on at once
   }
   std::stop_token await_resume() noexcept { return std::move(token); }
 };
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_TASK_AWAITERS_HPP
+// ---- end offload/detail/task/awaiters.hpp ----
+// ---- begin offload/detail/task/root.hpp ----
+#ifndef OFFLOAD_DETAIL_TASK_ROOT_HPP
+#define OFFLOAD_DETAIL_TASK_ROOT_HPP
+
+/// @file detail/task/root.hpp
+/// The root of a coroutine tree: what spawn() and sync_wait() run, and where the outcome goes.
+
+#include <exception>
+#include <optional>
+#include <stop_token>
+#include <type_traits>
+#include <utility>
+
+
+namespace offload {
+inline namespace v0 {
+namespace detail {
 
 /// Runs `task` to its end and hands the outcome to `done(value)` / `failed(error)`; the root
 /// of spawn() and sync_wait().
@@ -7168,6 +7391,451 @@ Future<T> spawn_on(const Executor& executor, Task<T> task) {
   Future<T> future = FutureAccess::make<T>(StatePtr<SharedState<T>>(state));
   run_root(std::move(task), StateSink<T>{std::move(state)}).start(executor, std::move(stop));
   return future;
+}
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_TASK_ROOT_HPP
+// ---- end offload/detail/task/root.hpp ----
+// ---- begin offload/detail/task/when.hpp ----
+#ifndef OFFLOAD_DETAIL_TASK_WHEN_HPP
+#define OFFLOAD_DETAIL_TASK_WHEN_HPP
+
+/// @file detail/task/when.hpp
+/// The awaiters behind when_all() and when_any() of Tasks: fork-join without a Future per
+/// child.
+///
+/// The parent prepares every child (its executor, its stop token, and the Join it reports to,
+/// which lives in this awaiter), posts all children but the first to its executor, and runs
+/// the first at once. On a pool, a post from one of its workers lands in that worker's own
+/// deque: the worker takes the children back itself (newest first) unless an idle worker
+/// steals them first. Each child, as it ends, arrives at the Join; the last one resumes the
+/// parent (at once if it runs on the parent's executor, else posted there).
+
+#include <array>
+#include <atomic>
+#include <coroutine>
+#include <cstddef>
+#include <limits>
+#include <optional>
+#include <stdexcept>
+#include <stop_token>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <variant>
+#include <vector>
+
+
+namespace offload {
+inline namespace v0 {
+template <class T>
+class Future;
+
+/// What `co_await when_any(a, b, ...)` returns: which argument ended first, and its value
+/// (a void result is std::monostate).
+template <class... Ts>
+struct WhenAny {
+  std::size_t index;
+  std::variant<detail::value_or_monostate_t<Ts>...> value;
+};
+
+namespace detail {
+
+/// Lets the combinators take the coroutine out of a Task.
+struct TaskAccess {
+  template <class T>
+  static std::coroutine_handle<TaskPromise<T>> release(Task<T>& task) noexcept {
+    return std::exchange(task.handle_, {});
+  }
+};
+
+template <class T>
+inline constexpr bool is_task = false;
+template <class T>
+inline constexpr bool is_task<Task<T>> = true;
+/// The T of a Task<T> (void for anything else, so a misuse reaches its static_assert).
+template <class R>
+struct task_value {
+  using type = void;
+};
+template <class T>
+struct task_value<Task<T>> {
+  using type = T;
+};
+template <class R>
+using task_value_t = typename task_value<R>::type;
+
+
+/// A Future as a Task, so combinators treat both alike.
+template <class T>
+Task<T> future_task(Future<T> future) {
+  if constexpr (std::is_void_v<T>) {
+    co_await std::move(future);
+  } else {
+    co_return co_await std::move(future);
+  }
+}
+
+/// A combinator's argument as a Task: a Task as it is (consumed), a Future wrapped.
+template <class A>
+auto as_task(A&& argument) {
+  using Arg = std::remove_cvref_t<A>;
+  if constexpr (is_task<Arg>) {
+    return Arg(std::move(argument));
+  } else if constexpr (is_future<Arg>::value) {  // future.hpp
+    return future_task(Arg(std::move(argument)));
+  } else {
+    static_assert(always_false<Arg>,
+                  "offload::when_all / offload::when_any take offload::Task<T> and "
+                  "offload::Future<T> arguments");
+  }
+}
+template <class A>
+using as_task_t = decltype(as_task(std::declval<A>()));
+
+/// The value a child of a combinator ended with (void: std::monostate), or its exception.
+template <class T>
+value_or_monostate_t<T> take_result(std::coroutine_handle<TaskPromise<T>> child) {
+  if constexpr (std::is_void_v<T>) {
+    child.promise().take();
+    return {};
+  } else {
+    return child.promise().take();
+  }
+}
+
+/// Makes `child` the child of `parent` (whose promise is `caller`) reporting to `join` (or
+/// none), stopped by `stop` (which outlives it).
+inline void adopt(TaskPromiseBase& child, TaskPromiseBase& caller, std::coroutine_handle<> parent,
+                  const std::stop_token* stop, Join* join, std::size_t index) noexcept {
+  child.executor = caller.executor;
+  child.stop = stop;
+  child.continuation = parent;
+  child.continuation_executor = caller.executor;
+  child.join = join;
+  child.join_index = index;
+}
+
+/// Posts children[1..count) to `executor` (last first, so a pool worker takes them back in
+/// order), then runs children[0] here. Nothing touches the awaiter afterwards: the children
+/// may end, and the parent resume, on other threads before this returns.
+inline void start_children(const Executor& executor, std::coroutine_handle<>* children,
+                           std::size_t count) noexcept {
+  for (std::size_t i = count; i-- > 1;) {
+    try {
+      executor.post(children[i]);
+    } catch (...) {  // out of memory queueing it: run it here instead
+      resume_here(children[i]);
+    }
+  }
+  resume_here(children[0]);
+}
+
+template <class Handle>
+void destroy_all(Handle* children, std::size_t count) noexcept {
+  for (std::size_t i = 0; i < count; ++i) {
+    if (children[i]) children[i].destroy();
+  }
+}
+
+[[noreturn]] inline void throw_empty_child() {
+  throw std::logic_error("offload: when_all / when_any of an empty (moved-from) Task");
+}
+
+template <class Promise>
+void check_parent() {
+  static_assert(OffloadPromise<Promise>,
+                "offload::when_all / when_any of Tasks can be awaited only inside an "
+                "offload::Task: the children run on its executor");
+}
+
+/// The children of a when_all() / when_any() of a fixed list: owns their coroutines (a child
+/// that never ran is destroyed with it) and starts them; the Join they report to.
+template <class... Ts>
+class FixedChildren : protected Join {
+ protected:
+  explicit FixedChildren(Task<Ts>... tasks)
+      : Join(sizeof...(Ts)), children_{TaskAccess::release(tasks)...} {
+    if (!std::apply([](auto... child) { return (static_cast<bool>(child) && ...); }, children_)) {
+      destroy();
+      throw_empty_child();
+    }
+  }
+  FixedChildren(const FixedChildren&) = delete;
+  FixedChildren& operator=(const FixedChildren&) = delete;
+  ~FixedChildren() { destroy(); }
+
+  /// Adopts every child (stopped by `stop`) and starts them on the parent's executor.
+  template <class Promise>
+  void start(std::coroutine_handle<Promise> parent, const std::stop_token* stop) noexcept {
+    check_parent<Promise>();
+    TaskPromiseBase& caller = parent.promise();
+    std::array<std::coroutine_handle<>, sizeof...(Ts)> starts;
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+      ((adopt(std::get<I>(children_).promise(), caller, parent, stop, this, I),
+        starts[I] = std::get<I>(children_)),
+       ...);
+    }(std::index_sequence_for<Ts...>{});
+    start_children(caller.executor, starts.data(), starts.size());
+  }
+
+  std::tuple<std::coroutine_handle<TaskPromise<Ts>>...> children_;
+
+ private:
+  void destroy() noexcept {
+    std::apply([](auto... child) { ((child ? child.destroy() : void()), ...); }, children_);
+  }
+};
+
+/// `co_await when_all(task, task_or_future, ...)`: a tuple of their values.
+template <class... Ts>
+class [[nodiscard]] WhenAllAwaiter final : private FixedChildren<Ts...> {
+ public:
+  explicit WhenAllAwaiter(Task<Ts>... tasks) : FixedChildren<Ts...>(std::move(tasks)...) {}
+
+  bool await_ready() const noexcept { return sizeof...(Ts) == 0; }
+
+  template <class Promise>
+  void await_suspend(std::coroutine_handle<Promise> parent) noexcept {
+    this->start(parent, parent.promise().stop);
+  }
+
+  /// The values in argument order; the exception of the first failed child (in argument
+  /// order) is rethrown.
+  std::tuple<value_or_monostate_t<Ts>...> await_resume() {
+    return std::apply(
+        [](auto... child) { return std::tuple<value_or_monostate_t<Ts>...>{take_result(child)...}; },
+        this->children_);
+  }
+};
+
+/// `co_await when_all(std::vector<Task<T>>)`: a vector of their values (void for Task<void>).
+template <class T>
+class [[nodiscard]] WhenAllVectorAwaiter final : private Join {
+  using Handle = std::coroutine_handle<TaskPromise<T>>;
+
+ public:
+  explicit WhenAllVectorAwaiter(std::vector<Task<T>> tasks) : Join(tasks.size()) {
+    children_.reserve(tasks.size());
+    for (Task<T>& task : tasks) children_.push_back(TaskAccess::release(task));
+    for (Handle child : children_) {
+      if (!child) {
+        destroy_all(children_.data(), children_.size());
+        children_.clear();
+        throw_empty_child();
+      }
+    }
+  }
+  WhenAllVectorAwaiter(const WhenAllVectorAwaiter&) = delete;
+  WhenAllVectorAwaiter& operator=(const WhenAllVectorAwaiter&) = delete;
+  ~WhenAllVectorAwaiter() { destroy_all(children_.data(), children_.size()); }
+
+  bool await_ready() const noexcept { return children_.empty(); }
+
+  template <class Promise>
+  void await_suspend(std::coroutine_handle<Promise> parent) {
+    check_parent<Promise>();
+    TaskPromiseBase& caller = parent.promise();
+    std::vector<std::coroutine_handle<>> starts(children_.begin(), children_.end());
+    for (std::size_t i = 0; i < children_.size(); ++i) {
+      adopt(children_[i].promise(), caller, parent, caller.stop, this, i);
+    }
+    start_children(caller.executor, starts.data(), starts.size());
+  }
+
+  auto await_resume() {
+    if constexpr (std::is_void_v<T>) {
+      for (Handle child : children_) child.promise().take();
+    } else {
+      std::vector<T> values;
+      values.reserve(children_.size());
+      for (Handle child : children_) values.push_back(child.promise().take());
+      return values;
+    }
+  }
+
+ private:
+  std::vector<Handle> children_;
+};
+
+/// `co_await when_any(a, b, ...)`: the first to end wins; the others are asked to stop
+/// (through a stop source of their own, chained to the parent's token), and the parent
+/// resumes once they have all ended, so no child outlives the awaiter.
+template <class... Ts>
+class [[nodiscard]] WhenAnyAwaiter final : private FixedChildren<Ts...> {
+ public:
+  explicit WhenAnyAwaiter(Task<Ts>... tasks) : FixedChildren<Ts...>(std::move(tasks)...) {}
+
+  bool await_ready() const noexcept { return false; }
+
+  template <class Promise>
+  void await_suspend(std::coroutine_handle<Promise> parent) {
+    const std::stop_token& parent_stop = parent.promise().stop_token();
+    if (parent_stop.stop_possible()) forward_stop_.emplace(parent_stop, StopAll{&losers_});
+    this->start(parent, &losers_token_);
+  }
+
+  /// The winner's index and value; its exception if it failed. The losers' outcomes (often
+  /// TaskCancelled) are dropped.
+  WhenAny<Ts...> await_resume() {
+    forward_stop_.reset();
+    const std::size_t winner = winner_.load(std::memory_order_relaxed);  // the Join ordered it
+    using Make = WhenAny<Ts...> (*)(WhenAnyAwaiter&);
+    return [&]<std::size_t... I>(std::index_sequence<I...>) {
+      static constexpr Make table[] = {&WhenAnyAwaiter::template result_of<I>...};
+      return table[winner](*this);
+    }(std::index_sequence_for<Ts...>{});
+  }
+
+ private:
+  static_assert(sizeof...(Ts) > 0, "offload::when_any needs at least one Task or Future");
+
+  struct StopAll {
+    std::stop_source* losers;
+    void operator()() const noexcept { losers->request_stop(); }
+  };
+
+  template <std::size_t I>
+  static WhenAny<Ts...> result_of(WhenAnyAwaiter& self) {
+    return WhenAny<Ts...>{I, decltype(WhenAny<Ts...>::value)(std::in_place_index<I>,
+                                                             take_result(std::get<I>(self.children_)))};
+  }
+
+  void on_arrival(std::size_t index) noexcept override {
+    std::size_t none = no_winner;
+    // acq_rel is not needed for the value (the Join's counter orders it): relaxed suffices.
+    if (winner_.compare_exchange_strong(none, index, std::memory_order_relaxed)) {
+      losers_.request_stop();
+    }
+  }
+
+  static constexpr std::size_t no_winner = std::numeric_limits<std::size_t>::max();
+
+  std::stop_source losers_;  // stops the children: the parent's stop, or a winner
+  std::stop_token losers_token_ = losers_.get_token();  // what the children point to
+  std::optional<std::stop_callback<StopAll>> forward_stop_;  // parent's stop -> losers_
+  std::atomic<std::size_t> winner_{no_winner};
+};
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_TASK_WHEN_HPP
+// ---- end offload/detail/task/when.hpp ----
+
+namespace offload {
+inline namespace v0 {
+
+/**
+ * @brief A lazy coroutine that produces a T (the return type of a function that uses
+ * co_await / co_return).
+ *
+ * Nothing runs until the task is awaited (`co_await task` inside another Task), spawned on a
+ * loop or pool (spawn()), or run with sync_wait(). Move-only; awaited at most once (awaiting
+ * consumes it). Destroying a task that never started destroys its frame and runs nothing. A
+ * Task is not thread-safe: one owner at a time.
+ */
+template <class T>  // T = void: declared in detail/task/promise.hpp
+class [[nodiscard]] Task {
+ public:
+  using promise_type = detail::TaskPromise<T>;
+  using value_type = T;
+
+  /// An empty task (moved from): awaiting it throws std::logic_error.
+  Task() noexcept = default;
+  Task(Task&& other) noexcept : handle_(std::exchange(other.handle_, {})) {}
+  Task& operator=(Task&& other) noexcept {
+    if (this != &other) {
+      reset();
+      handle_ = std::exchange(other.handle_, {});
+    }
+    return *this;
+  }
+  Task(const Task&) = delete;
+  Task& operator=(const Task&) = delete;
+  ~Task() { reset(); }
+
+  /// True while the task holds a coroutine that nobody has started.
+  [[nodiscard]] bool valid() const noexcept { return static_cast<bool>(handle_); }
+
+  class Awaiter;
+  /// Runs the task as a child of the awaiting coroutine, on its executor, with its stop
+  /// token; the parent goes on when it returns, with its value or its exception.
+  Awaiter operator co_await() && noexcept { return Awaiter(std::exchange(handle_, {})); }
+  Awaiter operator co_await() & noexcept { return Awaiter(std::exchange(handle_, {})); }
+
+ private:
+  friend promise_type;
+  friend detail::TaskAccess;
+
+  explicit Task(std::coroutine_handle<promise_type> handle) noexcept : handle_(handle) {}
+
+  void reset() noexcept {
+    if (handle_) std::exchange(handle_, {}).destroy();
+  }
+
+  std::coroutine_handle<promise_type> handle_;
+};
+
+/// What `co_await task` uses; owns the child coroutine until the parent has its result.
+template <class T>
+class Task<T>::Awaiter {
+ public:
+  explicit Awaiter(std::coroutine_handle<promise_type> child) noexcept : child_(child) {}
+  Awaiter(const Awaiter&) = delete;
+  Awaiter& operator=(const Awaiter&) = delete;
+  ~Awaiter() {
+    if (child_) child_.destroy();
+  }
+
+  bool await_ready() const noexcept { return !child_; }  // empty: await_resume() says so
+
+  template <class Parent>
+  void await_suspend(std::coroutine_handle<Parent> parent) {
+    static_assert(detail::OffloadPromise<Parent>,
+                  "offload::Task can be awaited only inside an offload::Task (a coroutine "
+                  "returning offload::Task<T>): the child runs on its parent's executor");
+    detail::TaskPromiseBase& caller = parent.promise();
+    detail::adopt(child_.promise(), caller, parent, caller.stop, /*join=*/nullptr, 0);
+    detail::resume_here(child_);  // runs once the parent has suspended (trampoline.hpp)
+  }
+
+  T await_resume() {
+    if (!child_) throw std::logic_error("offload: co_await of an empty (moved-from) Task");
+    return child_.promise().take();
+  }
+
+ private:
+  std::coroutine_handle<promise_type> child_;
+};
+
+namespace detail {
+
+template <class T>
+auto TaskPromise<T>::get_return_object() noexcept {
+  return Task<T>(std::coroutine_handle<TaskPromise>::from_promise(*this));
+}
+inline auto TaskPromise<void>::get_return_object() noexcept {
+  return Task<void>(std::coroutine_handle<TaskPromise>::from_promise(*this));
+}
+
+/// async()'s coroutine: `fn` and `args` are parameters, so they live in this frame, and the
+/// task `fn` returns (which may refer to them) runs while they are alive.
+template <class F, class... Args>
+auto call_in_frame(F fn, Args... args) -> Task<task_value_t<std::invoke_result_t<F&, Args...>>> {
+  using Result = std::invoke_result_t<F&, Args...>;
+  static_assert(is_task<Result>,
+                "offload::async(executor, fn, args...) takes a function that returns an "
+                "offload::Task; for a plain function use the pool's submit()");
+  if constexpr (std::is_void_v<typename Result::value_type>) {
+    co_await std::invoke(fn, std::move(args)...);
+  } else {
+    co_return co_await std::invoke(fn, std::move(args)...);
+  }
 }
 
 }  // namespace detail
@@ -7239,6 +7907,61 @@ template <class Rep, class Period>
 detail::SleepAwaiter sleep_for(EventLoop& loop, std::chrono::duration<Rep, Period> duration) {
   return detail::SleepAwaiter(loop,
                               std::chrono::duration_cast<std::chrono::nanoseconds>(duration));
+}
+
+/**
+ * @brief `co_await when_all(a, b, ...)`: runs the Tasks (and Futures) side by side and gives a
+ * std::tuple of their values in argument order (a void result is std::monostate).
+ *
+ * Inside a Task that runs on a pool this is fork-join: the first child runs at once on this
+ * worker, the others wait in its own deque where an idle worker may steal them, and no Future
+ * is made for any of them. On a loop the children take turns on the loop's thread. Every child
+ * ends before the awaiting task goes on; then the exception of the first child (in argument
+ * order) that failed is rethrown. Children inherit the task's stop token. At least one
+ * argument is a Task (when_all of Futures alone is future.hpp's, which is awaitable too).
+ * @throws std::logic_error for an empty (moved-from) Task.
+ */
+template <class... Children>
+  requires(detail::is_task<std::remove_cvref_t<Children>> || ...)
+auto when_all(Children&&... children) {
+  return detail::WhenAllAwaiter<typename detail::as_task_t<Children>::value_type...>(
+      detail::as_task(std::forward<Children>(children))...);
+}
+
+/// `co_await when_all(std::move(tasks))`: as when_all(a, b, ...), giving a std::vector of the
+/// values in the tasks' order (nothing for Task<void>). Allocates the vector.
+template <class T>
+detail::WhenAllVectorAwaiter<T> when_all(std::vector<Task<T>> tasks) {
+  return detail::WhenAllVectorAwaiter<T>(std::move(tasks));
+}
+
+/**
+ * @brief `co_await when_any(a, b, ...)`: runs the Tasks and Futures side by side; the first to
+ * end wins. Gives a WhenAny with the winner's index and value (its exception is rethrown if it
+ * failed). The others are asked to stop (their stop token; a Future's request_stop()) and
+ * goes on once they have all ended, so no child outlives the call. Allocates one stop state.
+ * @throws std::logic_error for an empty (moved-from) Task.
+ */
+template <class... Children>
+auto when_any(Children&&... children) {
+  return detail::WhenAnyAwaiter<typename detail::as_task_t<Children>::value_type...>(
+      detail::as_task(std::forward<Children>(children))...);
+}
+
+/**
+ * @brief Runs `fn(args...)`, a function that returns a Task (a coroutine lambda, typically), on
+ * `executor`, keeping `fn` and `args` alive in the task's frame until it ends.
+ *
+ * The safe way to start a coroutine lambda: a lambda's captures live in the lambda object,
+ * not in the coroutine's frame, so `spawn(loop, [s] () -> Task<> { ... }())` reads `s` after
+ * the temporary lambda died at the end of the statement. async() copies (or moves) the lambda
+ * and the arguments into a frame that lives as long as the task.
+ * @return the Future of the task's value, as spawn().
+ */
+template <class Executor, class F, class... Args>
+auto async(Executor& executor, F&& fn, Args&&... args) {
+  return spawn(executor, detail::call_in_frame(std::decay_t<F>(std::forward<F>(fn)),
+                                               std::decay_t<Args>(std::forward<Args>(args))...));
 }
 
 namespace this_task {

@@ -5,7 +5,9 @@
 /// The promise behind offload::Task<T>: the result, who awaits it, and the executor and stop
 /// token the task inherits from its parent.
 
+#include <atomic>
 #include <coroutine>
+#include <cstddef>
 #include <exception>
 #include <stop_token>
 #include <type_traits>
@@ -13,20 +15,57 @@
 #include <variant>
 
 #include "executor.hpp"
+#include "frame_allocator.hpp"
 #include "trampoline.hpp"
 
 namespace offload {
 inline namespace v0 {
+template <class T = void>
+class Task;  // task.hpp
+
 namespace detail {
 
-/// What every offload coroutine knows: where it runs, what stops it, who goes on after it.
-class TaskPromiseBase {
+/**
+ * What the children of one when_all() / when_any() share: how many are still running, and the
+ * parent to resume when the last one ends. Lives in the parent's awaiter, so joining costs no
+ * allocation. arrive() is called once by each child as it ends, on whatever thread it ends.
+ */
+class Join {
  public:
-  Executor executor;                     // set before it starts; changed by resume_on()
-  std::stop_token stop;                  // its parent's (or spawn()'s Future's) token
+  explicit Join(std::size_t children) noexcept : remaining_(children) {}
+  Join(const Join&) = delete;
+  Join& operator=(const Join&) = delete;
+
+  /// Child `index` has ended; true for the last one (which then resumes the parent).
+  bool arrive(std::size_t index) noexcept {
+    on_arrival(index);
+    // acq_rel: the last child sees every other child's result before the parent reads them.
+    return remaining_.fetch_sub(1, std::memory_order_acq_rel) == 1;
+  }
+
+ protected:
+  ~Join() = default;
+  /// when_any() learns its winner here; called before the child counts as ended.
+  virtual void on_arrival(std::size_t /*index*/) noexcept {}
+
+ private:
+  std::atomic<std::size_t> remaining_;
+};
+
+/// What every offload coroutine knows: where it runs, what stops it, who goes on after it.
+class TaskPromiseBase : public RecycledFrame {
+ public:
+  Executor executor;  // set before it starts; changed by resume_on()
+  /// Its parent's token (spawn()'s Future's, or a when_any()'s), held by pointer: the token
+  /// lives in the root's frame or the when_any awaiter, which outlive the task, and copying it
+  /// would be an atomic increment on one shared counter per child, fought over by every
+  /// worker of a fork-join. Null: nothing can stop it.
+  const std::stop_token* stop = nullptr;
   std::coroutine_handle<> continuation;  // the parent awaiting it; empty for a root
   Executor continuation_executor;        // where the parent runs (and resumes)
   EventLoop::Hold home_hold;  // keeps the parent's loop alive while this task runs elsewhere
+  Join* join = nullptr;       // set for a child of when_all()/when_any(): the parent waits on it
+  std::size_t join_index = 0;  // this child's place among its siblings
 
   /// Moves this coroutine to `target` (resume_on()); the caller then posts it there. A task
   /// leaving its parent's executor holds that executor until it hands control back.
@@ -35,6 +74,12 @@ class TaskPromiseBase {
       home_hold = continuation_executor.hold();
     }
     executor = target;
+  }
+
+  /// The stop token the task sees (an empty one when nothing can stop it).
+  [[nodiscard]] const std::stop_token& stop_token() const noexcept {
+    static const std::stop_token none;
+    return stop != nullptr ? *stop : none;
   }
 
   /// Lazy: nothing runs until the task is awaited, spawned or sync_waited.
@@ -48,6 +93,7 @@ class TaskPromiseBase {
       TaskPromiseBase& promise = self.promise();
       std::coroutine_handle<> parent = promise.continuation;
       if (!parent) return;
+      if (promise.join != nullptr && !promise.join->arrive(promise.join_index)) return;
       if (promise.executor == promise.continuation_executor) {
         resume_here(parent);  // the parent runs here too: on this thread, without a hop
       } else {
@@ -111,6 +157,8 @@ class RootCoroutine {
  public:
   class promise_type : public TaskPromiseBase {
    public:
+    std::stop_token own_stop;  // what every task of the tree points to
+
     RootCoroutine get_return_object() noexcept {
       return RootCoroutine(std::coroutine_handle<promise_type>::from_promise(*this));
     }
@@ -130,7 +178,8 @@ class RootCoroutine {
   void start(const Executor& executor, std::stop_token stop) && {
     promise_type& promise = handle_.promise();
     promise.executor = executor;
-    promise.stop = std::move(stop);
+    promise.own_stop = std::move(stop);
+    promise.stop = &promise.own_stop;
     executor.post(std::exchange(handle_, {}));
   }
 

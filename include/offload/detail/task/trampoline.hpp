@@ -42,11 +42,17 @@ struct TrampolineState {
  * coroutine now running suspends; otherwise at once, in a loop that also runs everything the
  * coroutines it resumes hand over, until nothing is left. Never inlined (see the file
  * comment). Not thread-safe by design: each thread has its own loop. Allocates only while
- * the queue grows past its largest size so far.
+ * the queue grows past its largest size so far (the number of coroutines waiting at once).
  */
 [[gnu::noinline]] inline void resume_here(std::coroutine_handle<> coroutine) {
   TrampolineState& trampoline = this_thread_trampoline();
   if (trampoline.running) {
+    // Everything queued has been resumed: start the queue over, so a coroutine that hands
+    // over a million times in one run reuses the same slot instead of growing the queue.
+    if (trampoline.next == trampoline.ready.size()) {
+      trampoline.ready.clear();
+      trampoline.next = 0;
+    }
     trampoline.ready.push_back(coroutine);
     return;
   }

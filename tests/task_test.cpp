@@ -589,3 +589,140 @@ TEST_CASE("async keeps a coroutine lambda's captures alive for the whole task",
   CHECK(on_loop.get() == 100);
   CHECK(on_pool.get() == 13);
 }
+
+// --- channels: rx.next() and tx.send_async() --------------------------------------------------
+
+TEST_CASE("10,000 values through a bounded(1) channel between two tasks on one loop",
+          "[task][channel]") {
+  EventLoop loop;
+  auto [tx, rx] = offload::channel<int>(1);
+  auto producer = [](offload::Sender<int> out) -> Task<void> {
+    for (int i = 0; i < 10'000; ++i) {
+      const offload::ChannelStatus status = co_await out.send_async(int{i});
+      CHECK(status == offload::ChannelStatus::ok);
+    }
+    out.close();
+  };
+  auto consumer = [](offload::Receiver<int> in) -> Task<std::vector<int>> {
+    std::vector<int> got;
+    while (std::optional<int> value = co_await in.next()) got.push_back(*value);
+    co_return got;
+  };
+  Future<std::vector<int>> received = offload::spawn(loop, consumer(std::move(rx)));
+  Future<void> sent = offload::spawn(loop, producer(std::move(tx)));
+  loop.run();
+  sent.get();
+  const std::vector<int> got = received.get();
+  REQUIRE(got.size() == 10'000);
+  for (int i = 0; i < 10'000; ++i) REQUIRE(got[static_cast<std::size_t>(i)] == i);
+}
+
+TEST_CASE("a rendezvous channel between two tasks, and between a task and a thread",
+          "[task][channel]") {
+  auto sum_of = [](offload::Receiver<int> in) -> Task<long> {
+    long sum = 0;
+    while (std::optional<int> value = co_await in.next()) sum += *value;
+    co_return sum;
+  };
+  auto send_up_to = [](offload::Sender<int> out, int count) -> Task<void> {
+    for (int i = 1; i <= count; ++i) co_await out.send_async(int{i});
+    out.close();
+  };
+  {
+    EventLoop loop;
+    auto [tx, rx] = offload::channel<int>(0);
+    Future<long> sum = offload::spawn(loop, sum_of(std::move(rx)));
+    Future<void> sent = offload::spawn(loop, send_up_to(std::move(tx), 1000));
+    loop.run();
+    sent.get();
+    CHECK(sum.get() == 500'500);
+  }
+  {  // a thread sends into a task; then a task sends to a thread
+    EventLoop loop;
+    auto [tx, rx] = offload::channel<int>(0);
+    Future<long> sum = offload::spawn(loop, sum_of(std::move(rx)));
+    std::thread sender([out = std::move(tx)]() mutable {
+      for (int i = 1; i <= 1000; ++i) CHECK(out.send(int{i}) == offload::ChannelStatus::ok);
+    });
+    loop.run();
+    sender.join();
+    CHECK(sum.get() == 500'500);
+    auto [tx2, rx2] = offload::channel<int>(0);
+    Future<void> sent = offload::spawn(loop, send_up_to(std::move(tx2), 1000));
+    long total = 0;
+    std::thread receiver([in = std::move(rx2), &total] {
+      for (int value : in) total += value;
+    });
+    loop.run();
+    receiver.join();
+    sent.get();
+    CHECK(total == 500'500);
+  }
+}
+
+TEST_CASE("tasks on a pool exchange values through channels", "[task][channel][pool]") {
+  ThreadPool pool({.threads = 2});
+  auto [tx, rx] = offload::unbounded_channel<int>();
+  auto [tx_small, rx_small] = offload::channel<int>(2);
+  auto relay = [](offload::Receiver<int> in, offload::Sender<int> out) -> Task<void> {
+    while (std::optional<int> value = co_await in.next()) co_await out.send_async(*value * 2);
+    out.close();
+  };
+  auto total = [](offload::Receiver<int> in) -> Task<long> {
+    long sum = 0;
+    while (std::optional<int> value = co_await in.next()) sum += *value;
+    co_return sum;
+  };
+  Future<void> relayed = offload::spawn(pool, relay(std::move(rx), std::move(tx_small)));
+  Future<long> sum = offload::spawn(pool, total(std::move(rx_small)));
+  for (int i = 1; i <= 5000; ++i) tx.send(int{i});
+  tx.close();
+  relayed.get();
+  CHECK(sum.get() == 2L * 5000 * 5001 / 2);
+}
+
+TEST_CASE("a stop request wakes rx.next() and send_async() with TaskCancelled; nothing is lost",
+          "[task][channel][cancel]") {
+  EventLoop loop;
+  auto [tx, rx] = offload::channel<int>(1);
+  auto receive_one = [](offload::Receiver<int> in) -> Task<std::optional<int>> {
+    co_return co_await in.next();
+  };
+  Future<std::optional<int>> waiting = offload::spawn(loop, receive_one(rx));
+  loop.set_timeout(5ms, [&] { waiting.request_stop(); });
+  loop.run();
+  CHECK_THROWS_AS(waiting.get(), offload::TaskCancelled);
+  // The channel still works, and the value sent after the cancellation is not lost.
+  CHECK(tx.send(int{7}) == offload::ChannelStatus::ok);
+  CHECK(rx.receive() == 7);
+
+  CHECK(tx.send(int{8}) == offload::ChannelStatus::ok);  // full now
+  auto send_one = [](offload::Sender<int> out) -> Task<offload::ChannelStatus> {
+    co_return co_await out.send_async(int{9});
+  };
+  Future<offload::ChannelStatus> blocked = offload::spawn(loop, send_one(tx));
+  loop.set_timeout(5ms, [&] { blocked.request_stop(); });
+  loop.run();
+  CHECK_THROWS_AS(blocked.get(), offload::TaskCancelled);
+  CHECK(rx.receive() == 8);
+  CHECK(rx.try_receive().status == offload::ChannelStatus::empty);  // 9 was never sent
+}
+
+TEST_CASE("closed channels: next() drains then ends; send_async() says closed",
+          "[task][channel]") {
+  auto body = []() -> Task<void> {
+    auto [tx, rx] = offload::channel<std::string>(4);
+    const offload::ChannelStatus sent = co_await tx.send_async(std::string("a"));
+    CHECK(sent == offload::ChannelStatus::ok);
+    tx.close();
+    const offload::ChannelStatus after_close = co_await tx.send_async(std::string("b"));
+    CHECK(after_close == offload::ChannelStatus::closed);
+    const std::optional<std::string> first = co_await rx.next();
+    const std::optional<std::string> end = co_await rx.next();
+    CHECK(first == "a");
+    CHECK_FALSE(end.has_value());
+  };
+  offload::sync_wait(body());
+  offload::Receiver<int> none;
+  CHECK_THROWS_AS(none.next(), std::logic_error);
+}

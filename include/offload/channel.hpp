@@ -46,6 +46,31 @@ template <class T>
 class Sender;
 template <class T>
 class Receiver;
+template <class T>
+class Task;  // <offload/task.hpp>: needed (included) only by code that awaits a channel
+
+namespace detail {
+// <offload/task.hpp> (detail/task/channel_ops.hpp) defines these: the coroutines behind
+// rx.next() and tx.send_async().
+template <class T>
+Task<std::optional<T>> receive_next(Receiver<T> rx);
+/// ChannelStatus, spelled so that it depends on T: a member of Sender<T> may then return a
+/// Task of it while Task is still incomplete (it only has to be complete where it is used).
+template <class T>
+struct status_of {
+  using type = ChannelStatus;
+};
+template <class T>
+Task<typename status_of<T>::type> send_next(Sender<T> tx, T value);
+
+/// Lets those coroutines reach a handle's channel.
+struct ChannelAccess {
+  template <class Handle>
+  static auto& core(const Handle& handle) {
+    return handle.core();
+  }
+};
+}  // namespace detail
 
 /**
  * @brief What try_receive() and receive_for() return: a status and, on ok, the value.
@@ -147,6 +172,20 @@ class Sender {
     return core().send(value, detail::deadline_after(timeout));
   }
 
+  /**
+   * @brief `ChannelStatus s = co_await tx.send_async(std::move(value));` inside an
+   *        offload::Task: waits for room like send(), suspending the coroutine instead of the
+   *        thread; it resumes on its own executor.
+   * @return ok, or closed (then `value`, which the task owns, is dropped with it).
+   * @throws std::logic_error on a handle without a channel (at once); TaskCancelled from the
+   *         co_await if the task is asked to stop while it waits (the value was not sent).
+   * Thread-safe; needs <offload/task.hpp>; allocates the task's frame from the frame cache.
+   */
+  Task<typename detail::status_of<T>::type> send_async(T value) {
+    core();
+    return detail::send_next(*this, std::move(value));
+  }
+
   /// Closes the channel: sends fail, receivers drain what is buffered and then see the end,
   /// blocked operations wake. Idempotent; a no-op on a handle without a channel. Never blocks.
   void close() noexcept {
@@ -164,6 +203,7 @@ class Sender {
   friend std::pair<Sender<U>, Receiver<U>> channel(std::size_t capacity);
   template <class U>
   friend std::pair<Sender<U>, Receiver<U>> unbounded_channel();
+  friend detail::ChannelAccess;
 
   explicit Sender(detail::ChannelCore<T>* core) noexcept : core_(core) {}
 
@@ -247,6 +287,19 @@ class Receiver {
     return result;
   }
 
+  /**
+   * @brief `std::optional<T> v = co_await rx.next();` inside an offload::Task: receive() that
+   *        suspends the coroutine instead of the thread; it resumes on its own executor.
+   * @return the value, or std::nullopt once the channel is closed and drained.
+   * @throws std::logic_error on a handle without a channel (at once); TaskCancelled from the
+   *         co_await if the task is asked to stop while it waits (no value is taken).
+   * Thread-safe; needs <offload/task.hpp>; the task keeps a copy of this handle.
+   */
+  Task<std::optional<T>> next() const {
+    core();
+    return detail::receive_next(*this);
+  }
+
   /// Closes the channel (see Sender::close); buffered values stay receivable. Never blocks.
   void close() noexcept {
     if (core_ != nullptr) core_->close();
@@ -268,6 +321,7 @@ class Receiver {
   friend std::pair<Sender<U>, Receiver<U>> channel(std::size_t capacity);
   template <class U>
   friend std::pair<Sender<U>, Receiver<U>> unbounded_channel();
+  friend detail::ChannelAccess;
 
   explicit Receiver(detail::ChannelCore<T>* core) noexcept : core_(core) {}
 

@@ -39,7 +39,9 @@
 #include <vector>
 
 #include "detail/shared_state.hpp"
+#include "channel.hpp"
 #include "detail/task/awaiters.hpp"
+#include "detail/task/channel_ops.hpp"
 #include "detail/task/executor.hpp"
 #include "detail/task/promise.hpp"
 #include "detail/task/root.hpp"

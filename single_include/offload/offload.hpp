@@ -436,6 +436,7 @@ class BoundedRing {
 #include <atomic>
 #include <cstddef>
 #include <optional>
+#include <thread>
 #include <type_traits>
 
 // ---- begin offload/detail/futex.hpp ----
@@ -618,12 +619,34 @@ inline std::size_t futex_wake(std::atomic<std::uint32_t>& word,
 /// operation on the fast path), clears it, finishes, and wakes the queue. Because the ticket
 /// was read before the announcement, which the waker's claim read, the waker's epoch bump
 /// comes after the ticket, so the futex wait cannot miss it.
+///
+/// A coroutine waits the same way (rx.next(), tx.send_async()), except that instead of the
+/// futex wait it enlists an AsyncLink with the ticket it read: enlisting fails if the epoch
+/// has moved since (under the list's lock, which wake_all() takes after its epoch bump), so
+/// that wake-up cannot be missed either. wake_all() then calls each enlisted link's wake(),
+/// which posts the coroutine's resumption; the coroutine tries again when it resumes.
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <limits>
+#include <mutex>
 #include <thread>
+
+// ---- begin offload/detail/parking_spot.hpp ----
+#ifndef OFFLOAD_DETAIL_PARKING_SPOT_HPP
+#define OFFLOAD_DETAIL_PARKING_SPOT_HPP
+
+/// @file parking_spot.hpp
+/// One parked thread waiting for a verdict from another, plus an intrusive FIFO of them.
+///
+/// Used where waiters sit in a list under a mutex (rendezvous channels, SharedBuffer::wait).
+/// The waker removes a waiter from its list and signals it *while holding the list's mutex*;
+/// the waiter, once it sees a verdict, takes that mutex once before returning. So the waker is
+/// done touching the spot before the waiter's stack frame (where the spot lives) goes away.
+
+#include <atomic>
+#include <cstdint>
 
 // ---- begin offload/detail/spin.hpp ----
 #ifndef OFFLOAD_DETAIL_SPIN_HPP
@@ -660,6 +683,150 @@ namespace offload {
 inline namespace v0 {
 namespace detail {
 
+class ParkingSpot {
+ public:
+  static constexpr std::uint32_t no_verdict = 0;
+
+  /// Waits for signal() or the deadline; returns the verdict, or no_verdict on timeout.
+  /// Spins briefly before sleeping. Called by the owning thread only; blocks.
+  std::uint32_t wait(const Deadline& deadline) noexcept {
+    for (int spin = 0; spin < 64; ++spin) {
+      // acquire: the signaller's hand-off (e.g. a moved value) is visible with the verdict.
+      const std::uint32_t verdict = state_.load(std::memory_order_acquire);
+      if (verdict != no_verdict) return verdict;
+      cpu_relax();
+    }
+    for (;;) {
+      const std::uint32_t verdict = state_.load(std::memory_order_acquire);  // acquire: as above
+      if (verdict != no_verdict) return verdict;
+      if (futex_wait(state_, no_verdict, deadline) == FutexWait::timed_out) {
+        return state_.load(std::memory_order_acquire);  // acquire: as above
+      }
+    }
+  }
+
+  /// Hands the verdict (non-zero) to the waiter and wakes it. Call with the list's mutex held.
+  /// Thread-safe; never blocks.
+  void signal(std::uint32_t verdict) noexcept {
+    // release: what the signaller did for the waiter is visible with the verdict.
+    state_.store(verdict, std::memory_order_release);
+    futex_wake(state_, 1);
+  }
+
+  /// The verdict so far (no_verdict if none). Thread-safe; never blocks.
+  std::uint32_t verdict() const noexcept {
+    return state_.load(std::memory_order_acquire);  // acquire: as in wait()
+  }
+
+ private:
+  std::atomic<std::uint32_t> state_{no_verdict};
+};
+
+/// An intrusive doubly-linked FIFO of `Node`s, which have `Node* previous, * next` members.
+/// Not thread-safe: the owner guards it with a mutex. Never allocates.
+template <class Node>
+class IntrusiveFifo {
+ public:
+  bool empty() const noexcept { return head_ == nullptr; }
+  Node* front() const noexcept { return head_; }
+
+  void push_back(Node* node) noexcept {
+    node->previous = tail_;
+    node->next = nullptr;
+    (tail_ != nullptr ? tail_->next : head_) = node;
+    tail_ = node;
+  }
+
+  void erase(Node* node) noexcept {
+    (node->previous != nullptr ? node->previous->next : head_) = node->next;
+    (node->next != nullptr ? node->next->previous : tail_) = node->previous;
+    node->previous = node->next = nullptr;
+  }
+
+  Node* pop_front() noexcept {
+    Node* node = head_;
+    if (node != nullptr) erase(node);
+    return node;
+  }
+
+ private:
+  Node* head_ = nullptr;
+  Node* tail_ = nullptr;
+};
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_PARKING_SPOT_HPP
+// ---- end offload/detail/parking_spot.hpp ----
+// ---- begin offload/detail/spin_lock.hpp ----
+#ifndef OFFLOAD_DETAIL_SPIN_LOCK_HPP
+#define OFFLOAD_DETAIL_SPIN_LOCK_HPP
+
+/// @file spin_lock.hpp
+/// A test-and-test-and-set lock for critical sections of a few dozen instructions (queue
+/// push/pop), where a futex-based mutex would cost more in the contended case than the work.
+/// It yields the CPU after a short spin so an oversubscribed machine still makes progress.
+
+#include <atomic>
+#include <thread>
+
+
+namespace offload {
+inline namespace v0 {
+namespace detail {
+
+class SpinLock {
+ public:
+  void lock() noexcept {
+    for (;;) {
+      // Acquire: the critical section must see what the previous holder wrote.
+      if (!locked_.exchange(true, std::memory_order_acquire)) return;
+      int spins = 0;
+      // Spin on a plain load so the cache line stays shared until the lock looks free.
+      while (locked_.load(std::memory_order_relaxed)) {
+        if (++spins < 64) {
+          cpu_relax();
+        } else {
+          std::this_thread::yield();  // the holder may be descheduled: let it run
+        }
+      }
+    }
+  }
+  bool try_lock() noexcept {
+    return !locked_.load(std::memory_order_relaxed) &&
+           !locked_.exchange(true, std::memory_order_acquire);
+  }
+  // Release: publishes the critical section's writes to the next holder.
+  void unlock() noexcept { locked_.store(false, std::memory_order_release); }
+
+ private:
+  std::atomic<bool> locked_{false};
+};
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_SPIN_LOCK_HPP
+// ---- end offload/detail/spin_lock.hpp ----
+
+namespace offload {
+inline namespace v0 {
+namespace detail {
+
+/// A coroutine waiting for a channel operation to become possible. Lives in its awaiter.
+/// `listed` and `cancelled` are guarded by the lock of the list it is in.
+struct AsyncLink {
+  AsyncLink* previous = nullptr;
+  AsyncLink* next = nullptr;
+  bool listed = false;
+  bool cancelled = false;  // a stop request came: do not enlist it any more
+  void (*wake)(AsyncLink&) noexcept = nullptr;  // posts the coroutine's resumption
+  void* context = nullptr;                       // what wake() needs: the awaiter
+};
+
 class WaitQueue {
  public:
   using Ticket = std::uint32_t;
@@ -682,10 +849,51 @@ class WaitQueue {
     // release: a sleeper that reads the new epoch as its ticket also sees our progress.
     epoch_.fetch_add(1, std::memory_order_release);
     futex_wake(epoch_, std::numeric_limits<std::size_t>::max());
+    wake_coroutines();
+  }
+
+  /// Lists a waiting coroutine, unless the epoch moved since `ticket` was read (something
+  /// changed: try again) or its wait was cancelled. Thread-safe; never blocks.
+  bool enlist(AsyncLink& link, Ticket ticket) noexcept {
+    std::lock_guard lock(lock_);
+    // relaxed: the lock orders this read after a wake_all() that took the lock before us.
+    if (link.cancelled || epoch_.load(std::memory_order_relaxed) != ticket) return false;
+    coroutines_.push_back(&link);
+    link.listed = true;
+    return true;
+  }
+
+  /// A stop request: marks `link` cancelled and takes it off the list. True if it was listed
+  /// (the caller then resumes the coroutine); false if a wake_all() took it first, or it
+  /// never got listed. Thread-safe; never blocks.
+  bool cancel(AsyncLink& link) noexcept {
+    std::lock_guard lock(lock_);
+    link.cancelled = true;
+    if (!link.listed) return false;
+    coroutines_.erase(&link);
+    link.listed = false;
+    return true;
   }
 
  private:
+  /// Takes every listed coroutine off the list, then wakes them outside the lock (a wake
+  /// posts to an executor, which may take locks of its own).
+  void wake_coroutines() noexcept {
+    IntrusiveFifo<AsyncLink> woken;
+    {
+      std::lock_guard lock(lock_);
+      while (AsyncLink* link = coroutines_.pop_front()) {
+        link->listed = false;
+        woken.push_back(link);
+      }
+    }
+    // Off the list before its wake: the coroutine may resume, and its awaiter die, at once.
+    while (AsyncLink* link = woken.pop_front()) link->wake(*link);
+  }
+
   std::atomic<std::uint32_t> epoch_{0};  ///< the futex word sleepers wait on
+  SpinLock lock_;                        ///< guards coroutines_ and their links' flags
+  IntrusiveFifo<AsyncLink> coroutines_;
 };
 
 /**
@@ -735,6 +943,27 @@ namespace offload {
 inline namespace v0 {
 namespace detail {
 
+/// How far a coroutine's channel operation got when it started.
+enum class AsyncStep {
+  done,       ///< it completed (the status says how)
+  waiting,    ///< it waits: the link's wake() will be called once, then it tries again
+  cancelled,  ///< a stop request came before it could wait
+};
+
+/// A coroutine's channel operation (rx.next(), tx.send_async()). Lives in its awaiter.
+template <class T>
+struct AsyncOperation {
+  AsyncLink link;
+  bool receiving = true;
+  T* value = nullptr;               ///< send: the value (moved from only on ok)
+  std::optional<T>* out = nullptr;  ///< receive: where the value goes
+  /// Set by a partner that completed the operation before waking it (rendezvous: ok or
+  /// closed); empty when the wake-up only means "try again".
+  ChannelStatus outcome = ChannelStatus::empty;
+  AsyncOperation* previous = nullptr;  ///< a rendezvous channel's FIFO of waiting coroutines
+  AsyncOperation* next = nullptr;
+};
+
 /**
  * What every kind of channel does, and the handle counts that decide when it closes and when
  * it is freed. Created with one Sender and one Receiver. Every operation is thread-safe.
@@ -755,6 +984,13 @@ class ChannelCore {
   virtual ChannelStatus receive(std::optional<T>& out, const Deadline& deadline) = 0;
   /// Never blocks: ok, empty, or closed (and drained).
   virtual ChannelStatus try_receive(std::optional<T>& out) = 0;
+  /// A coroutine's operation: completes now (status set), or waits (its link's wake() is
+  /// called once when it should try again, or, rendezvous, with `op.outcome` set when a
+  /// partner completed it), or is cancelled. Never blocks.
+  virtual AsyncStep start_async(AsyncOperation<T>& op, ChannelStatus& status) = 0;
+  /// A stop request for `op`: true if it was waiting and is no longer (the caller resumes
+  /// the coroutine); false if it was woken already or never waited (it will not wait now).
+  virtual bool cancel_async(AsyncOperation<T>& op) noexcept = 0;
   /// Refuses further sends and wakes every blocked operation. Idempotent.
   virtual void close() noexcept = 0;
   virtual bool is_closed() const noexcept = 0;
@@ -830,6 +1066,32 @@ class QueueChannel final : public ChannelCore<T> {
   }
 
   ChannelStatus try_receive(std::optional<T>& out) override { return pop(out); }
+
+  /// Tries the operation; if it cannot go on, announces a sleeper exactly as a thread would
+  /// (the flag that makes the other side call wake_all()) and enlists the coroutine instead of
+  /// sleeping. Woken, the coroutine tries again.
+  AsyncStep start_async(AsyncOperation<T>& op, ChannelStatus& status) override {
+    WaitQueue& queue = op.receiving ? values_ : room_;
+    for (;;) {
+      status = op.receiving ? pop(*op.out) : push(*op.value);
+      if (status != (op.receiving ? ChannelStatus::empty : ChannelStatus::full)) {
+        return AsyncStep::done;
+      }
+      const WaitQueue::Ticket ticket = queue.ticket();
+      const bool may_wait =
+          op.receiving ? queue_.announce_sleeping_receiver() : announce_sleeping_sender();
+      if (!may_wait) {
+        std::this_thread::yield();  // the other side's operation is in flight: about to end
+        continue;
+      }
+      if (queue.enlist(op.link, ticket)) return AsyncStep::waiting;
+      if (op.link.cancelled) return AsyncStep::cancelled;
+    }
+  }
+
+  bool cancel_async(AsyncOperation<T>& op) noexcept override {
+    return (op.receiving ? values_ : room_).cancel(op.link);
+  }
 
   void close() noexcept override {
     if (queue_.close()) {
@@ -915,6 +1177,11 @@ class QueueChannel final : public ChannelCore<T> {
 /// mutex, and signals the other. The mutex is held only for that hand-off (a move and at most
 /// one futex wake), never while anyone sleeps, so try_send/try_receive never wait for a
 /// sleeping thread.
+///
+/// Coroutines (rx.next(), tx.send_async()) wait in two more FIFOs, as AsyncOperations that
+/// live in their awaiters. A partner completes one the same way, under the mutex, then wakes
+/// it (posts its resumption) after letting go of the mutex. A thread partner is preferred
+/// over a coroutine one, so order holds among threads and among coroutines, not across them.
 
 #include <atomic>
 #include <cstdint>
@@ -922,103 +1189,6 @@ class QueueChannel final : public ChannelCore<T> {
 #include <optional>
 #include <utility>
 
-// ---- begin offload/detail/parking_spot.hpp ----
-#ifndef OFFLOAD_DETAIL_PARKING_SPOT_HPP
-#define OFFLOAD_DETAIL_PARKING_SPOT_HPP
-
-/// @file parking_spot.hpp
-/// One parked thread waiting for a verdict from another, plus an intrusive FIFO of them.
-///
-/// Used where waiters sit in a list under a mutex (rendezvous channels, SharedBuffer::wait).
-/// The waker removes a waiter from its list and signals it *while holding the list's mutex*;
-/// the waiter, once it sees a verdict, takes that mutex once before returning. So the waker is
-/// done touching the spot before the waiter's stack frame (where the spot lives) goes away.
-
-#include <atomic>
-#include <cstdint>
-
-
-namespace offload {
-inline namespace v0 {
-namespace detail {
-
-class ParkingSpot {
- public:
-  static constexpr std::uint32_t no_verdict = 0;
-
-  /// Waits for signal() or the deadline; returns the verdict, or no_verdict on timeout.
-  /// Spins briefly before sleeping. Called by the owning thread only; blocks.
-  std::uint32_t wait(const Deadline& deadline) noexcept {
-    for (int spin = 0; spin < 64; ++spin) {
-      // acquire: the signaller's hand-off (e.g. a moved value) is visible with the verdict.
-      const std::uint32_t verdict = state_.load(std::memory_order_acquire);
-      if (verdict != no_verdict) return verdict;
-      cpu_relax();
-    }
-    for (;;) {
-      const std::uint32_t verdict = state_.load(std::memory_order_acquire);  // acquire: as above
-      if (verdict != no_verdict) return verdict;
-      if (futex_wait(state_, no_verdict, deadline) == FutexWait::timed_out) {
-        return state_.load(std::memory_order_acquire);  // acquire: as above
-      }
-    }
-  }
-
-  /// Hands the verdict (non-zero) to the waiter and wakes it. Call with the list's mutex held.
-  /// Thread-safe; never blocks.
-  void signal(std::uint32_t verdict) noexcept {
-    // release: what the signaller did for the waiter is visible with the verdict.
-    state_.store(verdict, std::memory_order_release);
-    futex_wake(state_, 1);
-  }
-
-  /// The verdict so far (no_verdict if none). Thread-safe; never blocks.
-  std::uint32_t verdict() const noexcept {
-    return state_.load(std::memory_order_acquire);  // acquire: as in wait()
-  }
-
- private:
-  std::atomic<std::uint32_t> state_{no_verdict};
-};
-
-/// An intrusive doubly-linked FIFO of `Node`s, which have `Node* previous, * next` members.
-/// Not thread-safe: the owner guards it with a mutex. Never allocates.
-template <class Node>
-class IntrusiveFifo {
- public:
-  bool empty() const noexcept { return head_ == nullptr; }
-  Node* front() const noexcept { return head_; }
-
-  void push_back(Node* node) noexcept {
-    node->previous = tail_;
-    node->next = nullptr;
-    (tail_ != nullptr ? tail_->next : head_) = node;
-    tail_ = node;
-  }
-
-  void erase(Node* node) noexcept {
-    (node->previous != nullptr ? node->previous->next : head_) = node->next;
-    (node->next != nullptr ? node->next->previous : tail_) = node->previous;
-    node->previous = node->next = nullptr;
-  }
-
-  Node* pop_front() noexcept {
-    Node* node = head_;
-    if (node != nullptr) erase(node);
-    return node;
-  }
-
- private:
-  Node* head_ = nullptr;
-  Node* tail_ = nullptr;
-};
-
-}  // namespace detail
-}  // namespace v0
-}  // namespace offload
-
-#endif  // OFFLOAD_DETAIL_PARKING_SPOT_HPP
-// ---- end offload/detail/parking_spot.hpp ----
 
 namespace offload {
 inline namespace v0 {
@@ -1026,6 +1196,8 @@ namespace detail {
 
 template <class T>
 class RendezvousChannel final : public ChannelCore<T> {
+  using Async = AsyncOperation<T>;
+
  public:
   ChannelStatus send(T& value, const Deadline& deadline) override {
     return hand_over(value, deadline, true);
@@ -1042,13 +1214,71 @@ class RendezvousChannel final : public ChannelCore<T> {
   }
 
   void close() noexcept override {
+    IntrusiveFifo<Async> woken;
+    {
+      std::lock_guard lock(mutex_);
+      if (closed_) return;
+      closed_ = true;
+      // release: pairs with is_closed().
+      closed_flag_.store(true, std::memory_order_release);
+      while (Waiter* sender = senders_.pop_front()) sender->spot.signal(verdict_closed);
+      while (Waiter* receiver = receivers_.pop_front()) receiver->spot.signal(verdict_closed);
+      for (IntrusiveFifo<Async>* queue : {&async_senders_, &async_receivers_}) {
+        while (Async* op = queue->pop_front()) woken.push_back(&complete(*op, ChannelStatus::closed));
+      }
+    }
+    while (Async* op = woken.pop_front()) op->link.wake(op->link);
+  }
+
+  AsyncStep start_async(Async& op, ChannelStatus& status) override {
+    Async* partner = nullptr;
+    {
+      std::lock_guard lock(mutex_);
+      if (op.receiving) {
+        if (Waiter* sender = senders_.front()) {
+          op.out->emplace(std::move(*sender->value));  // if this throws, the sender stays queued
+          senders_.pop_front();
+          sender->spot.signal(verdict_handed_over);
+        } else if (Async* async_sender = async_senders_.front()) {
+          op.out->emplace(std::move(*async_sender->value));
+          async_senders_.pop_front();
+          partner = &complete(*async_sender, ChannelStatus::ok);
+        } else if (closed_) {
+          status = ChannelStatus::closed;
+          return AsyncStep::done;
+        } else {
+          return wait_async(op, async_receivers_);
+        }
+      } else {
+        if (closed_) {
+          status = ChannelStatus::closed;
+          return AsyncStep::done;
+        }
+        if (Waiter* receiver = receivers_.front()) {
+          receiver->out->emplace(std::move(*op.value));  // if this throws, it stays queued
+          receivers_.pop_front();
+          receiver->spot.signal(verdict_handed_over);
+        } else if (Async* async_receiver = async_receivers_.front()) {
+          async_receiver->out->emplace(std::move(*op.value));
+          async_receivers_.pop_front();
+          partner = &complete(*async_receiver, ChannelStatus::ok);
+        } else {
+          return wait_async(op, async_senders_);
+        }
+      }
+    }
+    if (partner != nullptr) partner->link.wake(partner->link);
+    status = ChannelStatus::ok;
+    return AsyncStep::done;
+  }
+
+  bool cancel_async(Async& op) noexcept override {
     std::lock_guard lock(mutex_);
-    if (closed_) return;
-    closed_ = true;
-    // release: pairs with is_closed().
-    closed_flag_.store(true, std::memory_order_release);
-    while (Waiter* sender = senders_.pop_front()) sender->spot.signal(verdict_closed);
-    while (Waiter* receiver = receivers_.pop_front()) receiver->spot.signal(verdict_closed);
+    op.link.cancelled = true;
+    if (!op.link.listed) return false;
+    (op.receiving ? async_receivers_ : async_senders_).erase(&op);
+    op.link.listed = false;
+    return true;
   }
 
   bool is_closed() const noexcept override {
@@ -1080,6 +1310,14 @@ class RendezvousChannel final : public ChannelCore<T> {
       receiver->spot.signal(verdict_handed_over);
       return ChannelStatus::ok;
     }
+    if (Async* receiver = async_receivers_.front()) {
+      receiver->out->emplace(std::move(value));  // if this throws, the receiver stays queued
+      async_receivers_.pop_front();
+      complete(*receiver, ChannelStatus::ok);
+      lock.unlock();
+      receiver->link.wake(receiver->link);
+      return ChannelStatus::ok;
+    }
     if (!may_wait) return ChannelStatus::full;
     Waiter self;
     self.value = &value;
@@ -1093,6 +1331,14 @@ class RendezvousChannel final : public ChannelCore<T> {
       out.emplace(std::move(*sender->value));  // if this throws, the sender stays queued
       senders_.pop_front();
       sender->spot.signal(verdict_handed_over);
+      return ChannelStatus::ok;
+    }
+    if (Async* sender = async_senders_.front()) {
+      out.emplace(std::move(*sender->value));  // if this throws, the sender stays queued
+      async_senders_.pop_front();
+      complete(*sender, ChannelStatus::ok);
+      lock.unlock();
+      sender->link.wake(sender->link);
       return ChannelStatus::ok;
     }
     if (closed_) return ChannelStatus::closed;
@@ -1117,7 +1363,24 @@ class RendezvousChannel final : public ChannelCore<T> {
     return verdict == verdict_handed_over ? ChannelStatus::ok : ChannelStatus::closed;
   }
 
+  /// Queues a coroutine's operation, unless a stop request came first. With mutex_ held.
+  AsyncStep wait_async(Async& op, IntrusiveFifo<Async>& queue) noexcept {
+    if (op.link.cancelled) return AsyncStep::cancelled;
+    queue.push_back(&op);
+    op.link.listed = true;
+    return AsyncStep::waiting;
+  }
+
+  /// Marks a dequeued coroutine's operation done; wake it after letting go of mutex_.
+  static Async& complete(Async& op, ChannelStatus outcome) noexcept {
+    op.link.listed = false;
+    op.outcome = outcome;
+    return op;
+  }
+
   std::mutex mutex_;
+  IntrusiveFifo<Async> async_senders_;    ///< guarded by mutex_
+  IntrusiveFifo<Async> async_receivers_;  ///< guarded by mutex_
   IntrusiveFifo<Waiter> senders_;         ///< guarded by mutex_
   IntrusiveFifo<Waiter> receivers_;       ///< guarded by mutex_
   bool closed_ = false;                   ///< guarded by mutex_
@@ -1772,6 +2035,31 @@ template <class T>
 class Sender;
 template <class T>
 class Receiver;
+template <class T>
+class Task;  // <offload/task.hpp>: needed (included) only by code that awaits a channel
+
+namespace detail {
+// <offload/task.hpp> (detail/task/channel_ops.hpp) defines these: the coroutines behind
+// rx.next() and tx.send_async().
+template <class T>
+Task<std::optional<T>> receive_next(Receiver<T> rx);
+/// ChannelStatus, spelled so that it depends on T: a member of Sender<T> may then return a
+/// Task of it while Task is still incomplete (it only has to be complete where it is used).
+template <class T>
+struct status_of {
+  using type = ChannelStatus;
+};
+template <class T>
+Task<typename status_of<T>::type> send_next(Sender<T> tx, T value);
+
+/// Lets those coroutines reach a handle's channel.
+struct ChannelAccess {
+  template <class Handle>
+  static auto& core(const Handle& handle) {
+    return handle.core();
+  }
+};
+}  // namespace detail
 
 /**
  * @brief What try_receive() and receive_for() return: a status and, on ok, the value.
@@ -1873,6 +2161,20 @@ class Sender {
     return core().send(value, detail::deadline_after(timeout));
   }
 
+  /**
+   * @brief `ChannelStatus s = co_await tx.send_async(std::move(value));` inside an
+   *        offload::Task: waits for room like send(), suspending the coroutine instead of the
+   *        thread; it resumes on its own executor.
+   * @return ok, or closed (then `value`, which the task owns, is dropped with it).
+   * @throws std::logic_error on a handle without a channel (at once); TaskCancelled from the
+   *         co_await if the task is asked to stop while it waits (the value was not sent).
+   * Thread-safe; needs <offload/task.hpp>; allocates the task's frame from the frame cache.
+   */
+  Task<typename detail::status_of<T>::type> send_async(T value) {
+    core();
+    return detail::send_next(*this, std::move(value));
+  }
+
   /// Closes the channel: sends fail, receivers drain what is buffered and then see the end,
   /// blocked operations wake. Idempotent; a no-op on a handle without a channel. Never blocks.
   void close() noexcept {
@@ -1890,6 +2192,7 @@ class Sender {
   friend std::pair<Sender<U>, Receiver<U>> channel(std::size_t capacity);
   template <class U>
   friend std::pair<Sender<U>, Receiver<U>> unbounded_channel();
+  friend detail::ChannelAccess;
 
   explicit Sender(detail::ChannelCore<T>* core) noexcept : core_(core) {}
 
@@ -1973,6 +2276,19 @@ class Receiver {
     return result;
   }
 
+  /**
+   * @brief `std::optional<T> v = co_await rx.next();` inside an offload::Task: receive() that
+   *        suspends the coroutine instead of the thread; it resumes on its own executor.
+   * @return the value, or std::nullopt once the channel is closed and drained.
+   * @throws std::logic_error on a handle without a channel (at once); TaskCancelled from the
+   *         co_await if the task is asked to stop while it waits (no value is taken).
+   * Thread-safe; needs <offload/task.hpp>; the task keeps a copy of this handle.
+   */
+  Task<std::optional<T>> next() const {
+    core();
+    return detail::receive_next(*this);
+  }
+
   /// Closes the channel (see Sender::close); buffered values stay receivable. Never blocks.
   void close() noexcept {
     if (core_ != nullptr) core_->close();
@@ -1994,6 +2310,7 @@ class Receiver {
   friend std::pair<Sender<U>, Receiver<U>> channel(std::size_t capacity);
   template <class U>
   friend std::pair<Sender<U>, Receiver<U>> unbounded_channel();
+  friend detail::ChannelAccess;
 
   explicit Receiver(detail::ChannelCore<T>* core) noexcept : core_(core) {}
 
@@ -4339,57 +4656,6 @@ class Parker {
 #include <optional>
 #include <vector>
 
-// ---- begin offload/detail/spin_lock.hpp ----
-#ifndef OFFLOAD_DETAIL_SPIN_LOCK_HPP
-#define OFFLOAD_DETAIL_SPIN_LOCK_HPP
-
-/// @file spin_lock.hpp
-/// A test-and-test-and-set lock for critical sections of a few dozen instructions (queue
-/// push/pop), where a futex-based mutex would cost more in the contended case than the work.
-/// It yields the CPU after a short spin so an oversubscribed machine still makes progress.
-
-#include <atomic>
-#include <thread>
-
-
-namespace offload {
-inline namespace v0 {
-namespace detail {
-
-class SpinLock {
- public:
-  void lock() noexcept {
-    for (;;) {
-      // Acquire: the critical section must see what the previous holder wrote.
-      if (!locked_.exchange(true, std::memory_order_acquire)) return;
-      int spins = 0;
-      // Spin on a plain load so the cache line stays shared until the lock looks free.
-      while (locked_.load(std::memory_order_relaxed)) {
-        if (++spins < 64) {
-          cpu_relax();
-        } else {
-          std::this_thread::yield();  // the holder may be descheduled: let it run
-        }
-      }
-    }
-  }
-  bool try_lock() noexcept {
-    return !locked_.load(std::memory_order_relaxed) &&
-           !locked_.exchange(true, std::memory_order_acquire);
-  }
-  // Release: publishes the critical section's writes to the next holder.
-  void unlock() noexcept { locked_.store(false, std::memory_order_release); }
-
- private:
-  std::atomic<bool> locked_{false};
-};
-
-}  // namespace detail
-}  // namespace v0
-}  // namespace offload
-
-#endif  // OFFLOAD_DETAIL_SPIN_LOCK_HPP
-// ---- end offload/detail/spin_lock.hpp ----
 // ---- begin offload/detail/pool/job_queue.hpp ----
 #ifndef OFFLOAD_DETAIL_POOL_JOB_QUEUE_HPP
 #define OFFLOAD_DETAIL_POOL_JOB_QUEUE_HPP
@@ -7319,6 +7585,130 @@ struct StopTokenAwaiter {
 
 #endif  // OFFLOAD_DETAIL_TASK_AWAITERS_HPP
 // ---- end offload/detail/task/awaiters.hpp ----
+// ---- begin offload/detail/task/channel_ops.hpp ----
+#ifndef OFFLOAD_DETAIL_TASK_CHANNEL_OPS_HPP
+#define OFFLOAD_DETAIL_TASK_CHANNEL_OPS_HPP
+
+/// @file detail/task/channel_ops.hpp
+/// The coroutines behind `co_await rx.next()` and `co_await tx.send_async(v)`.
+///
+/// Each is a loop: try the operation; if it cannot go on, wait (ChannelAwaiter) until the
+/// channel says something changed, then try again. The channel lists the waiting coroutine
+/// where a thread would sleep (detail/channel/wait_queue.hpp, rendezvous_channel.hpp) and
+/// wakes it by posting its resumption to its executor, so it goes on where it runs (the
+/// resume rule). A stop request takes it off the list and resumes it with TaskCancelled; the
+/// list's lock decides between a stop request and a wake-up, so each resumes it at most once.
+
+#include <coroutine>
+#include <optional>
+#include <stop_token>
+#include <utility>
+
+
+namespace offload {
+inline namespace v0 {
+namespace detail {
+
+/// One attempt of a coroutine's channel operation: completes at once, or suspends until the
+/// channel wakes it (then the caller tries again), or throws TaskCancelled.
+template <class T>
+class ChannelAwaiter {
+ public:
+  ChannelAwaiter(ChannelCore<T>& core, std::optional<T>* out, T* value) noexcept : core_(core) {
+    op_.receiving = out != nullptr;
+    op_.out = out;
+    op_.value = value;
+    op_.link.wake = &ChannelAwaiter::wake;
+    op_.link.context = this;
+  }
+  ChannelAwaiter(const ChannelAwaiter&) = delete;
+  ChannelAwaiter& operator=(const ChannelAwaiter&) = delete;
+
+  bool await_ready() const noexcept { return false; }
+
+  template <class Promise>
+  bool await_suspend(std::coroutine_handle<Promise> self) {
+    static_assert(OffloadPromise<Promise>,
+                  "offload: rx.next() and tx.send_async() can be awaited only inside an "
+                  "offload::Task: its executor is where it resumes");
+    TaskPromiseBase& promise = self.promise();
+    self_ = self;
+    executor_ = promise.executor;
+    hold_ = executor_.hold();
+    // Before the operation starts: a stop request that comes while it starts is then seen
+    // by the channel (cancel_async under the list's lock), never lost in between.
+    const std::stop_token& stop = promise.stop_token();
+    if (stop.stop_possible()) stop_.emplace(stop, Cancel{this});
+    const AsyncStep step = core_.start_async(op_, status_);
+    if (step == AsyncStep::waiting) return true;  // from here the channel may resume us
+    step_ = step;
+    hold_ = {};
+    return false;
+  }
+
+  /// ok / closed when the operation is done; empty (receive) or full (send) when the caller
+  /// should try again.
+  ChannelStatus await_resume() {
+    stop_.reset();  // waits for a stop callback running elsewhere to finish
+    if (step_ == AsyncStep::done) return status_;
+    if (step_ == AsyncStep::cancelled || cancelled_) throw TaskCancelled();
+    if (op_.outcome != ChannelStatus::empty) return op_.outcome;  // a partner completed it
+    return op_.receiving ? ChannelStatus::empty : ChannelStatus::full;
+  }
+
+ private:
+  struct Cancel {
+    ChannelAwaiter* awaiter;
+    void operator()() const noexcept {
+      if (!awaiter->core_.cancel_async(awaiter->op_)) return;  // woken already, or not waiting
+      awaiter->cancelled_ = true;
+      awaiter->resume();
+    }
+  };
+
+  static void wake(AsyncLink& link) noexcept { static_cast<ChannelAwaiter*>(link.context)->resume(); }
+
+  /// Posts the resumption (once: the list's lock gave it to a wake-up or a stop request).
+  /// Allocation failure here has no one left to tell, so it ends the program (noexcept).
+  void resume() noexcept { executor_.post(self_, std::move(hold_)); }
+
+  ChannelCore<T>& core_;
+  AsyncOperation<T> op_;
+  ChannelStatus status_ = ChannelStatus::empty;
+  AsyncStep step_ = AsyncStep::waiting;  // as started, unless it waited
+  bool cancelled_ = false;               // resumed by a stop request
+  std::coroutine_handle<> self_;
+  Executor executor_;
+  EventLoop::Hold hold_;  // keeps a loop's run() going while the coroutine waits
+  std::optional<std::stop_callback<Cancel>> stop_;
+};
+
+template <class T>
+Task<std::optional<T>> receive_next(Receiver<T> rx) {
+  ChannelCore<T>& core = ChannelAccess::core(rx);
+  for (;;) {
+    std::optional<T> out;
+    const ChannelStatus status = co_await ChannelAwaiter<T>(core, &out, nullptr);
+    if (status == ChannelStatus::ok) co_return out;
+    if (status == ChannelStatus::closed) co_return std::nullopt;
+  }
+}
+
+template <class T>
+Task<typename status_of<T>::type> send_next(Sender<T> tx, T value) {
+  ChannelCore<T>& core = ChannelAccess::core(tx);
+  for (;;) {
+    const ChannelStatus status = co_await ChannelAwaiter<T>(core, nullptr, &value);
+    if (status == ChannelStatus::ok || status == ChannelStatus::closed) co_return status;
+  }
+}
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_TASK_CHANNEL_OPS_HPP
+// ---- end offload/detail/task/channel_ops.hpp ----
 // ---- begin offload/detail/task/root.hpp ----
 #ifndef OFFLOAD_DETAIL_TASK_ROOT_HPP
 #define OFFLOAD_DETAIL_TASK_ROOT_HPP

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstddef>
 #include <optional>
+#include <thread>
 #include <type_traits>
 
 #include "../futex.hpp"
@@ -18,6 +19,27 @@
 namespace offload {
 inline namespace v0 {
 namespace detail {
+
+/// How far a coroutine's channel operation got when it started.
+enum class AsyncStep {
+  done,       ///< it completed (the status says how)
+  waiting,    ///< it waits: the link's wake() will be called once, then it tries again
+  cancelled,  ///< a stop request came before it could wait
+};
+
+/// A coroutine's channel operation (rx.next(), tx.send_async()). Lives in its awaiter.
+template <class T>
+struct AsyncOperation {
+  AsyncLink link;
+  bool receiving = true;
+  T* value = nullptr;               ///< send: the value (moved from only on ok)
+  std::optional<T>* out = nullptr;  ///< receive: where the value goes
+  /// Set by a partner that completed the operation before waking it (rendezvous: ok or
+  /// closed); empty when the wake-up only means "try again".
+  ChannelStatus outcome = ChannelStatus::empty;
+  AsyncOperation* previous = nullptr;  ///< a rendezvous channel's FIFO of waiting coroutines
+  AsyncOperation* next = nullptr;
+};
 
 /**
  * What every kind of channel does, and the handle counts that decide when it closes and when
@@ -39,6 +61,13 @@ class ChannelCore {
   virtual ChannelStatus receive(std::optional<T>& out, const Deadline& deadline) = 0;
   /// Never blocks: ok, empty, or closed (and drained).
   virtual ChannelStatus try_receive(std::optional<T>& out) = 0;
+  /// A coroutine's operation: completes now (status set), or waits (its link's wake() is
+  /// called once when it should try again, or, rendezvous, with `op.outcome` set when a
+  /// partner completed it), or is cancelled. Never blocks.
+  virtual AsyncStep start_async(AsyncOperation<T>& op, ChannelStatus& status) = 0;
+  /// A stop request for `op`: true if it was waiting and is no longer (the caller resumes
+  /// the coroutine); false if it was woken already or never waited (it will not wait now).
+  virtual bool cancel_async(AsyncOperation<T>& op) noexcept = 0;
   /// Refuses further sends and wakes every blocked operation. Idempotent.
   virtual void close() noexcept = 0;
   virtual bool is_closed() const noexcept = 0;
@@ -114,6 +143,32 @@ class QueueChannel final : public ChannelCore<T> {
   }
 
   ChannelStatus try_receive(std::optional<T>& out) override { return pop(out); }
+
+  /// Tries the operation; if it cannot go on, announces a sleeper exactly as a thread would
+  /// (the flag that makes the other side call wake_all()) and enlists the coroutine instead of
+  /// sleeping. Woken, the coroutine tries again.
+  AsyncStep start_async(AsyncOperation<T>& op, ChannelStatus& status) override {
+    WaitQueue& queue = op.receiving ? values_ : room_;
+    for (;;) {
+      status = op.receiving ? pop(*op.out) : push(*op.value);
+      if (status != (op.receiving ? ChannelStatus::empty : ChannelStatus::full)) {
+        return AsyncStep::done;
+      }
+      const WaitQueue::Ticket ticket = queue.ticket();
+      const bool may_wait =
+          op.receiving ? queue_.announce_sleeping_receiver() : announce_sleeping_sender();
+      if (!may_wait) {
+        std::this_thread::yield();  // the other side's operation is in flight: about to end
+        continue;
+      }
+      if (queue.enlist(op.link, ticket)) return AsyncStep::waiting;
+      if (op.link.cancelled) return AsyncStep::cancelled;
+    }
+  }
+
+  bool cancel_async(AsyncOperation<T>& op) noexcept override {
+    return (op.receiving ? values_ : room_).cancel(op.link);
+  }
 
   void close() noexcept override {
     if (queue_.close()) {

@@ -9,6 +9,11 @@
 /// mutex, and signals the other. The mutex is held only for that hand-off (a move and at most
 /// one futex wake), never while anyone sleeps, so try_send/try_receive never wait for a
 /// sleeping thread.
+///
+/// Coroutines (rx.next(), tx.send_async()) wait in two more FIFOs, as AsyncOperations that
+/// live in their awaiters. A partner completes one the same way, under the mutex, then wakes
+/// it (posts its resumption) after letting go of the mutex. A thread partner is preferred
+/// over a coroutine one, so order holds among threads and among coroutines, not across them.
 
 #include <atomic>
 #include <cstdint>
@@ -27,6 +32,8 @@ namespace detail {
 
 template <class T>
 class RendezvousChannel final : public ChannelCore<T> {
+  using Async = AsyncOperation<T>;
+
  public:
   ChannelStatus send(T& value, const Deadline& deadline) override {
     return hand_over(value, deadline, true);
@@ -43,13 +50,71 @@ class RendezvousChannel final : public ChannelCore<T> {
   }
 
   void close() noexcept override {
+    IntrusiveFifo<Async> woken;
+    {
+      std::lock_guard lock(mutex_);
+      if (closed_) return;
+      closed_ = true;
+      // release: pairs with is_closed().
+      closed_flag_.store(true, std::memory_order_release);
+      while (Waiter* sender = senders_.pop_front()) sender->spot.signal(verdict_closed);
+      while (Waiter* receiver = receivers_.pop_front()) receiver->spot.signal(verdict_closed);
+      for (IntrusiveFifo<Async>* queue : {&async_senders_, &async_receivers_}) {
+        while (Async* op = queue->pop_front()) woken.push_back(&complete(*op, ChannelStatus::closed));
+      }
+    }
+    while (Async* op = woken.pop_front()) op->link.wake(op->link);
+  }
+
+  AsyncStep start_async(Async& op, ChannelStatus& status) override {
+    Async* partner = nullptr;
+    {
+      std::lock_guard lock(mutex_);
+      if (op.receiving) {
+        if (Waiter* sender = senders_.front()) {
+          op.out->emplace(std::move(*sender->value));  // if this throws, the sender stays queued
+          senders_.pop_front();
+          sender->spot.signal(verdict_handed_over);
+        } else if (Async* async_sender = async_senders_.front()) {
+          op.out->emplace(std::move(*async_sender->value));
+          async_senders_.pop_front();
+          partner = &complete(*async_sender, ChannelStatus::ok);
+        } else if (closed_) {
+          status = ChannelStatus::closed;
+          return AsyncStep::done;
+        } else {
+          return wait_async(op, async_receivers_);
+        }
+      } else {
+        if (closed_) {
+          status = ChannelStatus::closed;
+          return AsyncStep::done;
+        }
+        if (Waiter* receiver = receivers_.front()) {
+          receiver->out->emplace(std::move(*op.value));  // if this throws, it stays queued
+          receivers_.pop_front();
+          receiver->spot.signal(verdict_handed_over);
+        } else if (Async* async_receiver = async_receivers_.front()) {
+          async_receiver->out->emplace(std::move(*op.value));
+          async_receivers_.pop_front();
+          partner = &complete(*async_receiver, ChannelStatus::ok);
+        } else {
+          return wait_async(op, async_senders_);
+        }
+      }
+    }
+    if (partner != nullptr) partner->link.wake(partner->link);
+    status = ChannelStatus::ok;
+    return AsyncStep::done;
+  }
+
+  bool cancel_async(Async& op) noexcept override {
     std::lock_guard lock(mutex_);
-    if (closed_) return;
-    closed_ = true;
-    // release: pairs with is_closed().
-    closed_flag_.store(true, std::memory_order_release);
-    while (Waiter* sender = senders_.pop_front()) sender->spot.signal(verdict_closed);
-    while (Waiter* receiver = receivers_.pop_front()) receiver->spot.signal(verdict_closed);
+    op.link.cancelled = true;
+    if (!op.link.listed) return false;
+    (op.receiving ? async_receivers_ : async_senders_).erase(&op);
+    op.link.listed = false;
+    return true;
   }
 
   bool is_closed() const noexcept override {
@@ -81,6 +146,14 @@ class RendezvousChannel final : public ChannelCore<T> {
       receiver->spot.signal(verdict_handed_over);
       return ChannelStatus::ok;
     }
+    if (Async* receiver = async_receivers_.front()) {
+      receiver->out->emplace(std::move(value));  // if this throws, the receiver stays queued
+      async_receivers_.pop_front();
+      complete(*receiver, ChannelStatus::ok);
+      lock.unlock();
+      receiver->link.wake(receiver->link);
+      return ChannelStatus::ok;
+    }
     if (!may_wait) return ChannelStatus::full;
     Waiter self;
     self.value = &value;
@@ -94,6 +167,14 @@ class RendezvousChannel final : public ChannelCore<T> {
       out.emplace(std::move(*sender->value));  // if this throws, the sender stays queued
       senders_.pop_front();
       sender->spot.signal(verdict_handed_over);
+      return ChannelStatus::ok;
+    }
+    if (Async* sender = async_senders_.front()) {
+      out.emplace(std::move(*sender->value));  // if this throws, the sender stays queued
+      async_senders_.pop_front();
+      complete(*sender, ChannelStatus::ok);
+      lock.unlock();
+      sender->link.wake(sender->link);
       return ChannelStatus::ok;
     }
     if (closed_) return ChannelStatus::closed;
@@ -118,7 +199,24 @@ class RendezvousChannel final : public ChannelCore<T> {
     return verdict == verdict_handed_over ? ChannelStatus::ok : ChannelStatus::closed;
   }
 
+  /// Queues a coroutine's operation, unless a stop request came first. With mutex_ held.
+  AsyncStep wait_async(Async& op, IntrusiveFifo<Async>& queue) noexcept {
+    if (op.link.cancelled) return AsyncStep::cancelled;
+    queue.push_back(&op);
+    op.link.listed = true;
+    return AsyncStep::waiting;
+  }
+
+  /// Marks a dequeued coroutine's operation done; wake it after letting go of mutex_.
+  static Async& complete(Async& op, ChannelStatus outcome) noexcept {
+    op.link.listed = false;
+    op.outcome = outcome;
+    return op;
+  }
+
   std::mutex mutex_;
+  IntrusiveFifo<Async> async_senders_;    ///< guarded by mutex_
+  IntrusiveFifo<Async> async_receivers_;  ///< guarded by mutex_
   IntrusiveFifo<Waiter> senders_;         ///< guarded by mutex_
   IntrusiveFifo<Waiter> receivers_;       ///< guarded by mutex_
   bool closed_ = false;                   ///< guarded by mutex_

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <concepts>
+#include <coroutine>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -31,6 +32,7 @@
 #include "detail/pool/schedulers.hpp"
 #include "detail/pool/job.hpp"
 #include "detail/spin.hpp"
+#include "detail/task/trampoline.hpp"
 #include "detail/worker_context.hpp"
 #include "errors.hpp"
 #include "future.hpp"
@@ -83,6 +85,10 @@ struct Prioritized {
   using Queues = detail::PriorityQueues;
   static constexpr bool prioritized = true;
 };
+
+namespace detail {
+struct PoolCoroutines;  // detail/task/executor.hpp: how coroutines are queued on a pool
+}  // namespace detail
 
 namespace this_worker {
 /// The index (0 .. size()-1) of the pool worker running the calling thread, or empty when the
@@ -428,6 +434,69 @@ class BasicThreadPool {
     bool from_own_worker = false;
   };
 
+  /// Whether the scheduler keeps a lock-free deque of forked coroutines per worker.
+  static constexpr bool forks_coroutines =
+      requires(typename Scheduler::Queues& queues, void* coroutine) {
+        queues.push_fork(0u, coroutine);
+      };
+
+  friend detail::PoolCoroutines;
+
+  /// In a fork deque, a fork of when_all() that has not started is tagged in the low bit (a
+  /// frame is aligned), so that reclaim_fork() never mistakes a resumption of a started
+  /// coroutine, which may sit there under the same address, for it.
+  static constexpr std::uintptr_t fresh_fork = 1;
+
+  /// This thread's Worker if it is one of ours, else null. Through the never-inlined accessor:
+  /// this runs on behalf of coroutines (see this_thread_worker()).
+  Worker* own_worker() const noexcept {
+    detail::WorkerContext* worker = detail::this_thread_worker();
+    return worker != nullptr && worker->pool() == this ? static_cast<Worker*>(worker) : nullptr;
+  }
+
+  /// Queues a coroutine to resume on this pool (`fresh`: a fork of when_all()). From one of
+  /// its own workers it goes into that worker's fork deque, skipping the bookkeeping of a
+  /// callable; otherwise it is a detached job. @throws PoolClosed as detach().
+  void post_coroutine(std::coroutine_handle<> coroutine, bool fresh) {
+    if constexpr (forks_coroutines) {
+      if (Worker* self = own_worker()) {
+        const auto address = reinterpret_cast<std::uintptr_t>(coroutine.address());
+        const bool was_empty = queues_.push_fork(
+            self->index(), reinterpret_cast<void*>(fresh ? address | fresh_fork : address));
+        self->add(self->submitted);  // after the push: a push that throws queued nothing
+        // Only the first fork of a run wakes a peer: while the deque stays non-empty, the
+        // peer woken for it (or spinning) takes forks one after another, and whoever leaves
+        // idle wakes the next (worker_main). A wake-up missed in a race with a thief that
+        // emptied the deque costs parallelism, never progress: this worker pops its own
+        // forks itself.
+        if (was_empty) wake_worker_for_new_work();
+        return;
+      }
+    }
+    detach([coroutine] { detail::resume_here(coroutine); });
+  }
+
+  /// Takes back `coroutine`, a fork this worker pushed, if it is still the newest entry of
+  /// its fork deque and nobody took it: the caller then runs it itself. True if so.
+  bool reclaim_fork(std::coroutine_handle<> coroutine) noexcept {
+    if constexpr (forks_coroutines) {
+      Worker* self = own_worker();
+      if (self == nullptr) return false;
+      void* newest = nullptr;
+      if (!queues_.pop_fork(self->index(), newest)) return false;
+      const auto wanted = reinterpret_cast<std::uintptr_t>(coroutine.address()) | fresh_fork;
+      if (reinterpret_cast<std::uintptr_t>(newest) == wanted) {
+        self->add(self->completed);  // it runs as part of the coroutine that took it back
+        return true;
+      }
+      // Somebody else's: back where it was (the slot just freed, so this cannot grow).
+      queues_.push_fork(self->index(), newest);
+      return false;
+    } else {
+      return false;
+    }
+  }
+
   static constexpr std::uint64_t closed_bit = std::uint64_t{1} << 63;
 
   static unsigned thread_count(unsigned requested) noexcept {
@@ -691,10 +760,29 @@ class BasicThreadPool {
     return true;
   }
 
+  /// Runs one piece of work: a fork of its own, its own jobs, outside submissions, a job
+  /// stolen from a peer, a fork stolen from a peer, in that order.
   bool run_one(Worker& self) {
+    void* fork = nullptr;
+    if constexpr (forks_coroutines) {
+      if (queues_.pop_fork(self.index(), fork)) return run_fork(self, fork);
+    }
     detail::Job job;
-    if (!queues_.pop(self.index(), job)) return false;
-    run_job(job, self);
+    if (queues_.pop(self.index(), job)) {
+      run_job(job, self);
+      return true;
+    }
+    if constexpr (forks_coroutines) {
+      if (queues_.steal_fork(self.index(), fork)) return run_fork(self, fork);
+    }
+    return false;
+  }
+
+  bool run_fork(Worker& self, void* fork) {
+    const auto address = reinterpret_cast<std::uintptr_t>(fork) & ~fresh_fork;
+    // A coroutine's resume() never throws.
+    detail::resume_here(std::coroutine_handle<>::from_address(reinterpret_cast<void*>(address)));
+    self.add(self.completed);
     return true;
   }
 

@@ -3129,6 +3129,13 @@ class StateBase {
     references_.fetch_add(1, std::memory_order_relaxed);
   }
   void release() noexcept {
+    // The sole owner (the usual case for the last of a future and its producer) skips the
+    // locked instruction: while we hold a reference nobody else can take one. acquire: as
+    // below, we must see every write made through the references already dropped.
+    if (references_.load(std::memory_order_acquire) == 1) {
+      delete this;
+      return;
+    }
     // acq_rel: the last releaser must see every write made through the other references.
     if (references_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
   }
@@ -4481,6 +4488,7 @@ inline constexpr bool always_false = false;
 #include <atomic>
 #include <chrono>
 #include <concepts>
+#include <coroutine>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -4656,6 +4664,157 @@ class Parker {
 #include <optional>
 #include <vector>
 
+// ---- begin offload/detail/pool/handle_deque.hpp ----
+#ifndef OFFLOAD_DETAIL_POOL_HANDLE_DEQUE_HPP
+#define OFFLOAD_DETAIL_POOL_HANDLE_DEQUE_HPP
+
+/// @file detail/pool/handle_deque.hpp
+/// A worker's deque of coroutines forked by when_all() (and resumed there): the owner pushes
+/// and pops at the bottom without a lock, idle workers steal from the top (the Chase-Lev
+/// deque). It holds addresses as given; the pool tags fresh forks in the low bit.
+///
+/// Why apart from the worker's JobQueue: a fork is the hottest path of fine-grained
+/// fork-join (fib with no cutoff forks a million times a second per core), and a coroutine
+/// handle is one pointer, so the owner's push and pop can be a store and a load on its own
+/// cache line, instead of a spin lock and a 64-byte Job moved in and out.
+///
+/// Every operation on `top_` and `bottom_` is sequentially consistent rather than the
+/// classic fences (ThreadSanitizer does not model standalone fences): the owner's pop stores
+/// `bottom_` and then loads `top_`, a thief loads `top_` and then `bottom_`, and the single
+/// total order makes them agree on who takes the last element (which they then settle with
+/// a compare-exchange on `top_`). push() needs only release, except onto an empty deque,
+/// where its seq_cst store is the publication half of the pool's Parker protocol (an idle
+/// worker re-checks has_work()).
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+namespace offload {
+inline namespace v0 {
+namespace detail {
+
+class alignas(64) HandleDeque {
+ public:
+  HandleDeque() {
+    auto first = std::make_unique<Array>(initial_capacity);
+    array_.store(first.get(), std::memory_order_relaxed);
+    retired_.push_back(std::move(first));
+  }
+  HandleDeque(const HandleDeque&) = delete;
+  HandleDeque& operator=(const HandleDeque&) = delete;
+
+  /// The owner adds a coroutine at the bottom; true when the deque looked empty before.
+  /// Owner only; allocates when the array grows (then throws std::bad_alloc, and nothing was
+  /// pushed).
+  bool push(void* coroutine) {
+    const std::int64_t bottom = bottom_.load(std::memory_order_relaxed);
+    // acquire: a slot a thief freed by advancing top_ is free for us to write.
+    const std::int64_t top = top_.load(std::memory_order_acquire);
+    Array* array = array_.load(std::memory_order_relaxed);
+    if (bottom - top >= static_cast<std::int64_t>(array->capacity)) array = grow(array, top, bottom);
+    array->put(bottom, coroutine);
+    // release: publishes the slot (and the coroutine's frame) to thieves. Onto an empty
+    // deque, seq_cst: the store half of the pool's Parker protocol, for the wake-up the
+    // caller then considers; a push onto a non-empty deque wakes nobody (see
+    // BasicThreadPool::post_coroutine), and a full barrier per fork would cost more than the
+    // fork itself.
+    const bool was_empty = bottom <= top;
+    bottom_.store(bottom + 1, was_empty ? std::memory_order_seq_cst : std::memory_order_release);
+    return was_empty;
+  }
+
+  /// The owner takes the newest coroutine back (LIFO); false when none is left. Owner only.
+  bool pop(void*& out) noexcept {
+    const std::int64_t bottom = bottom_.load(std::memory_order_relaxed) - 1;
+    Array* array = array_.load(std::memory_order_relaxed);
+    bottom_.store(bottom, std::memory_order_seq_cst);  // claims the slot, then looks at top
+    std::int64_t top = top_.load(std::memory_order_seq_cst);
+    if (top > bottom) {  // it was empty
+      bottom_.store(bottom + 1, std::memory_order_relaxed);
+      return false;
+    }
+    void* address = array->get(bottom);
+    if (top == bottom) {  // the last one: a thief may be taking it too
+      const bool won = top_.compare_exchange_strong(top, top + 1, std::memory_order_seq_cst,
+                                                    std::memory_order_relaxed);
+      bottom_.store(bottom + 1, std::memory_order_relaxed);
+      if (!won) return false;
+    }
+    out = address;
+    return true;
+  }
+
+  /// Another worker takes the oldest coroutine (FIFO); false when none is left or another
+  /// thief or the owner won it. Any thread; never blocks.
+  bool steal(void*& out) noexcept {
+    std::int64_t top = top_.load(std::memory_order_seq_cst);
+    const std::int64_t bottom = bottom_.load(std::memory_order_seq_cst);
+    if (top >= bottom) return false;
+    // acquire: the array the owner grew into, with the slots it copied.
+    Array* array = array_.load(std::memory_order_acquire);
+    void* address = array->get(top);
+    if (!top_.compare_exchange_strong(top, top + 1, std::memory_order_seq_cst,
+                                      std::memory_order_relaxed)) {
+      return false;
+    }
+    out = address;
+    return true;
+  }
+
+  /// A lock-free glance, as JobQueue::looks_empty(). seq_cst: the re-check before parking.
+  [[nodiscard]] bool looks_empty() const noexcept {
+    return bottom_.load(std::memory_order_seq_cst) <= top_.load(std::memory_order_seq_cst);
+  }
+  [[nodiscard]] std::size_t size() const noexcept {
+    const std::int64_t n = bottom_.load(std::memory_order_relaxed) - top_.load(std::memory_order_relaxed);
+    return n > 0 ? static_cast<std::size_t>(n) : 0;
+  }
+
+ private:
+  static constexpr std::size_t initial_capacity = 256;
+
+  /// A ring of slots; its capacity is a power of two. Slots are atomics: a thief may read
+  /// one the owner is about to reuse (it then loses the compare-exchange and drops it).
+  struct Array {
+    explicit Array(std::size_t size) : capacity(size), slots(new std::atomic<void*>[size]) {}
+    void put(std::int64_t index, void* address) noexcept {
+      slots[static_cast<std::size_t>(index) & (capacity - 1)].store(address, std::memory_order_relaxed);
+    }
+    void* get(std::int64_t index) const noexcept {
+      return slots[static_cast<std::size_t>(index) & (capacity - 1)].load(std::memory_order_relaxed);
+    }
+    const std::size_t capacity;
+    std::unique_ptr<std::atomic<void*>[]> slots;
+  };
+
+  /// Doubles the array. The old one is kept until the deque dies: a thief that loaded it
+  /// before the switch may still read from it.
+  Array* grow(Array* old, std::int64_t top, std::int64_t bottom) {
+    auto bigger = std::make_unique<Array>(old->capacity * 2);
+    for (std::int64_t i = top; i < bottom; ++i) bigger->put(i, old->get(i));
+    retired_.reserve(retired_.size() + 1);  // so the emplace below cannot throw
+    Array* raw = bigger.get();
+    retired_.emplace_back(std::move(bigger));
+    // release: thieves that load the new array see the slots copied into it.
+    array_.store(raw, std::memory_order_release);
+    return raw;
+  }
+
+  alignas(64) std::atomic<std::int64_t> top_{0};     // thieves' end
+  alignas(64) std::atomic<std::int64_t> bottom_{0};  // the owner's end
+  std::atomic<Array*> array_;
+  std::vector<std::unique_ptr<Array>> retired_;  // every array ever used, the current last
+};
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_POOL_HANDLE_DEQUE_HPP
+// ---- end offload/detail/pool/handle_deque.hpp ----
 // ---- begin offload/detail/pool/job_queue.hpp ----
 #ifndef OFFLOAD_DETAIL_POOL_JOB_QUEUE_HPP
 #define OFFLOAD_DETAIL_POOL_JOB_QUEUE_HPP
@@ -5147,10 +5306,30 @@ namespace detail {
 
 /// Work stealing: each worker owns a deque; outside submissions go to a shared injection
 /// queue (a lock-free ring, with a locked overflow queue for bursts larger than the ring);
-/// an idle worker steals the oldest job of a busy one.
+/// an idle worker steals the oldest job of a busy one. Each worker also owns a lock-free deque
+/// of the coroutines its fork-joins fork (HandleDeque), tried before anything else.
 class WorkStealingQueues {
  public:
-  explicit WorkStealingQueues(unsigned workers) : locals_(workers), ring_(ring_capacity) {}
+  explicit WorkStealingQueues(unsigned workers)
+      : locals_(workers), forks_(workers), ring_(ring_capacity) {}
+
+  /// A coroutine forked on `worker` (its own thread only); true when that worker's forks
+  /// looked empty before. Throws std::bad_alloc.
+  bool push_fork(unsigned worker, void* coroutine) { return forks_[worker].push(coroutine); }
+
+  /// `worker`'s own newest fork.
+  bool pop_fork(unsigned worker, void*& out) noexcept {
+    return forks_[worker].pop(out);
+  }
+
+  /// The oldest fork of another worker.
+  bool steal_fork(unsigned worker, void*& out) noexcept {
+    const std::size_t count = forks_.size();
+    for (std::size_t step = 1; step < count; ++step) {
+      if (forks_[(worker + step) % count].steal(out)) return true;
+    }
+    return false;
+  }
 
   void push(Job&& job, int /*priority*/, std::optional<unsigned> worker) {
     if (worker) {
@@ -5171,12 +5350,15 @@ class WorkStealingQueues {
   [[nodiscard]] bool has_work() const noexcept {
     if (!ring_.looks_empty() || !overflow_.looks_empty()) return true;
     return std::any_of(locals_.begin(), locals_.end(),
-                       [](const JobQueue& queue) { return !queue.looks_empty(); });
+                       [](const JobQueue& queue) { return !queue.looks_empty(); }) ||
+           std::any_of(forks_.begin(), forks_.end(),
+                       [](const HandleDeque& forks) { return !forks.looks_empty(); });
   }
 
   [[nodiscard]] std::size_t size() const noexcept {
     std::size_t total = ring_.size() + overflow_.size();
     for (const JobQueue& queue : locals_) total += queue.size();
+    for (const HandleDeque& forks : forks_) total += forks.size();
     return total;
   }
 
@@ -5206,6 +5388,7 @@ class WorkStealingQueues {
   }
 
   std::vector<JobQueue> locals_;
+  std::vector<HandleDeque> forks_;
   JobRing ring_;
   JobQueue overflow_;
 };
@@ -5262,6 +5445,86 @@ class PriorityQueues {
 
 #endif  // OFFLOAD_DETAIL_POOL_SCHEDULERS_HPP
 // ---- end offload/detail/pool/schedulers.hpp ----
+// ---- begin offload/detail/task/trampoline.hpp ----
+#ifndef OFFLOAD_DETAIL_TASK_TRAMPOLINE_HPP
+#define OFFLOAD_DETAIL_TASK_TRAMPOLINE_HPP
+
+/// @file detail/task/trampoline.hpp
+/// Where every coroutine of offload is resumed: a loop per thread that resumes them one after
+/// another, so the stack never grows however they hand control to each other.
+///
+/// Why not symmetric transfer alone: returning the next coroutine's handle from await_suspend
+/// is meant to be a tail call, but g++ 12 does not make it one at -O0 or under the sanitizers
+/// (GCC PR 100897), and then every hand-over (a parent starting its child, a child finishing
+/// and resuming its parent) nests a frame: a loop over a million quick child tasks overflows
+/// the stack. Here a coroutine that hands over queues the next one and suspends; its resume()
+/// returns into this loop, which resumes the next. Depth stays constant on every compiler, at
+/// the cost of a push and a pop per hand-over.
+///
+/// The thread-local state is reached only through a function that is never inlined, and whose
+/// calls are never merged (an empty asm with a memory clobber): clang before 17 may keep a
+/// thread_local's address across a suspension point of the coroutine it is inlined into, or
+/// merge two calls of a function it can prove reads nothing, and the coroutine may resume on
+/// another thread.
+
+#include <coroutine>
+#include <cstddef>
+#include <vector>
+
+namespace offload {
+inline namespace v0 {
+namespace detail {
+
+/// This thread's queue of coroutines to resume, and whether its loop is running.
+struct TrampolineState {
+  std::vector<std::coroutine_handle<>> ready;  // keeps its capacity: no allocation once warm
+  std::size_t next = 0;
+  bool running = false;
+};
+
+[[gnu::noinline]] inline TrampolineState& this_thread_trampoline() noexcept {
+  asm volatile("" ::: "memory");  // never assumed free of side effects: calls are not merged
+  thread_local TrampolineState state;
+  return state;
+}
+
+/**
+ * Resumes `coroutine` on this thread: inside the running loop, queued to run as soon as the
+ * coroutine now running suspends; otherwise at once, in a loop that also runs everything the
+ * coroutines it resumes hand over, until nothing is left. Never inlined (see the file
+ * comment). Not thread-safe by design: each thread has its own loop. Allocates only while
+ * the queue grows past its largest size so far (the number of coroutines waiting at once).
+ */
+/// Resumes `coroutine`, then everything queued meanwhile, with this thread's loop marked
+/// running. Kept out of resume_here() so that queueing, the common case, saves no registers.
+[[gnu::noinline]] inline void run_trampoline(TrampolineState& trampoline,
+                                             std::coroutine_handle<> coroutine) {
+  trampoline.running = true;
+  coroutine.resume();  // coroutines never throw out of resume(): their promises catch
+  while (trampoline.next < trampoline.ready.size()) trampoline.ready[trampoline.next++].resume();
+  trampoline.ready.clear();
+  trampoline.next = 0;
+  trampoline.running = false;
+}
+
+[[gnu::noinline]] inline void resume_here(std::coroutine_handle<> coroutine) {
+  TrampolineState& trampoline = this_thread_trampoline();
+  if (!trampoline.running) return run_trampoline(trampoline, coroutine);
+  // Everything queued has been resumed: start the queue over, so a coroutine that hands
+  // over a million times in one run reuses the same slot instead of growing the queue.
+  if (trampoline.next == trampoline.ready.size()) {
+    trampoline.ready.clear();
+    trampoline.next = 0;
+  }
+  trampoline.ready.push_back(coroutine);
+}
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_TASK_TRAMPOLINE_HPP
+// ---- end offload/detail/task/trampoline.hpp ----
 
 namespace offload {
 inline namespace v0 {
@@ -5311,6 +5574,10 @@ struct Prioritized {
   using Queues = detail::PriorityQueues;
   static constexpr bool prioritized = true;
 };
+
+namespace detail {
+struct PoolCoroutines;  // detail/task/executor.hpp: how coroutines are queued on a pool
+}  // namespace detail
 
 namespace this_worker {
 /// The index (0 .. size()-1) of the pool worker running the calling thread, or empty when the
@@ -5656,6 +5923,69 @@ class BasicThreadPool {
     bool from_own_worker = false;
   };
 
+  /// Whether the scheduler keeps a lock-free deque of forked coroutines per worker.
+  static constexpr bool forks_coroutines =
+      requires(typename Scheduler::Queues& queues, void* coroutine) {
+        queues.push_fork(0u, coroutine);
+      };
+
+  friend detail::PoolCoroutines;
+
+  /// In a fork deque, a fork of when_all() that has not started is tagged in the low bit (a
+  /// frame is aligned), so that reclaim_fork() never mistakes a resumption of a started
+  /// coroutine, which may sit there under the same address, for it.
+  static constexpr std::uintptr_t fresh_fork = 1;
+
+  /// This thread's Worker if it is one of ours, else null. Through the never-inlined accessor:
+  /// this runs on behalf of coroutines (see this_thread_worker()).
+  Worker* own_worker() const noexcept {
+    detail::WorkerContext* worker = detail::this_thread_worker();
+    return worker != nullptr && worker->pool() == this ? static_cast<Worker*>(worker) : nullptr;
+  }
+
+  /// Queues a coroutine to resume on this pool (`fresh`: a fork of when_all()). From one of
+  /// its own workers it goes into that worker's fork deque, skipping the bookkeeping of a
+  /// callable; otherwise it is a detached job. @throws PoolClosed as detach().
+  void post_coroutine(std::coroutine_handle<> coroutine, bool fresh) {
+    if constexpr (forks_coroutines) {
+      if (Worker* self = own_worker()) {
+        const auto address = reinterpret_cast<std::uintptr_t>(coroutine.address());
+        const bool was_empty = queues_.push_fork(
+            self->index(), reinterpret_cast<void*>(fresh ? address | fresh_fork : address));
+        self->add(self->submitted);  // after the push: a push that throws queued nothing
+        // Only the first fork of a run wakes a peer: while the deque stays non-empty, the
+        // peer woken for it (or spinning) takes forks one after another, and whoever leaves
+        // idle wakes the next (worker_main). A wake-up missed in a race with a thief that
+        // emptied the deque costs parallelism, never progress: this worker pops its own
+        // forks itself.
+        if (was_empty) wake_worker_for_new_work();
+        return;
+      }
+    }
+    detach([coroutine] { detail::resume_here(coroutine); });
+  }
+
+  /// Takes back `coroutine`, a fork this worker pushed, if it is still the newest entry of
+  /// its fork deque and nobody took it: the caller then runs it itself. True if so.
+  bool reclaim_fork(std::coroutine_handle<> coroutine) noexcept {
+    if constexpr (forks_coroutines) {
+      Worker* self = own_worker();
+      if (self == nullptr) return false;
+      void* newest = nullptr;
+      if (!queues_.pop_fork(self->index(), newest)) return false;
+      const auto wanted = reinterpret_cast<std::uintptr_t>(coroutine.address()) | fresh_fork;
+      if (reinterpret_cast<std::uintptr_t>(newest) == wanted) {
+        self->add(self->completed);  // it runs as part of the coroutine that took it back
+        return true;
+      }
+      // Somebody else's: back where it was (the slot just freed, so this cannot grow).
+      queues_.push_fork(self->index(), newest);
+      return false;
+    } else {
+      return false;
+    }
+  }
+
   static constexpr std::uint64_t closed_bit = std::uint64_t{1} << 63;
 
   static unsigned thread_count(unsigned requested) noexcept {
@@ -5919,10 +6249,29 @@ class BasicThreadPool {
     return true;
   }
 
+  /// Runs one piece of work: a fork of its own, its own jobs, outside submissions, a job
+  /// stolen from a peer, a fork stolen from a peer, in that order.
   bool run_one(Worker& self) {
+    void* fork = nullptr;
+    if constexpr (forks_coroutines) {
+      if (queues_.pop_fork(self.index(), fork)) return run_fork(self, fork);
+    }
     detail::Job job;
-    if (!queues_.pop(self.index(), job)) return false;
-    run_job(job, self);
+    if (queues_.pop(self.index(), job)) {
+      run_job(job, self);
+      return true;
+    }
+    if constexpr (forks_coroutines) {
+      if (queues_.steal_fork(self.index(), fork)) return run_fork(self, fork);
+    }
+    return false;
+  }
+
+  bool run_fork(Worker& self, void* fork) {
+    const auto address = reinterpret_cast<std::uintptr_t>(fork) & ~fresh_fork;
+    // A coroutine's resume() never throws.
+    detail::resume_here(std::coroutine_handle<>::from_address(reinterpret_cast<void*>(address)));
+    self.add(self.completed);
     return true;
   }
 
@@ -6801,79 +7150,6 @@ struct is_sendable<SharedBuffer<T>> : std::true_type {};
 #include <utility>
 #include <vector>
 
-// ---- begin offload/detail/task/trampoline.hpp ----
-#ifndef OFFLOAD_DETAIL_TASK_TRAMPOLINE_HPP
-#define OFFLOAD_DETAIL_TASK_TRAMPOLINE_HPP
-
-/// @file detail/task/trampoline.hpp
-/// Where every coroutine of offload is resumed: a loop per thread that resumes them one after
-/// another, so the stack never grows however they hand control to each other.
-///
-/// Why not symmetric transfer alone: returning the next coroutine's handle from await_suspend
-/// is meant to be a tail call, but g++ 12 does not make it one at -O0 or under the sanitizers
-/// (GCC PR 100897), and then every hand-over (a parent starting its child, a child finishing
-/// and resuming its parent) nests a frame: a loop over a million quick child tasks overflows
-/// the stack. Here a coroutine that hands over queues the next one and suspends; its resume()
-/// returns into this loop, which resumes the next. Depth stays constant on every compiler, at
-/// the cost of a push and a pop per hand-over.
-///
-/// The thread-local state is reached only through functions that are never inlined: clang
-/// before 17 may keep a thread_local's address across a suspension point of the coroutine it
-/// is inlined into, and the coroutine may resume on another thread.
-
-#include <coroutine>
-#include <cstddef>
-#include <vector>
-
-namespace offload {
-inline namespace v0 {
-namespace detail {
-
-/// This thread's queue of coroutines to resume, and whether its loop is running.
-struct TrampolineState {
-  std::vector<std::coroutine_handle<>> ready;  // keeps its capacity: no allocation once warm
-  std::size_t next = 0;
-  bool running = false;
-};
-
-[[gnu::noinline]] inline TrampolineState& this_thread_trampoline() noexcept {
-  thread_local TrampolineState state;
-  return state;
-}
-
-/**
- * Resumes `coroutine` on this thread: inside the running loop, queued to run as soon as the
- * coroutine now running suspends; otherwise at once, in a loop that also runs everything the
- * coroutines it resumes hand over, until nothing is left. Never inlined (see the file
- * comment). Not thread-safe by design: each thread has its own loop. Allocates only while
- * the queue grows past its largest size so far (the number of coroutines waiting at once).
- */
-[[gnu::noinline]] inline void resume_here(std::coroutine_handle<> coroutine) {
-  TrampolineState& trampoline = this_thread_trampoline();
-  if (trampoline.running) {
-    // Everything queued has been resumed: start the queue over, so a coroutine that hands
-    // over a million times in one run reuses the same slot instead of growing the queue.
-    if (trampoline.next == trampoline.ready.size()) {
-      trampoline.ready.clear();
-      trampoline.next = 0;
-    }
-    trampoline.ready.push_back(coroutine);
-    return;
-  }
-  trampoline.running = true;
-  coroutine.resume();  // coroutines never throw out of resume(): their promises catch
-  while (trampoline.next < trampoline.ready.size()) trampoline.ready[trampoline.next++].resume();
-  trampoline.ready.clear();
-  trampoline.next = 0;
-  trampoline.running = false;
-}
-
-}  // namespace detail
-}  // namespace v0
-}  // namespace offload
-
-#endif  // OFFLOAD_DETAIL_TASK_TRAMPOLINE_HPP
-// ---- end offload/detail/task/trampoline.hpp ----
 
 namespace offload {
 inline namespace v0 {
@@ -6887,6 +7163,12 @@ struct ExecutorOps {
   /// What keeps the executor from running dry while a coroutine of it waits elsewhere: an
   /// event loop's Hold (a pool or sync_wait() never runs dry by itself), or an empty one.
   EventLoop::Hold (*hold)(void* target);
+  /// Queues a child of when_all() that has not started, where an idle thread of the
+  /// executor may take it (a pool worker's fork deque). Null: post() it.
+  void (*fork)(void* target, std::coroutine_handle<> coroutine) = nullptr;
+  /// Takes back a fork this thread queued that nobody took yet, so the caller runs it
+  /// itself; false if it was taken. Null: never (the fork simply runs where it was posted).
+  bool (*reclaim)(void* target, std::coroutine_handle<> coroutine) noexcept = nullptr;
 };
 
 /// An executor: a target (a loop, a pool, a sync_wait driver) and what to do with it. Copied
@@ -6901,6 +7183,16 @@ struct Executor {
     ops->post(target, coroutine, std::move(hold));
   }
   [[nodiscard]] EventLoop::Hold hold() const { return ops->hold(target); }
+  void fork(std::coroutine_handle<> coroutine) const {
+    if (ops->fork != nullptr) {
+      ops->fork(target, coroutine);
+    } else {
+      ops->post(target, coroutine, {});
+    }
+  }
+  [[nodiscard]] bool reclaim(std::coroutine_handle<> coroutine) const noexcept {
+    return ops->reclaim != nullptr && ops->reclaim(target, coroutine);
+  }
 };
 
 /// The callable posted to an executor: resumes the coroutine in this thread's trampoline.
@@ -6941,18 +7233,44 @@ inline constexpr ExecutorOps event_loop_ops{
 
 inline Executor executor_of(EventLoop& loop) noexcept { return {&loop, &event_loop_ops}; }
 
-/// A thread pool (any scheduler): resumptions are detached jobs. After shutdown the pool takes
-/// no job, and the coroutine goes on inline on the completing thread rather than never.
+/// Reaches BasicThreadPool's coroutine hooks, which only coroutines should call.
+struct PoolCoroutines {
+  template <class Pool>
+  static void post(Pool& pool, std::coroutine_handle<> coroutine, bool fresh_fork) {
+    pool.post_coroutine(coroutine, fresh_fork);
+  }
+  template <class Pool>
+  static bool reclaim(Pool& pool, std::coroutine_handle<> coroutine) noexcept {
+    return pool.reclaim_fork(coroutine);
+  }
+};
+
+/// Posts to a pool; after its shutdown the pool takes no job from outside, and the coroutine
+/// goes on inline on the completing thread rather than never.
+template <class Pool>
+void post_to_pool(void* target, std::coroutine_handle<> coroutine, bool fresh_fork) {
+  try {
+    PoolCoroutines::post(*static_cast<Pool*>(target), coroutine, fresh_fork);
+  } catch (const PoolClosed&) {
+    resume_here(coroutine);
+  }
+}
+
+/// A thread pool (any scheduler): a resumption or a fork goes into the posting worker's own
+/// fork deque (where the worker takes a fork back if nobody stole it), or from another thread
+/// is a detached job.
 template <class Pool>
 inline constexpr ExecutorOps pool_ops{
     [](void* target, std::coroutine_handle<> coroutine, EventLoop::Hold) {
-      try {
-        static_cast<Pool*>(target)->detach(ResumeCoroutine{coroutine});
-      } catch (const PoolClosed&) {
-        resume_here(coroutine);
-      }
+      post_to_pool<Pool>(target, coroutine, false);
     },
-    &no_hold};
+    &no_hold,
+    [](void* target, std::coroutine_handle<> coroutine) {
+      post_to_pool<Pool>(target, coroutine, true);
+    },
+    [](void* target, std::coroutine_handle<> coroutine) noexcept {
+      return PoolCoroutines::reclaim(*static_cast<Pool*>(target), coroutine);
+    }};
 
 template <class Pool>
 Executor pool_executor(Pool& pool) noexcept {
@@ -7045,8 +7363,9 @@ class SyncWaitDriver {
 /// AddressSanitizer free blocks are poisoned (but their first 16 bytes, the free list's
 /// links), so a use after free of a frame is still reported.
 ///
-/// The thread-local state is reached only through a function that is never inlined (clang
-/// before 17 may keep a thread_local's address across a suspension point; see trampoline.hpp).
+/// The thread-local state is reached only through a function that is never inlined nor merged
+/// (clang before 17 may keep a thread_local's address across a suspension point; see
+/// trampoline.hpp).
 
 #include <cstddef>
 #include <mutex>
@@ -7200,6 +7519,7 @@ class FrameCache {
 /// This thread's cache, or nullptr once the thread is ending (its cache is gone; frames freed
 /// by thread-exit destructors then go straight back to the global heap).
 [[gnu::noinline]] inline FrameCache* this_thread_frames() noexcept {
+  asm volatile("" ::: "memory");  // never assumed free of side effects: calls are not merged
   struct Owner {
     FrameCache cache;
     FrameCache** slot;
@@ -7259,30 +7579,64 @@ class Task;  // task.hpp
 
 namespace detail {
 
+class TaskPromiseBase;
+
 /**
  * What the children of one when_all() / when_any() share: how many are still running, and the
  * parent to resume when the last one ends. Lives in the parent's awaiter, so joining costs no
- * allocation. arrive() is called once by each child as it ends, on whatever thread it ends.
+ * allocation.
+ *
+ * The children 1..n-1 are forked, child 0 runs at once. When child k ends on the thread that
+ * forked child k+1, and nobody took that fork yet (Executor::reclaim()), child k runs it itself
+ * and hands on its arrival instead of counting it (`credit` in the promise): a family that
+ * runs wholly on one thread, the common case of fine-grained fork-join, ends without one
+ * atomic operation. Children that were taken elsewhere, or whose predecessor moved away,
+ * count on the atomic `remaining_`, with the credit they carry.
  */
 class Join {
  public:
-  explicit Join(std::size_t children) noexcept : remaining_(children) {}
   Join(const Join&) = delete;
   Join& operator=(const Join&) = delete;
 
-  /// Child `index` has ended; true for the last one (which then resumes the parent).
-  bool arrive(std::size_t index) noexcept {
-    on_arrival(index);
+  [[nodiscard]] std::size_t size() const noexcept { return children_; }
+  [[nodiscard]] std::coroutine_handle<> handle(std::size_t index) const noexcept {
+    return handles_[index];
+  }
+  [[nodiscard]] TaskPromiseBase& promise(std::size_t index) const noexcept {
+    return *promises_[index];
+  }
+
+  /// Child `index` has ended; with it `credit` siblings whose ends it carries. True for the
+  /// last one (which then resumes the parent).
+  bool arrive(std::size_t index, std::size_t credit) noexcept {
+    if (reports_arrivals_) on_arrival(index);
+    const std::size_t arrivals = credit + 1;
+    if (arrivals == children_) return true;  // all ended here, one after another: no race
     // acq_rel: the last child sees every other child's result before the parent reads them.
-    return remaining_.fetch_sub(1, std::memory_order_acq_rel) == 1;
+    return remaining_.fetch_sub(arrivals, std::memory_order_acq_rel) == arrivals;
+  }
+
+  /// Child `index` has ended and runs its next sibling itself (see the class comment).
+  void hand_on(std::size_t index) noexcept {
+    if (reports_arrivals_) on_arrival(index);
   }
 
  protected:
+  /// `handles` and `promises` (of `children` children) live in the derived awaiter.
+  Join(std::size_t children, const std::coroutine_handle<>* handles,
+       TaskPromiseBase* const* promises) noexcept
+      : children_(children), handles_(handles), promises_(promises), remaining_(children) {}
   ~Join() = default;
-  /// when_any() learns its winner here; called before the child counts as ended.
+  /// when_any() learns its winner here, once per child as it ends, after it has called
+  /// report_arrivals() (when_all() skips the call: a fork costs a few nanoseconds).
   virtual void on_arrival(std::size_t /*index*/) noexcept {}
+  void report_arrivals() noexcept { reports_arrivals_ = true; }
 
  private:
+  std::size_t children_;
+  const std::coroutine_handle<>* handles_;
+  TaskPromiseBase* const* promises_;
+  bool reports_arrivals_ = false;
   std::atomic<std::size_t> remaining_;
 };
 
@@ -7298,8 +7652,9 @@ class TaskPromiseBase : public RecycledFrame {
   std::coroutine_handle<> continuation;  // the parent awaiting it; empty for a root
   Executor continuation_executor;        // where the parent runs (and resumes)
   EventLoop::Hold home_hold;  // keeps the parent's loop alive while this task runs elsewhere
-  Join* join = nullptr;       // set for a child of when_all()/when_any(): the parent waits on it
-  std::size_t join_index = 0;  // this child's place among its siblings
+  Join* join = nullptr;         // set for a child of when_all()/when_any(): the parent waits on it
+  std::size_t join_index = 0;   // this child's place among its siblings
+  std::size_t join_credit = 0;  // earlier siblings whose end this child carries (see Join)
 
   /// Moves this coroutine to `target` (resume_on()); the caller then posts it there. A task
   /// leaving its parent's executor holds that executor until it hands control back.
@@ -7327,7 +7682,10 @@ class TaskPromiseBase : public RecycledFrame {
       TaskPromiseBase& promise = self.promise();
       std::coroutine_handle<> parent = promise.continuation;
       if (!parent) return;
-      if (promise.join != nullptr && !promise.join->arrive(promise.join_index)) return;
+      if (promise.join != nullptr) {
+        if (run_next_sibling(promise)) return;
+        if (!promise.join->arrive(promise.join_index, promise.join_credit)) return;
+      }
       if (promise.executor == promise.continuation_executor) {
         resume_here(parent);  // the parent runs here too: on this thread, without a hop
       } else {
@@ -7337,6 +7695,18 @@ class TaskPromiseBase : public RecycledFrame {
       }
     }
     void await_resume() const noexcept {}
+
+    /// A child of when_all() that ends where its next sibling was forked, before anyone took
+    /// that fork, runs the sibling itself and hands on its arrival (see Join).
+    static bool run_next_sibling(TaskPromiseBase& promise) noexcept {
+      Join& join = *promise.join;
+      const std::size_t next = promise.join_index + 1;
+      if (next == join.size() || !promise.executor.reclaim(join.handle(next))) return false;
+      join.hand_on(promise.join_index);
+      join.promise(next).join_credit = promise.join_credit + 1;
+      resume_here(join.handle(next));
+      return true;
+    }
   };
   FinalAwaiter final_suspend() const noexcept { return {}; }
 };
@@ -7909,14 +8279,14 @@ inline void adopt(TaskPromiseBase& child, TaskPromiseBase& caller, std::coroutin
   child.join_index = index;
 }
 
-/// Posts children[1..count) to `executor` (last first, so a pool worker takes them back in
-/// order), then runs children[0] here. Nothing touches the awaiter afterwards: the children
+/// Forks children[1..count) on `executor` (last first, so a pool worker's deque has child 1
+/// newest), then runs children[0] here. Nothing touches the awaiter afterwards: the children
 /// may end, and the parent resume, on other threads before this returns.
-inline void start_children(const Executor& executor, std::coroutine_handle<>* children,
+inline void start_children(const Executor& executor, const std::coroutine_handle<>* children,
                            std::size_t count) noexcept {
   for (std::size_t i = count; i-- > 1;) {
     try {
-      executor.post(children[i]);
+      executor.fork(children[i]);
     } catch (...) {  // out of memory queueing it: run it here instead
       resume_here(children[i]);
     }
@@ -7942,17 +8312,34 @@ void check_parent() {
                 "offload::Task: the children run on its executor");
 }
 
+/// The type-erased views of a fixed list of children that their Join reads; a base of
+/// FixedChildren constructed before the Join, which points into it.
+template <std::size_t N>
+struct ChildViews {
+  std::array<std::coroutine_handle<>, N> handles{};
+  std::array<TaskPromiseBase*, N> promises{};
+};
+
 /// The children of a when_all() / when_any() of a fixed list: owns their coroutines (a child
 /// that never ran is destroyed with it) and starts them; the Join they report to.
 template <class... Ts>
-class FixedChildren : protected Join {
+class FixedChildren : private ChildViews<sizeof...(Ts)>, protected Join {
+  using Views = ChildViews<sizeof...(Ts)>;
+
  protected:
   explicit FixedChildren(Task<Ts>... tasks)
-      : Join(sizeof...(Ts)), children_{TaskAccess::release(tasks)...} {
+      : Views(),
+        Join(sizeof...(Ts), Views::handles.data(), Views::promises.data()),
+        children_{TaskAccess::release(tasks)...} {
     if (!std::apply([](auto... child) { return (static_cast<bool>(child) && ...); }, children_)) {
       destroy();
       throw_empty_child();
     }
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+      ((Views::handles[I] = std::get<I>(children_),
+        Views::promises[I] = &std::get<I>(children_).promise()),
+       ...);
+    }(std::index_sequence_for<Ts...>{});
   }
   FixedChildren(const FixedChildren&) = delete;
   FixedChildren& operator=(const FixedChildren&) = delete;
@@ -7963,13 +8350,10 @@ class FixedChildren : protected Join {
   void start(std::coroutine_handle<Promise> parent, const std::stop_token* stop) noexcept {
     check_parent<Promise>();
     TaskPromiseBase& caller = parent.promise();
-    std::array<std::coroutine_handle<>, sizeof...(Ts)> starts;
-    [&]<std::size_t... I>(std::index_sequence<I...>) {
-      ((adopt(std::get<I>(children_).promise(), caller, parent, stop, this, I),
-        starts[I] = std::get<I>(children_)),
-       ...);
-    }(std::index_sequence_for<Ts...>{});
-    start_children(caller.executor, starts.data(), starts.size());
+    for (std::size_t i = 0; i < sizeof...(Ts); ++i) {
+      adopt(*Views::promises[i], caller, parent, stop, this, i);
+    }
+    start_children(caller.executor, Views::handles.data(), sizeof...(Ts));
   }
 
   std::tuple<std::coroutine_handle<TaskPromise<Ts>>...> children_;
@@ -8002,53 +8386,68 @@ class [[nodiscard]] WhenAllAwaiter final : private FixedChildren<Ts...> {
   }
 };
 
+/// The children of a when_all() of a vector, typed and type-erased; a base of the awaiter
+/// constructed before its Join, which points into it.
+template <class T>
+struct ChildVector {
+  explicit ChildVector(std::vector<Task<T>>& tasks) {
+    typed.reserve(tasks.size());  // every allocation before the first Task is taken apart
+    handles.reserve(tasks.size());
+    promises.reserve(tasks.size());
+    for (Task<T>& task : tasks) {
+      typed.push_back(TaskAccess::release(task));
+      handles.push_back(typed.back());
+      promises.push_back(typed.back() ? &typed.back().promise() : nullptr);
+    }
+  }
+  std::vector<std::coroutine_handle<TaskPromise<T>>> typed;
+  std::vector<std::coroutine_handle<>> handles;
+  std::vector<TaskPromiseBase*> promises;
+};
+
 /// `co_await when_all(std::vector<Task<T>>)`: a vector of their values (void for Task<void>).
 template <class T>
-class [[nodiscard]] WhenAllVectorAwaiter final : private Join {
-  using Handle = std::coroutine_handle<TaskPromise<T>>;
+class [[nodiscard]] WhenAllVectorAwaiter final : private ChildVector<T>, private Join {
+  using Children = ChildVector<T>;
 
  public:
-  explicit WhenAllVectorAwaiter(std::vector<Task<T>> tasks) : Join(tasks.size()) {
-    children_.reserve(tasks.size());
-    for (Task<T>& task : tasks) children_.push_back(TaskAccess::release(task));
-    for (Handle child : children_) {
+  explicit WhenAllVectorAwaiter(std::vector<Task<T>> tasks)
+      : Children(tasks),
+        Join(Children::handles.size(), Children::handles.data(), Children::promises.data()) {
+    for (auto child : Children::typed) {
       if (!child) {
-        destroy_all(children_.data(), children_.size());
-        children_.clear();
+        destroy_all(Children::typed.data(), Children::typed.size());
+        Children::typed.clear();
         throw_empty_child();
       }
     }
   }
   WhenAllVectorAwaiter(const WhenAllVectorAwaiter&) = delete;
   WhenAllVectorAwaiter& operator=(const WhenAllVectorAwaiter&) = delete;
-  ~WhenAllVectorAwaiter() { destroy_all(children_.data(), children_.size()); }
+  ~WhenAllVectorAwaiter() { destroy_all(Children::typed.data(), Children::typed.size()); }
 
-  bool await_ready() const noexcept { return children_.empty(); }
+  bool await_ready() const noexcept { return Children::typed.empty(); }
 
   template <class Promise>
-  void await_suspend(std::coroutine_handle<Promise> parent) {
+  void await_suspend(std::coroutine_handle<Promise> parent) noexcept {
     check_parent<Promise>();
     TaskPromiseBase& caller = parent.promise();
-    std::vector<std::coroutine_handle<>> starts(children_.begin(), children_.end());
-    for (std::size_t i = 0; i < children_.size(); ++i) {
-      adopt(children_[i].promise(), caller, parent, caller.stop, this, i);
+    for (std::size_t i = 0; i < Children::typed.size(); ++i) {
+      adopt(*Children::promises[i], caller, parent, caller.stop, this, i);
     }
-    start_children(caller.executor, starts.data(), starts.size());
+    start_children(caller.executor, Children::handles.data(), Children::handles.size());
   }
 
   auto await_resume() {
     if constexpr (std::is_void_v<T>) {
-      for (Handle child : children_) child.promise().take();
+      for (auto child : Children::typed) child.promise().take();
     } else {
       std::vector<T> values;
-      values.reserve(children_.size());
-      for (Handle child : children_) values.push_back(child.promise().take());
+      values.reserve(Children::typed.size());
+      for (auto child : Children::typed) values.push_back(child.promise().take());
       return values;
     }
   }
-
- private:
-  std::vector<Handle> children_;
 };
 
 /// `co_await when_any(a, b, ...)`: the first to end wins; the others are asked to stop
@@ -8057,7 +8456,9 @@ class [[nodiscard]] WhenAllVectorAwaiter final : private Join {
 template <class... Ts>
 class [[nodiscard]] WhenAnyAwaiter final : private FixedChildren<Ts...> {
  public:
-  explicit WhenAnyAwaiter(Task<Ts>... tasks) : FixedChildren<Ts...>(std::move(tasks)...) {}
+  explicit WhenAnyAwaiter(Task<Ts>... tasks) : FixedChildren<Ts...>(std::move(tasks)...) {
+    this->report_arrivals();
+  }
 
   bool await_ready() const noexcept { return false; }
 

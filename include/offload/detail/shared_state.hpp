@@ -40,6 +40,13 @@ class StateBase {
     references_.fetch_add(1, std::memory_order_relaxed);
   }
   void release() noexcept {
+    // The sole owner (the usual case for the last of a future and its producer) skips the
+    // locked instruction: while we hold a reference nobody else can take one. acquire: as
+    // below, we must see every write made through the references already dropped.
+    if (references_.load(std::memory_order_acquire) == 1) {
+      delete this;
+      return;
+    }
     // acq_rel: the last releaser must see every write made through the other references.
     if (references_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
   }

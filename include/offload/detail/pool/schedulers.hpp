@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "../spin_lock.hpp"
+#include "handle_deque.hpp"
 #include "job_queue.hpp"
 #include "job_ring.hpp"
 #include "job.hpp"
@@ -25,10 +26,30 @@ namespace detail {
 
 /// Work stealing: each worker owns a deque; outside submissions go to a shared injection
 /// queue (a lock-free ring, with a locked overflow queue for bursts larger than the ring);
-/// an idle worker steals the oldest job of a busy one.
+/// an idle worker steals the oldest job of a busy one. Each worker also owns a lock-free deque
+/// of the coroutines its fork-joins fork (HandleDeque), tried before anything else.
 class WorkStealingQueues {
  public:
-  explicit WorkStealingQueues(unsigned workers) : locals_(workers), ring_(ring_capacity) {}
+  explicit WorkStealingQueues(unsigned workers)
+      : locals_(workers), forks_(workers), ring_(ring_capacity) {}
+
+  /// A coroutine forked on `worker` (its own thread only); true when that worker's forks
+  /// looked empty before. Throws std::bad_alloc.
+  bool push_fork(unsigned worker, void* coroutine) { return forks_[worker].push(coroutine); }
+
+  /// `worker`'s own newest fork.
+  bool pop_fork(unsigned worker, void*& out) noexcept {
+    return forks_[worker].pop(out);
+  }
+
+  /// The oldest fork of another worker.
+  bool steal_fork(unsigned worker, void*& out) noexcept {
+    const std::size_t count = forks_.size();
+    for (std::size_t step = 1; step < count; ++step) {
+      if (forks_[(worker + step) % count].steal(out)) return true;
+    }
+    return false;
+  }
 
   void push(Job&& job, int /*priority*/, std::optional<unsigned> worker) {
     if (worker) {
@@ -49,12 +70,15 @@ class WorkStealingQueues {
   [[nodiscard]] bool has_work() const noexcept {
     if (!ring_.looks_empty() || !overflow_.looks_empty()) return true;
     return std::any_of(locals_.begin(), locals_.end(),
-                       [](const JobQueue& queue) { return !queue.looks_empty(); });
+                       [](const JobQueue& queue) { return !queue.looks_empty(); }) ||
+           std::any_of(forks_.begin(), forks_.end(),
+                       [](const HandleDeque& forks) { return !forks.looks_empty(); });
   }
 
   [[nodiscard]] std::size_t size() const noexcept {
     std::size_t total = ring_.size() + overflow_.size();
     for (const JobQueue& queue : locals_) total += queue.size();
+    for (const HandleDeque& forks : forks_) total += forks.size();
     return total;
   }
 
@@ -84,6 +108,7 @@ class WorkStealingQueues {
   }
 
   std::vector<JobQueue> locals_;
+  std::vector<HandleDeque> forks_;
   JobRing ring_;
   JobQueue overflow_;
 };

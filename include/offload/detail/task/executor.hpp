@@ -28,6 +28,12 @@ struct ExecutorOps {
   /// What keeps the executor from running dry while a coroutine of it waits elsewhere: an
   /// event loop's Hold (a pool or sync_wait() never runs dry by itself), or an empty one.
   EventLoop::Hold (*hold)(void* target);
+  /// Queues a child of when_all() that has not started, where an idle thread of the
+  /// executor may take it (a pool worker's fork deque). Null: post() it.
+  void (*fork)(void* target, std::coroutine_handle<> coroutine) = nullptr;
+  /// Takes back a fork this thread queued that nobody took yet, so the caller runs it
+  /// itself; false if it was taken. Null: never (the fork simply runs where it was posted).
+  bool (*reclaim)(void* target, std::coroutine_handle<> coroutine) noexcept = nullptr;
 };
 
 /// An executor: a target (a loop, a pool, a sync_wait driver) and what to do with it. Copied
@@ -42,6 +48,16 @@ struct Executor {
     ops->post(target, coroutine, std::move(hold));
   }
   [[nodiscard]] EventLoop::Hold hold() const { return ops->hold(target); }
+  void fork(std::coroutine_handle<> coroutine) const {
+    if (ops->fork != nullptr) {
+      ops->fork(target, coroutine);
+    } else {
+      ops->post(target, coroutine, {});
+    }
+  }
+  [[nodiscard]] bool reclaim(std::coroutine_handle<> coroutine) const noexcept {
+    return ops->reclaim != nullptr && ops->reclaim(target, coroutine);
+  }
 };
 
 /// The callable posted to an executor: resumes the coroutine in this thread's trampoline.
@@ -82,18 +98,44 @@ inline constexpr ExecutorOps event_loop_ops{
 
 inline Executor executor_of(EventLoop& loop) noexcept { return {&loop, &event_loop_ops}; }
 
-/// A thread pool (any scheduler): resumptions are detached jobs. After shutdown the pool takes
-/// no job, and the coroutine goes on inline on the completing thread rather than never.
+/// Reaches BasicThreadPool's coroutine hooks, which only coroutines should call.
+struct PoolCoroutines {
+  template <class Pool>
+  static void post(Pool& pool, std::coroutine_handle<> coroutine, bool fresh_fork) {
+    pool.post_coroutine(coroutine, fresh_fork);
+  }
+  template <class Pool>
+  static bool reclaim(Pool& pool, std::coroutine_handle<> coroutine) noexcept {
+    return pool.reclaim_fork(coroutine);
+  }
+};
+
+/// Posts to a pool; after its shutdown the pool takes no job from outside, and the coroutine
+/// goes on inline on the completing thread rather than never.
+template <class Pool>
+void post_to_pool(void* target, std::coroutine_handle<> coroutine, bool fresh_fork) {
+  try {
+    PoolCoroutines::post(*static_cast<Pool*>(target), coroutine, fresh_fork);
+  } catch (const PoolClosed&) {
+    resume_here(coroutine);
+  }
+}
+
+/// A thread pool (any scheduler): a resumption or a fork goes into the posting worker's own
+/// fork deque (where the worker takes a fork back if nobody stole it), or from another thread
+/// is a detached job.
 template <class Pool>
 inline constexpr ExecutorOps pool_ops{
     [](void* target, std::coroutine_handle<> coroutine, EventLoop::Hold) {
-      try {
-        static_cast<Pool*>(target)->detach(ResumeCoroutine{coroutine});
-      } catch (const PoolClosed&) {
-        resume_here(coroutine);
-      }
+      post_to_pool<Pool>(target, coroutine, false);
     },
-    &no_hold};
+    &no_hold,
+    [](void* target, std::coroutine_handle<> coroutine) {
+      post_to_pool<Pool>(target, coroutine, true);
+    },
+    [](void* target, std::coroutine_handle<> coroutine) noexcept {
+      return PoolCoroutines::reclaim(*static_cast<Pool*>(target), coroutine);
+    }};
 
 template <class Pool>
 Executor pool_executor(Pool& pool) noexcept {

@@ -14,8 +14,9 @@
 /// AddressSanitizer free blocks are poisoned (but their first 16 bytes, the free list's
 /// links), so a use after free of a frame is still reported.
 ///
-/// The thread-local state is reached only through a function that is never inlined (clang
-/// before 17 may keep a thread_local's address across a suspension point; see trampoline.hpp).
+/// The thread-local state is reached only through a function that is never inlined nor merged
+/// (clang before 17 may keep a thread_local's address across a suspension point; see
+/// trampoline.hpp).
 
 #include <cstddef>
 #include <mutex>
@@ -169,6 +170,7 @@ class FrameCache {
 /// This thread's cache, or nullptr once the thread is ending (its cache is gone; frames freed
 /// by thread-exit destructors then go straight back to the global heap).
 [[gnu::noinline]] inline FrameCache* this_thread_frames() noexcept {
+  asm volatile("" ::: "memory");  // never assumed free of side effects: calls are not merged
   struct Owner {
     FrameCache cache;
     FrameCache** slot;

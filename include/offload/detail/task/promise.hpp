@@ -25,30 +25,64 @@ class Task;  // task.hpp
 
 namespace detail {
 
+class TaskPromiseBase;
+
 /**
  * What the children of one when_all() / when_any() share: how many are still running, and the
  * parent to resume when the last one ends. Lives in the parent's awaiter, so joining costs no
- * allocation. arrive() is called once by each child as it ends, on whatever thread it ends.
+ * allocation.
+ *
+ * The children 1..n-1 are forked, child 0 runs at once. When child k ends on the thread that
+ * forked child k+1, and nobody took that fork yet (Executor::reclaim()), child k runs it itself
+ * and hands on its arrival instead of counting it (`credit` in the promise): a family that
+ * runs wholly on one thread, the common case of fine-grained fork-join, ends without one
+ * atomic operation. Children that were taken elsewhere, or whose predecessor moved away,
+ * count on the atomic `remaining_`, with the credit they carry.
  */
 class Join {
  public:
-  explicit Join(std::size_t children) noexcept : remaining_(children) {}
   Join(const Join&) = delete;
   Join& operator=(const Join&) = delete;
 
-  /// Child `index` has ended; true for the last one (which then resumes the parent).
-  bool arrive(std::size_t index) noexcept {
-    on_arrival(index);
+  [[nodiscard]] std::size_t size() const noexcept { return children_; }
+  [[nodiscard]] std::coroutine_handle<> handle(std::size_t index) const noexcept {
+    return handles_[index];
+  }
+  [[nodiscard]] TaskPromiseBase& promise(std::size_t index) const noexcept {
+    return *promises_[index];
+  }
+
+  /// Child `index` has ended; with it `credit` siblings whose ends it carries. True for the
+  /// last one (which then resumes the parent).
+  bool arrive(std::size_t index, std::size_t credit) noexcept {
+    if (reports_arrivals_) on_arrival(index);
+    const std::size_t arrivals = credit + 1;
+    if (arrivals == children_) return true;  // all ended here, one after another: no race
     // acq_rel: the last child sees every other child's result before the parent reads them.
-    return remaining_.fetch_sub(1, std::memory_order_acq_rel) == 1;
+    return remaining_.fetch_sub(arrivals, std::memory_order_acq_rel) == arrivals;
+  }
+
+  /// Child `index` has ended and runs its next sibling itself (see the class comment).
+  void hand_on(std::size_t index) noexcept {
+    if (reports_arrivals_) on_arrival(index);
   }
 
  protected:
+  /// `handles` and `promises` (of `children` children) live in the derived awaiter.
+  Join(std::size_t children, const std::coroutine_handle<>* handles,
+       TaskPromiseBase* const* promises) noexcept
+      : children_(children), handles_(handles), promises_(promises), remaining_(children) {}
   ~Join() = default;
-  /// when_any() learns its winner here; called before the child counts as ended.
+  /// when_any() learns its winner here, once per child as it ends, after it has called
+  /// report_arrivals() (when_all() skips the call: a fork costs a few nanoseconds).
   virtual void on_arrival(std::size_t /*index*/) noexcept {}
+  void report_arrivals() noexcept { reports_arrivals_ = true; }
 
  private:
+  std::size_t children_;
+  const std::coroutine_handle<>* handles_;
+  TaskPromiseBase* const* promises_;
+  bool reports_arrivals_ = false;
   std::atomic<std::size_t> remaining_;
 };
 
@@ -64,8 +98,9 @@ class TaskPromiseBase : public RecycledFrame {
   std::coroutine_handle<> continuation;  // the parent awaiting it; empty for a root
   Executor continuation_executor;        // where the parent runs (and resumes)
   EventLoop::Hold home_hold;  // keeps the parent's loop alive while this task runs elsewhere
-  Join* join = nullptr;       // set for a child of when_all()/when_any(): the parent waits on it
-  std::size_t join_index = 0;  // this child's place among its siblings
+  Join* join = nullptr;         // set for a child of when_all()/when_any(): the parent waits on it
+  std::size_t join_index = 0;   // this child's place among its siblings
+  std::size_t join_credit = 0;  // earlier siblings whose end this child carries (see Join)
 
   /// Moves this coroutine to `target` (resume_on()); the caller then posts it there. A task
   /// leaving its parent's executor holds that executor until it hands control back.
@@ -93,7 +128,10 @@ class TaskPromiseBase : public RecycledFrame {
       TaskPromiseBase& promise = self.promise();
       std::coroutine_handle<> parent = promise.continuation;
       if (!parent) return;
-      if (promise.join != nullptr && !promise.join->arrive(promise.join_index)) return;
+      if (promise.join != nullptr) {
+        if (run_next_sibling(promise)) return;
+        if (!promise.join->arrive(promise.join_index, promise.join_credit)) return;
+      }
       if (promise.executor == promise.continuation_executor) {
         resume_here(parent);  // the parent runs here too: on this thread, without a hop
       } else {
@@ -103,6 +141,18 @@ class TaskPromiseBase : public RecycledFrame {
       }
     }
     void await_resume() const noexcept {}
+
+    /// A child of when_all() that ends where its next sibling was forked, before anyone took
+    /// that fork, runs the sibling itself and hands on its arrival (see Join).
+    static bool run_next_sibling(TaskPromiseBase& promise) noexcept {
+      Join& join = *promise.join;
+      const std::size_t next = promise.join_index + 1;
+      if (next == join.size() || !promise.executor.reclaim(join.handle(next))) return false;
+      join.hand_on(promise.join_index);
+      join.promise(next).join_credit = promise.join_credit + 1;
+      resume_here(join.handle(next));
+      return true;
+    }
   };
   FinalAwaiter final_suspend() const noexcept { return {}; }
 };

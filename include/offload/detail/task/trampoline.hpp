@@ -13,9 +13,11 @@
 /// returns into this loop, which resumes the next. Depth stays constant on every compiler, at
 /// the cost of a push and a pop per hand-over.
 ///
-/// The thread-local state is reached only through functions that are never inlined: clang
-/// before 17 may keep a thread_local's address across a suspension point of the coroutine it
-/// is inlined into, and the coroutine may resume on another thread.
+/// The thread-local state is reached only through a function that is never inlined, and whose
+/// calls are never merged (an empty asm with a memory clobber): clang before 17 may keep a
+/// thread_local's address across a suspension point of the coroutine it is inlined into, or
+/// merge two calls of a function it can prove reads nothing, and the coroutine may resume on
+/// another thread.
 
 #include <coroutine>
 #include <cstddef>
@@ -33,6 +35,7 @@ struct TrampolineState {
 };
 
 [[gnu::noinline]] inline TrampolineState& this_thread_trampoline() noexcept {
+  asm volatile("" ::: "memory");  // never assumed free of side effects: calls are not merged
   thread_local TrampolineState state;
   return state;
 }
@@ -44,24 +47,28 @@ struct TrampolineState {
  * comment). Not thread-safe by design: each thread has its own loop. Allocates only while
  * the queue grows past its largest size so far (the number of coroutines waiting at once).
  */
-[[gnu::noinline]] inline void resume_here(std::coroutine_handle<> coroutine) {
-  TrampolineState& trampoline = this_thread_trampoline();
-  if (trampoline.running) {
-    // Everything queued has been resumed: start the queue over, so a coroutine that hands
-    // over a million times in one run reuses the same slot instead of growing the queue.
-    if (trampoline.next == trampoline.ready.size()) {
-      trampoline.ready.clear();
-      trampoline.next = 0;
-    }
-    trampoline.ready.push_back(coroutine);
-    return;
-  }
+/// Resumes `coroutine`, then everything queued meanwhile, with this thread's loop marked
+/// running. Kept out of resume_here() so that queueing, the common case, saves no registers.
+[[gnu::noinline]] inline void run_trampoline(TrampolineState& trampoline,
+                                             std::coroutine_handle<> coroutine) {
   trampoline.running = true;
   coroutine.resume();  // coroutines never throw out of resume(): their promises catch
   while (trampoline.next < trampoline.ready.size()) trampoline.ready[trampoline.next++].resume();
   trampoline.ready.clear();
   trampoline.next = 0;
   trampoline.running = false;
+}
+
+[[gnu::noinline]] inline void resume_here(std::coroutine_handle<> coroutine) {
+  TrampolineState& trampoline = this_thread_trampoline();
+  if (!trampoline.running) return run_trampoline(trampoline, coroutine);
+  // Everything queued has been resumed: start the queue over, so a coroutine that hands
+  // over a million times in one run reuses the same slot instead of growing the queue.
+  if (trampoline.next == trampoline.ready.size()) {
+    trampoline.ready.clear();
+    trampoline.next = 0;
+  }
+  trampoline.ready.push_back(coroutine);
 }
 
 }  // namespace detail

@@ -122,14 +122,14 @@ inline void adopt(TaskPromiseBase& child, TaskPromiseBase& caller, std::coroutin
   child.join_index = index;
 }
 
-/// Posts children[1..count) to `executor` (last first, so a pool worker takes them back in
-/// order), then runs children[0] here. Nothing touches the awaiter afterwards: the children
+/// Forks children[1..count) on `executor` (last first, so a pool worker's deque has child 1
+/// newest), then runs children[0] here. Nothing touches the awaiter afterwards: the children
 /// may end, and the parent resume, on other threads before this returns.
-inline void start_children(const Executor& executor, std::coroutine_handle<>* children,
+inline void start_children(const Executor& executor, const std::coroutine_handle<>* children,
                            std::size_t count) noexcept {
   for (std::size_t i = count; i-- > 1;) {
     try {
-      executor.post(children[i]);
+      executor.fork(children[i]);
     } catch (...) {  // out of memory queueing it: run it here instead
       resume_here(children[i]);
     }
@@ -155,17 +155,34 @@ void check_parent() {
                 "offload::Task: the children run on its executor");
 }
 
+/// The type-erased views of a fixed list of children that their Join reads; a base of
+/// FixedChildren constructed before the Join, which points into it.
+template <std::size_t N>
+struct ChildViews {
+  std::array<std::coroutine_handle<>, N> handles{};
+  std::array<TaskPromiseBase*, N> promises{};
+};
+
 /// The children of a when_all() / when_any() of a fixed list: owns their coroutines (a child
 /// that never ran is destroyed with it) and starts them; the Join they report to.
 template <class... Ts>
-class FixedChildren : protected Join {
+class FixedChildren : private ChildViews<sizeof...(Ts)>, protected Join {
+  using Views = ChildViews<sizeof...(Ts)>;
+
  protected:
   explicit FixedChildren(Task<Ts>... tasks)
-      : Join(sizeof...(Ts)), children_{TaskAccess::release(tasks)...} {
+      : Views(),
+        Join(sizeof...(Ts), Views::handles.data(), Views::promises.data()),
+        children_{TaskAccess::release(tasks)...} {
     if (!std::apply([](auto... child) { return (static_cast<bool>(child) && ...); }, children_)) {
       destroy();
       throw_empty_child();
     }
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+      ((Views::handles[I] = std::get<I>(children_),
+        Views::promises[I] = &std::get<I>(children_).promise()),
+       ...);
+    }(std::index_sequence_for<Ts...>{});
   }
   FixedChildren(const FixedChildren&) = delete;
   FixedChildren& operator=(const FixedChildren&) = delete;
@@ -176,13 +193,10 @@ class FixedChildren : protected Join {
   void start(std::coroutine_handle<Promise> parent, const std::stop_token* stop) noexcept {
     check_parent<Promise>();
     TaskPromiseBase& caller = parent.promise();
-    std::array<std::coroutine_handle<>, sizeof...(Ts)> starts;
-    [&]<std::size_t... I>(std::index_sequence<I...>) {
-      ((adopt(std::get<I>(children_).promise(), caller, parent, stop, this, I),
-        starts[I] = std::get<I>(children_)),
-       ...);
-    }(std::index_sequence_for<Ts...>{});
-    start_children(caller.executor, starts.data(), starts.size());
+    for (std::size_t i = 0; i < sizeof...(Ts); ++i) {
+      adopt(*Views::promises[i], caller, parent, stop, this, i);
+    }
+    start_children(caller.executor, Views::handles.data(), sizeof...(Ts));
   }
 
   std::tuple<std::coroutine_handle<TaskPromise<Ts>>...> children_;
@@ -215,53 +229,68 @@ class [[nodiscard]] WhenAllAwaiter final : private FixedChildren<Ts...> {
   }
 };
 
+/// The children of a when_all() of a vector, typed and type-erased; a base of the awaiter
+/// constructed before its Join, which points into it.
+template <class T>
+struct ChildVector {
+  explicit ChildVector(std::vector<Task<T>>& tasks) {
+    typed.reserve(tasks.size());  // every allocation before the first Task is taken apart
+    handles.reserve(tasks.size());
+    promises.reserve(tasks.size());
+    for (Task<T>& task : tasks) {
+      typed.push_back(TaskAccess::release(task));
+      handles.push_back(typed.back());
+      promises.push_back(typed.back() ? &typed.back().promise() : nullptr);
+    }
+  }
+  std::vector<std::coroutine_handle<TaskPromise<T>>> typed;
+  std::vector<std::coroutine_handle<>> handles;
+  std::vector<TaskPromiseBase*> promises;
+};
+
 /// `co_await when_all(std::vector<Task<T>>)`: a vector of their values (void for Task<void>).
 template <class T>
-class [[nodiscard]] WhenAllVectorAwaiter final : private Join {
-  using Handle = std::coroutine_handle<TaskPromise<T>>;
+class [[nodiscard]] WhenAllVectorAwaiter final : private ChildVector<T>, private Join {
+  using Children = ChildVector<T>;
 
  public:
-  explicit WhenAllVectorAwaiter(std::vector<Task<T>> tasks) : Join(tasks.size()) {
-    children_.reserve(tasks.size());
-    for (Task<T>& task : tasks) children_.push_back(TaskAccess::release(task));
-    for (Handle child : children_) {
+  explicit WhenAllVectorAwaiter(std::vector<Task<T>> tasks)
+      : Children(tasks),
+        Join(Children::handles.size(), Children::handles.data(), Children::promises.data()) {
+    for (auto child : Children::typed) {
       if (!child) {
-        destroy_all(children_.data(), children_.size());
-        children_.clear();
+        destroy_all(Children::typed.data(), Children::typed.size());
+        Children::typed.clear();
         throw_empty_child();
       }
     }
   }
   WhenAllVectorAwaiter(const WhenAllVectorAwaiter&) = delete;
   WhenAllVectorAwaiter& operator=(const WhenAllVectorAwaiter&) = delete;
-  ~WhenAllVectorAwaiter() { destroy_all(children_.data(), children_.size()); }
+  ~WhenAllVectorAwaiter() { destroy_all(Children::typed.data(), Children::typed.size()); }
 
-  bool await_ready() const noexcept { return children_.empty(); }
+  bool await_ready() const noexcept { return Children::typed.empty(); }
 
   template <class Promise>
-  void await_suspend(std::coroutine_handle<Promise> parent) {
+  void await_suspend(std::coroutine_handle<Promise> parent) noexcept {
     check_parent<Promise>();
     TaskPromiseBase& caller = parent.promise();
-    std::vector<std::coroutine_handle<>> starts(children_.begin(), children_.end());
-    for (std::size_t i = 0; i < children_.size(); ++i) {
-      adopt(children_[i].promise(), caller, parent, caller.stop, this, i);
+    for (std::size_t i = 0; i < Children::typed.size(); ++i) {
+      adopt(*Children::promises[i], caller, parent, caller.stop, this, i);
     }
-    start_children(caller.executor, starts.data(), starts.size());
+    start_children(caller.executor, Children::handles.data(), Children::handles.size());
   }
 
   auto await_resume() {
     if constexpr (std::is_void_v<T>) {
-      for (Handle child : children_) child.promise().take();
+      for (auto child : Children::typed) child.promise().take();
     } else {
       std::vector<T> values;
-      values.reserve(children_.size());
-      for (Handle child : children_) values.push_back(child.promise().take());
+      values.reserve(Children::typed.size());
+      for (auto child : Children::typed) values.push_back(child.promise().take());
       return values;
     }
   }
-
- private:
-  std::vector<Handle> children_;
 };
 
 /// `co_await when_any(a, b, ...)`: the first to end wins; the others are asked to stop
@@ -270,7 +299,9 @@ class [[nodiscard]] WhenAllVectorAwaiter final : private Join {
 template <class... Ts>
 class [[nodiscard]] WhenAnyAwaiter final : private FixedChildren<Ts...> {
  public:
-  explicit WhenAnyAwaiter(Task<Ts>... tasks) : FixedChildren<Ts...>(std::move(tasks)...) {}
+  explicit WhenAnyAwaiter(Task<Ts>... tasks) : FixedChildren<Ts...>(std::move(tasks)...) {
+    this->report_arrivals();
+  }
 
   bool await_ready() const noexcept { return false; }
 

@@ -200,7 +200,8 @@ int main(int argc, char** argv) {
                "ns");
   }
 #endif
-  report.add(w10, "allocations per spawn (offload when_all)", allocations_per_spawn, "allocs");
+  report.add("global allocations per fork-join spawn, steady state", "offload when_all",
+             allocations_per_spawn, "allocs");
 
   const int awaits = options.quick ? 100'000 : 1'000'000;
   const std::string wa = "co_await, nothing to wait for (ns)";

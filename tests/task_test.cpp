@@ -726,3 +726,42 @@ TEST_CASE("closed channels: next() drains then ends; send_async() says closed",
   offload::Receiver<int> none;
   CHECK_THROWS_AS(none.next(), std::logic_error);
 }
+
+TEST_CASE("fork-join children that suspend, move and are stolen still join exactly once",
+          "[task][when][pool]") {
+  ThreadPool pool({.threads = 2});
+  EventLoop loop;
+  std::atomic<int> ran{0};
+  // Each child awaits a pool job (so it suspends and may resume on the other worker), some
+  // visit the loop and come back: the next sibling is then popped by a worker, or stolen,
+  // instead of being taken back by the child before it.
+  auto child = [&](ThreadPool& workers, int i) -> Task<int> {
+    auto square = [i] { return i * i; };
+    const int value = co_await workers.submit(square);
+    if (i % 3 == 0) {
+      co_await offload::resume_on(loop);
+      co_await offload::resume_on(workers);
+    }
+    ran.fetch_add(1);
+    co_return value;
+  };
+  auto parent = [&](ThreadPool& workers) -> Task<long> {
+    std::vector<Task<int>> children;
+    for (int i = 0; i < 100; ++i) children.push_back(child(workers, i));
+    std::vector<int> values = co_await offload::when_all(std::move(children));
+    auto [a, b, c] = co_await offload::when_all(child(workers, 3), child(workers, 4), fib(10));
+    long sum = a + b + c;
+    for (int v : values) sum += v;
+    co_return sum;
+  };
+  Future<long> result = offload::spawn(pool, parent(pool));
+  EventLoop::Hold keep = loop.hold();
+  std::thread runner([&] { loop.run(); });
+  const long sum = result.get();
+  keep = {};
+  runner.join();
+  long expected = 9 + 16 + 55;
+  for (int i = 0; i < 100; ++i) expected += i * i;
+  CHECK(sum == expected);
+  CHECK(ran == 102);
+}

@@ -13,8 +13,8 @@ written; a Node.js script that fails (or is absent) becomes a "Not run" line in 
 --save-json DIR keeps the raw results (plus environment.json), for a later --from-json.
 
 --from-json DIR renders from the JSON files in DIR without building or running anything:
-pool_bench.json, tick_bench.json, channel_bench.json, process_bench.json, node_tick.json,
-node_process.json, any other *.json in a known shape, and environment.json (the date, the
+pool_bench.json, coro_bench.json, tick_bench.json, channel_bench.json, process_bench.json,
+node_tick.json, node_process.json, any other *.json in a known shape, and environment.json (the date, the
 compiler and the failures recorded by a default-mode run), each optional.
 
 The document (default docs/benchmarks.md) has one section per benchmark: its table with each
@@ -59,6 +59,7 @@ REFERENCE_FIRST_NONZERO = "first nonzero row"  # its first nonzero row; no row i
 # the Node.js scripts use REFERENCE_FIRST_NONZERO (their "offloaded" is Node's worker_threads).
 CPP_BENCHMARKS = [
     ("pool_bench", "Thread pool — `pool_bench`", "benchmarks/pool_bench.cpp"),
+    ("coro_bench", "Coroutines — `coro_bench`", "benchmarks/coro_bench.cpp"),
     ("tick_bench", "The tick model — `tick_bench`", "benchmarks/tick_bench.cpp"),
     ("channel_bench", "Channels — `channel_bench`", "benchmarks/channel_bench.cpp"),
     ("process_bench", "Process pool — `process_bench`", "benchmarks/process_bench.cpp"),

@@ -2925,6 +2925,234 @@ class TimerQueue {
 #include <utility>
 #include <variant>
 
+// ---- begin offload/detail/block_cache.hpp ----
+#ifndef OFFLOAD_DETAIL_BLOCK_CACHE_HPP
+#define OFFLOAD_DETAIL_BLOCK_CACHE_HPP
+
+/// @file detail/block_cache.hpp
+/// Where coroutine frames and the shared states of futures come from: a per-thread cache of
+/// freed blocks, by size class, so a task that starts and ends in steady state (a fork-join
+/// child, a task awaited in a loop), or a future made and consumed, takes nothing from the
+/// global heap.
+///
+/// A block may be freed on another thread than the one that made it (a stolen child, a task
+/// that moved with resume_on(), a future consumed by another thread than its producer); it
+/// then joins that thread's cache. A cache keeps at most two
+/// batches per class and hands the excess to a process-wide depot, where a cache that runs dry
+/// takes a batch before it asks the heap: frames flow back to the threads that make them, so
+/// fork-join in steady state takes nothing from the heap however the children migrate. Under
+/// AddressSanitizer free blocks are poisoned (but their first 16 bytes, the free list's
+/// links), so a use after free of a frame is still reported.
+///
+/// The thread-local state is reached only through a function that is never inlined nor merged
+/// (clang before 17 may keep a thread_local's address across a suspension point; see
+/// trampoline.hpp).
+
+#include <cstddef>
+#include <mutex>
+#include <new>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define OFFLOAD_DETAIL_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define OFFLOAD_DETAIL_ASAN 1
+#endif
+#endif
+#ifdef OFFLOAD_DETAIL_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+
+namespace offload {
+inline namespace v0 {
+namespace detail {
+
+/// What a free frame holds: the next free block of its list, and (the first block of a batch
+/// in the depot) the next batch.
+struct FreeBlock {
+  FreeBlock* next;
+  FreeBlock* next_batch;
+};
+
+inline constexpr std::size_t frame_granule = 64;  // size classes of 64 bytes ...
+inline constexpr std::size_t frame_classes = 16;  // ... up to 1 KiB; larger: global heap
+inline constexpr std::size_t frame_batch = 64;    // blocks moved to / from the depot at once
+
+inline void poison_frame([[maybe_unused]] void* block, [[maybe_unused]] std::size_t size) noexcept {
+#ifdef OFFLOAD_DETAIL_ASAN
+  ASAN_POISON_MEMORY_REGION(block, size);
+#endif
+}
+inline void unpoison_frame([[maybe_unused]] void* block, [[maybe_unused]] std::size_t size) noexcept {
+#ifdef OFFLOAD_DETAIL_ASAN
+  ASAN_UNPOISON_MEMORY_REGION(block, size);
+#endif
+}
+
+/// Poisons / unpoisons a free block of `size` bytes but its links, which stay readable:
+/// LeakSanitizer does not follow pointers stored in poisoned memory, and would report every
+/// cached frame as leaked.
+inline void poison_free_block(FreeBlock* block, std::size_t size) noexcept {
+  poison_frame(reinterpret_cast<char*>(block) + sizeof(FreeBlock), size - sizeof(FreeBlock));
+}
+inline void unpoison_free_block(FreeBlock* block, std::size_t size) noexcept {
+  unpoison_frame(reinterpret_cast<char*>(block) + sizeof(FreeBlock), size - sizeof(FreeBlock));
+}
+
+/**
+ * The process-wide depot of free frames, in batches of frame_batch blocks: a thread whose cache
+ * overflows hands a batch here, a thread whose cache runs dry takes one. Frames that migrate
+ * (made on one thread, freed on another, as stolen fork-join children are) so come back to
+ * the threads that make them, and the total stays bounded by what is in use at the peak.
+ * Never destroyed (threads may still free frames while static destructors run); what it holds
+ * stays reachable from it.
+ */
+class FrameDepot {
+ public:
+  static FrameDepot& instance() {
+    static FrameDepot* depot = new FrameDepot();
+    return *depot;
+  }
+
+  void put(std::size_t c, FreeBlock* batch) noexcept {
+    std::lock_guard lock(mutex_);
+    batch->next_batch = batches_[c];
+    batches_[c] = batch;
+  }
+
+  FreeBlock* take(std::size_t c) noexcept {
+    std::lock_guard lock(mutex_);
+    FreeBlock* batch = batches_[c];
+    if (batch != nullptr) batches_[c] = batch->next_batch;
+    return batch;
+  }
+
+ private:
+  FrameDepot() = default;
+  std::mutex mutex_;
+  FreeBlock* batches_[frame_classes] = {};
+};
+
+/// One thread's free frames: per class, a list of at most two batches' worth.
+class FrameCache {
+ public:
+  FrameCache() = default;
+  FrameCache(const FrameCache&) = delete;
+  FrameCache& operator=(const FrameCache&) = delete;
+  ~FrameCache() {  // the thread ends: its frames go to the depot, for the other threads
+    for (std::size_t c = 0; c < frame_classes; ++c) {
+      while (count_[c] >= frame_batch) FrameDepot::instance().put(c, split_batch(c));
+      while (FreeBlock* block = free_[c]) {
+        free_[c] = block->next;
+        ::operator delete(block);
+      }
+    }
+  }
+
+  /// Index of the size class of a frame of `size` bytes, or frame_classes if none fits.
+  static constexpr std::size_t class_of(std::size_t size) noexcept {
+    const std::size_t c = (size + frame_granule - 1) / frame_granule;
+    return c == 0 ? 0 : (c <= frame_classes ? c - 1 : frame_classes);
+  }
+
+  /// A block of the class's whole size, or nullptr when neither this cache nor the depot
+  /// has one.
+  void* pop(std::size_t c) noexcept {
+    if (free_[c] == nullptr) {
+      free_[c] = FrameDepot::instance().take(c);
+      if (free_[c] == nullptr) return nullptr;
+      count_[c] = frame_batch;
+    }
+    FreeBlock* block = free_[c];
+    free_[c] = block->next;
+    --count_[c];
+    unpoison_free_block(block, (c + 1) * frame_granule);
+    return block;
+  }
+
+  /// Keeps `block` (of class c) for reuse; a full list first hands a batch to the depot.
+  void push(void* block, std::size_t c) noexcept {
+    if (count_[c] == 2 * frame_batch) FrameDepot::instance().put(c, split_batch(c));
+    auto* free_block = static_cast<FreeBlock*>(block);
+    free_block->next = free_[c];
+    free_block->next_batch = nullptr;
+    free_[c] = free_block;
+    ++count_[c];
+    poison_free_block(free_block, (c + 1) * frame_granule);
+  }
+
+ private:
+  /// Detaches the first frame_batch blocks of class c's list, as one batch.
+  FreeBlock* split_batch(std::size_t c) noexcept {
+    FreeBlock* batch = free_[c];
+    FreeBlock* last = batch;
+    for (std::size_t i = 1; i < frame_batch; ++i) last = last->next;
+    free_[c] = last->next;
+    last->next = nullptr;
+    count_[c] -= frame_batch;
+    return batch;
+  }
+
+  FreeBlock* free_[frame_classes] = {};
+  std::size_t count_[frame_classes] = {};
+};
+
+/// This thread's cache, or nullptr once the thread is ending (its cache is gone; frames freed
+/// by thread-exit destructors then go straight back to the global heap).
+[[gnu::noinline]] inline FrameCache* this_thread_frames() noexcept {
+  asm volatile("" ::: "memory");  // never assumed free of side effects: calls are not merged
+  struct Owner {
+    FrameCache cache;
+    FrameCache** slot;
+    ~Owner() { *slot = nullptr; }
+  };
+  thread_local FrameCache* current = nullptr;  // trivially destructible: readable at exit
+  thread_local bool made = false;
+  if (!made) {
+    made = true;
+    thread_local Owner owner{{}, &current};
+    current = &owner.cache;
+  }
+  return current;
+}
+
+/// Allocates a coroutine frame of `size` bytes. Throws std::bad_alloc like operator new.
+inline void* allocate_frame(std::size_t size) {
+  const std::size_t c = FrameCache::class_of(size);
+  if (c == frame_classes) return ::operator new(size);
+  if (FrameCache* cache = this_thread_frames()) {
+    if (void* block = cache->pop(c)) return block;
+  }
+  return ::operator new((c + 1) * frame_granule);
+}
+
+/// Frees a frame made by allocate_frame(size). Never throws.
+inline void deallocate_frame(void* frame, std::size_t size) noexcept {
+  const std::size_t c = FrameCache::class_of(size);
+  if (c != frame_classes) {
+    if (FrameCache* cache = this_thread_frames()) {
+      cache->push(frame, c);
+      return;
+    }
+  }
+  ::operator delete(frame);
+}
+
+/// Gives a class (a coroutine's promise, a shared state) recycled blocks: derive from it.
+/// Deleting through a virtual destructor passes the dynamic type's size, as needed.
+struct Recycled {
+  static void* operator new(std::size_t size) { return allocate_frame(size); }
+  static void operator delete(void* frame, std::size_t size) noexcept {
+    deallocate_frame(frame, size);
+  }
+};
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_BLOCK_CACHE_HPP
+// ---- end offload/detail/block_cache.hpp ----
 // ---- begin offload/detail/unique_function.hpp ----
 #ifndef OFFLOAD_DETAIL_UNIQUE_FUNCTION_HPP
 #define OFFLOAD_DETAIL_UNIQUE_FUNCTION_HPP
@@ -3116,8 +3344,10 @@ namespace offload {
 inline namespace v0 {
 namespace detail {
 
-/// The part of a shared state that does not depend on the value type.
-class StateBase {
+/// The part of a shared state that does not depend on the value type. Its blocks are
+/// recycled per thread (block_cache.hpp): a future made and consumed in steady state takes
+/// nothing from the global heap.
+class StateBase : public Recycled {
  public:
   StateBase() = default;
   StateBase(const StateBase&) = delete;
@@ -5457,9 +5687,11 @@ class PriorityQueues {
 /// is meant to be a tail call, but g++ 12 does not make it one at -O0 or under the sanitizers
 /// (GCC PR 100897), and then every hand-over (a parent starting its child, a child finishing
 /// and resuming its parent) nests a frame: a loop over a million quick child tasks overflows
-/// the stack. Here a coroutine that hands over queues the next one and suspends; its resume()
-/// returns into this loop, which resumes the next. Depth stays constant on every compiler, at
-/// the cost of a push and a pop per hand-over.
+/// the stack. Here a hand-over inside a running loop resumes the next coroutine at once while
+/// at most max_nested_resumptions are nested, and beyond that queues it: the coroutine that
+/// hands over suspends, its resume() returns into this loop, which resumes the next. Depth
+/// stays bounded on every compiler; the nesting spares fork-join a queue's push and pop on
+/// most hops.
 ///
 /// The thread-local state is reached only through a function that is never inlined, and whose
 /// calls are never merged (an empty asm with a memory clobber): clang before 17 may keep a
@@ -5480,6 +5712,7 @@ struct TrampolineState {
   std::vector<std::coroutine_handle<>> ready;  // keeps its capacity: no allocation once warm
   std::size_t next = 0;
   bool running = false;
+  unsigned nested = 0;  // resumptions run inside another one right now (resume_here())
 };
 
 [[gnu::noinline]] inline TrampolineState& this_thread_trampoline() noexcept {
@@ -5495,6 +5728,9 @@ struct TrampolineState {
  * comment). Not thread-safe by design: each thread has its own loop. Allocates only while
  * the queue grows past its largest size so far (the number of coroutines waiting at once).
  */
+/// How many resumptions resume_here() runs inside one another before it queues instead.
+inline constexpr unsigned max_nested_resumptions = 8;
+
 /// Resumes `coroutine`, then everything queued meanwhile, with this thread's loop marked
 /// running. Kept out of resume_here() so that queueing, the common case, saves no registers.
 [[gnu::noinline]] inline void run_trampoline(TrampolineState& trampoline,
@@ -5510,6 +5746,15 @@ struct TrampolineState {
 [[gnu::noinline]] inline void resume_here(std::coroutine_handle<> coroutine) {
   TrampolineState& trampoline = this_thread_trampoline();
   if (!trampoline.running) return run_trampoline(trampoline, coroutine);
+  // A hand-over inside a running loop resumes at once while few are nested (the stack grows
+  // by a bounded amount), and is queued otherwise: a queue's push and pop cost more than the
+  // hop itself in fine-grained fork-join.
+  if (trampoline.nested < max_nested_resumptions) {
+    ++trampoline.nested;
+    coroutine.resume();
+    --trampoline.nested;
+    return;
+  }
   // Everything queued has been resumed: start the queue over, so a coroutine that hands
   // over a million times in one run reuses the same slot instead of growing the queue.
   if (trampoline.next == trampoline.ready.size()) {
@@ -7346,231 +7591,6 @@ class SyncWaitDriver {
 #include <utility>
 #include <variant>
 
-// ---- begin offload/detail/task/frame_allocator.hpp ----
-#ifndef OFFLOAD_DETAIL_TASK_FRAME_ALLOCATOR_HPP
-#define OFFLOAD_DETAIL_TASK_FRAME_ALLOCATOR_HPP
-
-/// @file detail/task/frame_allocator.hpp
-/// Where coroutine frames come from: a per-thread cache of freed frames, by size class, so
-/// a task that starts and ends in steady state (a fork-join child, a task awaited in a loop)
-/// takes nothing from the global heap.
-///
-/// A frame may be freed on another thread than the one that made it (a stolen child, a task
-/// that moved with resume_on()); it then joins that thread's cache. A cache keeps at most two
-/// batches per class and hands the excess to a process-wide depot, where a cache that runs dry
-/// takes a batch before it asks the heap: frames flow back to the threads that make them, so
-/// fork-join in steady state takes nothing from the heap however the children migrate. Under
-/// AddressSanitizer free blocks are poisoned (but their first 16 bytes, the free list's
-/// links), so a use after free of a frame is still reported.
-///
-/// The thread-local state is reached only through a function that is never inlined nor merged
-/// (clang before 17 may keep a thread_local's address across a suspension point; see
-/// trampoline.hpp).
-
-#include <cstddef>
-#include <mutex>
-#include <new>
-
-#if defined(__SANITIZE_ADDRESS__)
-#define OFFLOAD_DETAIL_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define OFFLOAD_DETAIL_ASAN 1
-#endif
-#endif
-#ifdef OFFLOAD_DETAIL_ASAN
-#include <sanitizer/asan_interface.h>
-#endif
-
-namespace offload {
-inline namespace v0 {
-namespace detail {
-
-/// What a free frame holds: the next free block of its list, and (the first block of a batch
-/// in the depot) the next batch.
-struct FreeBlock {
-  FreeBlock* next;
-  FreeBlock* next_batch;
-};
-
-inline constexpr std::size_t frame_granule = 64;  // size classes of 64 bytes ...
-inline constexpr std::size_t frame_classes = 16;  // ... up to 1 KiB; larger: global heap
-inline constexpr std::size_t frame_batch = 64;    // blocks moved to / from the depot at once
-
-inline void poison_frame([[maybe_unused]] void* block, [[maybe_unused]] std::size_t size) noexcept {
-#ifdef OFFLOAD_DETAIL_ASAN
-  ASAN_POISON_MEMORY_REGION(block, size);
-#endif
-}
-inline void unpoison_frame([[maybe_unused]] void* block, [[maybe_unused]] std::size_t size) noexcept {
-#ifdef OFFLOAD_DETAIL_ASAN
-  ASAN_UNPOISON_MEMORY_REGION(block, size);
-#endif
-}
-
-/// Poisons / unpoisons a free block of `size` bytes but its links, which stay readable:
-/// LeakSanitizer does not follow pointers stored in poisoned memory, and would report every
-/// cached frame as leaked.
-inline void poison_free_block(FreeBlock* block, std::size_t size) noexcept {
-  poison_frame(reinterpret_cast<char*>(block) + sizeof(FreeBlock), size - sizeof(FreeBlock));
-}
-inline void unpoison_free_block(FreeBlock* block, std::size_t size) noexcept {
-  unpoison_frame(reinterpret_cast<char*>(block) + sizeof(FreeBlock), size - sizeof(FreeBlock));
-}
-
-/**
- * The process-wide depot of free frames, in batches of frame_batch blocks: a thread whose cache
- * overflows hands a batch here, a thread whose cache runs dry takes one. Frames that migrate
- * (made on one thread, freed on another, as stolen fork-join children are) so come back to
- * the threads that make them, and the total stays bounded by what is in use at the peak.
- * Never destroyed (threads may still free frames while static destructors run); what it holds
- * stays reachable from it.
- */
-class FrameDepot {
- public:
-  static FrameDepot& instance() {
-    static FrameDepot* depot = new FrameDepot();
-    return *depot;
-  }
-
-  void put(std::size_t c, FreeBlock* batch) noexcept {
-    std::lock_guard lock(mutex_);
-    batch->next_batch = batches_[c];
-    batches_[c] = batch;
-  }
-
-  FreeBlock* take(std::size_t c) noexcept {
-    std::lock_guard lock(mutex_);
-    FreeBlock* batch = batches_[c];
-    if (batch != nullptr) batches_[c] = batch->next_batch;
-    return batch;
-  }
-
- private:
-  FrameDepot() = default;
-  std::mutex mutex_;
-  FreeBlock* batches_[frame_classes] = {};
-};
-
-/// One thread's free frames: per class, a list of at most two batches' worth.
-class FrameCache {
- public:
-  FrameCache() = default;
-  FrameCache(const FrameCache&) = delete;
-  FrameCache& operator=(const FrameCache&) = delete;
-  ~FrameCache() {  // the thread ends: its frames go to the depot, for the other threads
-    for (std::size_t c = 0; c < frame_classes; ++c) {
-      while (count_[c] >= frame_batch) FrameDepot::instance().put(c, split_batch(c));
-      while (FreeBlock* block = free_[c]) {
-        free_[c] = block->next;
-        ::operator delete(block);
-      }
-    }
-  }
-
-  /// Index of the size class of a frame of `size` bytes, or frame_classes if none fits.
-  static constexpr std::size_t class_of(std::size_t size) noexcept {
-    const std::size_t c = (size + frame_granule - 1) / frame_granule;
-    return c == 0 ? 0 : (c <= frame_classes ? c - 1 : frame_classes);
-  }
-
-  /// A block of the class's whole size, or nullptr when neither this cache nor the depot
-  /// has one.
-  void* pop(std::size_t c) noexcept {
-    if (free_[c] == nullptr) {
-      free_[c] = FrameDepot::instance().take(c);
-      if (free_[c] == nullptr) return nullptr;
-      count_[c] = frame_batch;
-    }
-    FreeBlock* block = free_[c];
-    free_[c] = block->next;
-    --count_[c];
-    unpoison_free_block(block, (c + 1) * frame_granule);
-    return block;
-  }
-
-  /// Keeps `block` (of class c) for reuse; a full list first hands a batch to the depot.
-  void push(void* block, std::size_t c) noexcept {
-    if (count_[c] == 2 * frame_batch) FrameDepot::instance().put(c, split_batch(c));
-    auto* free_block = static_cast<FreeBlock*>(block);
-    free_block->next = free_[c];
-    free_block->next_batch = nullptr;
-    free_[c] = free_block;
-    ++count_[c];
-    poison_free_block(free_block, (c + 1) * frame_granule);
-  }
-
- private:
-  /// Detaches the first frame_batch blocks of class c's list, as one batch.
-  FreeBlock* split_batch(std::size_t c) noexcept {
-    FreeBlock* batch = free_[c];
-    FreeBlock* last = batch;
-    for (std::size_t i = 1; i < frame_batch; ++i) last = last->next;
-    free_[c] = last->next;
-    last->next = nullptr;
-    count_[c] -= frame_batch;
-    return batch;
-  }
-
-  FreeBlock* free_[frame_classes] = {};
-  std::size_t count_[frame_classes] = {};
-};
-
-/// This thread's cache, or nullptr once the thread is ending (its cache is gone; frames freed
-/// by thread-exit destructors then go straight back to the global heap).
-[[gnu::noinline]] inline FrameCache* this_thread_frames() noexcept {
-  asm volatile("" ::: "memory");  // never assumed free of side effects: calls are not merged
-  struct Owner {
-    FrameCache cache;
-    FrameCache** slot;
-    ~Owner() { *slot = nullptr; }
-  };
-  thread_local FrameCache* current = nullptr;  // trivially destructible: readable at exit
-  thread_local bool made = false;
-  if (!made) {
-    made = true;
-    thread_local Owner owner{{}, &current};
-    current = &owner.cache;
-  }
-  return current;
-}
-
-/// Allocates a coroutine frame of `size` bytes. Throws std::bad_alloc like operator new.
-inline void* allocate_frame(std::size_t size) {
-  const std::size_t c = FrameCache::class_of(size);
-  if (c == frame_classes) return ::operator new(size);
-  if (FrameCache* cache = this_thread_frames()) {
-    if (void* block = cache->pop(c)) return block;
-  }
-  return ::operator new((c + 1) * frame_granule);
-}
-
-/// Frees a frame made by allocate_frame(size). Never throws.
-inline void deallocate_frame(void* frame, std::size_t size) noexcept {
-  const std::size_t c = FrameCache::class_of(size);
-  if (c != frame_classes) {
-    if (FrameCache* cache = this_thread_frames()) {
-      cache->push(frame, c);
-      return;
-    }
-  }
-  ::operator delete(frame);
-}
-
-/// Gives a promise type the recycled frames: derive from it.
-struct RecycledFrame {
-  static void* operator new(std::size_t size) { return allocate_frame(size); }
-  static void operator delete(void* frame, std::size_t size) noexcept {
-    deallocate_frame(frame, size);
-  }
-};
-
-}  // namespace detail
-}  // namespace v0
-}  // namespace offload
-
-#endif  // OFFLOAD_DETAIL_TASK_FRAME_ALLOCATOR_HPP
-// ---- end offload/detail/task/frame_allocator.hpp ----
 
 namespace offload {
 inline namespace v0 {
@@ -7641,7 +7661,7 @@ class Join {
 };
 
 /// What every offload coroutine knows: where it runs, what stops it, who goes on after it.
-class TaskPromiseBase : public RecycledFrame {
+class TaskPromiseBase : public Recycled {
  public:
   Executor executor;  // set before it starts; changed by resume_on()
   /// Its parent's token (spawn()'s Future's, or a when_any()'s), held by pointer: the token
@@ -8168,11 +8188,12 @@ Future<T> spawn_on(const Executor& executor, Task<T> task) {
 /// child.
 ///
 /// The parent prepares every child (its executor, its stop token, and the Join it reports to,
-/// which lives in this awaiter), posts all children but the first to its executor, and runs
-/// the first at once. On a pool, a post from one of its workers lands in that worker's own
-/// deque: the worker takes the children back itself (newest first) unless an idle worker
-/// steals them first. Each child, as it ends, arrives at the Join; the last one resumes the
-/// parent (at once if it runs on the parent's executor, else posted there).
+/// which lives in this awaiter), forks all children but the first on its executor, and runs
+/// the first at once. On a pool, a fork from one of its workers lands in that worker's own
+/// fork deque: as each child ends, it takes its next sibling back and runs it, unless an idle
+/// worker stole it first (promise.hpp, Join). Each child, as it ends, arrives at the Join; the
+/// last one resumes the parent (at once if it runs on the parent's executor, else posted
+/// there).
 
 #include <array>
 #include <atomic>
@@ -8227,7 +8248,6 @@ struct task_value<Task<T>> {
 };
 template <class R>
 using task_value_t = typename task_value<R>::type;
-
 
 /// A Future as a Task, so combinators treat both alike.
 template <class T>

@@ -18,6 +18,7 @@
 #include <utility>
 #include <variant>
 
+#include "block_cache.hpp"
 #include "futex.hpp"
 #include "spin.hpp"
 #include "unique_function.hpp"
@@ -27,8 +28,10 @@ namespace offload {
 inline namespace v0 {
 namespace detail {
 
-/// The part of a shared state that does not depend on the value type.
-class StateBase {
+/// The part of a shared state that does not depend on the value type. Its blocks are
+/// recycled per thread (block_cache.hpp): a future made and consumed in steady state takes
+/// nothing from the global heap.
+class StateBase : public Recycled {
  public:
   StateBase() = default;
   StateBase(const StateBase&) = delete;

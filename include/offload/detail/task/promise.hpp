@@ -15,7 +15,7 @@
 #include <variant>
 
 #include "executor.hpp"
-#include "frame_allocator.hpp"
+#include "../block_cache.hpp"
 #include "trampoline.hpp"
 
 namespace offload {
@@ -87,7 +87,7 @@ class Join {
 };
 
 /// What every offload coroutine knows: where it runs, what stops it, who goes on after it.
-class TaskPromiseBase : public RecycledFrame {
+class TaskPromiseBase : public Recycled {
  public:
   Executor executor;  // set before it starts; changed by resume_on()
   /// Its parent's token (spawn()'s Future's, or a when_any()'s), held by pointer: the token

@@ -6,11 +6,12 @@
 /// child.
 ///
 /// The parent prepares every child (its executor, its stop token, and the Join it reports to,
-/// which lives in this awaiter), posts all children but the first to its executor, and runs
-/// the first at once. On a pool, a post from one of its workers lands in that worker's own
-/// deque: the worker takes the children back itself (newest first) unless an idle worker
-/// steals them first. Each child, as it ends, arrives at the Join; the last one resumes the
-/// parent (at once if it runs on the parent's executor, else posted there).
+/// which lives in this awaiter), forks all children but the first on its executor, and runs
+/// the first at once. On a pool, a fork from one of its workers lands in that worker's own
+/// fork deque: as each child ends, it takes its next sibling back and runs it, unless an idle
+/// worker stole it first (promise.hpp, Join). Each child, as it ends, arrives at the Join; the
+/// last one resumes the parent (at once if it runs on the parent's executor, else posted
+/// there).
 
 #include <array>
 #include <atomic>
@@ -70,7 +71,6 @@ struct task_value<Task<T>> {
 };
 template <class R>
 using task_value_t = typename task_value<R>::type;
-
 
 /// A Future as a Task, so combinators treat both alike.
 template <class T>

@@ -1,13 +1,15 @@
-#ifndef OFFLOAD_DETAIL_TASK_FRAME_ALLOCATOR_HPP
-#define OFFLOAD_DETAIL_TASK_FRAME_ALLOCATOR_HPP
+#ifndef OFFLOAD_DETAIL_BLOCK_CACHE_HPP
+#define OFFLOAD_DETAIL_BLOCK_CACHE_HPP
 
-/// @file detail/task/frame_allocator.hpp
-/// Where coroutine frames come from: a per-thread cache of freed frames, by size class, so
-/// a task that starts and ends in steady state (a fork-join child, a task awaited in a loop)
-/// takes nothing from the global heap.
+/// @file detail/block_cache.hpp
+/// Where coroutine frames and the shared states of futures come from: a per-thread cache of
+/// freed blocks, by size class, so a task that starts and ends in steady state (a fork-join
+/// child, a task awaited in a loop), or a future made and consumed, takes nothing from the
+/// global heap.
 ///
-/// A frame may be freed on another thread than the one that made it (a stolen child, a task
-/// that moved with resume_on()); it then joins that thread's cache. A cache keeps at most two
+/// A block may be freed on another thread than the one that made it (a stolen child, a task
+/// that moved with resume_on(), a future consumed by another thread than its producer); it
+/// then joins that thread's cache. A cache keeps at most two
 /// batches per class and hands the excess to a process-wide depot, where a cache that runs dry
 /// takes a batch before it asks the heap: frames flow back to the threads that make them, so
 /// fork-join in steady state takes nothing from the heap however the children migrate. Under
@@ -208,8 +210,9 @@ inline void deallocate_frame(void* frame, std::size_t size) noexcept {
   ::operator delete(frame);
 }
 
-/// Gives a promise type the recycled frames: derive from it.
-struct RecycledFrame {
+/// Gives a class (a coroutine's promise, a shared state) recycled blocks: derive from it.
+/// Deleting through a virtual destructor passes the dynamic type's size, as needed.
+struct Recycled {
   static void* operator new(std::size_t size) { return allocate_frame(size); }
   static void operator delete(void* frame, std::size_t size) noexcept {
     deallocate_frame(frame, size);
@@ -220,4 +223,4 @@ struct RecycledFrame {
 }  // namespace v0
 }  // namespace offload
 
-#endif  // OFFLOAD_DETAIL_TASK_FRAME_ALLOCATOR_HPP
+#endif  // OFFLOAD_DETAIL_BLOCK_CACHE_HPP

@@ -165,15 +165,19 @@ int main(int argc, char** argv) {
   };
 
   const std::string w10 = "10. fork-join fib(" + std::to_string(fib_n) + "), no cutoff (ns/spawn)";
-  double allocations_per_spawn = 0;
+  double allocations_per_spawn = -1;  // the fewest of any repetition: the steady state
   {
     offload::ThreadPool pool({.threads = threads});
     report.add(w10, "offload when_all (coroutines)", rep([&] {
                  long result = 0;
                  const long before = global_allocations.load();
                  const double s = seconds_of([&] { result = offload::spawn(pool, fib_fork_join(fib_n)).get(); });
-                 // The spawn itself (its Future's state, its root frame) is not a fork.
-                 allocations_per_spawn = double(global_allocations.load() - before - 1) / spawns;
+                 // Everything the run allocated (the spawn's Future state and root frame too,
+                 // which come from the block cache as well), per fork.
+                 const double per_spawn = double(global_allocations.load() - before) / spawns;
+                 if (allocations_per_spawn < 0 || per_spawn < allocations_per_spawn) {
+                   allocations_per_spawn = per_spawn;
+                 }
                  check(result, expected);
                  return s * 1e9 / spawns;
                }),
@@ -216,7 +220,7 @@ int main(int argc, char** argv) {
                report.value(w10, "offload when_all (coroutines)") / report.value(w10, "oneTBB task_group"),
                "<= 0.55");
 #endif
-  report.claim("global allocations per fork-join spawn", allocations_per_spawn, "0");
+  report.claim("global allocations per fork-join spawn", allocations_per_spawn, "= 0");
   report.claim("ns per co_await of a ready Future", report.value(wa, "offload co_await ready Future"),
                "< 10");
 

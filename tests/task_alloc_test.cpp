@@ -1,6 +1,8 @@
 // Coroutine frames come from a per-thread recycling cache: in steady state a fork-join spawn,
 // or a child task awaited in a loop, takes nothing from the global heap. A program of its own,
-// because it replaces the global operator new to count every allocation.
+// because it counts every allocation the program makes: with a replaced global operator new,
+// or under a sanitizer (whose runtime owns operator new and malloc; clang links them in
+// statically, so they cannot be replaced) with the sanitizer's allocation hook.
 
 #include <offload/task.hpp>
 
@@ -10,12 +12,33 @@
 
 #include "catch.hpp"
 
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define OFFLOAD_TEST_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define OFFLOAD_TEST_SANITIZED 1
+#endif
+#endif
+
 namespace {
 std::atomic<long> allocations{0};
 }  // namespace
 
-// Every form that pairs with free(), so that AddressSanitizer sees matching pairs (the
-// aligned forms are left to the library: they pair among themselves).
+#ifdef OFFLOAD_TEST_SANITIZED
+#include <sanitizer/allocator_interface.h>
+
+namespace {
+void count_allocation(const volatile void*, std::size_t) {
+  allocations.fetch_add(1, std::memory_order_relaxed);
+}
+void ignore_free(const volatile void*) {}
+// Installed before main(): every allocation from then on, operator new's included, is seen.
+const bool hooks_installed = __sanitizer_install_malloc_and_free_hooks(count_allocation,
+                                                                       ignore_free) != 0;
+}  // namespace
+#else
+// Every form that pairs with free() (the aligned forms are left to the library: they pair
+// among themselves).
 void* operator new(std::size_t size) {
   allocations.fetch_add(1, std::memory_order_relaxed);
   if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
@@ -39,6 +62,18 @@ void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
 void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
 void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
 #pragma GCC diagnostic pop
+#endif
+
+TEST_CASE("the allocation counter counts", "[task][alloc]") {
+#ifdef OFFLOAD_TEST_SANITIZED
+  REQUIRE(hooks_installed);
+#endif
+  const long before = allocations.load();
+  void* block = ::operator new(64);
+  asm volatile("" : : "r"(block) : "memory");  // not optimised away
+  ::operator delete(block);
+  CHECK(allocations.load() - before == 1);
+}
 
 namespace {
 

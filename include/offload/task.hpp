@@ -126,7 +126,7 @@ class Task<T>::Awaiter {
                   "returning offload::Task<T>): the child runs on its parent's executor");
     detail::TaskPromiseBase& caller = parent.promise();
     detail::adopt(child_.promise(), caller, parent, caller.stop, /*join=*/nullptr, 0);
-    detail::resume_here(child_);  // runs once the parent has suspended (trampoline.hpp)
+    detail::TaskPromiseBase::hand_over(caller, child_, child_.promise());
   }
 
   T await_resume() {

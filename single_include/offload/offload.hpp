@@ -5687,11 +5687,11 @@ class PriorityQueues {
 /// is meant to be a tail call, but g++ 12 does not make it one at -O0 or under the sanitizers
 /// (GCC PR 100897), and then every hand-over (a parent starting its child, a child finishing
 /// and resuming its parent) nests a frame: a loop over a million quick child tasks overflows
-/// the stack. Here a hand-over inside a running loop resumes the next coroutine at once while
-/// at most max_nested_resumptions are nested, and beyond that queues it: the coroutine that
-/// hands over suspends, its resume() returns into this loop, which resumes the next. Depth
-/// stays bounded on every compiler; the nesting spares fork-join a queue's push and pop on
-/// most hops.
+/// the stack. Here a coroutine that hands over queues the next one and suspends; its resume()
+/// returns into this loop, which resumes the next. Depth stays constant on every compiler.
+/// (A hand-over between two offload Tasks may instead resume the next one nested, a bounded
+/// number of levels deep: TaskPromiseBase::hand_over(); that spares fine-grained fork-join
+/// this queue's push and pop, and the thread-local lookup, on most hops.)
 ///
 /// The thread-local state is reached only through a function that is never inlined, and whose
 /// calls are never merged (an empty asm with a memory clobber): clang before 17 may keep a
@@ -5712,7 +5712,6 @@ struct TrampolineState {
   std::vector<std::coroutine_handle<>> ready;  // keeps its capacity: no allocation once warm
   std::size_t next = 0;
   bool running = false;
-  unsigned nested = 0;  // resumptions run inside another one right now (resume_here())
 };
 
 [[gnu::noinline]] inline TrampolineState& this_thread_trampoline() noexcept {
@@ -5728,9 +5727,6 @@ struct TrampolineState {
  * comment). Not thread-safe by design: each thread has its own loop. Allocates only while
  * the queue grows past its largest size so far (the number of coroutines waiting at once).
  */
-/// How many resumptions resume_here() runs inside one another before it queues instead.
-inline constexpr unsigned max_nested_resumptions = 8;
-
 /// Resumes `coroutine`, then everything queued meanwhile, with this thread's loop marked
 /// running. Kept out of resume_here() so that queueing, the common case, saves no registers.
 [[gnu::noinline]] inline void run_trampoline(TrampolineState& trampoline,
@@ -5746,15 +5742,6 @@ inline constexpr unsigned max_nested_resumptions = 8;
 [[gnu::noinline]] inline void resume_here(std::coroutine_handle<> coroutine) {
   TrampolineState& trampoline = this_thread_trampoline();
   if (!trampoline.running) return run_trampoline(trampoline, coroutine);
-  // A hand-over inside a running loop resumes at once while few are nested (the stack grows
-  // by a bounded amount), and is queued otherwise: a queue's push and pop cost more than the
-  // hop itself in fine-grained fork-join.
-  if (trampoline.nested < max_nested_resumptions) {
-    ++trampoline.nested;
-    coroutine.resume();
-    --trampoline.nested;
-    return;
-  }
   // Everything queued has been resumed: start the queue over, so a coroutine that hands
   // over a million times in one run reuses the same slot instead of growing the queue.
   if (trampoline.next == trampoline.ready.size()) {
@@ -7601,6 +7588,10 @@ namespace detail {
 
 class TaskPromiseBase;
 
+/// How many hand-overs between Tasks resume inside one another (TaskPromiseBase::hand_over())
+/// before the next one is queued in the trampoline instead.
+inline constexpr unsigned max_nested_resumptions = 8;
+
 /**
  * What the children of one when_all() / when_any() share: how many are still running, and the
  * parent to resume when the last one ends. Lives in the parent's awaiter, so joining costs no
@@ -7670,11 +7661,32 @@ class TaskPromiseBase : public Recycled {
   /// worker of a fork-join. Null: nothing can stop it.
   const std::stop_token* stop = nullptr;
   std::coroutine_handle<> continuation;  // the parent awaiting it; empty for a root
+  TaskPromiseBase* continuation_promise = nullptr;  // the parent's promise
   Executor continuation_executor;        // where the parent runs (and resumes)
   EventLoop::Hold home_hold;  // keeps the parent's loop alive while this task runs elsewhere
   Join* join = nullptr;         // set for a child of when_all()/when_any(): the parent waits on it
   std::size_t join_index = 0;   // this child's place among its siblings
   std::size_t join_credit = 0;  // earlier siblings whose end this child carries (see Join)
+  /// How many hand-overs deep it was last resumed (at least how deep it runs now: a
+  /// resumption from a loop is shallower than any recorded, so the bound holds).
+  unsigned nest = 0;
+
+  /**
+   * Resumes `next` (promise `to`) from inside the running coroutine `from`, which then
+   * suspends: at once, nested, while at most max_nested_resumptions are nested, else queued
+   * in the thread's trampoline. The nesting reads nothing thread-local: the depth travels in
+   * the promises.
+   */
+  static void hand_over(const TaskPromiseBase& from, std::coroutine_handle<> next,
+                        TaskPromiseBase& to) noexcept {
+    if (from.nest < max_nested_resumptions) {
+      to.nest = from.nest + 1;
+      next.resume();  // coroutines never throw out of resume(): their promises catch
+      return;
+    }
+    to.nest = 0;  // the trampoline resumes it from the bottom of the stack
+    resume_here(next);
+  }
 
   /// Moves this coroutine to `target` (resume_on()); the caller then posts it there. A task
   /// leaving its parent's executor holds that executor until it hands control back.
@@ -7707,7 +7719,8 @@ class TaskPromiseBase : public Recycled {
         if (!promise.join->arrive(promise.join_index, promise.join_credit)) return;
       }
       if (promise.executor == promise.continuation_executor) {
-        resume_here(parent);  // the parent runs here too: on this thread, without a hop
+        // The parent runs here too: on this thread, without a hop.
+        hand_over(promise, parent, *promise.continuation_promise);
       } else {
         // Back to the parent's executor: the resume rule. Allocation failure here has no
         // one left to tell, so it ends the program (noexcept).
@@ -7724,7 +7737,7 @@ class TaskPromiseBase : public Recycled {
       if (next == join.size() || !promise.executor.reclaim(join.handle(next))) return false;
       join.hand_on(promise.join_index);
       join.promise(next).join_credit = promise.join_credit + 1;
-      resume_here(join.handle(next));
+      hand_over(promise, join.handle(next), join.promise(next));
       return true;
     }
   };
@@ -8294,15 +8307,18 @@ inline void adopt(TaskPromiseBase& child, TaskPromiseBase& caller, std::coroutin
   child.executor = caller.executor;
   child.stop = stop;
   child.continuation = parent;
+  child.continuation_promise = &caller;
   child.continuation_executor = caller.executor;
   child.join = join;
   child.join_index = index;
 }
 
 /// Forks children[1..count) on `executor` (last first, so a pool worker's deque has child 1
-/// newest), then runs children[0] here. Nothing touches the awaiter afterwards: the children
-/// may end, and the parent resume, on other threads before this returns.
-inline void start_children(const Executor& executor, const std::coroutine_handle<>* children,
+/// newest), then runs children[0] (promise `first`) here, handed over from `caller`. Nothing
+/// touches the awaiter afterwards: the children may end, and the parent resume, on other
+/// threads before this returns.
+inline void start_children(const TaskPromiseBase& caller, const Executor& executor,
+                           const std::coroutine_handle<>* children, TaskPromiseBase& first,
                            std::size_t count) noexcept {
   for (std::size_t i = count; i-- > 1;) {
     try {
@@ -8311,7 +8327,7 @@ inline void start_children(const Executor& executor, const std::coroutine_handle
       resume_here(children[i]);
     }
   }
-  resume_here(children[0]);
+  TaskPromiseBase::hand_over(caller, children[0], first);
 }
 
 template <class Handle>
@@ -8373,7 +8389,8 @@ class FixedChildren : private ChildViews<sizeof...(Ts)>, protected Join {
     for (std::size_t i = 0; i < sizeof...(Ts); ++i) {
       adopt(*Views::promises[i], caller, parent, stop, this, i);
     }
-    start_children(caller.executor, Views::handles.data(), sizeof...(Ts));
+    start_children(caller, caller.executor, Views::handles.data(), *Views::promises[0],
+                   sizeof...(Ts));
   }
 
   std::tuple<std::coroutine_handle<TaskPromise<Ts>>...> children_;
@@ -8455,7 +8472,8 @@ class [[nodiscard]] WhenAllVectorAwaiter final : private ChildVector<T>, private
     for (std::size_t i = 0; i < Children::typed.size(); ++i) {
       adopt(*Children::promises[i], caller, parent, caller.stop, this, i);
     }
-    start_children(caller.executor, Children::handles.data(), Children::handles.size());
+    start_children(caller, caller.executor, Children::handles.data(), *Children::promises[0],
+                   Children::handles.size());
   }
 
   auto await_resume() {
@@ -8612,7 +8630,7 @@ class Task<T>::Awaiter {
                   "returning offload::Task<T>): the child runs on its parent's executor");
     detail::TaskPromiseBase& caller = parent.promise();
     detail::adopt(child_.promise(), caller, parent, caller.stop, /*join=*/nullptr, 0);
-    detail::resume_here(child_);  // runs once the parent has suspended (trampoline.hpp)
+    detail::TaskPromiseBase::hand_over(caller, child_, child_.promise());
   }
 
   T await_resume() {

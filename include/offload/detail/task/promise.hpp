@@ -27,6 +27,10 @@ namespace detail {
 
 class TaskPromiseBase;
 
+/// How many hand-overs between Tasks resume inside one another (TaskPromiseBase::hand_over())
+/// before the next one is queued in the trampoline instead.
+inline constexpr unsigned max_nested_resumptions = 8;
+
 /**
  * What the children of one when_all() / when_any() share: how many are still running, and the
  * parent to resume when the last one ends. Lives in the parent's awaiter, so joining costs no
@@ -96,11 +100,32 @@ class TaskPromiseBase : public Recycled {
   /// worker of a fork-join. Null: nothing can stop it.
   const std::stop_token* stop = nullptr;
   std::coroutine_handle<> continuation;  // the parent awaiting it; empty for a root
+  TaskPromiseBase* continuation_promise = nullptr;  // the parent's promise
   Executor continuation_executor;        // where the parent runs (and resumes)
   EventLoop::Hold home_hold;  // keeps the parent's loop alive while this task runs elsewhere
   Join* join = nullptr;         // set for a child of when_all()/when_any(): the parent waits on it
   std::size_t join_index = 0;   // this child's place among its siblings
   std::size_t join_credit = 0;  // earlier siblings whose end this child carries (see Join)
+  /// How many hand-overs deep it was last resumed (at least how deep it runs now: a
+  /// resumption from a loop is shallower than any recorded, so the bound holds).
+  unsigned nest = 0;
+
+  /**
+   * Resumes `next` (promise `to`) from inside the running coroutine `from`, which then
+   * suspends: at once, nested, while at most max_nested_resumptions are nested, else queued
+   * in the thread's trampoline. The nesting reads nothing thread-local: the depth travels in
+   * the promises.
+   */
+  static void hand_over(const TaskPromiseBase& from, std::coroutine_handle<> next,
+                        TaskPromiseBase& to) noexcept {
+    if (from.nest < max_nested_resumptions) {
+      to.nest = from.nest + 1;
+      next.resume();  // coroutines never throw out of resume(): their promises catch
+      return;
+    }
+    to.nest = 0;  // the trampoline resumes it from the bottom of the stack
+    resume_here(next);
+  }
 
   /// Moves this coroutine to `target` (resume_on()); the caller then posts it there. A task
   /// leaving its parent's executor holds that executor until it hands control back.
@@ -133,7 +158,8 @@ class TaskPromiseBase : public Recycled {
         if (!promise.join->arrive(promise.join_index, promise.join_credit)) return;
       }
       if (promise.executor == promise.continuation_executor) {
-        resume_here(parent);  // the parent runs here too: on this thread, without a hop
+        // The parent runs here too: on this thread, without a hop.
+        hand_over(promise, parent, *promise.continuation_promise);
       } else {
         // Back to the parent's executor: the resume rule. Allocation failure here has no
         // one left to tell, so it ends the program (noexcept).
@@ -150,7 +176,7 @@ class TaskPromiseBase : public Recycled {
       if (next == join.size() || !promise.executor.reclaim(join.handle(next))) return false;
       join.hand_on(promise.join_index);
       join.promise(next).join_credit = promise.join_credit + 1;
-      resume_here(join.handle(next));
+      hand_over(promise, join.handle(next), join.promise(next));
       return true;
     }
   };

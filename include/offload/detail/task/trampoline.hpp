@@ -9,11 +9,11 @@
 /// is meant to be a tail call, but g++ 12 does not make it one at -O0 or under the sanitizers
 /// (GCC PR 100897), and then every hand-over (a parent starting its child, a child finishing
 /// and resuming its parent) nests a frame: a loop over a million quick child tasks overflows
-/// the stack. Here a hand-over inside a running loop resumes the next coroutine at once while
-/// at most max_nested_resumptions are nested, and beyond that queues it: the coroutine that
-/// hands over suspends, its resume() returns into this loop, which resumes the next. Depth
-/// stays bounded on every compiler; the nesting spares fork-join a queue's push and pop on
-/// most hops.
+/// the stack. Here a coroutine that hands over queues the next one and suspends; its resume()
+/// returns into this loop, which resumes the next. Depth stays constant on every compiler.
+/// (A hand-over between two offload Tasks may instead resume the next one nested, a bounded
+/// number of levels deep: TaskPromiseBase::hand_over(); that spares fine-grained fork-join
+/// this queue's push and pop, and the thread-local lookup, on most hops.)
 ///
 /// The thread-local state is reached only through a function that is never inlined, and whose
 /// calls are never merged (an empty asm with a memory clobber): clang before 17 may keep a
@@ -34,7 +34,6 @@ struct TrampolineState {
   std::vector<std::coroutine_handle<>> ready;  // keeps its capacity: no allocation once warm
   std::size_t next = 0;
   bool running = false;
-  unsigned nested = 0;  // resumptions run inside another one right now (resume_here())
 };
 
 [[gnu::noinline]] inline TrampolineState& this_thread_trampoline() noexcept {
@@ -50,9 +49,6 @@ struct TrampolineState {
  * comment). Not thread-safe by design: each thread has its own loop. Allocates only while
  * the queue grows past its largest size so far (the number of coroutines waiting at once).
  */
-/// How many resumptions resume_here() runs inside one another before it queues instead.
-inline constexpr unsigned max_nested_resumptions = 8;
-
 /// Resumes `coroutine`, then everything queued meanwhile, with this thread's loop marked
 /// running. Kept out of resume_here() so that queueing, the common case, saves no registers.
 [[gnu::noinline]] inline void run_trampoline(TrampolineState& trampoline,
@@ -68,15 +64,6 @@ inline constexpr unsigned max_nested_resumptions = 8;
 [[gnu::noinline]] inline void resume_here(std::coroutine_handle<> coroutine) {
   TrampolineState& trampoline = this_thread_trampoline();
   if (!trampoline.running) return run_trampoline(trampoline, coroutine);
-  // A hand-over inside a running loop resumes at once while few are nested (the stack grows
-  // by a bounded amount), and is queued otherwise: a queue's push and pop cost more than the
-  // hop itself in fine-grained fork-join.
-  if (trampoline.nested < max_nested_resumptions) {
-    ++trampoline.nested;
-    coroutine.resume();
-    --trampoline.nested;
-    return;
-  }
   // Everything queued has been resumed: start the queue over, so a coroutine that hands
   // over a million times in one run reuses the same slot instead of growing the queue.
   if (trampoline.next == trampoline.ready.size()) {

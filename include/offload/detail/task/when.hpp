@@ -117,15 +117,18 @@ inline void adopt(TaskPromiseBase& child, TaskPromiseBase& caller, std::coroutin
   child.executor = caller.executor;
   child.stop = stop;
   child.continuation = parent;
+  child.continuation_promise = &caller;
   child.continuation_executor = caller.executor;
   child.join = join;
   child.join_index = index;
 }
 
 /// Forks children[1..count) on `executor` (last first, so a pool worker's deque has child 1
-/// newest), then runs children[0] here. Nothing touches the awaiter afterwards: the children
-/// may end, and the parent resume, on other threads before this returns.
-inline void start_children(const Executor& executor, const std::coroutine_handle<>* children,
+/// newest), then runs children[0] (promise `first`) here, handed over from `caller`. Nothing
+/// touches the awaiter afterwards: the children may end, and the parent resume, on other
+/// threads before this returns.
+inline void start_children(const TaskPromiseBase& caller, const Executor& executor,
+                           const std::coroutine_handle<>* children, TaskPromiseBase& first,
                            std::size_t count) noexcept {
   for (std::size_t i = count; i-- > 1;) {
     try {
@@ -134,7 +137,7 @@ inline void start_children(const Executor& executor, const std::coroutine_handle
       resume_here(children[i]);
     }
   }
-  resume_here(children[0]);
+  TaskPromiseBase::hand_over(caller, children[0], first);
 }
 
 template <class Handle>
@@ -196,7 +199,8 @@ class FixedChildren : private ChildViews<sizeof...(Ts)>, protected Join {
     for (std::size_t i = 0; i < sizeof...(Ts); ++i) {
       adopt(*Views::promises[i], caller, parent, stop, this, i);
     }
-    start_children(caller.executor, Views::handles.data(), sizeof...(Ts));
+    start_children(caller, caller.executor, Views::handles.data(), *Views::promises[0],
+                   sizeof...(Ts));
   }
 
   std::tuple<std::coroutine_handle<TaskPromise<Ts>>...> children_;
@@ -278,7 +282,8 @@ class [[nodiscard]] WhenAllVectorAwaiter final : private ChildVector<T>, private
     for (std::size_t i = 0; i < Children::typed.size(); ++i) {
       adopt(*Children::promises[i], caller, parent, caller.stop, this, i);
     }
-    start_children(caller.executor, Children::handles.data(), Children::handles.size());
+    start_children(caller, caller.executor, Children::handles.data(), *Children::promises[0],
+                   Children::handles.size());
   }
 
   auto await_resume() {

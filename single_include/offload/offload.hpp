@@ -4904,7 +4904,7 @@ class Parker {
 /// deque). It holds addresses as given; the pool tags fresh forks in the low bit.
 ///
 /// Why apart from the worker's JobQueue: a fork is the hottest path of fine-grained
-/// fork-join (fib with no cutoff forks a million times a second per core), and a coroutine
+/// fork-join (fib with no cutoff forks tens of millions of times a second per core), and a coroutine
 /// handle is one pointer, so the owner's push and pop can be a store and a load on its own
 /// cache line, instead of a spin lock and a 64-byte Job moved in and out.
 ///

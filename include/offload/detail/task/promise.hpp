@@ -99,9 +99,9 @@ class TaskPromiseBase : public Recycled {
   /// would be an atomic increment on one shared counter per child, fought over by every
   /// worker of a fork-join. Null: nothing can stop it.
   const std::stop_token* stop = nullptr;
-  std::coroutine_handle<> continuation;  // the parent awaiting it; empty for a root
+  std::coroutine_handle<> continuation;              // the parent awaiting it; empty for a root
   TaskPromiseBase* continuation_promise = nullptr;  // the parent's promise
-  Executor continuation_executor;        // where the parent runs (and resumes)
+  Executor continuation_executor;                   // where the parent runs (and resumes)
   EventLoop::Hold home_hold;  // keeps the parent's loop alive while this task runs elsewhere
   Join* join = nullptr;         // set for a child of when_all()/when_any(): the parent waits on it
   std::size_t join_index = 0;   // this child's place among its siblings
@@ -145,7 +145,8 @@ class TaskPromiseBase : public Recycled {
   /// Lazy: nothing runs until the task is awaited, spawned or sync_waited.
   std::suspend_always initial_suspend() const noexcept { return {}; }
 
-  /// Hands control to the parent through the trampoline (never nested, see trampoline.hpp).
+  /// Hands control to the parent (or, in a fork-join, to the next sibling): hand_over() on
+  /// the same executor, else posted to the parent's.
   struct FinalAwaiter {
     bool await_ready() const noexcept { return false; }
     template <class Promise>

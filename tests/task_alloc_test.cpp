@@ -25,7 +25,10 @@ std::atomic<long> allocations{0};
 }  // namespace
 
 #ifdef OFFLOAD_TEST_SANITIZED
-#include <sanitizer/allocator_interface.h>
+// From the sanitizers' common interface (<sanitizer/allocator_interface.h>, which clang ships
+// and g++ 12 does not); every sanitizer runtime exports it.
+extern "C" int __sanitizer_install_malloc_and_free_hooks(
+    void (*malloc_hook)(const volatile void*, std::size_t), void (*free_hook)(const volatile void*));
 
 namespace {
 void count_allocation(const volatile void*, std::size_t) {

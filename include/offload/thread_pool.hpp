@@ -473,7 +473,7 @@ class BasicThreadPool {
         return;
       }
     }
-    detach([coroutine] { detail::resume_here(coroutine); });
+    detach(detail::ResumeCoroutine{coroutine});
   }
 
   /// Takes back `coroutine`, a fork this worker pushed, if it is still the newest entry of

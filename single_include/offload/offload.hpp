@@ -1227,48 +1227,18 @@ class RendezvousChannel final : public ChannelCore<T> {
         while (Async* op = queue->pop_front()) woken.push_back(&complete(*op, ChannelStatus::closed));
       }
     }
-    while (Async* op = woken.pop_front()) op->link.wake(op->link);
+    while (Async* op = woken.pop_front()) wake(op);
   }
 
   AsyncStep start_async(Async& op, ChannelStatus& status) override {
     Async* partner = nullptr;
     {
       std::lock_guard lock(mutex_);
-      if (op.receiving) {
-        if (Waiter* sender = senders_.front()) {
-          op.out->emplace(std::move(*sender->value));  // if this throws, the sender stays queued
-          senders_.pop_front();
-          sender->spot.signal(verdict_handed_over);
-        } else if (Async* async_sender = async_senders_.front()) {
-          op.out->emplace(std::move(*async_sender->value));
-          async_senders_.pop_front();
-          partner = &complete(*async_sender, ChannelStatus::ok);
-        } else if (closed_) {
-          status = ChannelStatus::closed;
-          return AsyncStep::done;
-        } else {
-          return wait_async(op, async_receivers_);
-        }
-      } else {
-        if (closed_) {
-          status = ChannelStatus::closed;
-          return AsyncStep::done;
-        }
-        if (Waiter* receiver = receivers_.front()) {
-          receiver->out->emplace(std::move(*op.value));  // if this throws, it stays queued
-          receivers_.pop_front();
-          receiver->spot.signal(verdict_handed_over);
-        } else if (Async* async_receiver = async_receivers_.front()) {
-          async_receiver->out->emplace(std::move(*op.value));
-          async_receivers_.pop_front();
-          partner = &complete(*async_receiver, ChannelStatus::ok);
-        } else {
-          return wait_async(op, async_senders_);
-        }
-      }
+      status = op.receiving ? take_now(*op.out, partner) : give_now(*op.value, partner);
+      if (status == ChannelStatus::empty) return wait_async(op, async_receivers_);
+      if (status == ChannelStatus::full) return wait_async(op, async_senders_);
     }
-    if (partner != nullptr) partner->link.wake(partner->link);
-    status = ChannelStatus::ok;
+    wake(partner);
     return AsyncStep::done;
   }
 
@@ -1303,20 +1273,12 @@ class RendezvousChannel final : public ChannelCore<T> {
 
   ChannelStatus hand_over(T& value, const Deadline& deadline, bool may_wait) {
     std::unique_lock lock(mutex_);
-    if (closed_) return ChannelStatus::closed;
-    if (Waiter* receiver = receivers_.front()) {
-      receiver->out->emplace(std::move(value));  // if this throws, the receiver stays queued
-      receivers_.pop_front();
-      receiver->spot.signal(verdict_handed_over);
-      return ChannelStatus::ok;
-    }
-    if (Async* receiver = async_receivers_.front()) {
-      receiver->out->emplace(std::move(value));  // if this throws, the receiver stays queued
-      async_receivers_.pop_front();
-      complete(*receiver, ChannelStatus::ok);
+    Async* partner = nullptr;
+    const ChannelStatus status = give_now(value, partner);
+    if (status != ChannelStatus::full) {
       lock.unlock();
-      receiver->link.wake(receiver->link);
-      return ChannelStatus::ok;
+      wake(partner);
+      return status;
     }
     if (!may_wait) return ChannelStatus::full;
     Waiter self;
@@ -1327,26 +1289,62 @@ class RendezvousChannel final : public ChannelCore<T> {
 
   ChannelStatus take_over(std::optional<T>& out, const Deadline& deadline, bool may_wait) {
     std::unique_lock lock(mutex_);
-    if (Waiter* sender = senders_.front()) {
-      out.emplace(std::move(*sender->value));  // if this throws, the sender stays queued
-      senders_.pop_front();
-      sender->spot.signal(verdict_handed_over);
-      return ChannelStatus::ok;
-    }
-    if (Async* sender = async_senders_.front()) {
-      out.emplace(std::move(*sender->value));  // if this throws, the sender stays queued
-      async_senders_.pop_front();
-      complete(*sender, ChannelStatus::ok);
+    Async* partner = nullptr;
+    const ChannelStatus status = take_now(out, partner);
+    if (status != ChannelStatus::empty) {
       lock.unlock();
-      sender->link.wake(sender->link);
-      return ChannelStatus::ok;
+      wake(partner);
+      return status;
     }
-    if (closed_) return ChannelStatus::closed;
     if (!may_wait) return ChannelStatus::empty;
     Waiter self;
     self.out = &out;
     receivers_.push_back(&self);
     return park(self, receivers_, lock, deadline);
+  }
+
+  /// Hands `value` to a waiting receiver, a thread before a coroutine: ok, closed, or full
+  /// (nobody waits). A coroutine receiver comes back in `partner`, to wake once mutex_ is let
+  /// go. With mutex_ held. If moving the value throws, the receiver stays queued.
+  ChannelStatus give_now(T& value, Async*& partner) {
+    if (closed_) return ChannelStatus::closed;
+    if (Waiter* receiver = receivers_.front()) {
+      receiver->out->emplace(std::move(value));
+      receivers_.pop_front();
+      receiver->spot.signal(verdict_handed_over);
+      return ChannelStatus::ok;
+    }
+    if (Async* receiver = async_receivers_.front()) {
+      receiver->out->emplace(std::move(value));
+      async_receivers_.pop_front();
+      partner = &complete(*receiver, ChannelStatus::ok);
+      return ChannelStatus::ok;
+    }
+    return ChannelStatus::full;
+  }
+
+  /// Takes a waiting sender's value into `out`, a thread before a coroutine: ok, closed, or
+  /// empty (nobody waits). As give_now(), a coroutine sender comes back in `partner`.
+  ChannelStatus take_now(std::optional<T>& out, Async*& partner) {
+    if (Waiter* sender = senders_.front()) {
+      out.emplace(std::move(*sender->value));
+      senders_.pop_front();
+      sender->spot.signal(verdict_handed_over);
+      return ChannelStatus::ok;
+    }
+    if (Async* sender = async_senders_.front()) {
+      out.emplace(std::move(*sender->value));
+      async_senders_.pop_front();
+      partner = &complete(*sender, ChannelStatus::ok);
+      return ChannelStatus::ok;
+    }
+    return closed_ ? ChannelStatus::closed : ChannelStatus::empty;
+  }
+
+  /// Resumes a coroutine partner that give_now() / take_now() completed (none: nothing).
+  /// Called after letting go of mutex_: the wake posts to an executor.
+  static void wake(Async* partner) noexcept {
+    if (partner != nullptr) partner->link.wake(partner->link);
   }
 
   /// Sleeps until a partner or close() signals `self`, or the deadline passes.
@@ -2942,7 +2940,7 @@ class TimerQueue {
 /// takes a batch before it asks the heap: frames flow back to the threads that make them, so
 /// fork-join in steady state takes nothing from the heap however the children migrate. Under
 /// AddressSanitizer free blocks are poisoned (but their first 16 bytes, the free list's
-/// links), so a use after free of a frame is still reported.
+/// links), so a use after free of a block is still reported.
 ///
 /// The thread-local state is reached only through a function that is never inlined nor merged
 /// (clang before 17 may keep a thread_local's address across a suspension point; see
@@ -2967,23 +2965,23 @@ namespace offload {
 inline namespace v0 {
 namespace detail {
 
-/// What a free frame holds: the next free block of its list, and (the first block of a batch
+/// What a free block holds: the next free block of its list, and (the first block of a batch
 /// in the depot) the next batch.
 struct FreeBlock {
   FreeBlock* next;
   FreeBlock* next_batch;
 };
 
-inline constexpr std::size_t frame_granule = 64;  // size classes of 64 bytes ...
-inline constexpr std::size_t frame_classes = 16;  // ... up to 1 KiB; larger: global heap
-inline constexpr std::size_t frame_batch = 64;    // blocks moved to / from the depot at once
+inline constexpr std::size_t block_granule = 64;  // size classes of 64 bytes ...
+inline constexpr std::size_t block_classes = 16;  // ... up to 1 KiB; larger: global heap
+inline constexpr std::size_t block_batch = 64;    // blocks moved to / from the depot at once
 
-inline void poison_frame([[maybe_unused]] void* block, [[maybe_unused]] std::size_t size) noexcept {
+inline void poison_block([[maybe_unused]] void* block, [[maybe_unused]] std::size_t size) noexcept {
 #ifdef OFFLOAD_DETAIL_ASAN
   ASAN_POISON_MEMORY_REGION(block, size);
 #endif
 }
-inline void unpoison_frame([[maybe_unused]] void* block, [[maybe_unused]] std::size_t size) noexcept {
+inline void unpoison_block([[maybe_unused]] void* block, [[maybe_unused]] std::size_t size) noexcept {
 #ifdef OFFLOAD_DETAIL_ASAN
   ASAN_UNPOISON_MEMORY_REGION(block, size);
 #endif
@@ -2991,26 +2989,26 @@ inline void unpoison_frame([[maybe_unused]] void* block, [[maybe_unused]] std::s
 
 /// Poisons / unpoisons a free block of `size` bytes but its links, which stay readable:
 /// LeakSanitizer does not follow pointers stored in poisoned memory, and would report every
-/// cached frame as leaked.
+/// cached block as leaked.
 inline void poison_free_block(FreeBlock* block, std::size_t size) noexcept {
-  poison_frame(reinterpret_cast<char*>(block) + sizeof(FreeBlock), size - sizeof(FreeBlock));
+  poison_block(reinterpret_cast<char*>(block) + sizeof(FreeBlock), size - sizeof(FreeBlock));
 }
 inline void unpoison_free_block(FreeBlock* block, std::size_t size) noexcept {
-  unpoison_frame(reinterpret_cast<char*>(block) + sizeof(FreeBlock), size - sizeof(FreeBlock));
+  unpoison_block(reinterpret_cast<char*>(block) + sizeof(FreeBlock), size - sizeof(FreeBlock));
 }
 
 /**
- * The process-wide depot of free frames, in batches of frame_batch blocks: a thread whose cache
+ * The process-wide depot of free blocks, in batches of block_batch blocks: a thread whose cache
  * overflows hands a batch here, a thread whose cache runs dry takes one. Frames that migrate
  * (made on one thread, freed on another, as stolen fork-join children are) so come back to
  * the threads that make them, and the total stays bounded by what is in use at the peak.
- * Never destroyed (threads may still free frames while static destructors run); what it holds
+ * Never destroyed (threads may still free blocks while static destructors run); what it holds
  * stays reachable from it.
  */
-class FrameDepot {
+class BlockDepot {
  public:
-  static FrameDepot& instance() {
-    static FrameDepot* depot = new FrameDepot();
+  static BlockDepot& instance() {
+    static BlockDepot* depot = new BlockDepot();
     return *depot;
   }
 
@@ -3028,20 +3026,20 @@ class FrameDepot {
   }
 
  private:
-  FrameDepot() = default;
+  BlockDepot() = default;
   std::mutex mutex_;
-  FreeBlock* batches_[frame_classes] = {};
+  FreeBlock* batches_[block_classes] = {};
 };
 
-/// One thread's free frames: per class, a list of at most two batches' worth.
-class FrameCache {
+/// One thread's free blocks: per class, a list of at most two batches' worth.
+class BlockCache {
  public:
-  FrameCache() = default;
-  FrameCache(const FrameCache&) = delete;
-  FrameCache& operator=(const FrameCache&) = delete;
-  ~FrameCache() {  // the thread ends: its frames go to the depot, for the other threads
-    for (std::size_t c = 0; c < frame_classes; ++c) {
-      while (count_[c] >= frame_batch) FrameDepot::instance().put(c, split_batch(c));
+  BlockCache() = default;
+  BlockCache(const BlockCache&) = delete;
+  BlockCache& operator=(const BlockCache&) = delete;
+  ~BlockCache() {  // the thread ends: its blocks go to the depot, for the other threads
+    for (std::size_t c = 0; c < block_classes; ++c) {
+      while (count_[c] >= block_batch) BlockDepot::instance().put(c, split_batch(c));
       while (FreeBlock* block = free_[c]) {
         free_[c] = block->next;
         ::operator delete(block);
@@ -3049,64 +3047,64 @@ class FrameCache {
     }
   }
 
-  /// Index of the size class of a frame of `size` bytes, or frame_classes if none fits.
+  /// Index of the size class of a block of `size` bytes, or block_classes if none fits.
   static constexpr std::size_t class_of(std::size_t size) noexcept {
-    const std::size_t c = (size + frame_granule - 1) / frame_granule;
-    return c == 0 ? 0 : (c <= frame_classes ? c - 1 : frame_classes);
+    const std::size_t c = (size + block_granule - 1) / block_granule;
+    return c == 0 ? 0 : (c <= block_classes ? c - 1 : block_classes);
   }
 
   /// A block of the class's whole size, or nullptr when neither this cache nor the depot
   /// has one.
   void* pop(std::size_t c) noexcept {
     if (free_[c] == nullptr) {
-      free_[c] = FrameDepot::instance().take(c);
+      free_[c] = BlockDepot::instance().take(c);
       if (free_[c] == nullptr) return nullptr;
-      count_[c] = frame_batch;
+      count_[c] = block_batch;
     }
     FreeBlock* block = free_[c];
     free_[c] = block->next;
     --count_[c];
-    unpoison_free_block(block, (c + 1) * frame_granule);
+    unpoison_free_block(block, (c + 1) * block_granule);
     return block;
   }
 
   /// Keeps `block` (of class c) for reuse; a full list first hands a batch to the depot.
   void push(void* block, std::size_t c) noexcept {
-    if (count_[c] == 2 * frame_batch) FrameDepot::instance().put(c, split_batch(c));
+    if (count_[c] == 2 * block_batch) BlockDepot::instance().put(c, split_batch(c));
     auto* free_block = static_cast<FreeBlock*>(block);
     free_block->next = free_[c];
     free_block->next_batch = nullptr;
     free_[c] = free_block;
     ++count_[c];
-    poison_free_block(free_block, (c + 1) * frame_granule);
+    poison_free_block(free_block, (c + 1) * block_granule);
   }
 
  private:
-  /// Detaches the first frame_batch blocks of class c's list, as one batch.
+  /// Detaches the first block_batch blocks of class c's list, as one batch.
   FreeBlock* split_batch(std::size_t c) noexcept {
     FreeBlock* batch = free_[c];
     FreeBlock* last = batch;
-    for (std::size_t i = 1; i < frame_batch; ++i) last = last->next;
+    for (std::size_t i = 1; i < block_batch; ++i) last = last->next;
     free_[c] = last->next;
     last->next = nullptr;
-    count_[c] -= frame_batch;
+    count_[c] -= block_batch;
     return batch;
   }
 
-  FreeBlock* free_[frame_classes] = {};
-  std::size_t count_[frame_classes] = {};
+  FreeBlock* free_[block_classes] = {};
+  std::size_t count_[block_classes] = {};
 };
 
-/// This thread's cache, or nullptr once the thread is ending (its cache is gone; frames freed
+/// This thread's cache, or nullptr once the thread is ending (its cache is gone; blocks freed
 /// by thread-exit destructors then go straight back to the global heap).
-[[gnu::noinline]] inline FrameCache* this_thread_frames() noexcept {
+[[gnu::noinline]] inline BlockCache* this_thread_blocks() noexcept {
   asm volatile("" ::: "memory");  // never assumed free of side effects: calls are not merged
   struct Owner {
-    FrameCache cache;
-    FrameCache** slot;
+    BlockCache cache;
+    BlockCache** slot;
     ~Owner() { *slot = nullptr; }
   };
-  thread_local FrameCache* current = nullptr;  // trivially destructible: readable at exit
+  thread_local BlockCache* current = nullptr;  // trivially destructible: readable at exit
   thread_local bool made = false;
   if (!made) {
     made = true;
@@ -3116,34 +3114,34 @@ class FrameCache {
   return current;
 }
 
-/// Allocates a coroutine frame of `size` bytes. Throws std::bad_alloc like operator new.
-inline void* allocate_frame(std::size_t size) {
-  const std::size_t c = FrameCache::class_of(size);
-  if (c == frame_classes) return ::operator new(size);
-  if (FrameCache* cache = this_thread_frames()) {
+/// Allocates a block of `size` bytes (a coroutine frame, a shared state). Throws std::bad_alloc like operator new.
+inline void* allocate_block(std::size_t size) {
+  const std::size_t c = BlockCache::class_of(size);
+  if (c == block_classes) return ::operator new(size);
+  if (BlockCache* cache = this_thread_blocks()) {
     if (void* block = cache->pop(c)) return block;
   }
-  return ::operator new((c + 1) * frame_granule);
+  return ::operator new((c + 1) * block_granule);
 }
 
-/// Frees a frame made by allocate_frame(size). Never throws.
-inline void deallocate_frame(void* frame, std::size_t size) noexcept {
-  const std::size_t c = FrameCache::class_of(size);
-  if (c != frame_classes) {
-    if (FrameCache* cache = this_thread_frames()) {
-      cache->push(frame, c);
+/// Frees a block made by allocate_block(size). Never throws.
+inline void deallocate_block(void* block, std::size_t size) noexcept {
+  const std::size_t c = BlockCache::class_of(size);
+  if (c != block_classes) {
+    if (BlockCache* cache = this_thread_blocks()) {
+      cache->push(block, c);
       return;
     }
   }
-  ::operator delete(frame);
+  ::operator delete(block);
 }
 
 /// Gives a class (a coroutine's promise, a shared state) recycled blocks: derive from it.
 /// Deleting through a virtual destructor passes the dynamic type's size, as needed.
 struct Recycled {
-  static void* operator new(std::size_t size) { return allocate_frame(size); }
-  static void operator delete(void* frame, std::size_t size) noexcept {
-    deallocate_frame(frame, size);
+  static void* operator new(std::size_t size) { return allocate_block(size); }
+  static void operator delete(void* block, std::size_t size) noexcept {
+    deallocate_block(block, size);
   }
 };
 
@@ -5720,13 +5718,6 @@ struct TrampolineState {
   return state;
 }
 
-/**
- * Resumes `coroutine` on this thread: inside the running loop, queued to run as soon as the
- * coroutine now running suspends; otherwise at once, in a loop that also runs everything the
- * coroutines it resumes hand over, until nothing is left. Never inlined (see the file
- * comment). Not thread-safe by design: each thread has its own loop. Allocates only while
- * the queue grows past its largest size so far (the number of coroutines waiting at once).
- */
 /// Resumes `coroutine`, then everything queued meanwhile, with this thread's loop marked
 /// running. Kept out of resume_here() so that queueing, the common case, saves no registers.
 [[gnu::noinline]] inline void run_trampoline(TrampolineState& trampoline,
@@ -5739,6 +5730,13 @@ struct TrampolineState {
   trampoline.running = false;
 }
 
+/**
+ * Resumes `coroutine` on this thread: inside the running loop, queued to run as soon as the
+ * coroutine now running suspends; otherwise at once, in a loop that also runs everything the
+ * coroutines it resumes hand over, until nothing is left. Never inlined (see the file
+ * comment). Not thread-safe by design: each thread has its own loop. Allocates only while
+ * the queue grows past its largest size so far (the number of coroutines waiting at once).
+ */
 [[gnu::noinline]] inline void resume_here(std::coroutine_handle<> coroutine) {
   TrampolineState& trampoline = this_thread_trampoline();
   if (!trampoline.running) return run_trampoline(trampoline, coroutine);
@@ -5750,6 +5748,13 @@ struct TrampolineState {
   }
   trampoline.ready.push_back(coroutine);
 }
+
+/// The callable posted to an executor (a loop callback, a pool job): resumes the coroutine
+/// in the trampoline of the thread that runs it.
+struct ResumeCoroutine {
+  std::coroutine_handle<> coroutine;
+  void operator()() const { resume_here(coroutine); }
+};
 
 }  // namespace detail
 }  // namespace v0
@@ -6194,7 +6199,7 @@ class BasicThreadPool {
         return;
       }
     }
-    detach([coroutine] { detail::resume_here(coroutine); });
+    detach(detail::ResumeCoroutine{coroutine});
   }
 
   /// Takes back `coroutine`, a fork this worker pushed, if it is still the newest entry of
@@ -7427,12 +7432,6 @@ struct Executor {
   }
 };
 
-/// The callable posted to an executor: resumes the coroutine in this thread's trampoline.
-struct ResumeCoroutine {
-  std::coroutine_handle<> coroutine;
-  void operator()() const { resume_here(coroutine); }
-};
-
 /// Posts one coroutine to its executor, once, from whatever thread completes what it awaits.
 /// Holds the executor's keep-alive meanwhile.
 class Resumer {
@@ -7620,7 +7619,7 @@ class Join {
   /// Child `index` has ended; with it `credit` siblings whose ends it carries. True for the
   /// last one (which then resumes the parent).
   bool arrive(std::size_t index, std::size_t credit) noexcept {
-    if (reports_arrivals_) on_arrival(index);
+    if (arrival_hook_ != nullptr) arrival_hook_(*this, index);
     const std::size_t arrivals = credit + 1;
     if (arrivals == children_) return true;  // all ended here, one after another: no race
     // acq_rel: the last child sees every other child's result before the parent reads them.
@@ -7629,7 +7628,7 @@ class Join {
 
   /// Child `index` has ended and runs its next sibling itself (see the class comment).
   void hand_on(std::size_t index) noexcept {
-    if (reports_arrivals_) on_arrival(index);
+    if (arrival_hook_ != nullptr) arrival_hook_(*this, index);
   }
 
  protected:
@@ -7638,16 +7637,17 @@ class Join {
        TaskPromiseBase* const* promises) noexcept
       : children_(children), handles_(handles), promises_(promises), remaining_(children) {}
   ~Join() = default;
-  /// when_any() learns its winner here, once per child as it ends, after it has called
-  /// report_arrivals() (when_all() skips the call: a fork costs a few nanoseconds).
-  virtual void on_arrival(std::size_t /*index*/) noexcept {}
-  void report_arrivals() noexcept { reports_arrivals_ = true; }
+
+  /// Called once per child as it ends, with its index: how when_any() learns its winner.
+  /// when_all() sets none (a fork costs a few nanoseconds).
+  using ArrivalHook = void (*)(Join& join, std::size_t index) noexcept;
+  void set_arrival_hook(ArrivalHook hook) noexcept { arrival_hook_ = hook; }
 
  private:
   std::size_t children_;
   const std::coroutine_handle<>* handles_;
   TaskPromiseBase* const* promises_;
-  bool reports_arrivals_ = false;
+  ArrivalHook arrival_hook_ = nullptr;
   std::atomic<std::size_t> remaining_;
 };
 
@@ -8314,21 +8314,28 @@ inline void adopt(TaskPromiseBase& child, TaskPromiseBase& caller, std::coroutin
   child.join_index = index;
 }
 
-/// Forks children[1..count) on `executor` (last first, so a pool worker's deque has child 1
-/// newest), then runs children[0] (promise `first`) here, handed over from `caller`. Nothing
-/// touches the awaiter afterwards: the children may end, and the parent resume, on other
-/// threads before this returns.
-inline void start_children(const TaskPromiseBase& caller, const Executor& executor,
-                           const std::coroutine_handle<>* children, TaskPromiseBase& first,
-                           std::size_t count) noexcept {
-  for (std::size_t i = count; i-- > 1;) {
+/// Adopts every child of `join` (stopped by `stop`), forks children 1..n-1 on the parent's
+/// executor (last first, so a pool worker's deque has child 1 newest), then runs child 0 here.
+/// Nothing touches the awaiter afterwards: the children may end, and the parent resume, on
+/// other threads before this returns.
+template <class Promise>
+void start_children(std::coroutine_handle<Promise> parent, const std::stop_token* stop,
+                    Join& join) noexcept {
+  static_assert(OffloadPromise<Promise>,
+                "offload::when_all / when_any of Tasks can be awaited only inside an "
+                "offload::Task: the children run on its executor");
+  TaskPromiseBase& caller = parent.promise();
+  for (std::size_t i = 0; i < join.size(); ++i) {
+    adopt(join.promise(i), caller, parent, stop, &join, i);
+  }
+  for (std::size_t i = join.size(); i-- > 1;) {
     try {
-      executor.fork(children[i]);
+      caller.executor.fork(join.handle(i));
     } catch (...) {  // out of memory queueing it: run it here instead
-      resume_here(children[i]);
+      resume_here(join.handle(i));
     }
   }
-  TaskPromiseBase::hand_over(caller, children[0], first);
+  TaskPromiseBase::hand_over(caller, join.handle(0), join.promise(0));
 }
 
 template <class Handle>
@@ -8340,13 +8347,6 @@ void destroy_all(Handle* children, std::size_t count) noexcept {
 
 [[noreturn]] inline void throw_empty_child() {
   throw std::logic_error("offload: when_all / when_any of an empty (moved-from) Task");
-}
-
-template <class Promise>
-void check_parent() {
-  static_assert(OffloadPromise<Promise>,
-                "offload::when_all / when_any of Tasks can be awaited only inside an "
-                "offload::Task: the children run on its executor");
 }
 
 /// The type-erased views of a fixed list of children that their Join reads; a base of
@@ -8382,18 +8382,6 @@ class FixedChildren : private ChildViews<sizeof...(Ts)>, protected Join {
   FixedChildren& operator=(const FixedChildren&) = delete;
   ~FixedChildren() { destroy(); }
 
-  /// Adopts every child (stopped by `stop`) and starts them on the parent's executor.
-  template <class Promise>
-  void start(std::coroutine_handle<Promise> parent, const std::stop_token* stop) noexcept {
-    check_parent<Promise>();
-    TaskPromiseBase& caller = parent.promise();
-    for (std::size_t i = 0; i < sizeof...(Ts); ++i) {
-      adopt(*Views::promises[i], caller, parent, stop, this, i);
-    }
-    start_children(caller, caller.executor, Views::handles.data(), *Views::promises[0],
-                   sizeof...(Ts));
-  }
-
   std::tuple<std::coroutine_handle<TaskPromise<Ts>>...> children_;
 
  private:
@@ -8412,7 +8400,7 @@ class [[nodiscard]] WhenAllAwaiter final : private FixedChildren<Ts...> {
 
   template <class Promise>
   void await_suspend(std::coroutine_handle<Promise> parent) noexcept {
-    this->start(parent, parent.promise().stop);
+    start_children(parent, parent.promise().stop, *this);
   }
 
   /// The values in argument order; the exception of the first failed child (in argument
@@ -8468,13 +8456,7 @@ class [[nodiscard]] WhenAllVectorAwaiter final : private ChildVector<T>, private
 
   template <class Promise>
   void await_suspend(std::coroutine_handle<Promise> parent) noexcept {
-    check_parent<Promise>();
-    TaskPromiseBase& caller = parent.promise();
-    for (std::size_t i = 0; i < Children::typed.size(); ++i) {
-      adopt(*Children::promises[i], caller, parent, caller.stop, this, i);
-    }
-    start_children(caller, caller.executor, Children::handles.data(), *Children::promises[0],
-                   Children::handles.size());
+    start_children(parent, parent.promise().stop, *this);
   }
 
   auto await_resume() {
@@ -8496,7 +8478,7 @@ template <class... Ts>
 class [[nodiscard]] WhenAnyAwaiter final : private FixedChildren<Ts...> {
  public:
   explicit WhenAnyAwaiter(Task<Ts>... tasks) : FixedChildren<Ts...>(std::move(tasks)...) {
-    this->report_arrivals();
+    this->set_arrival_hook(&WhenAnyAwaiter::arrived);
   }
 
   bool await_ready() const noexcept { return false; }
@@ -8505,7 +8487,7 @@ class [[nodiscard]] WhenAnyAwaiter final : private FixedChildren<Ts...> {
   void await_suspend(std::coroutine_handle<Promise> parent) {
     const std::stop_token& parent_stop = parent.promise().stop_token();
     if (parent_stop.stop_possible()) forward_stop_.emplace(parent_stop, StopAll{&losers_});
-    this->start(parent, &losers_token_);
+    start_children(parent, &losers_token_, *this);
   }
 
   /// The winner's index and value; its exception if it failed. The losers' outcomes (often
@@ -8534,11 +8516,13 @@ class [[nodiscard]] WhenAnyAwaiter final : private FixedChildren<Ts...> {
                                                              take_result(std::get<I>(self.children_)))};
   }
 
-  void on_arrival(std::size_t index) noexcept override {
+  /// The first child to end wins, and asks the others to stop.
+  static void arrived(Join& join, std::size_t index) noexcept {
+    auto& self = static_cast<WhenAnyAwaiter&>(join);
     std::size_t none = no_winner;
     // acq_rel is not needed for the value (the Join's counter orders it): relaxed suffices.
-    if (winner_.compare_exchange_strong(none, index, std::memory_order_relaxed)) {
-      losers_.request_stop();
+    if (self.winner_.compare_exchange_strong(none, index, std::memory_order_relaxed)) {
+      self.losers_.request_stop();
     }
   }
 

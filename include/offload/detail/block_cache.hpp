@@ -14,7 +14,7 @@
 /// takes a batch before it asks the heap: frames flow back to the threads that make them, so
 /// fork-join in steady state takes nothing from the heap however the children migrate. Under
 /// AddressSanitizer free blocks are poisoned (but their first 16 bytes, the free list's
-/// links), so a use after free of a frame is still reported.
+/// links), so a use after free of a block is still reported.
 ///
 /// The thread-local state is reached only through a function that is never inlined nor merged
 /// (clang before 17 may keep a thread_local's address across a suspension point; see
@@ -39,23 +39,23 @@ namespace offload {
 inline namespace v0 {
 namespace detail {
 
-/// What a free frame holds: the next free block of its list, and (the first block of a batch
+/// What a free block holds: the next free block of its list, and (the first block of a batch
 /// in the depot) the next batch.
 struct FreeBlock {
   FreeBlock* next;
   FreeBlock* next_batch;
 };
 
-inline constexpr std::size_t frame_granule = 64;  // size classes of 64 bytes ...
-inline constexpr std::size_t frame_classes = 16;  // ... up to 1 KiB; larger: global heap
-inline constexpr std::size_t frame_batch = 64;    // blocks moved to / from the depot at once
+inline constexpr std::size_t block_granule = 64;  // size classes of 64 bytes ...
+inline constexpr std::size_t block_classes = 16;  // ... up to 1 KiB; larger: global heap
+inline constexpr std::size_t block_batch = 64;    // blocks moved to / from the depot at once
 
-inline void poison_frame([[maybe_unused]] void* block, [[maybe_unused]] std::size_t size) noexcept {
+inline void poison_block([[maybe_unused]] void* block, [[maybe_unused]] std::size_t size) noexcept {
 #ifdef OFFLOAD_DETAIL_ASAN
   ASAN_POISON_MEMORY_REGION(block, size);
 #endif
 }
-inline void unpoison_frame([[maybe_unused]] void* block, [[maybe_unused]] std::size_t size) noexcept {
+inline void unpoison_block([[maybe_unused]] void* block, [[maybe_unused]] std::size_t size) noexcept {
 #ifdef OFFLOAD_DETAIL_ASAN
   ASAN_UNPOISON_MEMORY_REGION(block, size);
 #endif
@@ -63,26 +63,26 @@ inline void unpoison_frame([[maybe_unused]] void* block, [[maybe_unused]] std::s
 
 /// Poisons / unpoisons a free block of `size` bytes but its links, which stay readable:
 /// LeakSanitizer does not follow pointers stored in poisoned memory, and would report every
-/// cached frame as leaked.
+/// cached block as leaked.
 inline void poison_free_block(FreeBlock* block, std::size_t size) noexcept {
-  poison_frame(reinterpret_cast<char*>(block) + sizeof(FreeBlock), size - sizeof(FreeBlock));
+  poison_block(reinterpret_cast<char*>(block) + sizeof(FreeBlock), size - sizeof(FreeBlock));
 }
 inline void unpoison_free_block(FreeBlock* block, std::size_t size) noexcept {
-  unpoison_frame(reinterpret_cast<char*>(block) + sizeof(FreeBlock), size - sizeof(FreeBlock));
+  unpoison_block(reinterpret_cast<char*>(block) + sizeof(FreeBlock), size - sizeof(FreeBlock));
 }
 
 /**
- * The process-wide depot of free frames, in batches of frame_batch blocks: a thread whose cache
+ * The process-wide depot of free blocks, in batches of block_batch blocks: a thread whose cache
  * overflows hands a batch here, a thread whose cache runs dry takes one. Frames that migrate
  * (made on one thread, freed on another, as stolen fork-join children are) so come back to
  * the threads that make them, and the total stays bounded by what is in use at the peak.
- * Never destroyed (threads may still free frames while static destructors run); what it holds
+ * Never destroyed (threads may still free blocks while static destructors run); what it holds
  * stays reachable from it.
  */
-class FrameDepot {
+class BlockDepot {
  public:
-  static FrameDepot& instance() {
-    static FrameDepot* depot = new FrameDepot();
+  static BlockDepot& instance() {
+    static BlockDepot* depot = new BlockDepot();
     return *depot;
   }
 
@@ -100,20 +100,20 @@ class FrameDepot {
   }
 
  private:
-  FrameDepot() = default;
+  BlockDepot() = default;
   std::mutex mutex_;
-  FreeBlock* batches_[frame_classes] = {};
+  FreeBlock* batches_[block_classes] = {};
 };
 
-/// One thread's free frames: per class, a list of at most two batches' worth.
-class FrameCache {
+/// One thread's free blocks: per class, a list of at most two batches' worth.
+class BlockCache {
  public:
-  FrameCache() = default;
-  FrameCache(const FrameCache&) = delete;
-  FrameCache& operator=(const FrameCache&) = delete;
-  ~FrameCache() {  // the thread ends: its frames go to the depot, for the other threads
-    for (std::size_t c = 0; c < frame_classes; ++c) {
-      while (count_[c] >= frame_batch) FrameDepot::instance().put(c, split_batch(c));
+  BlockCache() = default;
+  BlockCache(const BlockCache&) = delete;
+  BlockCache& operator=(const BlockCache&) = delete;
+  ~BlockCache() {  // the thread ends: its blocks go to the depot, for the other threads
+    for (std::size_t c = 0; c < block_classes; ++c) {
+      while (count_[c] >= block_batch) BlockDepot::instance().put(c, split_batch(c));
       while (FreeBlock* block = free_[c]) {
         free_[c] = block->next;
         ::operator delete(block);
@@ -121,64 +121,64 @@ class FrameCache {
     }
   }
 
-  /// Index of the size class of a frame of `size` bytes, or frame_classes if none fits.
+  /// Index of the size class of a block of `size` bytes, or block_classes if none fits.
   static constexpr std::size_t class_of(std::size_t size) noexcept {
-    const std::size_t c = (size + frame_granule - 1) / frame_granule;
-    return c == 0 ? 0 : (c <= frame_classes ? c - 1 : frame_classes);
+    const std::size_t c = (size + block_granule - 1) / block_granule;
+    return c == 0 ? 0 : (c <= block_classes ? c - 1 : block_classes);
   }
 
   /// A block of the class's whole size, or nullptr when neither this cache nor the depot
   /// has one.
   void* pop(std::size_t c) noexcept {
     if (free_[c] == nullptr) {
-      free_[c] = FrameDepot::instance().take(c);
+      free_[c] = BlockDepot::instance().take(c);
       if (free_[c] == nullptr) return nullptr;
-      count_[c] = frame_batch;
+      count_[c] = block_batch;
     }
     FreeBlock* block = free_[c];
     free_[c] = block->next;
     --count_[c];
-    unpoison_free_block(block, (c + 1) * frame_granule);
+    unpoison_free_block(block, (c + 1) * block_granule);
     return block;
   }
 
   /// Keeps `block` (of class c) for reuse; a full list first hands a batch to the depot.
   void push(void* block, std::size_t c) noexcept {
-    if (count_[c] == 2 * frame_batch) FrameDepot::instance().put(c, split_batch(c));
+    if (count_[c] == 2 * block_batch) BlockDepot::instance().put(c, split_batch(c));
     auto* free_block = static_cast<FreeBlock*>(block);
     free_block->next = free_[c];
     free_block->next_batch = nullptr;
     free_[c] = free_block;
     ++count_[c];
-    poison_free_block(free_block, (c + 1) * frame_granule);
+    poison_free_block(free_block, (c + 1) * block_granule);
   }
 
  private:
-  /// Detaches the first frame_batch blocks of class c's list, as one batch.
+  /// Detaches the first block_batch blocks of class c's list, as one batch.
   FreeBlock* split_batch(std::size_t c) noexcept {
     FreeBlock* batch = free_[c];
     FreeBlock* last = batch;
-    for (std::size_t i = 1; i < frame_batch; ++i) last = last->next;
+    for (std::size_t i = 1; i < block_batch; ++i) last = last->next;
     free_[c] = last->next;
     last->next = nullptr;
-    count_[c] -= frame_batch;
+    count_[c] -= block_batch;
     return batch;
   }
 
-  FreeBlock* free_[frame_classes] = {};
-  std::size_t count_[frame_classes] = {};
+  FreeBlock* free_[block_classes] = {};
+  std::size_t count_[block_classes] = {};
 };
 
-/// This thread's cache, or nullptr once the thread is ending (its cache is gone; frames freed
+/// This thread's cache, or nullptr once the thread is ending (its cache is gone; blocks freed
 /// by thread-exit destructors then go straight back to the global heap).
-[[gnu::noinline]] inline FrameCache* this_thread_frames() noexcept {
+[[gnu::noinline]] inline BlockCache* this_thread_blocks() noexcept {
   asm volatile("" ::: "memory");  // never assumed free of side effects: calls are not merged
   struct Owner {
-    FrameCache cache;
-    FrameCache** slot;
+    BlockCache cache;
+    BlockCache** slot;
     ~Owner() { *slot = nullptr; }
   };
-  thread_local FrameCache* current = nullptr;  // trivially destructible: readable at exit
+  thread_local BlockCache* current = nullptr;  // trivially destructible: readable at exit
   thread_local bool made = false;
   if (!made) {
     made = true;
@@ -188,34 +188,34 @@ class FrameCache {
   return current;
 }
 
-/// Allocates a coroutine frame of `size` bytes. Throws std::bad_alloc like operator new.
-inline void* allocate_frame(std::size_t size) {
-  const std::size_t c = FrameCache::class_of(size);
-  if (c == frame_classes) return ::operator new(size);
-  if (FrameCache* cache = this_thread_frames()) {
+/// Allocates a block of `size` bytes (a coroutine frame, a shared state). Throws std::bad_alloc like operator new.
+inline void* allocate_block(std::size_t size) {
+  const std::size_t c = BlockCache::class_of(size);
+  if (c == block_classes) return ::operator new(size);
+  if (BlockCache* cache = this_thread_blocks()) {
     if (void* block = cache->pop(c)) return block;
   }
-  return ::operator new((c + 1) * frame_granule);
+  return ::operator new((c + 1) * block_granule);
 }
 
-/// Frees a frame made by allocate_frame(size). Never throws.
-inline void deallocate_frame(void* frame, std::size_t size) noexcept {
-  const std::size_t c = FrameCache::class_of(size);
-  if (c != frame_classes) {
-    if (FrameCache* cache = this_thread_frames()) {
-      cache->push(frame, c);
+/// Frees a block made by allocate_block(size). Never throws.
+inline void deallocate_block(void* block, std::size_t size) noexcept {
+  const std::size_t c = BlockCache::class_of(size);
+  if (c != block_classes) {
+    if (BlockCache* cache = this_thread_blocks()) {
+      cache->push(block, c);
       return;
     }
   }
-  ::operator delete(frame);
+  ::operator delete(block);
 }
 
 /// Gives a class (a coroutine's promise, a shared state) recycled blocks: derive from it.
 /// Deleting through a virtual destructor passes the dynamic type's size, as needed.
 struct Recycled {
-  static void* operator new(std::size_t size) { return allocate_frame(size); }
-  static void operator delete(void* frame, std::size_t size) noexcept {
-    deallocate_frame(frame, size);
+  static void* operator new(std::size_t size) { return allocate_block(size); }
+  static void operator delete(void* block, std::size_t size) noexcept {
+    deallocate_block(block, size);
   }
 };
 

@@ -63,48 +63,18 @@ class RendezvousChannel final : public ChannelCore<T> {
         while (Async* op = queue->pop_front()) woken.push_back(&complete(*op, ChannelStatus::closed));
       }
     }
-    while (Async* op = woken.pop_front()) op->link.wake(op->link);
+    while (Async* op = woken.pop_front()) wake(op);
   }
 
   AsyncStep start_async(Async& op, ChannelStatus& status) override {
     Async* partner = nullptr;
     {
       std::lock_guard lock(mutex_);
-      if (op.receiving) {
-        if (Waiter* sender = senders_.front()) {
-          op.out->emplace(std::move(*sender->value));  // if this throws, the sender stays queued
-          senders_.pop_front();
-          sender->spot.signal(verdict_handed_over);
-        } else if (Async* async_sender = async_senders_.front()) {
-          op.out->emplace(std::move(*async_sender->value));
-          async_senders_.pop_front();
-          partner = &complete(*async_sender, ChannelStatus::ok);
-        } else if (closed_) {
-          status = ChannelStatus::closed;
-          return AsyncStep::done;
-        } else {
-          return wait_async(op, async_receivers_);
-        }
-      } else {
-        if (closed_) {
-          status = ChannelStatus::closed;
-          return AsyncStep::done;
-        }
-        if (Waiter* receiver = receivers_.front()) {
-          receiver->out->emplace(std::move(*op.value));  // if this throws, it stays queued
-          receivers_.pop_front();
-          receiver->spot.signal(verdict_handed_over);
-        } else if (Async* async_receiver = async_receivers_.front()) {
-          async_receiver->out->emplace(std::move(*op.value));
-          async_receivers_.pop_front();
-          partner = &complete(*async_receiver, ChannelStatus::ok);
-        } else {
-          return wait_async(op, async_senders_);
-        }
-      }
+      status = op.receiving ? take_now(*op.out, partner) : give_now(*op.value, partner);
+      if (status == ChannelStatus::empty) return wait_async(op, async_receivers_);
+      if (status == ChannelStatus::full) return wait_async(op, async_senders_);
     }
-    if (partner != nullptr) partner->link.wake(partner->link);
-    status = ChannelStatus::ok;
+    wake(partner);
     return AsyncStep::done;
   }
 
@@ -139,20 +109,12 @@ class RendezvousChannel final : public ChannelCore<T> {
 
   ChannelStatus hand_over(T& value, const Deadline& deadline, bool may_wait) {
     std::unique_lock lock(mutex_);
-    if (closed_) return ChannelStatus::closed;
-    if (Waiter* receiver = receivers_.front()) {
-      receiver->out->emplace(std::move(value));  // if this throws, the receiver stays queued
-      receivers_.pop_front();
-      receiver->spot.signal(verdict_handed_over);
-      return ChannelStatus::ok;
-    }
-    if (Async* receiver = async_receivers_.front()) {
-      receiver->out->emplace(std::move(value));  // if this throws, the receiver stays queued
-      async_receivers_.pop_front();
-      complete(*receiver, ChannelStatus::ok);
+    Async* partner = nullptr;
+    const ChannelStatus status = give_now(value, partner);
+    if (status != ChannelStatus::full) {
       lock.unlock();
-      receiver->link.wake(receiver->link);
-      return ChannelStatus::ok;
+      wake(partner);
+      return status;
     }
     if (!may_wait) return ChannelStatus::full;
     Waiter self;
@@ -163,26 +125,62 @@ class RendezvousChannel final : public ChannelCore<T> {
 
   ChannelStatus take_over(std::optional<T>& out, const Deadline& deadline, bool may_wait) {
     std::unique_lock lock(mutex_);
-    if (Waiter* sender = senders_.front()) {
-      out.emplace(std::move(*sender->value));  // if this throws, the sender stays queued
-      senders_.pop_front();
-      sender->spot.signal(verdict_handed_over);
-      return ChannelStatus::ok;
-    }
-    if (Async* sender = async_senders_.front()) {
-      out.emplace(std::move(*sender->value));  // if this throws, the sender stays queued
-      async_senders_.pop_front();
-      complete(*sender, ChannelStatus::ok);
+    Async* partner = nullptr;
+    const ChannelStatus status = take_now(out, partner);
+    if (status != ChannelStatus::empty) {
       lock.unlock();
-      sender->link.wake(sender->link);
-      return ChannelStatus::ok;
+      wake(partner);
+      return status;
     }
-    if (closed_) return ChannelStatus::closed;
     if (!may_wait) return ChannelStatus::empty;
     Waiter self;
     self.out = &out;
     receivers_.push_back(&self);
     return park(self, receivers_, lock, deadline);
+  }
+
+  /// Hands `value` to a waiting receiver, a thread before a coroutine: ok, closed, or full
+  /// (nobody waits). A coroutine receiver comes back in `partner`, to wake once mutex_ is let
+  /// go. With mutex_ held. If moving the value throws, the receiver stays queued.
+  ChannelStatus give_now(T& value, Async*& partner) {
+    if (closed_) return ChannelStatus::closed;
+    if (Waiter* receiver = receivers_.front()) {
+      receiver->out->emplace(std::move(value));
+      receivers_.pop_front();
+      receiver->spot.signal(verdict_handed_over);
+      return ChannelStatus::ok;
+    }
+    if (Async* receiver = async_receivers_.front()) {
+      receiver->out->emplace(std::move(value));
+      async_receivers_.pop_front();
+      partner = &complete(*receiver, ChannelStatus::ok);
+      return ChannelStatus::ok;
+    }
+    return ChannelStatus::full;
+  }
+
+  /// Takes a waiting sender's value into `out`, a thread before a coroutine: ok, closed, or
+  /// empty (nobody waits). As give_now(), a coroutine sender comes back in `partner`.
+  ChannelStatus take_now(std::optional<T>& out, Async*& partner) {
+    if (Waiter* sender = senders_.front()) {
+      out.emplace(std::move(*sender->value));
+      senders_.pop_front();
+      sender->spot.signal(verdict_handed_over);
+      return ChannelStatus::ok;
+    }
+    if (Async* sender = async_senders_.front()) {
+      out.emplace(std::move(*sender->value));
+      async_senders_.pop_front();
+      partner = &complete(*sender, ChannelStatus::ok);
+      return ChannelStatus::ok;
+    }
+    return closed_ ? ChannelStatus::closed : ChannelStatus::empty;
+  }
+
+  /// Resumes a coroutine partner that give_now() / take_now() completed (none: nothing).
+  /// Called after letting go of mutex_: the wake posts to an executor.
+  static void wake(Async* partner) noexcept {
+    if (partner != nullptr) partner->link.wake(partner->link);
   }
 
   /// Sleeps until a partner or close() signals `self`, or the deadline passes.

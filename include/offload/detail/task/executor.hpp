@@ -60,12 +60,6 @@ struct Executor {
   }
 };
 
-/// The callable posted to an executor: resumes the coroutine in this thread's trampoline.
-struct ResumeCoroutine {
-  std::coroutine_handle<> coroutine;
-  void operator()() const { resume_here(coroutine); }
-};
-
 /// Posts one coroutine to its executor, once, from whatever thread completes what it awaits.
 /// Holds the executor's keep-alive meanwhile.
 class Resumer {

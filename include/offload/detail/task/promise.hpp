@@ -59,7 +59,7 @@ class Join {
   /// Child `index` has ended; with it `credit` siblings whose ends it carries. True for the
   /// last one (which then resumes the parent).
   bool arrive(std::size_t index, std::size_t credit) noexcept {
-    if (reports_arrivals_) on_arrival(index);
+    if (arrival_hook_ != nullptr) arrival_hook_(*this, index);
     const std::size_t arrivals = credit + 1;
     if (arrivals == children_) return true;  // all ended here, one after another: no race
     // acq_rel: the last child sees every other child's result before the parent reads them.
@@ -68,7 +68,7 @@ class Join {
 
   /// Child `index` has ended and runs its next sibling itself (see the class comment).
   void hand_on(std::size_t index) noexcept {
-    if (reports_arrivals_) on_arrival(index);
+    if (arrival_hook_ != nullptr) arrival_hook_(*this, index);
   }
 
  protected:
@@ -77,16 +77,17 @@ class Join {
        TaskPromiseBase* const* promises) noexcept
       : children_(children), handles_(handles), promises_(promises), remaining_(children) {}
   ~Join() = default;
-  /// when_any() learns its winner here, once per child as it ends, after it has called
-  /// report_arrivals() (when_all() skips the call: a fork costs a few nanoseconds).
-  virtual void on_arrival(std::size_t /*index*/) noexcept {}
-  void report_arrivals() noexcept { reports_arrivals_ = true; }
+
+  /// Called once per child as it ends, with its index: how when_any() learns its winner.
+  /// when_all() sets none (a fork costs a few nanoseconds).
+  using ArrivalHook = void (*)(Join& join, std::size_t index) noexcept;
+  void set_arrival_hook(ArrivalHook hook) noexcept { arrival_hook_ = hook; }
 
  private:
   std::size_t children_;
   const std::coroutine_handle<>* handles_;
   TaskPromiseBase* const* promises_;
-  bool reports_arrivals_ = false;
+  ArrivalHook arrival_hook_ = nullptr;
   std::atomic<std::size_t> remaining_;
 };
 

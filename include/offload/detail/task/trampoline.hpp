@@ -42,13 +42,6 @@ struct TrampolineState {
   return state;
 }
 
-/**
- * Resumes `coroutine` on this thread: inside the running loop, queued to run as soon as the
- * coroutine now running suspends; otherwise at once, in a loop that also runs everything the
- * coroutines it resumes hand over, until nothing is left. Never inlined (see the file
- * comment). Not thread-safe by design: each thread has its own loop. Allocates only while
- * the queue grows past its largest size so far (the number of coroutines waiting at once).
- */
 /// Resumes `coroutine`, then everything queued meanwhile, with this thread's loop marked
 /// running. Kept out of resume_here() so that queueing, the common case, saves no registers.
 [[gnu::noinline]] inline void run_trampoline(TrampolineState& trampoline,
@@ -61,6 +54,13 @@ struct TrampolineState {
   trampoline.running = false;
 }
 
+/**
+ * Resumes `coroutine` on this thread: inside the running loop, queued to run as soon as the
+ * coroutine now running suspends; otherwise at once, in a loop that also runs everything the
+ * coroutines it resumes hand over, until nothing is left. Never inlined (see the file
+ * comment). Not thread-safe by design: each thread has its own loop. Allocates only while
+ * the queue grows past its largest size so far (the number of coroutines waiting at once).
+ */
 [[gnu::noinline]] inline void resume_here(std::coroutine_handle<> coroutine) {
   TrampolineState& trampoline = this_thread_trampoline();
   if (!trampoline.running) return run_trampoline(trampoline, coroutine);
@@ -72,6 +72,13 @@ struct TrampolineState {
   }
   trampoline.ready.push_back(coroutine);
 }
+
+/// The callable posted to an executor (a loop callback, a pool job): resumes the coroutine
+/// in the trampoline of the thread that runs it.
+struct ResumeCoroutine {
+  std::coroutine_handle<> coroutine;
+  void operator()() const { resume_here(coroutine); }
+};
 
 }  // namespace detail
 }  // namespace v0

@@ -123,21 +123,28 @@ inline void adopt(TaskPromiseBase& child, TaskPromiseBase& caller, std::coroutin
   child.join_index = index;
 }
 
-/// Forks children[1..count) on `executor` (last first, so a pool worker's deque has child 1
-/// newest), then runs children[0] (promise `first`) here, handed over from `caller`. Nothing
-/// touches the awaiter afterwards: the children may end, and the parent resume, on other
-/// threads before this returns.
-inline void start_children(const TaskPromiseBase& caller, const Executor& executor,
-                           const std::coroutine_handle<>* children, TaskPromiseBase& first,
-                           std::size_t count) noexcept {
-  for (std::size_t i = count; i-- > 1;) {
+/// Adopts every child of `join` (stopped by `stop`), forks children 1..n-1 on the parent's
+/// executor (last first, so a pool worker's deque has child 1 newest), then runs child 0 here.
+/// Nothing touches the awaiter afterwards: the children may end, and the parent resume, on
+/// other threads before this returns.
+template <class Promise>
+void start_children(std::coroutine_handle<Promise> parent, const std::stop_token* stop,
+                    Join& join) noexcept {
+  static_assert(OffloadPromise<Promise>,
+                "offload::when_all / when_any of Tasks can be awaited only inside an "
+                "offload::Task: the children run on its executor");
+  TaskPromiseBase& caller = parent.promise();
+  for (std::size_t i = 0; i < join.size(); ++i) {
+    adopt(join.promise(i), caller, parent, stop, &join, i);
+  }
+  for (std::size_t i = join.size(); i-- > 1;) {
     try {
-      executor.fork(children[i]);
+      caller.executor.fork(join.handle(i));
     } catch (...) {  // out of memory queueing it: run it here instead
-      resume_here(children[i]);
+      resume_here(join.handle(i));
     }
   }
-  TaskPromiseBase::hand_over(caller, children[0], first);
+  TaskPromiseBase::hand_over(caller, join.handle(0), join.promise(0));
 }
 
 template <class Handle>
@@ -149,13 +156,6 @@ void destroy_all(Handle* children, std::size_t count) noexcept {
 
 [[noreturn]] inline void throw_empty_child() {
   throw std::logic_error("offload: when_all / when_any of an empty (moved-from) Task");
-}
-
-template <class Promise>
-void check_parent() {
-  static_assert(OffloadPromise<Promise>,
-                "offload::when_all / when_any of Tasks can be awaited only inside an "
-                "offload::Task: the children run on its executor");
 }
 
 /// The type-erased views of a fixed list of children that their Join reads; a base of
@@ -191,18 +191,6 @@ class FixedChildren : private ChildViews<sizeof...(Ts)>, protected Join {
   FixedChildren& operator=(const FixedChildren&) = delete;
   ~FixedChildren() { destroy(); }
 
-  /// Adopts every child (stopped by `stop`) and starts them on the parent's executor.
-  template <class Promise>
-  void start(std::coroutine_handle<Promise> parent, const std::stop_token* stop) noexcept {
-    check_parent<Promise>();
-    TaskPromiseBase& caller = parent.promise();
-    for (std::size_t i = 0; i < sizeof...(Ts); ++i) {
-      adopt(*Views::promises[i], caller, parent, stop, this, i);
-    }
-    start_children(caller, caller.executor, Views::handles.data(), *Views::promises[0],
-                   sizeof...(Ts));
-  }
-
   std::tuple<std::coroutine_handle<TaskPromise<Ts>>...> children_;
 
  private:
@@ -221,7 +209,7 @@ class [[nodiscard]] WhenAllAwaiter final : private FixedChildren<Ts...> {
 
   template <class Promise>
   void await_suspend(std::coroutine_handle<Promise> parent) noexcept {
-    this->start(parent, parent.promise().stop);
+    start_children(parent, parent.promise().stop, *this);
   }
 
   /// The values in argument order; the exception of the first failed child (in argument
@@ -277,13 +265,7 @@ class [[nodiscard]] WhenAllVectorAwaiter final : private ChildVector<T>, private
 
   template <class Promise>
   void await_suspend(std::coroutine_handle<Promise> parent) noexcept {
-    check_parent<Promise>();
-    TaskPromiseBase& caller = parent.promise();
-    for (std::size_t i = 0; i < Children::typed.size(); ++i) {
-      adopt(*Children::promises[i], caller, parent, caller.stop, this, i);
-    }
-    start_children(caller, caller.executor, Children::handles.data(), *Children::promises[0],
-                   Children::handles.size());
+    start_children(parent, parent.promise().stop, *this);
   }
 
   auto await_resume() {
@@ -305,7 +287,7 @@ template <class... Ts>
 class [[nodiscard]] WhenAnyAwaiter final : private FixedChildren<Ts...> {
  public:
   explicit WhenAnyAwaiter(Task<Ts>... tasks) : FixedChildren<Ts...>(std::move(tasks)...) {
-    this->report_arrivals();
+    this->set_arrival_hook(&WhenAnyAwaiter::arrived);
   }
 
   bool await_ready() const noexcept { return false; }
@@ -314,7 +296,7 @@ class [[nodiscard]] WhenAnyAwaiter final : private FixedChildren<Ts...> {
   void await_suspend(std::coroutine_handle<Promise> parent) {
     const std::stop_token& parent_stop = parent.promise().stop_token();
     if (parent_stop.stop_possible()) forward_stop_.emplace(parent_stop, StopAll{&losers_});
-    this->start(parent, &losers_token_);
+    start_children(parent, &losers_token_, *this);
   }
 
   /// The winner's index and value; its exception if it failed. The losers' outcomes (often
@@ -343,11 +325,13 @@ class [[nodiscard]] WhenAnyAwaiter final : private FixedChildren<Ts...> {
                                                              take_result(std::get<I>(self.children_)))};
   }
 
-  void on_arrival(std::size_t index) noexcept override {
+  /// The first child to end wins, and asks the others to stop.
+  static void arrived(Join& join, std::size_t index) noexcept {
+    auto& self = static_cast<WhenAnyAwaiter&>(join);
     std::size_t none = no_winner;
     // acq_rel is not needed for the value (the Join's counter orders it): relaxed suffices.
-    if (winner_.compare_exchange_strong(none, index, std::memory_order_relaxed)) {
-      losers_.request_stop();
+    if (self.winner_.compare_exchange_strong(none, index, std::memory_order_relaxed)) {
+      self.losers_.request_stop();
     }
   }
 

@@ -282,6 +282,33 @@ void reap_orphaned_workers() {
   }
 }
 
+// A SIGKILLed fork server stays listed until its exit is complete, which takes up to a few ms
+// here (the kernel tears its memory down first), and its buddy starts the replacement only
+// then. Counted as live meanwhile, it would let the benchmark kill the buddy too before the
+// replacement exists: a double failure the pool does not claim to survive. So the benchmark
+// remembers the servers it killed until they are gone from the list (reaped: until then a pid
+// cannot be recycled).
+std::mutex killed_servers_mutex;
+std::vector<pid_t> killed_servers;
+
+/// The fork servers alive and not killed by us.
+std::vector<pid_t> live_fork_servers() {
+  const auto servers = offload::detail::running_fork_server();
+  std::vector<pid_t> listed = servers ? servers->pids() : std::vector<pid_t>{};
+  std::lock_guard lock(killed_servers_mutex);
+  std::erase_if(killed_servers, [&](pid_t pid) { return std::ranges::count(listed, pid) == 0; });
+  std::erase_if(listed, [](pid_t pid) { return std::ranges::count(killed_servers, pid) != 0; });
+  return listed;
+}
+
+/// SIGKILLs fork server `pid` and remembers it; true if the signal was sent.
+bool kill_fork_server(pid_t pid) {
+  std::lock_guard lock(killed_servers_mutex);
+  if (::kill(pid, SIGKILL) != 0) return false;
+  killed_servers.push_back(pid);
+  return true;
+}
+
 struct FaultRun {
   double calls_per_second = 0;
   std::uint64_t failed = 0;
@@ -310,8 +337,10 @@ FaultRun stream_calls(offload::ProcessPool& pool, int call_us, double seconds,
       for (unsigned round = 0; !done.load(); ++round) {
         std::this_thread::sleep_for(*kill_every);
         const std::vector<pid_t> victims =
-            round % 4 == 3 ? offload::detail::running_fork_server()->pids() : pool.worker_pids();
-        if (!victims.empty() && ::kill(victims[random() % victims.size()], SIGKILL) == 0) ++kills;
+            round % 4 == 3 ? live_fork_servers() : pool.worker_pids();
+        if (victims.empty()) continue;
+        const pid_t victim = victims[random() % victims.size()];
+        if (round % 4 == 3 ? kill_fork_server(victim) : ::kill(victim, SIGKILL) == 0) ++kills;
       }
     });
   }
@@ -336,23 +365,31 @@ FaultRun stream_calls(offload::ProcessPool& pool, int call_us, double seconds,
   return {double(answered) / elapsed, pool.stats().failed - failed_before, kills.load()};
 }
 
-/// Waits (up to 10 s) until the pool has all its workers and two fork servers again.
+/// Whether two fork servers are listed, neither killed by us.
+bool two_fork_servers() {
+  const auto servers = offload::detail::running_fork_server();
+  return servers && servers->pids().size() == 2 && live_fork_servers().size() == 2;
+}
+
+/// Waits (up to 10 s) until the pool has all its workers and two fork servers, none of them
+/// killed by us, so that the first listed is the one new sessions open on.
 void await_whole_pool(offload::ProcessPool& pool) {
   const auto give_up = Clock::now() + std::chrono::seconds(10);
-  while (Clock::now() < give_up && (pool.worker_pids().size() < pool.size() ||
-                                    offload::detail::running_fork_server()->pids().size() < 2)) {
+  while (Clock::now() < give_up &&
+         (pool.worker_pids().size() < pool.size() || !two_fork_servers())) {
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
 }
 
 /// Milliseconds from SIGKILL of the fork server in use (the pool idle) to the answer of the
-/// next call, submitted at once: its worker dies with the server, so it runs on a worker the
-/// surviving server starts.
+/// next call, submitted at once. Its worker dies with the server, and the call runs on a
+/// worker the surviving server starts, unless the worker answers it while the server's exit is
+/// still under way.
 double server_death_to_answer_ms(offload::ProcessPool& pool) {
   await_whole_pool(pool);
   (void)pool.submit(tiny, 0).get();
   const auto start = Clock::now();
-  ::kill(offload::detail::running_fork_server()->pid(), SIGKILL);
+  if (!kill_fork_server(live_fork_servers().front())) std::abort();
   if (pool.submit(tiny, 1).get() != 2) std::abort();
   const double elapsed = micros_since(start) / 1000;
   reap_orphaned_workers();

@@ -37,6 +37,7 @@
 #include "detail/loop/loop_task.hpp"
 #include "detail/loop/timer_queue.hpp"
 #include "errors.hpp"
+#include "executor.hpp"
 #include "future.hpp"
 
 namespace offload {
@@ -506,6 +507,15 @@ class EventLoop::Hold {
 };
 
 inline EventLoop::Hold EventLoop::hold() { return Hold(core_); }
+
+/// An EventLoop is an executor (executor.hpp). Its keep-alive is a Hold, which offload posts
+/// through, so a loop destroyed first drops the continuation (its future fails with
+/// PoolClosed) instead of being touched.
+template <>
+struct executor_traits<EventLoop> {
+  static void post(EventLoop& loop, UniqueFunction<void()> f) { loop.post(std::move(f)); }
+  static EventLoop::Hold keep_alive(EventLoop& loop) { return loop.hold(); }
+};
 
 namespace detail {
 

@@ -21,9 +21,11 @@
 #include <utility>
 #include <vector>
 
+#include "detail/executor/destination.hpp"
 #include "detail/futex.hpp"
 #include "detail/shared_state.hpp"
 #include "errors.hpp"
+#include "executor.hpp"
 
 namespace offload {
 inline namespace v0 {
@@ -86,10 +88,37 @@ void complete_with(SharedState<T>& source, SharedState<U>& target, F& f) noexcep
 
 inline void throw_no_state() { throw std::future_error(std::future_errc::no_state); }
 
-/// A loop that can keep itself alive for work that will come back to it (EventLoop::hold()).
-template <class Loop>
-concept HoldableLoop = requires(Loop& loop) {
-  { loop.hold() };
+/**
+ * A continuation posted to an executor by then(executor, f): runs f on the source's result
+ * and completes the target, once. Destroyed without having run (the executor's loop went
+ * away with it queued, or the post failed), it completes the target with PoolClosed, so no
+ * future is ever left pending.
+ */
+template <class T, class U, class F>
+class PostedContinuation {
+ public:
+  PostedContinuation(StatePtr<SharedState<T>> source, StatePtr<SharedState<U>> target, F f)
+      : source_(std::move(source)), target_(std::move(target)), f_(std::move(f)) {}
+  PostedContinuation(PostedContinuation&&) noexcept(std::is_nothrow_move_constructible_v<F>) =
+      default;
+  PostedContinuation& operator=(PostedContinuation&&) = delete;
+  ~PostedContinuation() {
+    if (target_) {
+      target_->set_exception(make_error<PoolClosed>(
+          "offload: the executor destroyed a continuation without running it: its loop was "
+          "destroyed (or closed) before the result came back"));
+    }
+  }
+
+  void operator()() noexcept {
+    const StatePtr<SharedState<U>> target = std::move(target_);
+    complete_with(*source_, *target, f_);
+  }
+
+ private:
+  StatePtr<SharedState<T>> source_;
+  StatePtr<SharedState<U>> target_;
+  F f_;
 };
 
 }  // namespace detail
@@ -198,28 +227,35 @@ class Future {
   }
 
   /**
-   * @brief Chains `f` to run on `loop`'s thread (the worker_threads 'message' event). The loop
-   *        is kept alive (run() does not return) until f has run.
+   * @brief Chains `f` to run on `executor`'s thread (the worker_threads 'message' event): an
+   *        EventLoop, an Asio io_context, executor or strand (asio.hpp), a uv_loop_t*
+   *        (uv.hpp), or any type with executor_traits (executor.hpp).
    *
-   * An exception from the task is not passed to f: the returned future carries it. Works with
-   * offload::EventLoop and any type with the same hold() mechanism.
+   * f runs exactly once, on that thread, even when this future is already complete. The
+   * executor is kept running (its run() does not return) until f has run. An exception from
+   * the task is not passed to f: the returned future carries it. If the executor's loop is
+   * destroyed before f could run, f never runs and the returned future fails with PoolClosed.
+   * An lvalue executor is referred to, an rvalue one moved in. Leaves this future empty.
+   * Allocates the returned future's state and the posted continuation.
+   * @throws std::future_error(no_state) on an empty future; what the executor's keep_alive()
+   *         throws (then nothing was chained and this future is unchanged).
    */
-  template <class Loop, class F>
-    requires detail::HoldableLoop<Loop>
-  auto then(Loop& loop, F f) -> Future<detail::continuation_result_t<F, T>> {
+  template <class Ex, class F>
+    requires Executor<detail::executor_named_t<Ex>>
+  auto then(Ex&& executor, F f) -> Future<detail::continuation_result_t<F, T>> {
     using U = detail::continuation_result_t<F, T>;
     ensure_valid();
+    auto destination = detail::destination_for(std::forward<Ex>(executor));
     Promise<U> promise;
     Future<U> result = promise.get_future();
-    // Each hop to the loop moves the source's result into the loop callback; the hold keeps
-    // the loop's run() from returning in between.
-    then_settled([hold = loop.hold(), promise = std::move(promise),
+    then_settled([destination = std::move(destination), target = std::move(promise.state_),
                   f = std::move(f)](detail::StatePtr<detail::SharedState<T>> done) mutable {
-      std::move(hold).post([promise = std::move(promise), f = std::move(f),
-                            done = std::move(done)]() mutable noexcept {
-        auto target = std::move(promise.state_);
-        detail::complete_with(*done, *target, f);
-      });
+      try {
+        std::move(destination)
+            .post(detail::PostedContinuation<T, U, F>(std::move(done), std::move(target),
+                                                      std::move(f)));
+      } catch (...) {  // the continuation, destroyed unposted, failed its future already
+      }
     });
     return result;
   }

@@ -177,14 +177,17 @@ detail::FutureAwaiter<T> operator co_await(Future<T>& future) {
 }
 
 /**
- * @brief Runs `task` on `loop`'s thread; its Future completes with the task's value or
- * exception. request_stop() on the Future requests the task's stop token. The loop's run()
- * does not return while the task is pending (see EventLoop::Hold). Thread-safe; allocates the
- * Future's state and the root coroutine.
+ * @brief Runs `task` on `executor`'s thread: an EventLoop, an Asio io_context or strand
+ * (asio.hpp), a uv_loop_t* (uv.hpp), any type with executor_traits (executor.hpp). Its Future
+ * completes with the task's value or exception; request_stop() on the Future requests the
+ * task's stop token. The executor is kept running (its run() does not return) while the task
+ * is pending. The executor is referred to, not copied: it must outlive the task (a pointer
+ * names what it points to). Thread-safe; allocates the Future's state and the root coroutine.
  */
-template <class T>
-Future<T> spawn(EventLoop& loop, Task<T> task) {
-  return detail::spawn_on(detail::executor_of(loop), std::move(task));
+template <class E, class T>
+  requires Executor<detail::executor_named_t<E>>
+Future<T> spawn(E&& executor, Task<T> task) {
+  return detail::spawn_on(detail::executor_ref_for(std::forward<E>(executor)), std::move(task));
 }
 
 /// @brief Runs `task` on `pool`'s workers (it resumes on one of them after each suspension);
@@ -212,9 +215,13 @@ T sync_wait(Task<T> task) {
   if constexpr (!std::is_void_v<T>) return std::move(*value);
 }
 
-/// `co_await resume_on(loop)`: the coroutine goes on on the loop's thread (and stays there).
-inline detail::ResumeOnAwaiter resume_on(EventLoop& loop) noexcept {
-  return detail::ResumeOnAwaiter(detail::executor_of(loop));
+/// `co_await resume_on(executor)`: the coroutine goes on on the executor's thread (and stays
+/// there): an EventLoop, an io_context, a uv_loop_t*, any type with executor_traits. The
+/// executor is referred to, not copied: it must outlive the coroutine's stay on it.
+template <class E>
+  requires Executor<detail::executor_named_t<E>>
+detail::ResumeOnAwaiter resume_on(E&& executor) noexcept {
+  return detail::ResumeOnAwaiter(detail::executor_ref_for(std::forward<E>(executor)));
 }
 /// `co_await resume_on(pool)`: the coroutine goes on on a worker of the pool.
 template <class Scheduler>
@@ -283,8 +290,8 @@ auto when_any(Children&&... children) {
  * and the arguments into a frame that lives as long as the task.
  * @return the Future of the task's value, as spawn().
  */
-template <class Executor, class F, class... Args>
-auto async(Executor& executor, F&& fn, Args&&... args) {
+template <class Where, class F, class... Args>
+auto async(Where&& executor, F&& fn, Args&&... args) {
   return spawn(executor, detail::call_in_frame(std::decay_t<F>(std::forward<F>(fn)),
                                                std::decay_t<Args>(std::forward<Args>(args))...));
 }

@@ -65,7 +65,7 @@ class FutureAwaiter {
 /// What `co_await resume_on(executor)` uses.
 class ResumeOnAwaiter {
  public:
-  explicit ResumeOnAwaiter(const Executor& target) noexcept : target_(target) {}
+  explicit ResumeOnAwaiter(const ExecutorRef& target) noexcept : target_(target) {}
   bool await_ready() const noexcept { return false; }
   template <class Promise>
   void await_suspend(std::coroutine_handle<Promise> self) {
@@ -77,7 +77,7 @@ class ResumeOnAwaiter {
   void await_resume() const noexcept {}
 
  private:
-  Executor target_;
+  ExecutorRef target_;
 };
 
 /// What `co_await yield(loop)` uses: goes on in a later tick of the loop, after the timers

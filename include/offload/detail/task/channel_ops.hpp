@@ -95,8 +95,8 @@ class ChannelAwaiter {
   AsyncStep step_ = AsyncStep::waiting;  // as started, unless it waited
   bool cancelled_ = false;               // resumed by a stop request
   std::coroutine_handle<> self_;
-  Executor executor_;
-  EventLoop::Hold hold_;  // keeps a loop's run() going while the coroutine waits
+  ExecutorRef executor_;
+  CoroutineHold hold_;  // keeps a loop's run() going while the coroutine waits
   std::optional<std::stop_callback<Cancel>> stop_;
 };
 

@@ -2,9 +2,10 @@
 #define OFFLOAD_DETAIL_TASK_EXECUTOR_HPP
 
 /// @file detail/task/executor.hpp
-/// Where a coroutine runs: an event loop's thread, a pool's workers, or the thread blocked in
-/// sync_wait(). A coroutine always resumes there (API.md's resume rule), never on whichever
-/// thread completed what it awaited: that thread only posts the resumption.
+/// Where a coroutine runs: an executor's thread (an EventLoop, an io_context, any type with
+/// executor_traits), a pool's workers, or the thread blocked in sync_wait(). A coroutine
+/// always resumes there (API.md's resume rule), never on whichever thread completed what it
+/// awaited: that thread only posts the resumption.
 
 #include <condition_variable>
 #include <coroutine>
@@ -13,21 +14,27 @@
 #include <vector>
 
 #include "../../errors.hpp"
-#include "../../event_loop.hpp"
+#include "../../executor.hpp"
+#include "../executor/destination.hpp"
+#include "../unique_function.hpp"
 #include "trampoline.hpp"
 
 namespace offload {
 inline namespace v0 {
 namespace detail {
 
+/// What keeps an executor running while one of its coroutines waits elsewhere, and posts
+/// that coroutine back once, when called (then it keeps nothing). Empty for executors that
+/// never run dry (a pool, sync_wait()). Destroyed uncalled, it only lets the executor go.
+using CoroutineHold = UniqueFunction<void(std::coroutine_handle<>), 24>;
+
 /// What an executor can do, as plain functions (one static table per kind of executor).
 struct ExecutorOps {
-  /// Resumes `coroutine` later on the executor's thread(s), from any thread. `hold` is the
-  /// one taken by hold() when the coroutine suspended (or empty), released as it is queued.
-  void (*post)(void* target, std::coroutine_handle<> coroutine, EventLoop::Hold hold);
-  /// What keeps the executor from running dry while a coroutine of it waits elsewhere: an
-  /// event loop's Hold (a pool or sync_wait() never runs dry by itself), or an empty one.
-  EventLoop::Hold (*hold)(void* target);
+  /// Resumes `coroutine` later on the executor's thread(s), from any thread, through `hold`
+  /// (the one taken when the coroutine suspended) or, when it is empty, a fresh one.
+  void (*post)(void* target, std::coroutine_handle<> coroutine, CoroutineHold hold);
+  /// A hold on the executor (see CoroutineHold), or an empty one.
+  CoroutineHold (*hold)(void* target);
   /// Queues a child of when_all() that has not started, where an idle thread of the
   /// executor may take it (a pool worker's fork deque). Null: post() it.
   void (*fork)(void* target, std::coroutine_handle<> coroutine) = nullptr;
@@ -38,16 +45,16 @@ struct ExecutorOps {
 
 /// An executor: a target (a loop, a pool, a sync_wait driver) and what to do with it. Copied
 /// into every coroutine that runs there; the target must outlive them.
-struct Executor {
+struct ExecutorRef {
   void* target = nullptr;
   const ExecutorOps* ops = nullptr;
 
   [[nodiscard]] explicit operator bool() const noexcept { return ops != nullptr; }
-  bool operator==(const Executor&) const noexcept = default;
-  void post(std::coroutine_handle<> coroutine, EventLoop::Hold hold = {}) const {
+  bool operator==(const ExecutorRef&) const noexcept = default;
+  void post(std::coroutine_handle<> coroutine, CoroutineHold hold = {}) const {
     ops->post(target, coroutine, std::move(hold));
   }
-  [[nodiscard]] EventLoop::Hold hold() const { return ops->hold(target); }
+  [[nodiscard]] CoroutineHold hold() const { return ops->hold(target); }
   void fork(std::coroutine_handle<> coroutine) const {
     if (ops->fork != nullptr) {
       ops->fork(target, coroutine);
@@ -64,33 +71,58 @@ struct Executor {
 /// Holds the executor's keep-alive meanwhile.
 class Resumer {
  public:
-  Resumer(const Executor& executor, std::coroutine_handle<> coroutine)
+  Resumer(const ExecutorRef& executor, std::coroutine_handle<> coroutine)
       : executor_(executor), hold_(executor.hold()), coroutine_(coroutine) {}
 
   void operator()() noexcept { executor_.post(coroutine_, std::move(hold_)); }
 
  private:
-  Executor executor_;
-  EventLoop::Hold hold_;
+  ExecutorRef executor_;
+  CoroutineHold hold_;
   std::coroutine_handle<> coroutine_;
 };
 
 // --- the executors ------------------------------------------------------------------------------
 
-inline EventLoop::Hold no_hold(void*) { return {}; }
+inline CoroutineHold no_hold(void*) { return {}; }
 
-/// An EventLoop: resumptions are posted callbacks; a waiting coroutine holds the loop. The
-/// post always goes through a Hold, whose reference keeps the loop's core alive while the
-/// posting thread still touches it: the loop thread may run the coroutine to its end, return
-/// from run() and destroy the loop before post() has returned here.
-inline constexpr ExecutorOps event_loop_ops{
-    [](void* target, std::coroutine_handle<> coroutine, EventLoop::Hold hold) {
-      if (!hold) hold = static_cast<EventLoop*>(target)->hold();
-      std::move(hold).post(ResumeCoroutine{coroutine});
+/// A hold on executor E: its keep-alive (executor_traits), through which the resumption is
+/// posted. Taken also for a post without one, so that the posting thread is done with the
+/// executor before the loop can run dry: the loop's thread may run the coroutine to its end,
+/// return from run() and destroy the loop while post() is still returning here.
+template <class E>
+CoroutineHold hold_on(void* target) {
+  return [destination = Destination<E, false>(*static_cast<E*>(target))](
+             std::coroutine_handle<> coroutine) mutable {
+    std::move(destination).post(ResumeCoroutine{coroutine});
+  };
+}
+
+/// Any executor with executor_traits (EventLoop, Asio, libuv, a user's loop).
+template <class E>
+inline constexpr ExecutorOps executor_ops{
+    [](void* target, std::coroutine_handle<> coroutine, CoroutineHold hold) {
+      if (!hold) hold = hold_on<E>(target);
+      hold(coroutine);
     },
-    [](void* target) { return static_cast<EventLoop*>(target)->hold(); }};
+    &hold_on<E>};
 
-inline Executor executor_of(EventLoop& loop) noexcept { return {&loop, &event_loop_ops}; }
+template <class E>
+ExecutorRef executor_of(E& executor) noexcept {
+  return {&executor, &executor_ops<E>};
+}
+
+/// The executor that argument `arg` of spawn() or resume_on() names, referred to: an lvalue,
+/// or a pointer to one. A temporary (an Asio executor made in the call) would be gone before
+/// the coroutine resumes on it.
+template <class Arg>
+ExecutorRef executor_ref_for(Arg&& arg) noexcept {
+  static_assert(std::is_lvalue_reference_v<Arg> || std::is_pointer_v<std::remove_cvref_t<Arg>>,
+                "offload: spawn() and resume_on() refer to their executor for as long as the "
+                "coroutine runs on it, so it cannot be a temporary: name it (an io_context, a "
+                "strand or an executor in a variable that outlives the coroutine's stay)");
+  return executor_of(named_executor(arg));
+}
 
 /// Reaches BasicThreadPool's coroutine hooks, which only coroutines should call.
 struct PoolCoroutines {
@@ -120,7 +152,7 @@ void post_to_pool(void* target, std::coroutine_handle<> coroutine, bool fresh_fo
 /// is a detached job.
 template <class Pool>
 inline constexpr ExecutorOps pool_ops{
-    [](void* target, std::coroutine_handle<> coroutine, EventLoop::Hold) {
+    [](void* target, std::coroutine_handle<> coroutine, CoroutineHold) {
       post_to_pool<Pool>(target, coroutine, false);
     },
     &no_hold,
@@ -132,7 +164,7 @@ inline constexpr ExecutorOps pool_ops{
     }};
 
 template <class Pool>
-Executor pool_executor(Pool& pool) noexcept {
+ExecutorRef pool_executor(Pool& pool) noexcept {
   return {&pool, &pool_ops<Pool>};
 }
 
@@ -143,7 +175,7 @@ Executor pool_executor(Pool& pool) noexcept {
  */
 class SyncWaitDriver {
  public:
-  Executor executor() noexcept { return {this, &ops}; }
+  ExecutorRef executor() noexcept { return {this, &ops}; }
 
   /// Resumes posted coroutines on this thread until finish() was called. Blocks.
   void run() {
@@ -168,7 +200,7 @@ class SyncWaitDriver {
   }
 
  private:
-  static void post(void* target, std::coroutine_handle<> coroutine, EventLoop::Hold) {
+  static void post(void* target, std::coroutine_handle<> coroutine, CoroutineHold) {
     auto* driver = static_cast<SyncWaitDriver*>(target);
     std::lock_guard lock(driver->mutex_);
     driver->posted_.push_back(coroutine);

@@ -37,7 +37,7 @@ inline constexpr unsigned max_nested_resumptions = 8;
  * allocation.
  *
  * The children 1..n-1 are forked, child 0 runs at once. When child k ends on the thread that
- * forked child k+1, and nobody took that fork yet (Executor::reclaim()), child k runs it itself
+ * forked child k+1, and nobody took that fork yet (ExecutorRef::reclaim()), child k runs it itself
  * and hands on its arrival instead of counting it (`credit` in the promise): a family that
  * runs wholly on one thread, the common case of fine-grained fork-join, ends without one
  * atomic operation. Children that were taken elsewhere, or whose predecessor moved away,
@@ -94,7 +94,7 @@ class Join {
 /// What every offload coroutine knows: where it runs, what stops it, who goes on after it.
 class TaskPromiseBase : public Recycled {
  public:
-  Executor executor;  // set before it starts; changed by resume_on()
+  ExecutorRef executor;  // set before it starts; changed by resume_on()
   /// Its parent's token (spawn()'s Future's, or a when_any()'s), held by pointer: the token
   /// lives in the root's frame or the when_any awaiter, which outlive the task, and copying it
   /// would be an atomic increment on one shared counter per child, fought over by every
@@ -102,8 +102,8 @@ class TaskPromiseBase : public Recycled {
   const std::stop_token* stop = nullptr;
   std::coroutine_handle<> continuation;              // the parent awaiting it; empty for a root
   TaskPromiseBase* continuation_promise = nullptr;  // the parent's promise
-  Executor continuation_executor;                   // where the parent runs (and resumes)
-  EventLoop::Hold home_hold;  // keeps the parent's loop alive while this task runs elsewhere
+  ExecutorRef continuation_executor;                   // where the parent runs (and resumes)
+  CoroutineHold home_hold;  // keeps the parent's loop alive while this task runs elsewhere
   Join* join = nullptr;         // set for a child of when_all()/when_any(): the parent waits on it
   std::size_t join_index = 0;   // this child's place among its siblings
   std::size_t join_credit = 0;  // earlier siblings whose end this child carries (see Join)
@@ -130,7 +130,7 @@ class TaskPromiseBase : public Recycled {
 
   /// Moves this coroutine to `target` (resume_on()); the caller then posts it there. A task
   /// leaving its parent's executor holds that executor until it hands control back.
-  void move_to(const Executor& target) {
+  void move_to(const ExecutorRef& target) {
     if (continuation && !home_hold && executor == continuation_executor) {
       home_hold = continuation_executor.hold();
     }
@@ -253,7 +253,7 @@ class RootCoroutine {
   }
 
   /// Starts it on `executor` with `stop`: posted, so it runs on the executor's thread.
-  void start(const Executor& executor, std::stop_token stop) && {
+  void start(const ExecutorRef& executor, std::stop_token stop) && {
     promise_type& promise = handle_.promise();
     promise.executor = executor;
     promise.own_stop = std::move(stop);

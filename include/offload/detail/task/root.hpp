@@ -67,7 +67,7 @@ struct WaitSink {
 };
 
 template <class T>
-Future<T> spawn_on(const Executor& executor, Task<T> task) {
+Future<T> spawn_on(const ExecutorRef& executor, Task<T> task) {
   StatePtr<SharedState<T>> state(new SharedState<T>());
   std::stop_token stop = state->make_stop_token();
   Future<T> future = FutureAccess::make<T>(StatePtr<SharedState<T>>(state));

@@ -1,7 +1,8 @@
 # offload_single_header_forwarders(<out_var>)
 #
 # Writes, under the build tree, one forwarding header per header of include/offload/ (public
-# and detail/, all but the umbrella offload.hpp), each containing only
+# and detail/, all but those single_include/ has too: the umbrella offload.hpp and the
+# add-ons tools/amalgamate.py writes beside it), each containing only
 # `#include <offload/offload.hpp>`, and sets <out_var> to the folder that holds them.
 #
 # With that folder first on the include path and single_include/ second, `offload/X.hpp`
@@ -13,7 +14,9 @@ function(offload_single_header_forwarders out_var)
   set(folder "${PROJECT_BINARY_DIR}/single_header_forwarders")
   file(GLOB_RECURSE headers RELATIVE "${source}" CONFIGURE_DEPENDS "${source}/offload/*.hpp")
   foreach(header IN LISTS headers)
-    if(header STREQUAL "offload/offload.hpp")
+    # The umbrella itself, and the add-ons (asio.hpp ...), which the single-header edition
+    # ships as files of their own beside it.
+    if(EXISTS "${PROJECT_SOURCE_DIR}/single_include/${header}")
       continue()
     endif()
     # file(CONFIGURE) rewrites only when the content changes: no needless rebuilds.

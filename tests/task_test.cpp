@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "catch.hpp"
+#include "current_thread.hpp"
 #include "gate.hpp"
 
 using namespace std::chrono_literals;
@@ -28,14 +29,7 @@ namespace {
 
 using offload_test::Gate;
 
-/// The calling thread's id, read through a call that is never inlined nor merged with another
-/// (the empty asm): clang before 17 may compute std::this_thread::get_id() once and reuse it
-/// across a suspension point, after which the coroutine may run on another thread
-/// (docs/task.md).
-[[gnu::noinline]] std::thread::id current_thread() {
-  asm volatile("" ::: "memory");
-  return std::this_thread::get_id();
-}
+using offload_test::current_thread;
 
 Task<int> forty() { co_return 40; }
 

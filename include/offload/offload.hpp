@@ -2,11 +2,13 @@
 #define OFFLOAD_OFFLOAD_HPP
 
 /// @file offload.hpp
-/// Everything offload offers. Each component also has its own header.
+/// Everything offload offers. Each component also has its own header. The adapters for other
+/// libraries (asio.hpp) are not included: include them where you use them.
 
 #include "channel.hpp"
 #include "errors.hpp"
 #include "event_loop.hpp"
+#include "executor.hpp"
 #include "future.hpp"
 #include "sendable.hpp"
 #include "service.hpp"

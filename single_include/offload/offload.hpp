@@ -28,7 +28,8 @@
 #define OFFLOAD_OFFLOAD_HPP
 
 /// @file offload.hpp
-/// Everything offload offers. Each component also has its own header.
+/// Everything offload offers. Each component also has its own header. The adapters for other
+/// libraries (asio.hpp) are not included: include them where you use them.
 
 // ---- begin offload/channel.hpp ----
 #ifndef OFFLOAD_CHANNEL_HPP
@@ -2878,6 +2879,206 @@ class TimerQueue {
 
 #endif  // OFFLOAD_DETAIL_LOOP_TIMER_QUEUE_HPP
 // ---- end offload/detail/loop/timer_queue.hpp ----
+// ---- begin offload/executor.hpp ----
+#ifndef OFFLOAD_EXECUTOR_HPP
+#define OFFLOAD_EXECUTOR_HPP
+
+/// @file executor.hpp
+/// Executors: the loops a result can come back to. `fut.then(ex, f)`, `resume_on(ex)` and
+/// `spawn(ex, task)` accept any type E for which `executor_traits<E>` says how to post work
+/// to E's thread and how to keep E running while work is on its way:
+///
+///   template <> struct offload::executor_traits<MyLoop> {
+///     static void post(MyLoop& loop, offload::UniqueFunction<void()> f);  // run f later, on
+///                                                                         // the loop's thread
+///     static auto keep_alive(MyLoop& loop);  // an object that keeps the loop running while
+///   };                                       // it lives
+///
+/// offload provides EventLoop (event_loop.hpp), Asio's io_context, its executors and strands
+/// (asio.hpp) and libuv's uv_loop_t (uv.hpp); docs/executors.md shows Qt and GLib.
+///
+/// The rules offload follows with any executor:
+/// - keep_alive(ex) is called when the continuation is registered (on the thread that calls
+///   then(), or that suspends the coroutine), and the object lives until the posted function
+///   has run or been destroyed; post(ex, f) is called once, from the thread that completes the
+///   future, while that object is alive.
+/// - A function the executor destroys without running it (its loop was destroyed with the
+///   function still queued) completes the continuation's future with PoolClosed.
+/// - If the keep-alive object can post, `std::move(k).post(f)`, offload posts through it
+///   instead of calling post(ex, f), and never touches `ex` after keep_alive(): such a
+///   keep-alive can find its loop gone and destroy `f`, so the loop may be destroyed first.
+///   offload's own executors work this way. With any other, `ex` must outlive its pending
+///   continuations.
+/// - An executor passed as an lvalue is referred to; one passed as an rvalue (an Asio
+///   executor, say) is moved into the continuation.
+/// - A pointer to an executor (libuv's `uv_loop_t*`) stands for the executor it points to.
+
+#include <type_traits>
+#include <utility>
+
+// ---- begin offload/detail/unique_function.hpp ----
+#ifndef OFFLOAD_DETAIL_UNIQUE_FUNCTION_HPP
+#define OFFLOAD_DETAIL_UNIQUE_FUNCTION_HPP
+
+/// @file unique_function.hpp
+/// A move-only type-erased callable with small-buffer storage (std::move_only_function is C++23
+/// and missing from g++ 12). Callables up to `InlineBytes` that are nothrow-movable live inside
+/// the object, so queueing a small lambda costs no allocation; larger ones go to the heap.
+
+#include <cstddef>
+#include <cstring>
+#include <functional>
+#include <new>
+#include <type_traits>
+#include <utility>
+
+namespace offload {
+inline namespace v0 {
+namespace detail {
+
+template <class Signature, std::size_t InlineBytes = 48>
+class UniqueFunction;
+
+template <class R, class... Args, std::size_t InlineBytes>
+class UniqueFunction<R(Args...), InlineBytes> {
+ public:
+  UniqueFunction() noexcept = default;
+
+  template <class F, class D = std::decay_t<F>>
+    requires(!std::is_same_v<D, UniqueFunction> && std::is_invocable_r_v<R, D&, Args...>)
+  UniqueFunction(F&& f) {  // NOLINT(google-explicit-constructor): a callable converts implicitly
+    if constexpr (stored_inline<D>) {
+      ::new (static_cast<void*>(storage_)) D(std::forward<F>(f));
+      ops_ = &inline_ops<D>;
+    } else {
+      *reinterpret_cast<D**>(storage_) = new D(std::forward<F>(f));
+      ops_ = &heap_ops<D>;
+    }
+  }
+
+  UniqueFunction(UniqueFunction&& other) noexcept { take(other); }
+  UniqueFunction& operator=(UniqueFunction&& other) noexcept {
+    if (this != &other) {
+      reset();
+      take(other);
+    }
+    return *this;
+  }
+  UniqueFunction(const UniqueFunction&) = delete;
+  UniqueFunction& operator=(const UniqueFunction&) = delete;
+  ~UniqueFunction() { reset(); }
+
+  explicit operator bool() const noexcept { return ops_ != nullptr; }
+
+  /// Calls the stored callable. Precondition: not empty.
+  R operator()(Args... args) { return ops_->invoke(storage_, std::forward<Args>(args)...); }
+
+  /// Takes `other`'s callable and ends `other`'s lifetime: the caller must not use or destroy
+  /// it afterwards. Unlike a move, a byte-copyable callable is taken without writing to
+  /// `other` at all, which matters when `other` sits in a queue slot another core just wrote
+  /// (a write would cost a second cache-line transfer).
+  void relocate_from(UniqueFunction& other) noexcept {
+    reset();
+    if (other.ops_ == nullptr) return;
+    if (other.ops_->relocate != nullptr) {
+      other.ops_->relocate(other.storage_, storage_);
+    } else {
+      std::memcpy(storage_, other.storage_, InlineBytes);
+    }
+    ops_ = other.ops_;
+  }
+
+  void reset() noexcept {
+    if (ops_ != nullptr) {
+      ops_->destroy(storage_);
+      ops_ = nullptr;
+    }
+  }
+
+  /// True when a callable of type F would be stored without allocating.
+  template <class F>
+  static constexpr bool stored_inline = sizeof(F) <= InlineBytes &&
+                                        alignof(F) <= alignof(std::max_align_t) &&
+                                        std::is_nothrow_move_constructible_v<F>;
+
+ private:
+  struct Ops {
+    R (*invoke)(void* storage, Args&&... args);
+    // Move-construct into `to` and destroy `from`; null when a byte copy does that (trivially
+    // copyable callables: the common lambda capturing pointers and numbers), saving a call.
+    void (*relocate)(void* from, void* to) noexcept;
+    void (*destroy)(void* storage) noexcept;
+  };
+
+  template <class D>
+  static constexpr Ops inline_ops{
+      [](void* s, Args&&... args) -> R {
+        return std::invoke(*std::launder(static_cast<D*>(s)), std::forward<Args>(args)...);
+      },
+      std::is_trivially_copyable_v<D> ? nullptr : +[](void* from, void* to) noexcept {
+        D* source = std::launder(static_cast<D*>(from));
+        ::new (to) D(std::move(*source));
+        source->~D();
+      },
+      [](void* s) noexcept { std::launder(static_cast<D*>(s))->~D(); }};
+
+  template <class D>
+  static constexpr Ops heap_ops{
+      [](void* s, Args&&... args) -> R {
+        return std::invoke(**static_cast<D**>(s), std::forward<Args>(args)...);
+      },
+      nullptr,  // the pointer is copied as bytes
+      [](void* s) noexcept { delete *static_cast<D**>(s); }};
+
+  void take(UniqueFunction& other) noexcept {
+    if (other.ops_ != nullptr) {
+      if (other.ops_->relocate != nullptr) {
+        other.ops_->relocate(other.storage_, storage_);
+      } else {
+        std::memcpy(storage_, other.storage_, InlineBytes);
+      }
+      ops_ = std::exchange(other.ops_, nullptr);
+    }
+  }
+
+  alignas(std::max_align_t) unsigned char storage_[InlineBytes];
+  const Ops* ops_ = nullptr;
+};
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_UNIQUE_FUNCTION_HPP
+// ---- end offload/detail/unique_function.hpp ----
+
+namespace offload {
+inline namespace v0 {
+
+/// A move-only type-erased callable (std::move_only_function is C++23 and missing from g++ 12).
+/// Callables up to 48 bytes that are nothrow-movable live inside it: posting a small lambda
+/// costs no allocation.
+template <class Signature>
+using UniqueFunction = detail::UniqueFunction<Signature>;
+
+/// How offload posts work to executor E (see the file comment). Specialise it for a loop of
+/// your own; the primary template is left undefined, so a type without one is not an executor.
+template <class E>
+struct executor_traits;
+
+/// A type offload can post continuations and coroutines to: executor_traits<E> is defined and
+/// has post(E&, UniqueFunction<void()>) and keep_alive(E&).
+template <class E>
+concept Executor = requires(E& executor, UniqueFunction<void()> f) {
+  executor_traits<E>::post(executor, std::move(f));
+  executor_traits<E>::keep_alive(executor);
+};
+
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_EXECUTOR_HPP
+// ---- end offload/executor.hpp ----
 // ---- begin offload/future.hpp ----
 #ifndef OFFLOAD_FUTURE_HPP
 #define OFFLOAD_FUTURE_HPP
@@ -2902,6 +3103,118 @@ class TimerQueue {
 #include <utility>
 #include <vector>
 
+// ---- begin offload/detail/executor/destination.hpp ----
+#ifndef OFFLOAD_DETAIL_EXECUTOR_DESTINATION_HPP
+#define OFFLOAD_DETAIL_EXECUTOR_DESTINATION_HPP
+
+/// @file detail/executor/destination.hpp
+/// How then() and coroutines post to an executor named by executor_traits (executor.hpp):
+/// the keep-alive taken when the continuation is registered, and the one post made when the
+/// future completes.
+
+#include <cstddef>
+#include <type_traits>
+#include <utility>
+
+
+namespace offload {
+inline namespace v0 {
+
+template <class E>
+struct executor_traits;  // executor.hpp
+
+namespace detail {
+
+/// A keep-alive object that can post the function it waits for (see executor.hpp).
+template <class K>
+concept PostingKeepAlive = requires(K&& keep, UniqueFunction<void()> f) {
+  std::move(keep).post(std::move(f));
+};
+
+/// The executor an argument names: itself, or what a pointer points to.
+template <class Arg>
+using executor_named_t = std::remove_cvref_t<std::remove_pointer_t<std::remove_cvref_t<Arg>>>;
+
+/// The executor `arg` names, as an lvalue.
+template <class Arg>
+decltype(auto) named_executor(Arg& arg) noexcept {
+  if constexpr (std::is_pointer_v<std::remove_cvref_t<Arg>>) {
+    return *arg;
+  } else {
+    return (arg);
+  }
+}
+
+/**
+ * Where one function will be posted, once: the executor's keep-alive, taken now, and what is
+ * needed to post later. Movable; post() consumes it. When the keep-alive cannot post, it
+ * keeps the executor by reference (an lvalue argument) or by value (an rvalue).
+ */
+template <class E, bool ByValue>
+class Destination {
+  using Traits = executor_traits<E>;
+  using KeepAlive = decltype(Traits::keep_alive(std::declval<E&>()));
+  static constexpr bool posts_through_keep_alive = PostingKeepAlive<KeepAlive>;
+  using Stored = std::conditional_t<posts_through_keep_alive, std::nullptr_t,
+                                    std::conditional_t<ByValue, E, E*>>;
+
+ public:
+  explicit Destination(E& executor)
+      : keep_(Traits::keep_alive(executor)), executor_(store(executor)) {}
+
+  /// Posts `f` (run on the executor's thread, or destroyed unrun if the executor is gone).
+  /// The keep-alive is released after the post, so the loop never runs dry in between.
+  template <class F>
+  void post(F&& f) && {
+    if constexpr (posts_through_keep_alive) {
+      std::move(keep_).post(std::forward<F>(f));
+    } else {
+      Traits::post(executor(), UniqueFunction<void()>(std::forward<F>(f)));
+      KeepAlive released = std::move(keep_);
+    }
+  }
+
+ private:
+  static Stored store(E& executor) {
+    if constexpr (posts_through_keep_alive) {
+      return nullptr;
+    } else if constexpr (ByValue) {
+      static_assert(std::is_move_constructible_v<E>,
+                    "offload: an executor passed as an rvalue is moved into the continuation; "
+                    "this one is not movable: pass an lvalue that outlives the continuation");
+      return std::move(executor);
+    } else {
+      return &executor;
+    }
+  }
+
+  E& executor() noexcept {
+    if constexpr (ByValue) {
+      return executor_;
+    } else {
+      return *executor_;
+    }
+  }
+
+  KeepAlive keep_;
+  [[no_unique_address]] Stored executor_;
+};
+
+/// The Destination for argument `arg` of then(): an rvalue executor is kept by value.
+template <class Arg>
+auto destination_for(Arg&& arg) {
+  using E = executor_named_t<Arg>;
+  constexpr bool by_value =
+      !std::is_lvalue_reference_v<Arg> && !std::is_pointer_v<std::remove_cvref_t<Arg>>;
+  return Destination<E, by_value>(named_executor(arg));
+}
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_EXECUTOR_DESTINATION_HPP
+// ---- end offload/detail/executor/destination.hpp ----
 // ---- begin offload/detail/shared_state.hpp ----
 #ifndef OFFLOAD_DETAIL_SHARED_STATE_HPP
 #define OFFLOAD_DETAIL_SHARED_STATE_HPP
@@ -3151,141 +3464,6 @@ struct Recycled {
 
 #endif  // OFFLOAD_DETAIL_BLOCK_CACHE_HPP
 // ---- end offload/detail/block_cache.hpp ----
-// ---- begin offload/detail/unique_function.hpp ----
-#ifndef OFFLOAD_DETAIL_UNIQUE_FUNCTION_HPP
-#define OFFLOAD_DETAIL_UNIQUE_FUNCTION_HPP
-
-/// @file unique_function.hpp
-/// A move-only type-erased callable with small-buffer storage (std::move_only_function is C++23
-/// and missing from g++ 12). Callables up to `InlineBytes` that are nothrow-movable live inside
-/// the object, so queueing a small lambda costs no allocation; larger ones go to the heap.
-
-#include <cstddef>
-#include <cstring>
-#include <functional>
-#include <new>
-#include <type_traits>
-#include <utility>
-
-namespace offload {
-inline namespace v0 {
-namespace detail {
-
-template <class Signature, std::size_t InlineBytes = 48>
-class UniqueFunction;
-
-template <class R, class... Args, std::size_t InlineBytes>
-class UniqueFunction<R(Args...), InlineBytes> {
- public:
-  UniqueFunction() noexcept = default;
-
-  template <class F, class D = std::decay_t<F>>
-    requires(!std::is_same_v<D, UniqueFunction> && std::is_invocable_r_v<R, D&, Args...>)
-  UniqueFunction(F&& f) {  // NOLINT(google-explicit-constructor): a callable converts implicitly
-    if constexpr (stored_inline<D>) {
-      ::new (static_cast<void*>(storage_)) D(std::forward<F>(f));
-      ops_ = &inline_ops<D>;
-    } else {
-      *reinterpret_cast<D**>(storage_) = new D(std::forward<F>(f));
-      ops_ = &heap_ops<D>;
-    }
-  }
-
-  UniqueFunction(UniqueFunction&& other) noexcept { take(other); }
-  UniqueFunction& operator=(UniqueFunction&& other) noexcept {
-    if (this != &other) {
-      reset();
-      take(other);
-    }
-    return *this;
-  }
-  UniqueFunction(const UniqueFunction&) = delete;
-  UniqueFunction& operator=(const UniqueFunction&) = delete;
-  ~UniqueFunction() { reset(); }
-
-  explicit operator bool() const noexcept { return ops_ != nullptr; }
-
-  /// Calls the stored callable. Precondition: not empty.
-  R operator()(Args... args) { return ops_->invoke(storage_, std::forward<Args>(args)...); }
-
-  /// Takes `other`'s callable and ends `other`'s lifetime: the caller must not use or destroy
-  /// it afterwards. Unlike a move, a byte-copyable callable is taken without writing to
-  /// `other` at all, which matters when `other` sits in a queue slot another core just wrote
-  /// (a write would cost a second cache-line transfer).
-  void relocate_from(UniqueFunction& other) noexcept {
-    reset();
-    if (other.ops_ == nullptr) return;
-    if (other.ops_->relocate != nullptr) {
-      other.ops_->relocate(other.storage_, storage_);
-    } else {
-      std::memcpy(storage_, other.storage_, InlineBytes);
-    }
-    ops_ = other.ops_;
-  }
-
-  void reset() noexcept {
-    if (ops_ != nullptr) {
-      ops_->destroy(storage_);
-      ops_ = nullptr;
-    }
-  }
-
-  /// True when a callable of type F would be stored without allocating.
-  template <class F>
-  static constexpr bool stored_inline = sizeof(F) <= InlineBytes &&
-                                        alignof(F) <= alignof(std::max_align_t) &&
-                                        std::is_nothrow_move_constructible_v<F>;
-
- private:
-  struct Ops {
-    R (*invoke)(void* storage, Args&&... args);
-    // Move-construct into `to` and destroy `from`; null when a byte copy does that (trivially
-    // copyable callables: the common lambda capturing pointers and numbers), saving a call.
-    void (*relocate)(void* from, void* to) noexcept;
-    void (*destroy)(void* storage) noexcept;
-  };
-
-  template <class D>
-  static constexpr Ops inline_ops{
-      [](void* s, Args&&... args) -> R {
-        return std::invoke(*std::launder(static_cast<D*>(s)), std::forward<Args>(args)...);
-      },
-      std::is_trivially_copyable_v<D> ? nullptr : +[](void* from, void* to) noexcept {
-        D* source = std::launder(static_cast<D*>(from));
-        ::new (to) D(std::move(*source));
-        source->~D();
-      },
-      [](void* s) noexcept { std::launder(static_cast<D*>(s))->~D(); }};
-
-  template <class D>
-  static constexpr Ops heap_ops{
-      [](void* s, Args&&... args) -> R {
-        return std::invoke(**static_cast<D**>(s), std::forward<Args>(args)...);
-      },
-      nullptr,  // the pointer is copied as bytes
-      [](void* s) noexcept { delete *static_cast<D**>(s); }};
-
-  void take(UniqueFunction& other) noexcept {
-    if (other.ops_ != nullptr) {
-      if (other.ops_->relocate != nullptr) {
-        other.ops_->relocate(other.storage_, storage_);
-      } else {
-        std::memcpy(storage_, other.storage_, InlineBytes);
-      }
-      ops_ = std::exchange(other.ops_, nullptr);
-    }
-  }
-
-  alignas(std::max_align_t) unsigned char storage_[InlineBytes];
-  const Ops* ops_ = nullptr;
-};
-
-}  // namespace detail
-}  // namespace v0
-}  // namespace offload
-
-#endif  // OFFLOAD_DETAIL_UNIQUE_FUNCTION_HPP
-// ---- end offload/detail/unique_function.hpp ----
 // ---- begin offload/detail/worker_context.hpp ----
 #ifndef OFFLOAD_DETAIL_WORKER_CONTEXT_HPP
 #define OFFLOAD_DETAIL_WORKER_CONTEXT_HPP
@@ -3664,10 +3842,37 @@ void complete_with(SharedState<T>& source, SharedState<U>& target, F& f) noexcep
 
 inline void throw_no_state() { throw std::future_error(std::future_errc::no_state); }
 
-/// A loop that can keep itself alive for work that will come back to it (EventLoop::hold()).
-template <class Loop>
-concept HoldableLoop = requires(Loop& loop) {
-  { loop.hold() };
+/**
+ * A continuation posted to an executor by then(executor, f): runs f on the source's result
+ * and completes the target, once. Destroyed without having run (the executor's loop went
+ * away with it queued, or the post failed), it completes the target with PoolClosed, so no
+ * future is ever left pending.
+ */
+template <class T, class U, class F>
+class PostedContinuation {
+ public:
+  PostedContinuation(StatePtr<SharedState<T>> source, StatePtr<SharedState<U>> target, F f)
+      : source_(std::move(source)), target_(std::move(target)), f_(std::move(f)) {}
+  PostedContinuation(PostedContinuation&&) noexcept(std::is_nothrow_move_constructible_v<F>) =
+      default;
+  PostedContinuation& operator=(PostedContinuation&&) = delete;
+  ~PostedContinuation() {
+    if (target_) {
+      target_->set_exception(make_error<PoolClosed>(
+          "offload: the executor destroyed a continuation without running it: its loop was "
+          "destroyed (or closed) before the result came back"));
+    }
+  }
+
+  void operator()() noexcept {
+    const StatePtr<SharedState<U>> target = std::move(target_);
+    complete_with(*source_, *target, f_);
+  }
+
+ private:
+  StatePtr<SharedState<T>> source_;
+  StatePtr<SharedState<U>> target_;
+  F f_;
 };
 
 }  // namespace detail
@@ -3776,28 +3981,35 @@ class Future {
   }
 
   /**
-   * @brief Chains `f` to run on `loop`'s thread (the worker_threads 'message' event). The loop
-   *        is kept alive (run() does not return) until f has run.
+   * @brief Chains `f` to run on `executor`'s thread (the worker_threads 'message' event): an
+   *        EventLoop, an Asio io_context, executor or strand (asio.hpp), a uv_loop_t*
+   *        (uv.hpp), or any type with executor_traits (executor.hpp).
    *
-   * An exception from the task is not passed to f: the returned future carries it. Works with
-   * offload::EventLoop and any type with the same hold() mechanism.
+   * f runs exactly once, on that thread, even when this future is already complete. The
+   * executor is kept running (its run() does not return) until f has run. An exception from
+   * the task is not passed to f: the returned future carries it. If the executor's loop is
+   * destroyed before f could run, f never runs and the returned future fails with PoolClosed.
+   * An lvalue executor is referred to, an rvalue one moved in. Leaves this future empty.
+   * Allocates the returned future's state and the posted continuation.
+   * @throws std::future_error(no_state) on an empty future; what the executor's keep_alive()
+   *         throws (then nothing was chained and this future is unchanged).
    */
-  template <class Loop, class F>
-    requires detail::HoldableLoop<Loop>
-  auto then(Loop& loop, F f) -> Future<detail::continuation_result_t<F, T>> {
+  template <class Ex, class F>
+    requires Executor<detail::executor_named_t<Ex>>
+  auto then(Ex&& executor, F f) -> Future<detail::continuation_result_t<F, T>> {
     using U = detail::continuation_result_t<F, T>;
     ensure_valid();
+    auto destination = detail::destination_for(std::forward<Ex>(executor));
     Promise<U> promise;
     Future<U> result = promise.get_future();
-    // Each hop to the loop moves the source's result into the loop callback; the hold keeps
-    // the loop's run() from returning in between.
-    then_settled([hold = loop.hold(), promise = std::move(promise),
+    then_settled([destination = std::move(destination), target = std::move(promise.state_),
                   f = std::move(f)](detail::StatePtr<detail::SharedState<T>> done) mutable {
-      std::move(hold).post([promise = std::move(promise), f = std::move(f),
-                            done = std::move(done)]() mutable noexcept {
-        auto target = std::move(promise.state_);
-        detail::complete_with(*done, *target, f);
-      });
+      try {
+        std::move(destination)
+            .post(detail::PostedContinuation<T, U, F>(std::move(done), std::move(target),
+                                                      std::move(f)));
+      } catch (...) {  // the continuation, destroyed unposted, failed its future already
+      }
     });
     return result;
   }
@@ -4548,6 +4760,15 @@ class EventLoop::Hold {
 };
 
 inline EventLoop::Hold EventLoop::hold() { return Hold(core_); }
+
+/// An EventLoop is an executor (executor.hpp). Its keep-alive is a Hold, which offload posts
+/// through, so a loop destroyed first drops the continuation (its future fails with
+/// PoolClosed) instead of being touched.
+template <>
+struct executor_traits<EventLoop> {
+  static void post(EventLoop& loop, UniqueFunction<void()> f) { loop.post(std::move(f)); }
+  static EventLoop::Hold keep_alive(EventLoop& loop) { return loop.hold(); }
+};
 
 namespace detail {
 
@@ -7377,9 +7598,10 @@ struct is_sendable<SharedBuffer<T>> : std::true_type {};
 #define OFFLOAD_DETAIL_TASK_EXECUTOR_HPP
 
 /// @file detail/task/executor.hpp
-/// Where a coroutine runs: an event loop's thread, a pool's workers, or the thread blocked in
-/// sync_wait(). A coroutine always resumes there (API.md's resume rule), never on whichever
-/// thread completed what it awaited: that thread only posts the resumption.
+/// Where a coroutine runs: an executor's thread (an EventLoop, an io_context, any type with
+/// executor_traits), a pool's workers, or the thread blocked in sync_wait(). A coroutine
+/// always resumes there (API.md's resume rule), never on whichever thread completed what it
+/// awaited: that thread only posts the resumption.
 
 #include <condition_variable>
 #include <coroutine>
@@ -7392,14 +7614,18 @@ namespace offload {
 inline namespace v0 {
 namespace detail {
 
+/// What keeps an executor running while one of its coroutines waits elsewhere, and posts
+/// that coroutine back once, when called (then it keeps nothing). Empty for executors that
+/// never run dry (a pool, sync_wait()). Destroyed uncalled, it only lets the executor go.
+using CoroutineHold = UniqueFunction<void(std::coroutine_handle<>), 24>;
+
 /// What an executor can do, as plain functions (one static table per kind of executor).
 struct ExecutorOps {
-  /// Resumes `coroutine` later on the executor's thread(s), from any thread. `hold` is the
-  /// one taken by hold() when the coroutine suspended (or empty), released as it is queued.
-  void (*post)(void* target, std::coroutine_handle<> coroutine, EventLoop::Hold hold);
-  /// What keeps the executor from running dry while a coroutine of it waits elsewhere: an
-  /// event loop's Hold (a pool or sync_wait() never runs dry by itself), or an empty one.
-  EventLoop::Hold (*hold)(void* target);
+  /// Resumes `coroutine` later on the executor's thread(s), from any thread, through `hold`
+  /// (the one taken when the coroutine suspended) or, when it is empty, a fresh one.
+  void (*post)(void* target, std::coroutine_handle<> coroutine, CoroutineHold hold);
+  /// A hold on the executor (see CoroutineHold), or an empty one.
+  CoroutineHold (*hold)(void* target);
   /// Queues a child of when_all() that has not started, where an idle thread of the
   /// executor may take it (a pool worker's fork deque). Null: post() it.
   void (*fork)(void* target, std::coroutine_handle<> coroutine) = nullptr;
@@ -7410,16 +7636,16 @@ struct ExecutorOps {
 
 /// An executor: a target (a loop, a pool, a sync_wait driver) and what to do with it. Copied
 /// into every coroutine that runs there; the target must outlive them.
-struct Executor {
+struct ExecutorRef {
   void* target = nullptr;
   const ExecutorOps* ops = nullptr;
 
   [[nodiscard]] explicit operator bool() const noexcept { return ops != nullptr; }
-  bool operator==(const Executor&) const noexcept = default;
-  void post(std::coroutine_handle<> coroutine, EventLoop::Hold hold = {}) const {
+  bool operator==(const ExecutorRef&) const noexcept = default;
+  void post(std::coroutine_handle<> coroutine, CoroutineHold hold = {}) const {
     ops->post(target, coroutine, std::move(hold));
   }
-  [[nodiscard]] EventLoop::Hold hold() const { return ops->hold(target); }
+  [[nodiscard]] CoroutineHold hold() const { return ops->hold(target); }
   void fork(std::coroutine_handle<> coroutine) const {
     if (ops->fork != nullptr) {
       ops->fork(target, coroutine);
@@ -7436,33 +7662,58 @@ struct Executor {
 /// Holds the executor's keep-alive meanwhile.
 class Resumer {
  public:
-  Resumer(const Executor& executor, std::coroutine_handle<> coroutine)
+  Resumer(const ExecutorRef& executor, std::coroutine_handle<> coroutine)
       : executor_(executor), hold_(executor.hold()), coroutine_(coroutine) {}
 
   void operator()() noexcept { executor_.post(coroutine_, std::move(hold_)); }
 
  private:
-  Executor executor_;
-  EventLoop::Hold hold_;
+  ExecutorRef executor_;
+  CoroutineHold hold_;
   std::coroutine_handle<> coroutine_;
 };
 
 // --- the executors ------------------------------------------------------------------------------
 
-inline EventLoop::Hold no_hold(void*) { return {}; }
+inline CoroutineHold no_hold(void*) { return {}; }
 
-/// An EventLoop: resumptions are posted callbacks; a waiting coroutine holds the loop. The
-/// post always goes through a Hold, whose reference keeps the loop's core alive while the
-/// posting thread still touches it: the loop thread may run the coroutine to its end, return
-/// from run() and destroy the loop before post() has returned here.
-inline constexpr ExecutorOps event_loop_ops{
-    [](void* target, std::coroutine_handle<> coroutine, EventLoop::Hold hold) {
-      if (!hold) hold = static_cast<EventLoop*>(target)->hold();
-      std::move(hold).post(ResumeCoroutine{coroutine});
+/// A hold on executor E: its keep-alive (executor_traits), through which the resumption is
+/// posted. Taken also for a post without one, so that the posting thread is done with the
+/// executor before the loop can run dry: the loop's thread may run the coroutine to its end,
+/// return from run() and destroy the loop while post() is still returning here.
+template <class E>
+CoroutineHold hold_on(void* target) {
+  return [destination = Destination<E, false>(*static_cast<E*>(target))](
+             std::coroutine_handle<> coroutine) mutable {
+    std::move(destination).post(ResumeCoroutine{coroutine});
+  };
+}
+
+/// Any executor with executor_traits (EventLoop, Asio, libuv, a user's loop).
+template <class E>
+inline constexpr ExecutorOps executor_ops{
+    [](void* target, std::coroutine_handle<> coroutine, CoroutineHold hold) {
+      if (!hold) hold = hold_on<E>(target);
+      hold(coroutine);
     },
-    [](void* target) { return static_cast<EventLoop*>(target)->hold(); }};
+    &hold_on<E>};
 
-inline Executor executor_of(EventLoop& loop) noexcept { return {&loop, &event_loop_ops}; }
+template <class E>
+ExecutorRef executor_of(E& executor) noexcept {
+  return {&executor, &executor_ops<E>};
+}
+
+/// The executor that argument `arg` of spawn() or resume_on() names, referred to: an lvalue,
+/// or a pointer to one. A temporary (an Asio executor made in the call) would be gone before
+/// the coroutine resumes on it.
+template <class Arg>
+ExecutorRef executor_ref_for(Arg&& arg) noexcept {
+  static_assert(std::is_lvalue_reference_v<Arg> || std::is_pointer_v<std::remove_cvref_t<Arg>>,
+                "offload: spawn() and resume_on() refer to their executor for as long as the "
+                "coroutine runs on it, so it cannot be a temporary: name it (an io_context, a "
+                "strand or an executor in a variable that outlives the coroutine's stay)");
+  return executor_of(named_executor(arg));
+}
 
 /// Reaches BasicThreadPool's coroutine hooks, which only coroutines should call.
 struct PoolCoroutines {
@@ -7492,7 +7743,7 @@ void post_to_pool(void* target, std::coroutine_handle<> coroutine, bool fresh_fo
 /// is a detached job.
 template <class Pool>
 inline constexpr ExecutorOps pool_ops{
-    [](void* target, std::coroutine_handle<> coroutine, EventLoop::Hold) {
+    [](void* target, std::coroutine_handle<> coroutine, CoroutineHold) {
       post_to_pool<Pool>(target, coroutine, false);
     },
     &no_hold,
@@ -7504,7 +7755,7 @@ inline constexpr ExecutorOps pool_ops{
     }};
 
 template <class Pool>
-Executor pool_executor(Pool& pool) noexcept {
+ExecutorRef pool_executor(Pool& pool) noexcept {
   return {&pool, &pool_ops<Pool>};
 }
 
@@ -7515,7 +7766,7 @@ Executor pool_executor(Pool& pool) noexcept {
  */
 class SyncWaitDriver {
  public:
-  Executor executor() noexcept { return {this, &ops}; }
+  ExecutorRef executor() noexcept { return {this, &ops}; }
 
   /// Resumes posted coroutines on this thread until finish() was called. Blocks.
   void run() {
@@ -7540,7 +7791,7 @@ class SyncWaitDriver {
   }
 
  private:
-  static void post(void* target, std::coroutine_handle<> coroutine, EventLoop::Hold) {
+  static void post(void* target, std::coroutine_handle<> coroutine, CoroutineHold) {
     auto* driver = static_cast<SyncWaitDriver*>(target);
     std::lock_guard lock(driver->mutex_);
     driver->posted_.push_back(coroutine);
@@ -7597,7 +7848,7 @@ inline constexpr unsigned max_nested_resumptions = 8;
  * allocation.
  *
  * The children 1..n-1 are forked, child 0 runs at once. When child k ends on the thread that
- * forked child k+1, and nobody took that fork yet (Executor::reclaim()), child k runs it itself
+ * forked child k+1, and nobody took that fork yet (ExecutorRef::reclaim()), child k runs it itself
  * and hands on its arrival instead of counting it (`credit` in the promise): a family that
  * runs wholly on one thread, the common case of fine-grained fork-join, ends without one
  * atomic operation. Children that were taken elsewhere, or whose predecessor moved away,
@@ -7654,7 +7905,7 @@ class Join {
 /// What every offload coroutine knows: where it runs, what stops it, who goes on after it.
 class TaskPromiseBase : public Recycled {
  public:
-  Executor executor;  // set before it starts; changed by resume_on()
+  ExecutorRef executor;  // set before it starts; changed by resume_on()
   /// Its parent's token (spawn()'s Future's, or a when_any()'s), held by pointer: the token
   /// lives in the root's frame or the when_any awaiter, which outlive the task, and copying it
   /// would be an atomic increment on one shared counter per child, fought over by every
@@ -7662,8 +7913,8 @@ class TaskPromiseBase : public Recycled {
   const std::stop_token* stop = nullptr;
   std::coroutine_handle<> continuation;              // the parent awaiting it; empty for a root
   TaskPromiseBase* continuation_promise = nullptr;  // the parent's promise
-  Executor continuation_executor;                   // where the parent runs (and resumes)
-  EventLoop::Hold home_hold;  // keeps the parent's loop alive while this task runs elsewhere
+  ExecutorRef continuation_executor;                   // where the parent runs (and resumes)
+  CoroutineHold home_hold;  // keeps the parent's loop alive while this task runs elsewhere
   Join* join = nullptr;         // set for a child of when_all()/when_any(): the parent waits on it
   std::size_t join_index = 0;   // this child's place among its siblings
   std::size_t join_credit = 0;  // earlier siblings whose end this child carries (see Join)
@@ -7690,7 +7941,7 @@ class TaskPromiseBase : public Recycled {
 
   /// Moves this coroutine to `target` (resume_on()); the caller then posts it there. A task
   /// leaving its parent's executor holds that executor until it hands control back.
-  void move_to(const Executor& target) {
+  void move_to(const ExecutorRef& target) {
     if (continuation && !home_hold && executor == continuation_executor) {
       home_hold = continuation_executor.hold();
     }
@@ -7813,7 +8064,7 @@ class RootCoroutine {
   }
 
   /// Starts it on `executor` with `stop`: posted, so it runs on the executor's thread.
-  void start(const Executor& executor, std::stop_token stop) && {
+  void start(const ExecutorRef& executor, std::stop_token stop) && {
     promise_type& promise = handle_.promise();
     promise.executor = executor;
     promise.own_stop = std::move(stop);
@@ -7878,7 +8129,7 @@ class FutureAwaiter {
 /// What `co_await resume_on(executor)` uses.
 class ResumeOnAwaiter {
  public:
-  explicit ResumeOnAwaiter(const Executor& target) noexcept : target_(target) {}
+  explicit ResumeOnAwaiter(const ExecutorRef& target) noexcept : target_(target) {}
   bool await_ready() const noexcept { return false; }
   template <class Promise>
   void await_suspend(std::coroutine_handle<Promise> self) {
@@ -7890,7 +8141,7 @@ class ResumeOnAwaiter {
   void await_resume() const noexcept {}
 
  private:
-  Executor target_;
+  ExecutorRef target_;
 };
 
 /// What `co_await yield(loop)` uses: goes on in a later tick of the loop, after the timers
@@ -8082,8 +8333,8 @@ class ChannelAwaiter {
   AsyncStep step_ = AsyncStep::waiting;  // as started, unless it waited
   bool cancelled_ = false;               // resumed by a stop request
   std::coroutine_handle<> self_;
-  Executor executor_;
-  EventLoop::Hold hold_;  // keeps a loop's run() going while the coroutine waits
+  ExecutorRef executor_;
+  CoroutineHold hold_;  // keeps a loop's run() going while the coroutine waits
   std::optional<std::stop_callback<Cancel>> stop_;
 };
 
@@ -8179,7 +8430,7 @@ struct WaitSink {
 };
 
 template <class T>
-Future<T> spawn_on(const Executor& executor, Task<T> task) {
+Future<T> spawn_on(const ExecutorRef& executor, Task<T> task) {
   StatePtr<SharedState<T>> state(new SharedState<T>());
   std::stop_token stop = state->make_stop_token();
   Future<T> future = FutureAccess::make<T>(StatePtr<SharedState<T>>(state));
@@ -8666,14 +8917,17 @@ detail::FutureAwaiter<T> operator co_await(Future<T>& future) {
 }
 
 /**
- * @brief Runs `task` on `loop`'s thread; its Future completes with the task's value or
- * exception. request_stop() on the Future requests the task's stop token. The loop's run()
- * does not return while the task is pending (see EventLoop::Hold). Thread-safe; allocates the
- * Future's state and the root coroutine.
+ * @brief Runs `task` on `executor`'s thread: an EventLoop, an Asio io_context or strand
+ * (asio.hpp), a uv_loop_t* (uv.hpp), any type with executor_traits (executor.hpp). Its Future
+ * completes with the task's value or exception; request_stop() on the Future requests the
+ * task's stop token. The executor is kept running (its run() does not return) while the task
+ * is pending. The executor is referred to, not copied: it must outlive the task (a pointer
+ * names what it points to). Thread-safe; allocates the Future's state and the root coroutine.
  */
-template <class T>
-Future<T> spawn(EventLoop& loop, Task<T> task) {
-  return detail::spawn_on(detail::executor_of(loop), std::move(task));
+template <class E, class T>
+  requires Executor<detail::executor_named_t<E>>
+Future<T> spawn(E&& executor, Task<T> task) {
+  return detail::spawn_on(detail::executor_ref_for(std::forward<E>(executor)), std::move(task));
 }
 
 /// @brief Runs `task` on `pool`'s workers (it resumes on one of them after each suspension);
@@ -8701,9 +8955,13 @@ T sync_wait(Task<T> task) {
   if constexpr (!std::is_void_v<T>) return std::move(*value);
 }
 
-/// `co_await resume_on(loop)`: the coroutine goes on on the loop's thread (and stays there).
-inline detail::ResumeOnAwaiter resume_on(EventLoop& loop) noexcept {
-  return detail::ResumeOnAwaiter(detail::executor_of(loop));
+/// `co_await resume_on(executor)`: the coroutine goes on on the executor's thread (and stays
+/// there): an EventLoop, an io_context, a uv_loop_t*, any type with executor_traits. The
+/// executor is referred to, not copied: it must outlive the coroutine's stay on it.
+template <class E>
+  requires Executor<detail::executor_named_t<E>>
+detail::ResumeOnAwaiter resume_on(E&& executor) noexcept {
+  return detail::ResumeOnAwaiter(detail::executor_ref_for(std::forward<E>(executor)));
 }
 /// `co_await resume_on(pool)`: the coroutine goes on on a worker of the pool.
 template <class Scheduler>
@@ -8772,8 +9030,8 @@ auto when_any(Children&&... children) {
  * and the arguments into a frame that lives as long as the task.
  * @return the Future of the task's value, as spawn().
  */
-template <class Executor, class F, class... Args>
-auto async(Executor& executor, F&& fn, Args&&... args) {
+template <class Where, class F, class... Args>
+auto async(Where&& executor, F&& fn, Args&&... args) {
   return spawn(executor, detail::call_in_frame(std::decay_t<F>(std::forward<F>(fn)),
                                                std::decay_t<Args>(std::forward<Args>(args))...));
 }

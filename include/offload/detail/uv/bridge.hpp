@@ -119,16 +119,22 @@ class Bridge : public std::enable_shared_from_this<Bridge> {
     ours_ = ends[0];
     fill_towards_us(ends[1]);
     int status = uv_pipe_init(loop_, &pipe_, 0);
-    if (status == 0) status = uv_pipe_open(&pipe_, ends[1]);
     if (status != 0) {
       ::close(ends[1]);
+      throw Error(std::string("offload: a libuv bridge could not make its pipe: ") +
+                  uv_strerror(status));
+    }
+    // From here libuv holds our memory until the close callback, even if the open fails.
+    pipe_.data = this;
+    self_ = shared_from_this();
+    status = uv_pipe_open(&pipe_, ends[1]);
+    if (status != 0) {
+      ::close(ends[1]);
+      close_handle();
       throw Error(std::string("offload: a libuv bridge could not open its pipe: ") +
                   uv_strerror(status));
     }
-    // From here the pipe owns ends[1], and libuv our memory, until the close callback.
-    pipe_.data = this;
-    self_ = shared_from_this();
-    pending_ = 1;
+    pending_ = 1;  // the pipe owns ends[1] now
     if (uv_read_start(reinterpret_cast<uv_stream_t*>(&pipe_), &Bridge::on_alloc,
                       &Bridge::on_read) != 0 ||
         !start_watch_write()) {

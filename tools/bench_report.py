@@ -14,8 +14,9 @@ written; a Node.js script that fails (or is absent) becomes a "Not run" line in 
 
 --from-json DIR renders from the JSON files in DIR without building or running anything:
 pool_bench.json, coro_bench.json, tick_bench.json, channel_bench.json, process_bench.json,
-node_tick.json, node_process.json, any other *.json in a known shape, and environment.json (the date, the
-compiler and the failures recorded by a default-mode run), each optional.
+server_bench.json, node_tick.json, node_process.json, node_server.json, any other *.json in a
+known shape, and environment.json (the date, the compiler and the failures recorded by a
+default-mode run), each optional.
 
 The document (default docs/benchmarks.md) has one section per benchmark: its table with each
 result's ratio to its workload's reference, its claims with whether each holds, and one
@@ -63,12 +64,15 @@ CPP_BENCHMARKS = [
     ("tick_bench", "The tick model — `tick_bench`", "benchmarks/tick_bench.cpp"),
     ("channel_bench", "Channels — `channel_bench`", "benchmarks/channel_bench.cpp"),
     ("process_bench", "Process pool — `process_bench`", "benchmarks/process_bench.cpp"),
+    ("server_bench", "A server under load — `server_bench`", "benchmarks/server_bench.cpp"),
 ]
 NODE_BENCHMARKS = [
     ("node_tick", "Node.js: the tick model — `tick.mjs`", "benchmarks/node/tick.mjs"),
     ("node_process", "Node.js: processes — `process.mjs`", "benchmarks/node/process.mjs"),
+    ("node_server", "Node.js: a server under load — `server.mjs`", "benchmarks/node/server.mjs"),
 ]
 LINUX_ONLY = {"process_bench"}
+NEEDS_ASIO = {"server_bench"}  # built only when CMake finds standalone Asio (libasio-dev)
 REFERENCE_RULES = dict([(key, REFERENCE_OFFLOAD) for key, _, _ in CPP_BENCHMARKS]
                        + [(key, REFERENCE_FIRST_NONZERO) for key, _, _ in NODE_BENCHMARKS])
 
@@ -611,6 +615,14 @@ def cxx_compiler():
     return first_line([compiler, "--version"]) or "unknown (%s --version failed)" % compiler
 
 
+def asio_found():
+    """Whether the bench build's CMake cache found standalone Asio's asio.hpp."""
+    cache = BUILD_DIR / "CMakeCache.txt"
+    text = cache.read_text(errors="replace") if cache.is_file() else ""
+    match = re.search(r"^OFFLOAD_ASIO_INCLUDE_DIR:\w+=(.*)$", text, re.M)
+    return bool(match) and not match.group(1).strip().endswith("-NOTFOUND")
+
+
 def fail(message):
     sys.exit("bench_report: %s" % message)
 
@@ -629,6 +641,9 @@ def run_cpp(json_dir, quick, failures):
         if not program.is_file():
             if key in LINUX_ONLY and not sys.platform.startswith("linux"):
                 failures[key] = "Linux only, not built on this platform."
+                continue
+            if key in NEEDS_ASIO and not asio_found():
+                failures[key] = "not built: CMake found no standalone Asio (libasio-dev)."
                 continue
             fail("%s was not built (expected %s); nothing written" % (key, shown(program)))
         target = json_dir / (key + ".json")

@@ -1,4 +1,4 @@
-// Thread-pool benchmarks: BENCHMARKS.md workloads 1-4 and 8, every contender in one run.
+// Thread-pool benchmarks: BENCHMARKS.md workloads 1-4, 8 and 11, every contender in one run.
 //
 //   pool_bench [--quick] [--json FILE]
 //
@@ -170,6 +170,64 @@ double round_trip_median_ns(int rounds, Submit submit) {
   return median(samples);
 }
 
+/// Workload 11's burst: 200,000 futures submitted and collected, so every worker is awake and
+/// its queues and caches are full of other work's traces.
+void burst(offload::ThreadPool& pool) {
+  std::vector<offload::Future<int>> futures;
+  futures.reserve(200'000);
+  for (int i = 0; i < 200'000; ++i) futures.push_back(pool.submit([] { return 1; }));
+  for (auto& f : futures) f.get();
+}
+
+#ifdef OFFLOAD_BENCH_TBB
+/// oneTBB measured the way its fastest round trip goes: task_arena::enqueue of a task that
+/// stores into an atomic while the caller spins on it (then atomic::wait, as a bounded spin).
+double tbb_round_trip_median_ns(tbb::task_arena& arena, int rounds) {
+  std::atomic<int> done{-1};
+  std::vector<double> samples;
+  samples.reserve(static_cast<std::size_t>(rounds));
+  for (int i = 0; i < rounds; ++i) {
+    const auto start = Clock::now();
+    arena.enqueue([&done, i] {
+      done.store(i, std::memory_order_release);
+      done.notify_one();
+    });
+    for (int spin = 0; done.load(std::memory_order_acquire) != i; ++spin) {
+      if (spin < 20'000) {
+        offload::detail::cpu_relax();
+      } else {
+        const int seen = done.load(std::memory_order_acquire);
+        if (seen != i) done.wait(seen, std::memory_order_acquire);
+      }
+    }
+    samples.push_back(std::chrono::duration<double, std::nano>(Clock::now() - start).count());
+  }
+  return median(samples);
+}
+#endif
+
+/// The floor: two threads handing a counter back and forth through one atomic, spinning
+/// (with the pool's own pause instruction, as its spinners do).
+double ping_pong_median_ns(int rounds) {
+  std::atomic<int> ball{0};
+  std::thread partner([&ball, rounds] {
+    for (int expect = 1; expect < 2 * rounds; expect += 2) {
+      while (ball.load(std::memory_order_acquire) != expect) offload::detail::cpu_relax();
+      ball.store(expect + 1, std::memory_order_release);
+    }
+  });
+  std::vector<double> samples;
+  samples.reserve(static_cast<std::size_t>(rounds));
+  for (int i = 0; i < rounds; ++i) {
+    const auto start = Clock::now();
+    ball.store(2 * i + 1, std::memory_order_release);
+    while (ball.load(std::memory_order_acquire) != 2 * i + 2) offload::detail::cpu_relax();
+    samples.push_back(std::chrono::duration<double, std::nano>(Clock::now() - start).count());
+  }
+  partner.join();
+  return median(samples);
+}
+
 // --- workload 4: spawn inside workers (fib with nested get) --------------------------------
 constexpr int fib_cutoff = 12;
 
@@ -323,6 +381,47 @@ int main(int argc, char** argv) {
 #endif
   }
 
+  // Workload 11: the round trip with 1, 2 and 4 workers, fresh (a new pool, its workers
+  // asleep) and right after a burst, beside oneTBB's and the floor, all in this run.
+  double worst_round_trip = 0, worst_vs_tbb = 0;
+  for (const unsigned w : {1u, 2u, 4u}) {
+    for (const bool after_burst : {false, true}) {
+      const std::string name = "11. round trip, " + std::to_string(w) + (w == 1 ? " worker, " : " workers, ") +
+                               (after_burst ? "after a burst" : "fresh") + " (median ns)";
+      const double offload_ns = rep([&] {
+        offload::ThreadPool pool({.threads = w});
+        if (after_burst) {
+          burst(pool);
+        } else {
+          std::this_thread::sleep_for(std::chrono::milliseconds(5));  // past every spin: asleep
+        }
+        return round_trip_median_ns(rounds, [&](auto f) { return pool.submit(f); });
+      });
+      row(name, "offload::ThreadPool", offload_ns, "ns");
+      worst_round_trip = std::max(worst_round_trip, offload_ns);
+#ifdef OFFLOAD_BENCH_TBB
+      tbb::task_arena arena(static_cast<int>(w), 0);
+      const double tbb_ns = rep([&] {
+        if (after_burst) {
+          arena.execute([] {
+            tbb::task_group group;
+            for (int i = 0; i < 200'000; ++i) group.run([] {});
+            group.wait();
+          });
+        } else {
+          std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
+        return tbb_round_trip_median_ns(arena, rounds);
+      });
+      row(name, "oneTBB task_arena::enqueue, caller spinning", tbb_ns, "ns");
+      worst_vs_tbb = std::max(worst_vs_tbb, offload_ns / tbb_ns);
+#endif
+    }
+  }
+  row("11. round trip floor: two threads, one atomic (median ns)", "spin ping-pong", rep([&] {
+        return ping_pong_median_ns(rounds);
+      }), "ns");
+
   // Workload 4.
   {
     const std::string w = "4. spawn inside workers, fib(" + std::to_string(fib_n) + ") (ns/spawn)";
@@ -382,6 +481,11 @@ int main(int argc, char** argv) {
   const double textbook_detached = report.value("1. tiny detached tasks (ns/task)", "textbook pool");
   report.claim("tiny detached tasks: offload / textbook ns per task", offload_detached / textbook_detached, "<= 0.5");
   report.claim("round trip median (us)", report.value("3. round trip, median (ns)", "offload::ThreadPool") / 1000.0, "<= 5");
+  report.claim("round trip median, worst of 1/2/4 workers fresh and after a burst (us)",
+               worst_round_trip / 1000.0, "<= 0.5");
+#ifdef OFFLOAD_BENCH_TBB
+  report.claim("round trip: offload / oneTBB, worst of the six", worst_vs_tbb, "< 1");
+#endif
   report.claim("spawn inside workers completes", 1.0, "= 1 (yes)");
   report.claim("idle CPU (% of a core)", report.value("8. idle CPU, 5 ms after a burst, over 1 s (% of a core)", "offload::ThreadPool"), "< 1");
   report.print();

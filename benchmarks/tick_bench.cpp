@@ -7,7 +7,10 @@
 //   offloaded  one ThreadPool task per item, each result brought back with .then(loop, f);
 //   offloaded, background workers
 //              the same on a pool whose workers run at background priority (Linux SCHED_IDLE,
-//              set from PoolOptions::on_thread_start), so the loop thread always preempts them.
+//              set from PoolOptions::on_thread_start), so the loop thread always preempts them;
+//   ... beside a busy program
+//              both offloaded approaches again while another process spins on one core (Linux):
+//              what each costs when the machine is not the program's alone.
 // Reported per approach: median total ms, median speedup over serial (each run's ratio against
 // the serial run of the same round), median tick count and median largest gap between ticks.
 //
@@ -17,6 +20,7 @@
 #include <offload/thread_pool.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <array>
 #include <chrono>
 #include <cmath>
@@ -24,8 +28,16 @@
 #include <cstdio>
 #include <fstream>
 #include <numeric>
+#include <optional>
 #include <string>
 #include <vector>
+
+#if defined(__linux__)
+#include <signal.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#endif
 
 #include "bench_common.hpp"
 
@@ -71,9 +83,17 @@ struct Sample {
   double checksum = 0;
 };
 
-enum class Approach { serial, chunked, offloaded, offloaded_background };
-constexpr std::array approaches{Approach::serial, Approach::chunked, Approach::offloaded,
-                                Approach::offloaded_background};
+enum class Approach {
+  serial,
+  chunked,
+  offloaded,
+  offloaded_background,
+  offloaded_loaded,
+  offloaded_background_loaded
+};
+constexpr std::array approaches{Approach::serial,    Approach::chunked,
+                                Approach::offloaded, Approach::offloaded_background,
+                                Approach::offloaded_loaded, Approach::offloaded_background_loaded};
 
 const char* name_of(Approach approach) {
   switch (approach) {
@@ -81,6 +101,8 @@ const char* name_of(Approach approach) {
     case Approach::chunked: return "chunked";
     case Approach::offloaded: return "offloaded";
     case Approach::offloaded_background: return "offloaded, background workers";
+    case Approach::offloaded_loaded: return "offloaded, beside a busy program";
+    case Approach::offloaded_background_loaded: return "offloaded, background workers, beside a busy program";
   }
   return "?";
 }
@@ -134,7 +156,38 @@ struct Pools {
   offload::ThreadPool background{{.on_thread_start = [](unsigned) { bench::run_in_background(); }}};
 };
 
+/// Another program busy on one core for as long as it lives: a forked child that spins.
+class BusyProgram {
+ public:
+  BusyProgram() {
+#if defined(__linux__)
+    child_ = fork();
+    if (child_ == 0) {
+      std::atomic<unsigned long> spin{0};
+      for (;;) spin.fetch_add(1, std::memory_order_relaxed);  // until killed
+    }
+#endif
+  }
+  ~BusyProgram() {
+#if defined(__linux__)
+    if (child_ > 0) {
+      kill(child_, SIGKILL);
+      waitpid(child_, nullptr, 0);
+    }
+#endif
+  }
+  BusyProgram(const BusyProgram&) = delete;
+  BusyProgram& operator=(const BusyProgram&) = delete;
+
+ private:
+  pid_t child_ = -1;
+};
+
 Sample run_once(Approach approach, Pools& pools) {
+  std::optional<BusyProgram> busy;
+  if (approach == Approach::offloaded_loaded || approach == Approach::offloaded_background_loaded) {
+    busy.emplace();
+  }
   Run run;
   run.ticker = run.loop.set_interval(1ms, [&run] { run.ticks.tick(Clock::now()); });
   run.start = Clock::now();
@@ -144,6 +197,8 @@ Sample run_once(Approach approach, Pools& pools) {
     case Approach::chunked: start_chunked(run); break;
     case Approach::offloaded: start_offloaded(run, pools.normal); break;
     case Approach::offloaded_background: start_offloaded(run, pools.background); break;
+    case Approach::offloaded_loaded: start_offloaded(run, pools.normal); break;
+    case Approach::offloaded_background_loaded: start_offloaded(run, pools.background); break;
   }
   run.loop.run();
   return Sample{Milliseconds(run.end - run.start).count(), run.ticks.largest_gap_ms(),
@@ -196,6 +251,13 @@ std::vector<Claim> claims_of(const std::vector<Summary>& summary) {
     claims.push_back({std::string(name_of(approach)) + ": speedup over serial", s.speedup, ">= 1.9"});
     claims.push_back({std::string(name_of(approach)) + ": largest tick gap (ms)", s.largest_gap_ms,
                       "<= 1.5"});
+  }
+  for (Approach approach : {Approach::offloaded_loaded, Approach::offloaded_background_loaded}) {
+    const Summary s = of(approach);
+    claims.push_back({std::string(name_of(approach)) + ": speedup over serial (undisturbed)",
+                      s.speedup, "context"});
+    claims.push_back({std::string(name_of(approach)) + ": largest tick gap (ms)", s.largest_gap_ms,
+                      "context"});
   }
   claims.push_back({"chunked: largest tick gap minus one chunk's time (ms)",
                     chunked.largest_gap_ms - chunk_ms, "<= 1"});

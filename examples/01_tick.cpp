@@ -6,9 +6,9 @@
 //   chunked    for_each_chunked, 10 items per tick: the ticks keep coming, the work is no
 //              faster;
 //   offloaded  each item goes to a ThreadPool and comes back with .then(loop, ...): the loop
-//              stays free, and the work runs on every core. The workers run at background
-//              priority (see background_workers()), so that the loop thread they wake is
-//              never kept waiting behind them;
+//              stays free, and the work runs on every core. Default options: a worker that
+//              wakes the loop thread hands it the CPU between its next items, so the ticks
+//              keep coming even with every core busy (docs/thread_pool.md, Idle workers);
 //   coroutine  chunked again, written as the naive loop in an offload::Task that says
 //              co_await offload::yield(loop) after every 10 items: the same ticks, and the
 //              code reads top to bottom.
@@ -20,11 +20,6 @@
 #include <offload/event_loop.hpp>
 #include <offload/task.hpp>
 #include <offload/thread_pool.hpp>
-
-#if defined(__linux__)
-#include <pthread.h>
-#include <sched.h>
-#endif
 
 #include <algorithm>
 #include <chrono>
@@ -145,22 +140,6 @@ void start_coroutine(offload::EventLoop& loop, std::vector<double>& results,
       .then(std::move(finish));  // the task ends on the loop thread, so this runs there
 }
 
-/// Pool options for workers that must not hold up the loop thread. With as many busy workers
-/// as cores, a worker that wakes the loop (by completing a future it waits on) keeps its CPU
-/// for the rest of its time slice, and the woken loop waits: ticks 3-5 ms late on a 2-core
-/// machine. At background priority (Linux SCHED_IDLE) a worker yields the CPU the moment the
-/// loop wakes, and still gets every cycle the loop does not use.
-offload::PoolOptions background_workers() {
-  offload::PoolOptions options;
-#if defined(__linux__)
-  options.on_thread_start = [](unsigned) {
-    const sched_param unused{};
-    (void)pthread_setschedparam(pthread_self(), SCHED_IDLE, &unused);
-  };
-#endif
-  return options;
-}
-
 StartWork offloaded_to(offload::ThreadPool& pool) {
   return [&pool](offload::EventLoop& loop, std::vector<double>& results, std::function<void()> finish) {
     auto remaining = std::make_shared<std::size_t>(results.size());
@@ -279,7 +258,7 @@ int main(int argc, char** argv) {
     }
   }
 
-  offload::ThreadPool pool(background_workers());
+  offload::ThreadPool pool;
   std::vector<Timeline> timelines;
   timelines.push_back(measure("naive", start_naive));
   timelines.push_back(measure("chunked", start_chunked));

@@ -283,11 +283,17 @@ class SubreaperScope {
     ::prctl(PR_SET_CHILD_SUBREAPER, 0);
   }
 
-  /// Reaps the orphaned workers that have died; returns how many are still alive.
+  /// Reaps the orphaned workers that have died, and the fork servers of helper processes
+  /// that died after their helper (they outlive it by a moment: they exit when it does, and
+  /// a loaded machine gets to them late); returns how many of those are still alive.
   static std::size_t reap_orphaned_workers() {
     std::size_t alive = 0;
+    const std::vector<pid_t> own_servers = fork_server_pids();
     for (const ProcessInfo& child : children_of(::getpid())) {
-      if (child.name != "offload-worker") continue;
+      const bool orphaned_server =
+          child.name == "offload-forksrv" &&
+          std::find(own_servers.begin(), own_servers.end(), child.pid) == own_servers.end();
+      if (child.name != "offload-worker" && !orphaned_server) continue;
       if (child.state == 'Z') {
         ::waitpid(child.pid, nullptr, WNOHANG);
       } else {

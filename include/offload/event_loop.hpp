@@ -36,6 +36,7 @@
 #include "detail/futex.hpp"
 #include "detail/loop/loop_task.hpp"
 #include "detail/loop/timer_queue.hpp"
+#include "detail/worker_context.hpp"
 #include "errors.hpp"
 #include "executor.hpp"
 #include "future.hpp"
@@ -302,6 +303,7 @@ class LoopCore {
     // change so that a wait prepared before the change cannot sleep.
     wake_word_.fetch_add(1, std::memory_order_relaxed);
     futex_wake(wake_word_, 1);
+    note_loop_woken();  // a pool worker that woke us lets us in soon (yield_to_woken_loop())
   }
 
   std::mutex mutex_;

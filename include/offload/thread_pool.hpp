@@ -427,6 +427,9 @@ class BasicThreadPool {
     std::atomic<std::uint64_t> completed{0}, failed{0}, cancelled{0};
     std::atomic<unsigned> busy_depth{0};
     detail::Histogram run_time, queue_wait;
+    /// Just back from idle (spin or park) to take work: hand on what else is queued once this
+    /// worker has taken its own piece (see hand_on()).
+    bool leaving_idle = false;
   };
 
   struct Admission {
@@ -703,17 +706,31 @@ class BasicThreadPool {
     detail::current_worker = &self;
     run_hook(options_.on_thread_start, self.index());
     for (;;) {
-      if (run_one(self)) continue;
+      if (run_one(self)) {
+        yield_to_woken_loop(self);
+        continue;
+      }
+      self.leaving_idle = false;  // found nothing after all: nothing to hand on
       self.publish_counts();
       idle_parker_.notify_all();  // out of work: a wait() may now be satisfied
       if (!spin_for_work() && !park()) break;
-      // Back from idle to take work. Submitters skip waking anyone while a worker spins, so
-      // whoever leaves idle hands on the rest: if more work is queued and nobody spins, a
-      // sleeping peer is woken to take it.
-      if (queues_.has_work()) wake_worker_for_new_work();
+      self.leaving_idle = true;  // the first job it takes hands on the rest (hand_on())
     }
     run_hook(options_.on_thread_stop, self.index());
     detail::current_worker = nullptr;
+  }
+
+  /// A worker that woke a sleeping event loop yields its CPU between its next few tasks. The
+  /// loop's thread, woken onto this CPU, often cannot preempt it: having just run, it is not
+  /// yet owed CPU time by the kernel's fair scheduler, and nothing checks again until the
+  /// next scheduler tick, 4 ms later at HZ=250 (largest tick gaps of 4-6 ms with busy
+  /// workers). By the end of the next task it is owed time, and the yield hands it over: the
+  /// gap shrinks to about one task. When nothing else waits for this CPU, a yield returns at
+  /// once (a system call, about 0.3 us).
+  void yield_to_woken_loop(Worker& self) noexcept {
+    if (self.yields_owed == 0) return;
+    --self.yields_owed;
+    std::this_thread::yield();
   }
 
   /// A short busy wait (about 50 us) before sleeping: a worker that parks after every task
@@ -726,23 +743,43 @@ class BasicThreadPool {
       spinning_.fetch_sub(1, std::memory_order_seq_cst);
       return false;
     }
-    bool found = false;
-    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(50);
-    do {
-      if (queues_.has_work()) {
-        found = true;
-        break;
-      }
-      // Spaced-out checks: each one pulls the queue's cache line away from the submitter.
-      for (int i = 0; i < 64; ++i) detail::cpu_relax();
-      // Yield too: on a machine with fewer cores than threads, the spinner would otherwise
-      // take CPU time from the very thread that submits the work it waits for.
-      std::this_thread::yield();
-    } while (std::chrono::steady_clock::now() < until);
+    const bool found = spin_in_place() || spin_yielding();
     // Leaving before the re-check in park(): a submitter that saw us spinning and did not
     // wake anyone published its work before this decrement, so park() will see it.
     spinning_.fetch_sub(1, std::memory_order_seq_cst);
     return found;
+  }
+
+  /// The first part of the spin: one yield, then a check after every pause for 2 us. The yield lets a thread queued on this CPU run first (on a machine with
+  /// fewer cores than busy threads, often the very submitter whose next task we wait for);
+  /// when there is none it returns at once, and a round trip (submit, run, get) then brings
+  /// the next task within the checks, seen a fraction of a microsecond after it was queued.
+  /// Longer checks in place cost bursts of submissions: each one pulls the queue's cache line
+  /// away from the submitter (tiny tasks with futures: 8 us of them took 66 -> 135 ns each).
+  bool spin_in_place() const noexcept {
+    std::this_thread::yield();
+    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(2);
+    do {
+      for (int i = 0; i < 32; ++i) {  // a pause costs 10-140 cycles: read the clock rarely
+        if (queues_.has_work()) return true;
+        detail::cpu_relax();
+      }
+    } while (std::chrono::steady_clock::now() < until);
+    return false;
+  }
+
+  /// The rest, up to about 50 us: spaced-out checks (each pulls the queue's cache line away
+  /// from the submitter) with a yield in between: on a machine with fewer cores than busy
+  /// threads, the spinner would otherwise take CPU time from the very thread that submits the
+  /// work it waits for.
+  bool spin_yielding() const noexcept {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(42);
+    do {
+      if (queues_.has_work()) return true;
+      for (int i = 0; i < 64; ++i) detail::cpu_relax();
+      std::this_thread::yield();
+    } while (std::chrono::steady_clock::now() < until);
+    return queues_.has_work();
   }
 
   /// Sleeps until work arrives; false when the pool is stopping and there is none.
@@ -778,7 +815,20 @@ class BasicThreadPool {
     return false;
   }
 
+  /// Back from idle, after taking its first piece of work and before running it: submitters
+  /// skip waking anyone while a worker spins, so whoever leaves idle hands on the rest. If more
+  /// work is still queued (and nobody spins), a sleeping peer is woken for it. Checked after
+  /// the take, not before: in a round trip the one queued task is the one this worker takes,
+  /// and waking a peer for it would put a futex call (and a thread with nothing to do) on
+  /// every round trip. Work queued after this worker stopped spinning woke a peer itself.
+  void hand_on(Worker& self) noexcept {
+    if (!self.leaving_idle) return;
+    self.leaving_idle = false;
+    if (queues_.has_work()) wake_worker_for_new_work();
+  }
+
   bool run_fork(Worker& self, void* fork) {
+    hand_on(self);
     const auto address = reinterpret_cast<std::uintptr_t>(fork) & ~fresh_fork;
     // A coroutine's resume() never throws.
     detail::resume_here(std::coroutine_handle<>::from_address(reinterpret_cast<void*>(address)));
@@ -787,6 +837,7 @@ class BasicThreadPool {
   }
 
   void run_job(detail::Job& job, Worker& self) {
+    hand_on(self);
     if (job.holds_queue_slot) release_queue_slot();
     const std::int64_t start = job.enqueued_ns != 0 ? detail::steady_now_ns() : 0;
     self.busy_depth.store(self.busy_depth.load(std::memory_order_relaxed) + 1,

@@ -18,6 +18,10 @@ class WorkerContext {
   virtual bool help_one() = 0;
 
   [[nodiscard]] const void* pool() const noexcept { return pool_; }
+
+  /// How many of its next tasks this worker ends with a yield: set when it woke a sleeping
+  /// event loop (see BasicThreadPool::yield_to_woken_loop()). Only its own thread touches it.
+  unsigned yields_owed = 0;
   [[nodiscard]] unsigned index() const noexcept { return index_; }
 
  protected:
@@ -40,6 +44,17 @@ inline thread_local WorkerContext* current_worker = nullptr;
 [[gnu::noinline]] inline WorkerContext* this_thread_worker() noexcept {
   asm volatile("" ::: "memory");
   return current_worker;
+}
+
+/// How many task ends a worker that woke a loop yields at: the first comes right after the
+/// wake-up, too early for the loop's thread to be owed time; the later ones let it in.
+inline constexpr unsigned yields_after_waking_a_loop = 4;
+
+/// Records that this thread just woke a sleeping loop's thread, if it is a pool worker. Not
+/// inlined, for the reason this_thread_worker() is not (it may run inside a coroutine).
+[[gnu::noinline]] inline void note_loop_woken() noexcept {
+  asm volatile("" ::: "memory");
+  if (current_worker != nullptr) current_worker->yields_owed = yields_after_waking_a_loop;
 }
 
 }  // namespace detail

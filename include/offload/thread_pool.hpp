@@ -750,12 +750,13 @@ class BasicThreadPool {
     return found;
   }
 
-  /// The first part of the spin: one yield, then a check after every pause for 2 us. The yield lets a thread queued on this CPU run first (on a machine with
-  /// fewer cores than busy threads, often the very submitter whose next task we wait for);
-  /// when there is none it returns at once, and a round trip (submit, run, get) then brings
-  /// the next task within the checks, seen a fraction of a microsecond after it was queued.
-  /// Longer checks in place cost bursts of submissions: each one pulls the queue's cache line
-  /// away from the submitter (tiny tasks with futures: 8 us of them took 66 -> 135 ns each).
+  /// The first part of the spin: one yield, then a check after every pause for 2 us. The
+  /// yield lets a thread queued on this CPU run first (on a machine with fewer cores than busy
+  /// threads, often the very submitter whose next task we wait for); when there is none it
+  /// returns at once, and a round trip (submit, run, get) then brings the next task within the
+  /// checks, seen a fraction of a microsecond after it was queued. Longer checks in place cost
+  /// bursts of submissions: each one pulls the queue's cache line away from the submitter
+  /// (tiny tasks with futures: 8 us of them took 66 -> 135 ns each).
   bool spin_in_place() const noexcept {
     std::this_thread::yield();
     const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(2);

@@ -2900,11 +2900,11 @@ class WorkerContext {
   virtual bool help_one() = 0;
 
   [[nodiscard]] const void* pool() const noexcept { return pool_; }
+  [[nodiscard]] unsigned index() const noexcept { return index_; }
 
   /// How many of its next tasks this worker ends with a yield: set when it woke a sleeping
   /// event loop (see BasicThreadPool::yield_to_woken_loop()). Only its own thread touches it.
   unsigned yields_owed = 0;
-  [[nodiscard]] unsigned index() const noexcept { return index_; }
 
  protected:
   ~WorkerContext() = default;
@@ -6713,12 +6713,13 @@ class BasicThreadPool {
     return found;
   }
 
-  /// The first part of the spin: one yield, then a check after every pause for 2 us. The yield lets a thread queued on this CPU run first (on a machine with
-  /// fewer cores than busy threads, often the very submitter whose next task we wait for);
-  /// when there is none it returns at once, and a round trip (submit, run, get) then brings
-  /// the next task within the checks, seen a fraction of a microsecond after it was queued.
-  /// Longer checks in place cost bursts of submissions: each one pulls the queue's cache line
-  /// away from the submitter (tiny tasks with futures: 8 us of them took 66 -> 135 ns each).
+  /// The first part of the spin: one yield, then a check after every pause for 2 us. The
+  /// yield lets a thread queued on this CPU run first (on a machine with fewer cores than busy
+  /// threads, often the very submitter whose next task we wait for); when there is none it
+  /// returns at once, and a round trip (submit, run, get) then brings the next task within the
+  /// checks, seen a fraction of a microsecond after it was queued. Longer checks in place cost
+  /// bursts of submissions: each one pulls the queue's cache line away from the submitter
+  /// (tiny tasks with futures: 8 us of them took 66 -> 135 ns each).
   bool spin_in_place() const noexcept {
     std::this_thread::yield();
     const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(2);

@@ -18,11 +18,11 @@ class WorkerContext {
   virtual bool help_one() = 0;
 
   [[nodiscard]] const void* pool() const noexcept { return pool_; }
+  [[nodiscard]] unsigned index() const noexcept { return index_; }
 
   /// How many of its next tasks this worker ends with a yield: set when it woke a sleeping
   /// event loop (see BasicThreadPool::yield_to_woken_loop()). Only its own thread touches it.
   unsigned yields_owed = 0;
-  [[nodiscard]] unsigned index() const noexcept { return index_; }
 
  protected:
   ~WorkerContext() = default;

@@ -170,13 +170,10 @@ double round_trip_median_ns(int rounds, Submit submit) {
   return median(samples);
 }
 
-/// Workload 11's burst: 200,000 futures submitted and collected, so every worker is awake and
-/// its queues and caches are full of other work's traces.
+/// Workload 11's burst: workload 2's 200,000 futures submitted and collected, so every worker
+/// is awake and its queues and caches are full of other work's traces.
 void burst(offload::ThreadPool& pool) {
-  std::vector<offload::Future<int>> futures;
-  futures.reserve(200'000);
-  for (int i = 0; i < 200'000; ++i) futures.push_back(pool.submit([] { return 1; }));
-  for (auto& f : futures) f.get();
+  (void)futures_ns(200'000, [&pool](auto f) { return pool.submit(f); });
 }
 
 #ifdef OFFLOAD_BENCH_TBB

@@ -279,14 +279,14 @@ class SubreaperScope {
   SubreaperScope(const SubreaperScope&) = delete;
   SubreaperScope& operator=(const SubreaperScope&) = delete;
   ~SubreaperScope() {
-    (void)eventually([] { return reap_orphaned_workers() == 0; });
+    (void)eventually([] { return reap_orphans() == 0; });
     ::prctl(PR_SET_CHILD_SUBREAPER, 0);
   }
 
   /// Reaps the orphaned workers that have died, and the fork servers of helper processes
   /// that died after their helper (they outlive it by a moment: they exit when it does, and
   /// a loaded machine gets to them late); returns how many of those are still alive.
-  static std::size_t reap_orphaned_workers() {
+  static std::size_t reap_orphans() {
     std::size_t alive = 0;
     const std::vector<pid_t> own_servers = fork_server_pids();
     for (const ProcessInfo& child : children_of(::getpid())) {
@@ -1016,7 +1016,7 @@ TEST_CASE("chaos: 20,000 calls while a random process of the pool is killed ever
     CHECK(worker_kills >= 9);
   }
   // After the pool: no worker of it lives, and two fork servers serve the next pool.
-  CHECK(eventually([] { return SubreaperScope::reap_orphaned_workers() == 0; }));
+  CHECK(eventually([] { return SubreaperScope::reap_orphans() == 0; }));
   CHECK(eventually([] {
     const std::vector<pid_t> servers = fork_server_pids();
     if (servers.size() != 2) return false;
@@ -1048,7 +1048,7 @@ TEST_CASE("destroying the pool while its fork server is being replaced leaves no
     CHECK(report == "ok\n");
   }
   // Anything the helpers left would have been re-parented to us: only our own servers remain.
-  CHECK(eventually([] { return SubreaperScope::reap_orphaned_workers() == 0; }));
+  CHECK(eventually([] { return SubreaperScope::reap_orphans() == 0; }));
   for (const ProcessInfo& child : children_of(::getpid())) {
     INFO(child.name << " " << child.pid << " " << child.state);
     CHECK((contains(our_servers, child.pid) || child.name == "offload-worker"));

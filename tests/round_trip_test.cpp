@@ -19,7 +19,7 @@ namespace {
 /// its waiter asleep.
 constexpr auto past_any_spin = 200us;
 
-/// A cheap, reproducible mix of the four cases for round `i`.
+/// A cheap, reproducible stream of draws (xorshift32) that picks each round's case.
 struct Pattern {
   std::uint32_t state;
   explicit Pattern(std::uint32_t seed) : state(seed) {}

@@ -2,7 +2,8 @@
 #
 # Defines a target for each adapter whose library is found: offload::asio (standalone Asio,
 # <offload/asio.hpp>), offload::boost_asio (Boost.Asio, the same header) and offload::uv
-# (libuv through pkg-config, <offload/uv.hpp>). Each is offload::offload plus the library;
+# (libuv through pkg-config, <offload/uv.hpp>), offload::cluster (MPI, <offload/cluster.hpp>).
+# Each is offload::offload plus the library;
 # link one to use the adapter. Called by offload's own CMakeLists.txt and by the installed
 # offloadConfig.cmake, so a consumer gets the targets for what its machine has.
 function(offload_adapter_targets)
@@ -33,6 +34,13 @@ function(offload_adapter_targets)
         add_library(offload::uv INTERFACE IMPORTED GLOBAL)
         target_link_libraries(offload::uv INTERFACE offload::offload PkgConfig::OFFLOAD_LIBUV)
       endif()
+    endif()
+  endif()
+  if(NOT TARGET offload::cluster)
+    find_package(MPI QUIET COMPONENTS CXX)
+    if(MPI_CXX_FOUND)
+      add_library(offload::cluster INTERFACE IMPORTED GLOBAL)
+      target_link_libraries(offload::cluster INTERFACE offload::offload MPI::MPI_CXX)
     endif()
   endif()
 endfunction()

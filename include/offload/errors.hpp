@@ -64,6 +64,13 @@ class RemoteError : public Error {
   std::string type_name_;
 };
 
+/// A ClusterPool cannot go on: the ranks of the MPI job run different programs, a rank could
+/// not start its pool, the job's MPI cannot serve calls, or a function cannot cross to a rank.
+class ClusterError : public Error {
+ public:
+  using Error::Error;
+};
+
 namespace detail {
 
 /// An exception_ptr to a new Error(args...), for completing a future with. The Error made on

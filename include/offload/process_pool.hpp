@@ -50,11 +50,10 @@
 #include <vector>
 
 #include "codec.hpp"
-#include "detail/process/call_signature.hpp"
 #include "detail/process/call_ticket.hpp"
 #include "detail/process/fork_server.hpp"
-#include "detail/process/frame.hpp"
 #include "detail/process/keeper.hpp"
+#include "detail/process/make_call.hpp"
 #include "detail/process/pool_core.hpp"
 #include "errors.hpp"
 #include "future.hpp"
@@ -62,6 +61,10 @@
 
 namespace offload {
 inline namespace v0 {
+
+namespace detail {
+struct ProcessPoolAccess;  // lets the cluster's serving ranks hand a pool calls already encoded
+}  // namespace detail
 
 /**
  * @brief Starts the fork server now, while the program is still single-threaded.
@@ -143,7 +146,7 @@ class ProcessPool {
    */
   template <class F, class... Args>
   auto submit(F&& fn, Args&&... args) {
-    auto [future, call] = make_call(fn, std::forward<Args>(args)...);
+    auto [future, call] = detail::make_call(fn, std::forward<Args>(args)...);
     core_->accept(call, true);
     return std::move(future);
   }
@@ -154,7 +157,7 @@ class ProcessPool {
    */
   template <class F, class... Args>
   auto try_submit(F&& fn, Args&&... args) {
-    auto [future, call] = make_call(fn, std::forward<Args>(args)...);
+    auto [future, call] = detail::make_call(fn, std::forward<Args>(args)...);
     using FutureType = std::remove_cvref_t<decltype(future)>;
     if (!core_->accept(call, false)) return std::optional<FutureType>();
     return std::optional<FutureType>(std::move(future));
@@ -220,50 +223,11 @@ class ProcessPool {
   }
 
  private:
+  friend struct detail::ProcessPoolAccess;
+
   static ProcessOptions with_defaults(ProcessOptions options) {
     if (options.workers == 0) options.workers = std::max(1u, std::thread::hardware_concurrency());
     return options;
-  }
-
-  /// Builds the call's frame and its ticket; returns the ticket with its future.
-  template <class F, class... Args>
-  static auto make_call(F& fn, Args&&... args) {
-    using Pointer = decltype(detail::to_function_pointer(fn));
-    if constexpr (!detail::is_function_pointer_v<Pointer>) {
-      return invalid_call<typename detail::ObjectCallResult<std::decay_t<F>>::type>();  // said why
-    } else {
-      using Signature = detail::FunctionSignature<Pointer>;
-      if constexpr (!Signature::template check_call<Args...>()) {
-        Signature::report_missing_codecs();  // the other checks have said why already
-        return invalid_call<typename Signature::Result>();
-      } else {
-        return make_valid_call<Signature>(detail::to_function_pointer(fn),
-                                          std::forward<Args>(args)...);
-      }
-    }
-  }
-
-  /// What make_call() returns for a call that does not compile, typed as the caller expects so
-  /// that the one error already reported is the only one.
-  template <class R>
-  static auto invalid_call() {
-    return std::pair<Future<R>, std::unique_ptr<detail::CallTicket>>();
-  }
-
-  template <class Signature, class... Args>
-  static auto make_valid_call(typename Signature::Plain pointer, Args&&... args) {
-    using R = typename Signature::Result;
-    auto call = std::make_unique<detail::TypedCallTicket<R>>();
-    Future<R> future = call->get_future();
-    detail::begin_frame(call->request);
-    Writer out(call->request);
-    out.write(
-        static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(Signature::trampoline())));
-    out.write(static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(pointer)));
-    Signature::write_arguments(out, std::forward<Args>(args)...);
-    detail::finish_frame(call->request, detail::FrameKind::call);
-    return std::pair<Future<R>, std::unique_ptr<detail::CallTicket>>(std::move(future),
-                                                                     std::move(call));
   }
 
   std::shared_ptr<detail::ForkServer> server_;

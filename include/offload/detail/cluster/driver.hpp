@@ -1,0 +1,491 @@
+#ifndef OFFLOAD_DETAIL_CLUSTER_DRIVER_HPP
+#define OFFLOAD_DETAIL_CLUSTER_DRIVER_HPP
+
+/// @file detail/cluster/driver.hpp
+/// Rank 0's side of the cluster: each ClusterPool's queue of calls, and which serving rank
+/// runs which call.
+///
+/// Scheduling: the least-loaded serving rank (calls in flight per worker) takes the next call,
+/// and no rank holds more than twice its workers plus two: one call running per worker and
+/// the next ones already there, so a worker never waits for the driver to notice a result
+/// (the driver probes at intervals), while the queue still drains evenly at the end.
+/// A call whose worker crashed goes back to the front of the queue, for another rank when
+/// there is one, until it used max_retries. Every attempt counts on the rank that ran it
+/// (sent == completed + failed + in flight, rank by rank).
+///
+/// Futures are completed on the communication thread, without any lock held: continuations
+/// run there, so they must be short and never wait for another cluster call.
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "../../errors.hpp"
+#include "../process/call_ticket.hpp"
+#include "../process/frame.hpp"
+#include "link.hpp"
+#include "program_image.hpp"
+#include "wire.hpp"
+
+namespace offload {
+inline namespace v0 {
+namespace detail {
+
+/// One call on the driver: its ticket (which keeps the encoded request for retries), where
+/// its function lies in the program image, and where it has been.
+struct DriverCall {
+  std::uint64_t id = 0;
+  std::unique_ptr<CallTicket> ticket;
+  std::uint64_t trampoline = 0;  // image offsets (program_image.hpp)
+  std::uint64_t function = 0;
+  unsigned attempt = 0;   // crashes so far
+  int avoid_rank = -1;    // the rank it last crashed on
+  ClusterClock::time_point sent{};
+};
+
+/// A future to complete, taken out under the lock and settled after it is released.
+struct Settlement {
+  std::unique_ptr<CallTicket> ticket;
+  std::exception_ptr error;            // or, when null, a value:
+  std::vector<std::byte> payload;
+  std::atomic<std::uint64_t>* counter = nullptr;  // the rank's count of the outcome
+};
+
+/// A serving rank as one ClusterPool sees it.
+struct DriverRank {
+  int rank = 0;
+  unsigned workers = 0;   // 0 until its pool opened
+  bool answered = false;  // pool_opened (or its failure) arrived
+  bool closed = false;    // pool_closed arrived
+  std::string failure;    // why its pool did not open
+  std::unordered_map<std::uint64_t, DriverCall> in_flight;
+  std::atomic<std::uint64_t> sent{0}, completed{0}, failed{0};
+
+  [[nodiscard]] std::size_t capacity() const noexcept { return 2 * std::size_t{workers} + 2; }
+};
+
+/// One ClusterPool's state on rank 0. Submitting threads and the communication thread share
+/// it; `mutex` guards everything but the ranks' counters.
+class DriverPool {
+ public:
+  struct Settings {
+    unsigned workers_per_rank;
+    std::chrono::milliseconds max_call_time;
+    unsigned max_retries;
+    std::size_t max_queue;
+  };
+
+  DriverPool(MpiLink& link, std::uint32_t id, Settings settings, const std::vector<int>& ranks)
+      : link_(link), id_(id), settings_(settings), ranks_(ranks.size()) {
+    for (std::size_t i = 0; i < ranks.size(); ++i) ranks_[i].rank = ranks[i];
+  }
+
+  [[nodiscard]] std::uint32_t id() const noexcept { return id_; }
+
+  /// Asks every rank to open its pool and waits for all answers.
+  /// @throws ClusterError naming each rank that could not, after closing the others' pools.
+  void open() {
+    for (const DriverRank& rank : ranks_) {
+      post(rank.rank, WireKind::open_pool, settings_.workers_per_rank,
+           static_cast<std::uint64_t>(settings_.max_call_time.count()));
+    }
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [&] { return every_rank(&DriverRank::answered); });
+    std::string failures;
+    for (const DriverRank& rank : ranks_) {
+      if (!rank.failure.empty()) failures += (failures.empty() ? "" : "; ") + rank.failure;
+    }
+    if (failures.empty()) return;
+    lock.unlock();
+    close();
+    throw ClusterError("offload::ClusterPool: " + failures);
+  }
+
+  /// Queues a call (waiting while a bounded queue is full). @throws PoolClosed once closing;
+  /// ClusterError when the function cannot cross; WouldDeadlock when the communication thread
+  /// would wait for room only it can make.
+  void accept(std::unique_ptr<CallTicket> ticket) {
+    DriverCall call;
+    Reader in(std::span<const std::byte>(ticket->request).subspan(frame_header_size));
+    const CallTarget target = read_call_target(in);
+    call.trampoline = image_offset(target.trampoline);
+    call.function = image_offset(target.function);
+    call.ticket = std::move(ticket);
+    {
+      std::unique_lock lock(mutex_);
+      if (queue_full() && on_cluster_link_thread) {
+        throw WouldDeadlock("offload: ClusterPool::submit from a continuation (the cluster's "
+                            "communication thread) while the queue is full would wait forever");
+      }
+      changed_.wait(lock, [&] { return closing_ || !queue_full(); });
+      if (closing_) throw PoolClosed();
+      call.id = next_call_++;
+      queue_.push_back(std::move(call));
+    }
+    link_.wake();
+  }
+
+  /// Stops accepting calls, waits until every call ended, then closes the ranks' pools.
+  /// @throws WouldDeadlock on the communication thread.
+  void close() {
+    if (on_cluster_link_thread) {
+      throw WouldDeadlock("offload: a ClusterPool shut down from a continuation (the cluster's "
+                          "communication thread) would wait for itself");
+    }
+    std::unique_lock lock(mutex_);
+    closing_ = true;
+    changed_.notify_all();
+    changed_.wait(lock, [&] { return lost_ || (queue_.empty() && nothing_in_flight()); });
+    if (lost_) return;
+    for (const DriverRank& rank : ranks_) {
+      if (rank.workers != 0) post(rank.rank, WireKind::close_pool, 0, 0);
+    }
+    changed_.wait(lock, [&] {
+      return lost_ || std::all_of(ranks_.begin(), ranks_.end(), [](const DriverRank& r) {
+               return r.workers == 0 || r.closed;
+             });
+    });
+  }
+
+  /// The driver's main returned with this pool still open: its calls can no longer run.
+  void lose(const std::string& why) {
+    std::vector<Settlement> settle;
+    {
+      std::lock_guard lock(mutex_);
+      lost_ = closing_ = true;
+      for (DriverCall& call : queue_) settle.push_back(failure(std::move(call), why));
+      queue_.clear();
+      for (DriverRank& rank : ranks_) {
+        for (auto& [id, call] : rank.in_flight) settle.push_back(failure(std::move(call), why));
+        rank.in_flight.clear();
+      }
+      changed_.notify_all();
+    }
+    settle_all(settle);
+  }
+
+  /// Per rank: calls sent, completed, failed.
+  template <class Visit>
+  void visit_counters(Visit&& visit) const {
+    for (const DriverRank& rank : ranks_) {
+      visit(rank.rank, rank.sent.load(std::memory_order_relaxed),
+            rank.completed.load(std::memory_order_relaxed),
+            rank.failed.load(std::memory_order_relaxed));
+    }
+  }
+
+  // --- on the communication thread ----------------------------------------------------------
+
+  /// Sends queued calls to the ranks with room; true when it sent or settled any.
+  bool pump() {
+    std::vector<Settlement> settle;
+    bool sent = false;
+    {
+      std::lock_guard lock(mutex_);
+      while (!queue_.empty()) {
+        DriverCall& next = queue_.front();
+        if (next.ticket->stop_requested()) {
+          settle.push_back({std::move(next.ticket), make_error<TaskCancelled>(), {}, nullptr});
+          queue_.pop_front();
+          continue;
+        }
+        DriverRank* rank = choose_rank(next.avoid_rank);
+        if (rank == nullptr) break;
+        send_call(*rank, std::move(next));
+        queue_.pop_front();
+        sent = true;
+      }
+      if (sent || !settle.empty()) changed_.notify_all();  // room in a bounded queue
+    }
+    settle_all(settle);
+    return sent || !settle.empty();
+  }
+
+  void on_message(int peer, const WireHead& head, std::vector<std::byte> body) {
+    std::vector<Settlement> settle;
+    {
+      std::lock_guard lock(mutex_);
+      DriverRank& rank = rank_of(peer);
+      switch (head.kind) {
+        case WireKind::pool_opened: opened(rank, head, body); break;
+        case WireKind::pool_closed: rank.closed = true; break;
+        case WireKind::value: settle.push_back(value(rank, head, std::move(body))); break;
+        case WireKind::error: error(rank, head, body, settle); break;
+        default: throw ProtocolError("offload: the driver got a driver's message");
+      }
+      changed_.notify_all();
+    }
+    settle_all(settle);
+  }
+
+  /// Whether the communication thread must probe for answers, and the typical time a call
+  /// takes from send to answer (0 when unknown).
+  [[nodiscard]] bool expects_answers(ClusterClock::duration& typical) {
+    std::lock_guard lock(mutex_);
+    typical = typical_call_;
+    return !every_rank(&DriverRank::answered) || !nothing_in_flight() ||
+           (closing_ && !lost_ && !std::all_of(ranks_.begin(), ranks_.end(), [](const DriverRank& r) {
+             return r.workers == 0 || r.closed;
+           }));
+  }
+
+ private:
+  [[nodiscard]] bool queue_full() const noexcept {
+    return settings_.max_queue != 0 && queue_.size() >= settings_.max_queue;
+  }
+
+  [[nodiscard]] bool every_rank(bool DriverRank::*flag) const {
+    return std::all_of(ranks_.begin(), ranks_.end(), [&](const DriverRank& r) { return r.*flag; });
+  }
+
+  [[nodiscard]] bool nothing_in_flight() const {
+    return std::all_of(ranks_.begin(), ranks_.end(),
+                       [](const DriverRank& r) { return r.in_flight.empty(); });
+  }
+
+  DriverRank& rank_of(int peer) {
+    for (DriverRank& rank : ranks_) {
+      if (rank.rank == peer) return rank;
+    }
+    throw ProtocolError("offload: a message from rank " + std::to_string(peer) +
+                        ", which serves no ClusterPool");
+  }
+
+  /// The open rank with the fewest calls per worker that has room, skipping `avoid` while
+  /// another rank is open (that one may be full: the call then waits for it). Ties go round.
+  DriverRank* choose_rank(int avoid) {
+    const bool others_open = std::any_of(ranks_.begin(), ranks_.end(), [&](const DriverRank& r) {
+      return r.workers != 0 && r.rank != avoid;
+    });
+    DriverRank* best = nullptr;
+    for (std::size_t step = 0; step < ranks_.size(); ++step) {
+      DriverRank& rank = ranks_[(rotation_ + step) % ranks_.size()];
+      if (rank.workers == 0 || rank.in_flight.size() >= rank.capacity()) continue;
+      if (others_open && rank.rank == avoid) continue;
+      if (best == nullptr ||
+          rank.in_flight.size() * best->workers < best->in_flight.size() * rank.workers) {
+        best = &rank;
+      }
+    }
+    if (best != nullptr) rotation_ = (rotation_ + 1) % ranks_.size();
+    return best;
+  }
+
+  void send_call(DriverRank& rank, DriverCall call) {
+    const std::vector<std::byte>& request = call.ticket->request;
+    const std::size_t arguments = frame_header_size + 2 * sizeof(std::uint64_t);
+    WireMessage message{rank.rank,
+                        WireHead{WireKind::call, id_, call.id, call.trampoline, call.function, 0},
+                        {request.begin() + static_cast<std::ptrdiff_t>(arguments), request.end()}};
+    link_.post(std::move(message));
+    call.sent = ClusterClock::now();
+    rank.sent.fetch_add(1, std::memory_order_relaxed);
+    const std::uint64_t id = call.id;
+    rank.in_flight.emplace(id, std::move(call));
+  }
+
+  void opened(DriverRank& rank, const WireHead& head, std::span<const std::byte> body) {
+    rank.answered = true;
+    if (head.a != 0) {
+      rank.workers = static_cast<unsigned>(head.a);
+      link_.wake();  // calls may wait for this rank
+    } else {
+      rank.failure = Reader(body).read<std::string>();
+    }
+  }
+
+  DriverCall take(DriverRank& rank, std::uint64_t id) {
+    const auto found = rank.in_flight.find(id);
+    if (found == rank.in_flight.end()) {
+      throw ProtocolError("offload: an answer from rank " + std::to_string(rank.rank) +
+                          " to a call it does not hold");
+    }
+    DriverCall call = std::move(found->second);
+    rank.in_flight.erase(found);
+    // A moving average of send-to-answer times, for how often to probe (next_wait()).
+    const auto took = ClusterClock::now() - call.sent;
+    typical_call_ = typical_call_.count() == 0 ? took : (typical_call_ * 7 + took) / 8;
+    return call;
+  }
+
+  Settlement value(DriverRank& rank, const WireHead& head, std::vector<std::byte> body) {
+    DriverCall call = take(rank, head.id);
+    return {std::move(call.ticket), nullptr, std::move(body), &rank.completed};
+  }
+
+  void error(DriverRank& rank, const WireHead& head, std::span<const std::byte> body,
+             std::vector<Settlement>& settle) {
+    DriverCall call = take(rank, head.id);
+    rank.failed.fetch_add(1, std::memory_order_relaxed);
+    const auto kind = static_cast<ErrorKind>(head.a);
+    if (kind == ErrorKind::worker_crashed && call.attempt < settings_.max_retries && !lost_) {
+      ++call.attempt;
+      call.avoid_rank = rank.rank;
+      queue_.push_front(std::move(call));
+      link_.wake();
+      return;
+    }
+    settle.push_back({std::move(call.ticket), decode_error(kind, body, rank.rank), {}, nullptr});
+  }
+
+  static Settlement failure(DriverCall call, const std::string& why) {
+    return {std::move(call.ticket), make_error<ClusterError>(why), {}, nullptr};
+  }
+
+  /// Completes the futures (running their continuations) with no lock held.
+  static void settle_all(std::vector<Settlement>& settle) {
+    for (Settlement& s : settle) {
+      if (s.error) {
+        s.ticket->fail(std::move(s.error));
+        continue;
+      }
+      try {
+        s.ticket->complete(s.payload, *s.counter);
+      } catch (...) {  // the result did not decode: the call failed after all
+        s.ticket->fail(std::current_exception());
+      }
+    }
+  }
+
+  void post(int rank, WireKind kind, std::uint64_t a, std::uint64_t b) {
+    link_.post(WireMessage{rank, WireHead{kind, id_, 0, a, b, 0}, {}});
+  }
+
+  MpiLink& link_;
+  const std::uint32_t id_;
+  const Settings settings_;
+
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;
+  std::vector<DriverRank> ranks_;
+  std::deque<DriverCall> queue_;
+  std::uint64_t next_call_ = 1;
+  std::size_t rotation_ = 0;
+  ClusterClock::duration typical_call_{0};
+  bool closing_ = false;
+  bool lost_ = false;
+};
+
+/// The role of rank 0: the ClusterPools alive now, and the job's end.
+class ClusterDriver final : public LinkRole {
+ public:
+  explicit ClusterDriver(MpiLink& link) : link_(link) {}
+
+  /// Ranks whose program differs from rank 0's, as a sentence; empty when all match.
+  [[nodiscard]] std::string mismatched_ranks() const {
+    const std::vector<RankHello>& hellos = link_.hellos();
+    std::string list;
+    for (std::size_t r = 1; r < hellos.size(); ++r) {
+      if (hellos[r].program_hash != hellos[0].program_hash ||
+          hellos[r].program_size != hellos[0].program_size ||
+          hellos[r].protocol != hellos[0].protocol) {
+        list += (list.empty() ? "" : ", ") + std::to_string(r);
+      }
+    }
+    return list;
+  }
+
+  std::shared_ptr<DriverPool> add_pool(DriverPool::Settings settings) {
+    std::vector<int> ranks;
+    for (int r = 1; r < link_.size(); ++r) ranks.push_back(r);
+    std::lock_guard lock(mutex_);
+    if (ended_) throw ClusterError("offload::ClusterPool: the cluster has ended (main returned)");
+    auto pool = std::make_shared<DriverPool>(link_, next_pool_++, settings, ranks);
+    pools_.push_back(pool);
+    return pool;
+  }
+
+  void remove_pool(const DriverPool& pool) {
+    std::lock_guard lock(mutex_);
+    std::erase_if(pools_, [&](const std::shared_ptr<DriverPool>& p) { return p.get() == &pool; });
+  }
+
+  /// The driver's main returned: pools still open lose their calls; the serving ranks stop.
+  void end() {
+    std::vector<std::shared_ptr<DriverPool>> left;
+    {
+      std::lock_guard lock(mutex_);
+      if (ended_) return;
+      ended_ = true;
+      left = pools_;
+    }
+    for (const auto& pool : left) pool->lose("offload: the driver's main returned first");
+    for (int r = 1; r < link_.size(); ++r) {
+      link_.post(WireMessage{r, WireHead{WireKind::finish, 0, 0, 0, 0, 0}, {}});
+    }
+  }
+
+  void on_message(int peer, const WireHead& head, std::vector<std::byte> body) override {
+    if (const std::shared_ptr<DriverPool> pool = find(head.pool)) {
+      pool->on_message(peer, head, std::move(body));
+    }  // else: an answer for a pool that was lost at the end; nobody waits for it
+  }
+
+  bool pump() override {
+    bool any = false;
+    for (const auto& pool : snapshot()) any |= pool->pump();
+    return any;
+  }
+
+  /// Sleeps until woken while no answer is due; otherwise probes about eight times per
+  /// typical call (at most every millisecond), spinning when that is under 30 us.
+  LinkWait next_wait(ClusterClock::duration) override {
+    using namespace std::chrono;
+    bool expecting = false;
+    ClusterClock::duration typical{0};
+    for (const auto& pool : snapshot()) {
+      ClusterClock::duration t{0};
+      if (pool->expects_answers(t)) {
+        expecting = true;
+        typical = std::max(typical, t);
+      }
+    }
+    if (!expecting) return {};
+    const auto interval = std::min<microseconds>(1ms, duration_cast<microseconds>(typical) / 8);
+    if (interval < 30us) return {LinkWait::Kind::spin, {}};
+    return {LinkWait::Kind::sleep, interval};
+  }
+
+  bool finished() override {
+    std::lock_guard lock(mutex_);
+    return ended_;
+  }
+
+ private:
+  std::vector<std::shared_ptr<DriverPool>> snapshot() {
+    std::lock_guard lock(mutex_);
+    return pools_;
+  }
+
+  std::shared_ptr<DriverPool> find(std::uint32_t id) {
+    std::lock_guard lock(mutex_);
+    for (const auto& pool : pools_) {
+      if (pool->id() == id) return pool;
+    }
+    return nullptr;
+  }
+
+  MpiLink& link_;
+  std::mutex mutex_;
+  std::vector<std::shared_ptr<DriverPool>> pools_;
+  std::uint32_t next_pool_ = 1;
+  bool ended_ = false;
+};
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_CLUSTER_DRIVER_HPP

@@ -1,0 +1,193 @@
+#ifndef OFFLOAD_DETAIL_CLUSTER_RANK_SERVER_HPP
+#define OFFLOAD_DETAIL_CLUSTER_RANK_SERVER_HPP
+
+/// @file detail/cluster/rank_server.hpp
+/// What a serving rank (1..N-1) does: for each of the driver's ClusterPools it runs a local
+/// ProcessPool, and it hands that pool the calls as they arrive, still encoded. Because the
+/// call runs in the local pool exactly as on one machine, a crash, a timeout or an exception
+/// ends the call with the same error, and the rank goes on serving. The pools do not retry:
+/// the driver retries a crashed call itself, on another rank where there is one.
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "../../errors.hpp"
+#include "../../process_pool.hpp"
+#include "link.hpp"
+#include "program_image.hpp"
+#include "wire.hpp"
+
+namespace offload {
+inline namespace v0 {
+namespace detail {
+
+/// Hands a ProcessPool a call that is already encoded (its ticket built by the caller).
+struct ProcessPoolAccess {
+  static void submit(ProcessPool& pool, std::unique_ptr<CallTicket>& call) {
+    pool.core_->accept(call, true);
+  }
+};
+
+/// A call from the driver, run by a local pool: its ticket sends the result, or the error,
+/// back to rank 0 instead of completing a future here.
+class RelayTicket final : public CallTicket {
+ public:
+  RelayTicket(MpiLink& link, const WireHead& head, std::atomic<std::size_t>& in_flight)
+      : link_(link), pool_(head.pool), id_(head.id), in_flight_(in_flight) {
+    in_flight_.fetch_add(1, std::memory_order_relaxed);
+  }
+  RelayTicket(const RelayTicket&) = delete;
+  RelayTicket& operator=(const RelayTicket&) = delete;
+
+  /// A ticket is always settled by its pool; should one be dropped, the driver still hears.
+  ~RelayTicket() override {
+    if (!settled_) fail(make_error<PoolClosed>("offload: the rank's process pool dropped this call"));
+  }
+
+  void complete(std::span<const std::byte> payload,
+                std::atomic<std::uint64_t>& completed) override {
+    WireMessage reply{0, reply_head(WireKind::value), {payload.begin(), payload.end()}};
+    count(completed);
+    settle(std::move(reply));
+  }
+
+  void fail(std::exception_ptr error) noexcept override {
+    try {
+      ErrorKind kind = ErrorKind::other;
+      std::vector<std::byte> body = encode_error(std::move(error), kind);
+      WireMessage reply{0, reply_head(WireKind::error), std::move(body)};
+      reply.head.a = static_cast<std::uint64_t>(kind);
+      settle(std::move(reply));
+    } catch (...) {
+      // Out of memory while telling the driver: nothing can carry the news; the job is lost.
+      link_.abort_job(71);
+    }
+  }
+
+  [[nodiscard]] bool stop_requested() const noexcept override { return false; }
+
+ private:
+  [[nodiscard]] WireHead reply_head(WireKind kind) const noexcept {
+    return WireHead{kind, pool_, id_, 0, 0, 0};
+  }
+
+  void settle(WireMessage reply) {
+    settled_ = true;
+    link_.post(std::move(reply));
+    in_flight_.fetch_sub(1, std::memory_order_relaxed);
+    link_.wake();
+  }
+
+  MpiLink& link_;
+  std::uint32_t pool_;
+  std::uint64_t id_;
+  std::atomic<std::size_t>& in_flight_;
+  bool settled_ = false;
+};
+
+/// The role of ranks 1..N-1.
+class RankServer final : public LinkRole {
+ public:
+  explicit RankServer(MpiLink& link) : link_(link) {}
+
+  ~RankServer() override { shut_down_pools(); }
+
+  void on_message(int peer, const WireHead& head, std::vector<std::byte> body) override {
+    if (peer != 0) throw ProtocolError("offload: a serving rank got a message from a non-driver");
+    switch (head.kind) {
+      case WireKind::open_pool: return open_pool(head);
+      case WireKind::call: return call(head, body);
+      case WireKind::close_pool: return close_pool(head);
+      case WireKind::finish:
+        shut_down_pools();
+        finished_ = true;
+        return;
+      default: throw ProtocolError("offload: a serving rank got a driver's message");
+    }
+  }
+
+  bool pump() override { return false; }
+
+  /// Results wake the thread (post()), so while calls run it need not probe often; right
+  /// after the last result it spins, since a driver that waited for it often sends the next
+  /// call at once; then it probes less and less often, down to every 2 ms (idle cost: a few
+  /// hundred probes a second).
+  LinkWait next_wait(ClusterClock::duration idle) override {
+    using namespace std::chrono;
+    if (in_flight_.load(std::memory_order_relaxed) != 0) return {LinkWait::Kind::sleep, 2ms};
+    if (idle < 1ms) return {LinkWait::Kind::spin, {}};
+    return {LinkWait::Kind::sleep, std::min<microseconds>(2ms, duration_cast<microseconds>(idle) / 8)};
+  }
+
+  bool finished() override { return finished_; }
+
+ private:
+  void open_pool(const WireHead& head) {
+    WireMessage reply{0, WireHead{WireKind::pool_opened, head.pool, 0, 0, 0, 0}, {}};
+    try {
+      ProcessOptions options;
+      options.workers = static_cast<unsigned>(head.a);
+      options.max_call_time = std::chrono::milliseconds(head.b);
+      options.max_retries = 0;  // the driver retries, on another rank where there is one
+      auto pool = std::make_unique<ProcessPool>(options);
+      reply.head.a = pool->size();
+      pools_[head.pool] = std::move(pool);
+    } catch (const std::exception& e) {
+      const std::string why = "rank " + std::to_string(link_.rank()) +
+                              " could not start its process pool: " + e.what();
+      Writer(reply.body).write(why);
+    }
+    link_.post(std::move(reply));
+  }
+
+  void call(const WireHead& head, std::span<const std::byte> arguments) {
+    std::unique_ptr<CallTicket> ticket = std::make_unique<RelayTicket>(link_, head, in_flight_);
+    try {
+      const auto found = pools_.find(head.pool);
+      if (found == pools_.end()) throw ProtocolError("offload: a call for a pool this rank lacks");
+      begin_frame(ticket->request);
+      Writer out(ticket->request);
+      out.write(image_address(head.a));
+      out.write(image_address(head.b));
+      out.write_bytes(arguments.data(), arguments.size());
+      finish_frame(ticket->request, FrameKind::call);
+      ProcessPoolAccess::submit(*found->second, ticket);
+    } catch (...) {
+      if (ticket) ticket->fail(std::current_exception());
+    }
+  }
+
+  void close_pool(const WireHead& head) {
+    const auto found = pools_.find(head.pool);
+    if (found != pools_.end()) {
+      found->second->shutdown();  // the driver waited for its calls: this finishes at once
+      pools_.erase(found);
+    }
+    link_.post(WireMessage{0, WireHead{WireKind::pool_closed, head.pool, 0, 0, 0, 0}, {}});
+  }
+
+  void shut_down_pools() {
+    for (auto& [id, pool] : pools_) pool->shutdown();
+    pools_.clear();
+  }
+
+  MpiLink& link_;
+  std::unordered_map<std::uint32_t, std::unique_ptr<ProcessPool>> pools_;
+  std::atomic<std::size_t> in_flight_{0};  // calls handed to a pool and not yet answered
+  bool finished_ = false;
+};
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_CLUSTER_RANK_SERVER_HPP

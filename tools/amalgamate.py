@@ -22,7 +22,7 @@ ENTRY = INCLUDE / "offload" / "offload.hpp"
 OUTPUT = ROOT / "single_include" / "offload" / "offload.hpp"
 # Public headers that offload.hpp does not include, because they need another library. Each
 # is written as single_include/offload/<name>; cmake/single_header_forwarders.cmake skips them.
-ADDONS = ["asio.hpp", "uv.hpp"]
+ADDONS = ["asio.hpp", "uv.hpp", "cluster.hpp"]
 QUOTED_INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"\s*$')
 
 

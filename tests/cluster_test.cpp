@@ -1,4 +1,4 @@
-// ClusterPool: run under `mpirun -np 3` (rank 0 runs these cases, ranks 1 and 2 serve), and
+// ClusterPool: run under `mpirun -np 3` (main() is in support/cluster_main.cpp) (rank 0 runs these cases, ranks 1 and 2 serve), and
 // alone without mpirun, where the pool runs its calls locally (cases tagged [ranks] need
 // serving ranks and are left out there: `cluster_test "~[ranks]"`).
 //
@@ -26,8 +26,18 @@
 #include <utility>
 #include <vector>
 
-#define CATCH_CONFIG_RUNNER
 #include "catch.hpp"
+
+// Fault tests need the plain signal a crash raises, not a sanitizer's report and exit code.
+extern "C" const char* __asan_default_options() {
+  return "handle_segv=0:handle_sigbus=0:handle_sigfpe=0";
+}
+extern "C" const char* __tsan_default_options() {
+  return "handle_segv=0:handle_sigbus=0:handle_sigfpe=0";
+}
+extern "C" const char* __ubsan_default_options() {
+  return "handle_segv=0:handle_sigbus=0:handle_sigfpe=0";
+}
 
 using namespace std::chrono_literals;
 using offload::ClusterOptions;
@@ -41,8 +51,6 @@ int rank_here() {
   const char* rank = std::getenv("OMPI_COMM_WORLD_RANK");
   return rank == nullptr ? -1 : std::atoi(rank);
 }
-
-bool in_mpi_job() { return std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr; }
 
 enum class Colour : std::uint8_t { red = 1, green = 7 };
 
@@ -345,14 +353,4 @@ TEST_CASE("a function from outside the executable is refused with ClusterError",
   // A libc function lives in a shared library, at a different address on each rank.
   CHECK_THROWS_AS(cluster.submit(static_cast<int (*)(int)>(&::abs), -3), offload::ClusterError);
   CHECK(cluster.submit(square, 3).get() == 9);
-}
-
-int main(int argc, char** argv) {
-  offload::process_init();
-  if (offload::serve_cluster(argc, argv)) return 0;
-  if (in_mpi_job() && ClusterPool().ranks() != 2) {
-    std::fprintf(stderr, "cluster_test expects mpirun -np 3 (one driver, two serving ranks)\n");
-    return 2;
-  }
-  return Catch::Session().run(argc, argv);
 }

@@ -477,6 +477,12 @@ struct RankHello {
   std::uint32_t reserved;
 };
 
+/// The driver spins (yielding) while it waits for answers to calls shorter than this: they
+/// come back before a sleeping thread would even wake up (tens of microseconds in a VM).
+inline constexpr std::chrono::microseconds short_call{240};
+/// How long a serving rank spins after its last answer before it sleeps (RankServer).
+inline constexpr std::chrono::microseconds answer_spin{1000};
+
 /// True on the communication thread: blocking there for work it must itself do would hang.
 inline thread_local bool on_cluster_link_thread = false;
 
@@ -1213,8 +1219,9 @@ class ClusterDriver final : public LinkRole {
     return any;
   }
 
-  /// Sleeps until woken while no answer is due; otherwise probes about eight times per
-  /// typical call (at most every millisecond), spinning when that is under 30 us.
+  /// Sleeps until woken (by submit()) while no answer is due. With answers due, it probes
+  /// about eight times per typical call (at most every millisecond), and spins for short
+  /// calls, whose answers come before a sleeping thread would even wake up.
   LinkWait next_wait(ClusterClock::duration) override {
     using namespace std::chrono;
     bool expecting = false;
@@ -1227,8 +1234,8 @@ class ClusterDriver final : public LinkRole {
       }
     }
     if (!expecting) return {};
+    if (typical < short_call) return {LinkWait::Kind::spin, {}};
     const auto interval = std::min<microseconds>(1ms, duration_cast<microseconds>(typical) / 8);
-    if (interval < 30us) return {LinkWait::Kind::spin, {}};
     return {LinkWait::Kind::sleep, interval};
   }
 
@@ -1333,6 +1340,7 @@ struct ProcessPoolAccess {
 /// back to rank 0 instead of completing a future here.
 class RelayTicket final : public CallTicket {
  public:
+  /// Counts itself in `in_flight` until settled.
   RelayTicket(MpiLink& link, const WireHead& head, std::atomic<std::size_t>& in_flight)
       : link_(link), pool_(head.pool), id_(head.id), in_flight_(in_flight) {
     in_flight_.fetch_add(1, std::memory_order_relaxed);
@@ -1374,9 +1382,8 @@ class RelayTicket final : public CallTicket {
 
   void settle(WireMessage reply) {
     settled_ = true;
-    link_.post(std::move(reply));
     in_flight_.fetch_sub(1, std::memory_order_relaxed);
-    link_.wake();
+    link_.post(std::move(reply));
   }
 
   MpiLink& link_;
@@ -1409,14 +1416,16 @@ class RankServer final : public LinkRole {
 
   bool pump() override { return false; }
 
-  /// Results wake the thread (post()), so while calls run it need not probe often; right
-  /// after the last result it spins, since a driver that waited for it often sends the next
-  /// call at once; then it probes less and less often, down to every 2 ms (idle cost: a few
+  /// Answers wake the thread (post()), so while calls run it sleeps. After the last answer
+  /// it spins for a millisecond: a driver that waited for the answer often sends the next
+  /// call at once, and a rank asleep when it comes would make it wait for the next probe (a
+  /// shorter spin falls into that: the slower round trips leave the rank asleep for the next
+  /// call too). Then it probes less and less often, down to every 2 ms (an idle rank: a few
   /// hundred probes a second).
   LinkWait next_wait(ClusterClock::duration idle) override {
     using namespace std::chrono;
     if (in_flight_.load(std::memory_order_relaxed) != 0) return {LinkWait::Kind::sleep, 2ms};
-    if (idle < 1ms) return {LinkWait::Kind::spin, {}};
+    if (idle < answer_spin) return {LinkWait::Kind::spin, {}};
     return {LinkWait::Kind::sleep, std::min<microseconds>(2ms, duration_cast<microseconds>(idle) / 8)};
   }
 

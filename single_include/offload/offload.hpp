@@ -2486,6 +2486,13 @@ class RemoteError : public Error {
   std::string type_name_;
 };
 
+/// A ClusterPool cannot go on: the ranks of the MPI job run different programs, a rank could
+/// not start its pool, the job's MPI cannot serve calls, or a function cannot cross to a rank.
+class ClusterError : public Error {
+ public:
+  using Error::Error;
+};
+
 namespace detail {
 
 /// An exception_ptr to a new Error(args...), for completing a future with. The Error made on
@@ -9847,402 +9854,160 @@ T decode(std::span<const std::byte> bytes) {
 #include <utility>
 #include <vector>
 
-// ---- begin offload/detail/process/call_signature.hpp ----
-#ifndef OFFLOAD_DETAIL_PROCESS_CALL_SIGNATURE_HPP
-#define OFFLOAD_DETAIL_PROCESS_CALL_SIGNATURE_HPP
+// ---- begin offload/detail/process/call_ticket.hpp ----
+#ifndef OFFLOAD_DETAIL_PROCESS_CALL_TICKET_HPP
+#define OFFLOAD_DETAIL_PROCESS_CALL_TICKET_HPP
 
-/// @file detail/process/call_signature.hpp
-/// Turning a callable and its arguments into a call a worker process can run: the checks that
-/// make a bad submit() a compile error with one readable message, and the argument encoding.
+/// @file detail/process/call_ticket.hpp
+/// A call on its way through a ProcessPool: its encoded request, and how to complete its Future.
 
+#include <atomic>
+#include <cstddef>
 #include <cstdint>
+#include <exception>
+#include <span>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
-// ---- begin offload/detail/process/worker.hpp ----
-#ifndef OFFLOAD_DETAIL_PROCESS_WORKER_HPP
-#define OFFLOAD_DETAIL_PROCESS_WORKER_HPP
 
-/// @file detail/process/worker.hpp
-/// The loop a worker process runs: take a call frame, run it, hand back a value or error
-/// frame, repeat until the pool closes the socket.
+namespace offload {
+inline namespace v0 {
+namespace detail {
+
+// --- calls --------------------------------------------------------------------------------------
+
+inline void count(std::atomic<std::uint64_t>& counter) noexcept {
+  // Relaxed: counters publish nothing; stats() reads a snapshot.
+  counter.fetch_add(1, std::memory_order_relaxed);
+}
+
+/// A call on its way: the encoded request frame, and how to complete its Future.
+class CallTicket {
+ public:
+  CallTicket() = default;
+  CallTicket(const CallTicket&) = delete;
+  CallTicket& operator=(const CallTicket&) = delete;
+  virtual ~CallTicket() = default;
+
+  /// Decodes a value frame's payload, counts it in `completed`, then completes the future
+  /// (counting first, so that whoever sees the result also sees it counted).
+  /// @throws ProtocolError when the payload does not decode to the result type.
+  virtual void complete(std::span<const std::byte> payload,
+                        std::atomic<std::uint64_t>& completed) = 0;
+  /// Completes the future with `error`. Never throws.
+  virtual void fail(std::exception_ptr error) noexcept = 0;
+  /// True when the future's holder called request_stop().
+  [[nodiscard]] virtual bool stop_requested() const noexcept = 0;
+
+  std::vector<std::byte> request;  ///< a complete call frame, kept for retries
+};
+
+template <class R>
+class TypedCallTicket final : public CallTicket {
+ public:
+  TypedCallTicket() = default;
+  TypedCallTicket(const TypedCallTicket&) = delete;
+  TypedCallTicket& operator=(const TypedCallTicket&) = delete;
+
+  /// A ticket is always settled before it goes (the pool fails what is left when it shuts
+  /// down); should one ever be dropped unsettled, its future still gets an offload::Error,
+  /// never a broken promise.
+  ~TypedCallTicket() override {
+    if (!settled_) fail(make_error<PoolClosed>("offload: the process pool dropped this call"));
+  }
+
+  Future<R> get_future() { return promise_.get_future(); }
+
+  void complete(std::span<const std::byte> payload,
+                std::atomic<std::uint64_t>& completed) override {
+    if constexpr (std::is_void_v<R>) {
+      Reader(payload).expect_end();
+      count(completed);
+      settled_ = true;
+      promise_.set_value();
+    } else {
+      R value = offload::decode<R>(payload);
+      count(completed);
+      settled_ = true;
+      promise_.set_value(std::move(value));
+    }
+  }
+
+  void fail(std::exception_ptr error) noexcept override {
+    settled_ = true;
+    try {
+      promise_.set_exception(std::move(error));
+    } catch (...) {  // already satisfied: nothing left to tell anyone
+    }
+  }
+
+  [[nodiscard]] bool stop_requested() const noexcept override { return promise_.stop_requested(); }
+
+ private:
+  Promise<R> promise_;
+  bool settled_ = false;
+};
+
+/// Which pool's keeper runs on this thread (nullptr elsewhere): lets blocking members refuse
+/// to wait for work that only this very thread could do.
+inline thread_local const void* keeper_of_pool = nullptr;
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_PROCESS_CALL_TICKET_HPP
+// ---- end offload/detail/process/call_ticket.hpp ----
+// ---- begin offload/detail/process/fork_server.hpp ----
+#ifndef OFFLOAD_DETAIL_PROCESS_FORK_SERVER_HPP
+#define OFFLOAD_DETAIL_PROCESS_FORK_SERVER_HPP
+
+/// @file detail/process/fork_server.hpp
+/// The program's side of its fork servers: small processes, forked while the program was
+/// still single-threaded, that fork every worker process on the pools' behalf.
 ///
-/// A call frame names a *trampoline* (an instantiation of call_in_worker<R, Params...>, which
-/// knows the types) and the user's function, both as addresses. That works because a worker is
-/// forked from (a fork of) the same program: the same binary image sits at the same addresses.
+/// Why: fork() copies only the calling thread. If another thread holds a lock at that moment
+/// (malloc's, stdio's, any mutex of the program) the child inherits it locked, forever. A
+/// process that never starts threads can fork safely at any time, so the pools ask one.
+///
+/// Two of them, so that neither is a single point of failure: the program forks both, and
+/// when one dies (killed from outside, by the OOM killer, by a call), the other starts its
+/// replacement (server_process.hpp) and announces it on its control socket. Sessions open on
+/// whichever is alive; the keepers of a dead server's workers (which die with it) open new
+/// sessions on the survivor and carry on. Only if both die before either could replace the
+/// other is the program left with none, and every pool then fails its calls with
+/// ForkServerLost.
+///
+/// The servers reap every worker themselves (workers are their children) and report each
+/// exit on the session that spawned it: the program never calls waitpid() on a worker, never
+/// touches SIGCHLD, and a kill can never hit a recycled pid (a server kills only its unreaped
+/// children, the program only its unreaped servers). Closing a session kills its workers;
+/// ending the control socket (the program exited, died, or ends the servers) kills every
+/// worker and ends the server. Protocol: server_protocol.hpp.
+///
+/// Deaths propagate downwards: each server and each worker set PR_SET_PDEATHSIG(SIGKILL) and
+/// then re-check getppid(), because the parent may have died before the prctl() took effect.
+/// A worker's parent is its server, so the workers of a server that dies die with it.
 
-#include <cxxabi.h>
-#include <sched.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
-#include <exception>
-#include <memory>
-#include <string>
-#include <tuple>
-#include <type_traits>
-#include <typeinfo>
-#include <utility>
-#include <vector>
-
-// ---- begin offload/detail/process/call_counter.hpp ----
-#ifndef OFFLOAD_DETAIL_PROCESS_CALL_COUNTER_HPP
-#define OFFLOAD_DETAIL_PROCESS_CALL_COUNTER_HPP
-
-/// @file detail/process/call_counter.hpp
-/// A counter a worker process shares with its keeper (in their Mailbox): the number of calls
-/// the worker has started.
-///
-/// Why: when a worker's stream ends, the keeper must tell "it died running my call" (a crash:
-/// fail or retry the call) from "it died before my call reached it" (killed while idle, say:
-/// the call never ran, so it goes to the replacement and is no crash). Frames handed over do
-/// not tell: a process being killed may take a whole call and then vanish with it. The worker
-/// bumps this counter just before it runs a call, so after its death the keeper compares the
-/// count with the replies it got. A counter in shared memory costs the worker one store per
-/// call, where an acknowledgement message would cost a system call and wake the keeper.
-
-#include <atomic>
-#include <cstdint>
-
-namespace offload {
-inline namespace v0 {
-namespace detail {
-
-/// A handle on the counter (see the file comment); does not own the memory. One user each
-/// side.
-class CallCounter {
- public:
-  CallCounter() noexcept = default;
-  /// `value`: the shared, 8-byte aligned counter (nullptr: counts nothing, reads 0).
-  explicit CallCounter(std::uint64_t* value) noexcept : value_(value) {}
-
-  /// Worker side: one more call is about to run. Never blocks.
-  void count_start() noexcept {
-    if (value_ == nullptr) return;
-    std::atomic_ref<std::uint64_t> counter(*value_);
-    // Only the worker writes, so load + store is an increment; release orders it before the
-    // call's effects (its reply), which the keeper may see first.
-    counter.store(counter.load(std::memory_order_relaxed) + 1, std::memory_order_release);
-  }
-
-  /// Keeper side: the calls the worker has started so far (all of them once it is dead).
-  [[nodiscard]] std::uint64_t started() const noexcept {
-    if (value_ == nullptr) return 0;
-    return std::atomic_ref<std::uint64_t>(*value_).load(std::memory_order_acquire);
-  }
-
- private:
-  std::uint64_t* value_ = nullptr;
-};
-
-}  // namespace detail
-}  // namespace v0
-}  // namespace offload
-
-#endif  // OFFLOAD_DETAIL_PROCESS_CALL_COUNTER_HPP
-// ---- end offload/detail/process/call_counter.hpp ----
-// ---- begin offload/detail/process/frame.hpp ----
-#ifndef OFFLOAD_DETAIL_PROCESS_FRAME_HPP
-#define OFFLOAD_DETAIL_PROCESS_FRAME_HPP
-
-/// @file detail/process/frame.hpp
-/// Length-prefixed frames: how messages travel between a keeper and its worker, through their
-/// shared rings (mailbox.hpp) or their byte-stream socket.
-///
-/// A frame is a 16-byte header followed by its payload:
-///
-///     offset 0   u32  magic "OFL1" (catches a stream that lost its framing)
-///     offset 4   u8   kind: 1 call, 2 value, 3 error, 4 nudge, 5 via_socket
-///     offset 5   u8×3 zero (reserved; anything else is corruption)
-///     offset 8   u64  payload size in bytes (at most the receiver's limit)
-///
-/// Payloads:  call  = u64 trampoline address, u64 function address, the encoded arguments
-///            value = the encoded result
-///            error = string type name, string message (an exception thrown in the worker)
-///            nudge, via_socket: none (control frames: "look at the ring", and "the next frame
-///            of this direction comes through the socket"; see mailbox.hpp)
-///
-/// Integers are in the machine's byte order: both ends are the same program on one machine.
-/// The assembler validates every header before trusting it, so a corrupt or truncated stream
-/// raises ProtocolError, never undefined behaviour or an allocation the size of a lie.
-
-#include <algorithm>
-#include <cstddef>
-#include <cstdint>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <optional>
-#include <span>
-#include <string>
-#include <vector>
-
-
-namespace offload {
-inline namespace v0 {
-namespace detail {
-
-enum class FrameKind : std::uint8_t { call = 1, value = 2, error = 3, nudge = 4, via_socket = 5 };
-
-inline constexpr std::size_t frame_header_size = 16;
-inline constexpr std::uint32_t frame_magic = 0x314C464F;  // "OFL1" in little-endian memory
-
-/// A decoded frame header.
-struct FrameHeader {
-  FrameKind kind;
-  std::uint64_t payload_size;
-};
-
-/// A complete frame inside a FrameAssembler's buffer (valid until the assembler is touched).
-struct FrameView {
-  FrameKind kind;
-  std::span<const std::byte> payload;
-};
-
-/// Clears `buffer` and leaves room for a header; append the payload with a Writer, then call
-/// finish_frame(). Allocates only when the buffer must grow.
-inline void begin_frame(std::vector<std::byte>& buffer) {
-  buffer.clear();
-  buffer.resize(frame_header_size);
-}
-
-/// Writes the header of the frame begun by begin_frame(), now that its payload size is known.
-inline void finish_frame(std::vector<std::byte>& buffer, FrameKind kind) noexcept {
-  const std::uint64_t payload_size = buffer.size() - frame_header_size;
-  const auto kind_byte = static_cast<std::uint8_t>(kind);
-  std::memcpy(buffer.data(), &frame_magic, 4);
-  std::memcpy(buffer.data() + 4, &kind_byte, 1);
-  std::memset(buffer.data() + 5, 0, 3);
-  std::memcpy(buffer.data() + 8, &payload_size, 8);
-}
-
-/// Decodes and validates a header (exactly frame_header_size bytes).
-/// @throws ProtocolError on a bad magic, unknown kind, non-zero reserved bytes, a payload
-///         larger than `max_payload`, or a control frame with a payload.
-inline FrameHeader decode_frame_header(std::span<const std::byte> header,
-                                       std::uint64_t max_payload) {
-  if (header.size() != frame_header_size) {
-    throw ProtocolError("offload: corrupt frame: header of " + std::to_string(header.size()) +
-                        " bytes");
-  }
-  std::uint32_t magic = 0;
-  std::uint8_t kind = 0;
-  std::uint8_t reserved[3] = {};
-  std::uint64_t payload_size = 0;
-  std::memcpy(&magic, header.data(), 4);
-  std::memcpy(&kind, header.data() + 4, 1);
-  std::memcpy(reserved, header.data() + 5, 3);
-  std::memcpy(&payload_size, header.data() + 8, 8);
-  if (magic != frame_magic) {
-    throw ProtocolError("offload: corrupt frame: bad magic number (the stream lost its framing)");
-  }
-  if (kind < static_cast<std::uint8_t>(FrameKind::call) ||
-      kind > static_cast<std::uint8_t>(FrameKind::via_socket)) {
-    throw ProtocolError("offload: corrupt frame: unknown kind " + std::to_string(kind));
-  }
-  if ((reserved[0] | reserved[1] | reserved[2]) != 0) {
-    throw ProtocolError("offload: corrupt frame: reserved header bytes are not zero");
-  }
-  if (payload_size > max_payload) {
-    throw ProtocolError("offload: frame of " + std::to_string(payload_size) +
-                        " bytes exceeds the limit of " + std::to_string(max_payload) +
-                        " (ProcessOptions::max_message_size)");
-  }
-  if (kind >= static_cast<std::uint8_t>(FrameKind::nudge) && payload_size != 0) {
-    throw ProtocolError("offload: corrupt frame: a control frame with a payload");
-  }
-  return FrameHeader{static_cast<FrameKind>(kind), payload_size};
-}
-
-/**
- * Cuts a byte stream into validated frames. Bytes go in through prepare()/commit() (receive
- * straight into its buffer) or append(); complete frames come out of next().
- *
- * Not thread-safe. Allocates as needed to hold the largest frame seen, and gives large
- * buffers back with release_memory().
- */
-class FrameAssembler {
- public:
-  explicit FrameAssembler(std::uint64_t max_payload) noexcept : max_payload_(max_payload) {}
-
-  /// Room to receive into at the end of the buffered data: the rest of the frame being
-  /// received when its size is known, else at least `minimum` bytes. Invalidates earlier
-  /// FrameViews.
-  std::span<std::byte> prepare(std::size_t minimum = 64 * 1024) {
-    const std::size_t missing = bytes_missing_from_current_frame();
-    // A big frame's buffer is sized to fit it exactly: asking for `minimum` more on top of
-    // its last bytes would reallocate (and copy) the whole frame just to add room after it.
-    if (capacity_ - end_ < (missing != 0 ? missing : minimum)) {
-      make_room(std::max(minimum, missing));
-    }
-    return {buffer_.get() + end_, capacity_ - end_};
-  }
-
-  /// Declares that `count` bytes were written at the start of the last prepare()'s span.
-  void commit(std::size_t count) noexcept { end_ += count; }
-
-  /// Copies `bytes` in (for tests and the fuzzer; sockets use prepare()/commit()).
-  void append(std::span<const std::byte> bytes) {
-    if (bytes.empty()) return;
-    if (capacity_ - end_ < bytes.size()) make_room(bytes.size());
-    std::memcpy(buffer_.get() + end_, bytes.data(), bytes.size());
-    commit(bytes.size());
-  }
-
-  /// The next complete frame, or nothing until more bytes arrive. The view stays valid until
-  /// the next call of any member.
-  /// @throws ProtocolError when the buffered bytes cannot start a valid frame.
-  std::optional<FrameView> next() {
-    if (buffered() < frame_header_size) return std::nullopt;
-    const FrameHeader header = decode_frame_header(
-        std::span<const std::byte>(buffer_.get() + begin_, frame_header_size), max_payload_);
-    if (buffered() - frame_header_size < header.payload_size) return std::nullopt;
-    const std::size_t payload_size = static_cast<std::size_t>(header.payload_size);
-    FrameView frame{header.kind, std::span<const std::byte>(
-                                     buffer_.get() + begin_ + frame_header_size, payload_size)};
-    begin_ += frame_header_size + payload_size;
-    return frame;
-  }
-
-  /// The kind of the frame next() would return, without taking it; nothing until it is
-  /// complete.
-  /// @throws ProtocolError when the buffered bytes cannot start a valid frame.
-  [[nodiscard]] std::optional<FrameKind> peek_kind() const {
-    if (!frame_ready()) return std::nullopt;
-    return decode_frame_header(
-               std::span<const std::byte>(buffer_.get() + begin_, frame_header_size), max_payload_)
-        .kind;
-  }
-  /// True when next() has a frame to return (or an invalid header to report).
-  [[nodiscard]] bool frame_ready() const noexcept {
-    return buffered() >= frame_header_size && bytes_missing_from_current_frame() == 0;
-  }
-
-  /// Bytes received but not yet returned as a frame (non-zero at end of stream = truncation).
-  [[nodiscard]] std::size_t buffered() const noexcept { return end_ - begin_; }
-
-  /// Frees a buffer grown large by a big frame, once nothing is buffered.
-  void release_memory() noexcept {
-    if (buffered() == 0 && capacity_ > keep_capacity) {
-      buffer_.reset();
-      capacity_ = begin_ = end_ = 0;
-    }
-  }
-
- private:
-  static constexpr std::size_t keep_capacity = 1024 * 1024;
-
-  /// How many more bytes the frame at the front needs (0 while its header is incomplete or
-  /// invalid; next() reports invalid headers).
-  [[nodiscard]] std::size_t bytes_missing_from_current_frame() const noexcept {
-    if (buffered() < frame_header_size) return 0;
-    std::uint64_t payload_size = 0;
-    std::memcpy(&payload_size, buffer_.get() + begin_ + 8, 8);
-    if (payload_size > max_payload_) return 0;
-    const std::uint64_t total = frame_header_size + payload_size;
-    return total > buffered() ? static_cast<std::size_t>(total - buffered()) : 0;
-  }
-
-  void make_room(std::size_t wanted) {
-    const std::size_t live = buffered();
-    if (begin_ > 0 && capacity_ - live >= wanted) {  // compacting is enough
-      std::memmove(buffer_.get(), buffer_.get() + begin_, live);
-    } else {
-      const std::size_t capacity = std::max(live + wanted, capacity_ * 2);
-      // Default-initialised: the bytes are about to be overwritten by the receive.
-      std::unique_ptr<std::byte[]> grown(new std::byte[capacity]);
-      if (live != 0) std::memcpy(grown.get(), buffer_.get() + begin_, live);
-      buffer_ = std::move(grown);
-      capacity_ = capacity;
-    }
-    begin_ = 0;
-    end_ = live;
-  }
-
-  std::uint64_t max_payload_;
-  std::unique_ptr<std::byte[]> buffer_;
-  std::size_t capacity_ = 0;
-  std::size_t begin_ = 0;
-  std::size_t end_ = 0;
-};
-
-/// The fixed part of a call payload: which trampoline to run and which function it calls.
-struct CallTarget {
-  std::uint64_t trampoline;
-  std::uint64_t function;
-};
-
-/// Reads the call target from the front of a call payload; the arguments follow in `in`.
-inline CallTarget read_call_target(Reader& in) {
-  CallTarget target{};
-  target.trampoline = in.read<std::uint64_t>();
-  target.function = in.read<std::uint64_t>();
-  return target;
-}
-
-/// An exception that crossed from a worker: its type name and message.
-struct RemoteException {
-  std::string type_name;
-  std::string message;
-};
-
-/// Decodes an error payload.
-/// @throws ProtocolError when it is not exactly two strings.
-inline RemoteException decode_remote_exception(std::span<const std::byte> payload) {
-  Reader in(payload);
-  RemoteException error;
-  error.type_name = in.read<std::string>();
-  error.message = in.read<std::string>();
-  in.expect_end();
-  return error;
-}
-
-}  // namespace detail
-}  // namespace v0
-}  // namespace offload
-
-#endif  // OFFLOAD_DETAIL_PROCESS_FRAME_HPP
-// ---- end offload/detail/process/frame.hpp ----
-// ---- begin offload/detail/process/mailbox.hpp ----
-#ifndef OFFLOAD_DETAIL_PROCESS_MAILBOX_HPP
-#define OFFLOAD_DETAIL_PROCESS_MAILBOX_HPP
-
-/// @file detail/process/mailbox.hpp
-/// The memory a worker process shares with its keeper: the count of calls it started, and two
-/// rings that carry small frames (calls one way, replies the other) without a system call.
-///
-/// Why: through the socket alone, every call costs the keeper a send and the worker a receive
-/// and a send, and each reply wakes the keeper. On a machine whose every core runs a worker,
-/// those system calls and wake-ups were 3-4 % of the heavy array's time. Through a ring, a
-/// frame is a copy and a store; the socket is used only to wake a side that announced it
-/// sleeps (a `nudge` frame), for frames too big for a ring, and for end of stream.
-///
-/// Order: each ring is the ordered stream of its direction. A frame too big for the ring goes
-/// through the socket, announced by a `via_socket` frame in the ring at its place, so the
-/// receiver takes it from the socket exactly there. (The socket also carries nudges, which the
-/// receiver drops wherever they are.)
-///
-/// Trust: the worker runs the user's code and may scribble over this memory. The keeper keeps
-/// its own copy of the indices it owns, checks the worker's indices before using them, and
-/// validates every frame it copies out, so a corrupt ring is a ProtocolError, never undefined
-/// behaviour.
-
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <unistd.h>
-
-#include <algorithm>
-#include <array>
-#include <atomic>
-#include <cstddef>
-#include <cstdint>
-#include <cstdio>
-#include <cstring>
-#include <span>
 #include <string>
 #include <utility>
+#include <vector>
 
 // ---- begin offload/detail/process/posix_io.hpp ----
 #ifndef OFFLOAD_DETAIL_PROCESS_POSIX_IO_HPP
@@ -10585,6 +10350,399 @@ inline std::string describe_exit(int wait_status) {
 
 #endif  // OFFLOAD_DETAIL_PROCESS_POSIX_IO_HPP
 // ---- end offload/detail/process/posix_io.hpp ----
+// ---- begin offload/detail/process/server_process.hpp ----
+#ifndef OFFLOAD_DETAIL_PROCESS_SERVER_PROCESS_HPP
+#define OFFLOAD_DETAIL_PROCESS_SERVER_PROCESS_HPP
+
+/// @file detail/process/server_process.hpp
+/// What runs inside a fork server process: it forks workers on the pool's behalf, reaps them
+/// and reports their exits, and replaces its buddy (the other server) when the buddy dies.
+/// Lives only in that process; the program's side is fork_server.hpp.
+///
+/// A server is single-threaded for its whole life, which is what makes its fork() safe.
+///
+/// Why a buddy, and why it is the *program's* child: the program cannot fork again once it
+/// runs threads, so a dead server can only be replaced by another process that can fork, the
+/// other server. Each server keeps a link to its buddy; the survivor of a death sees the
+/// link end and at once starts a new buddy with clone(CLONE_PARENT), so that the newcomer,
+/// like the first two, is a child of the program: the program reaps it, and it dies with the
+/// program (PR_SET_PDEATHSIG). Forked as the survivor's child instead, it would be orphaned to
+/// init when the survivor dies, and in a container whose init does not reap, stay a zombie.
+
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <utility>
+#include <vector>
+
+// ---- begin offload/detail/process/mailbox.hpp ----
+#ifndef OFFLOAD_DETAIL_PROCESS_MAILBOX_HPP
+#define OFFLOAD_DETAIL_PROCESS_MAILBOX_HPP
+
+/// @file detail/process/mailbox.hpp
+/// The memory a worker process shares with its keeper: the count of calls it started, and two
+/// rings that carry small frames (calls one way, replies the other) without a system call.
+///
+/// Why: through the socket alone, every call costs the keeper a send and the worker a receive
+/// and a send, and each reply wakes the keeper. On a machine whose every core runs a worker,
+/// those system calls and wake-ups were 3-4 % of the heavy array's time. Through a ring, a
+/// frame is a copy and a store; the socket is used only to wake a side that announced it
+/// sleeps (a `nudge` frame), for frames too big for a ring, and for end of stream.
+///
+/// Order: each ring is the ordered stream of its direction. A frame too big for the ring goes
+/// through the socket, announced by a `via_socket` frame in the ring at its place, so the
+/// receiver takes it from the socket exactly there. (The socket also carries nudges, which the
+/// receiver drops wherever they are.)
+///
+/// Trust: the worker runs the user's code and may scribble over this memory. The keeper keeps
+/// its own copy of the indices it owns, checks the worker's indices before using them, and
+/// validates every frame it copies out, so a corrupt ring is a ProtocolError, never undefined
+/// behaviour.
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <span>
+#include <string>
+#include <utility>
+
+// ---- begin offload/detail/process/call_counter.hpp ----
+#ifndef OFFLOAD_DETAIL_PROCESS_CALL_COUNTER_HPP
+#define OFFLOAD_DETAIL_PROCESS_CALL_COUNTER_HPP
+
+/// @file detail/process/call_counter.hpp
+/// A counter a worker process shares with its keeper (in their Mailbox): the number of calls
+/// the worker has started.
+///
+/// Why: when a worker's stream ends, the keeper must tell "it died running my call" (a crash:
+/// fail or retry the call) from "it died before my call reached it" (killed while idle, say:
+/// the call never ran, so it goes to the replacement and is no crash). Frames handed over do
+/// not tell: a process being killed may take a whole call and then vanish with it. The worker
+/// bumps this counter just before it runs a call, so after its death the keeper compares the
+/// count with the replies it got. A counter in shared memory costs the worker one store per
+/// call, where an acknowledgement message would cost a system call and wake the keeper.
+
+#include <atomic>
+#include <cstdint>
+
+namespace offload {
+inline namespace v0 {
+namespace detail {
+
+/// A handle on the counter (see the file comment); does not own the memory. One user each
+/// side.
+class CallCounter {
+ public:
+  CallCounter() noexcept = default;
+  /// `value`: the shared, 8-byte aligned counter (nullptr: counts nothing, reads 0).
+  explicit CallCounter(std::uint64_t* value) noexcept : value_(value) {}
+
+  /// Worker side: one more call is about to run. Never blocks.
+  void count_start() noexcept {
+    if (value_ == nullptr) return;
+    std::atomic_ref<std::uint64_t> counter(*value_);
+    // Only the worker writes, so load + store is an increment; release orders it before the
+    // call's effects (its reply), which the keeper may see first.
+    counter.store(counter.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+  }
+
+  /// Keeper side: the calls the worker has started so far (all of them once it is dead).
+  [[nodiscard]] std::uint64_t started() const noexcept {
+    if (value_ == nullptr) return 0;
+    return std::atomic_ref<std::uint64_t>(*value_).load(std::memory_order_acquire);
+  }
+
+ private:
+  std::uint64_t* value_ = nullptr;
+};
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_PROCESS_CALL_COUNTER_HPP
+// ---- end offload/detail/process/call_counter.hpp ----
+// ---- begin offload/detail/process/frame.hpp ----
+#ifndef OFFLOAD_DETAIL_PROCESS_FRAME_HPP
+#define OFFLOAD_DETAIL_PROCESS_FRAME_HPP
+
+/// @file detail/process/frame.hpp
+/// Length-prefixed frames: how messages travel between a keeper and its worker, through their
+/// shared rings (mailbox.hpp) or their byte-stream socket.
+///
+/// A frame is a 16-byte header followed by its payload:
+///
+///     offset 0   u32  magic "OFL1" (catches a stream that lost its framing)
+///     offset 4   u8   kind: 1 call, 2 value, 3 error, 4 nudge, 5 via_socket
+///     offset 5   u8×3 zero (reserved; anything else is corruption)
+///     offset 8   u64  payload size in bytes (at most the receiver's limit)
+///
+/// Payloads:  call  = u64 trampoline address, u64 function address, the encoded arguments
+///            value = the encoded result
+///            error = string type name, string message (an exception thrown in the worker)
+///            nudge, via_socket: none (control frames: "look at the ring", and "the next frame
+///            of this direction comes through the socket"; see mailbox.hpp)
+///
+/// Integers are in the machine's byte order: both ends are the same program on one machine.
+/// The assembler validates every header before trusting it, so a corrupt or truncated stream
+/// raises ProtocolError, never undefined behaviour or an allocation the size of a lie.
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+
+namespace offload {
+inline namespace v0 {
+namespace detail {
+
+enum class FrameKind : std::uint8_t { call = 1, value = 2, error = 3, nudge = 4, via_socket = 5 };
+
+inline constexpr std::size_t frame_header_size = 16;
+inline constexpr std::uint32_t frame_magic = 0x314C464F;  // "OFL1" in little-endian memory
+
+/// A decoded frame header.
+struct FrameHeader {
+  FrameKind kind;
+  std::uint64_t payload_size;
+};
+
+/// A complete frame inside a FrameAssembler's buffer (valid until the assembler is touched).
+struct FrameView {
+  FrameKind kind;
+  std::span<const std::byte> payload;
+};
+
+/// Clears `buffer` and leaves room for a header; append the payload with a Writer, then call
+/// finish_frame(). Allocates only when the buffer must grow.
+inline void begin_frame(std::vector<std::byte>& buffer) {
+  buffer.clear();
+  buffer.resize(frame_header_size);
+}
+
+/// Writes the header of the frame begun by begin_frame(), now that its payload size is known.
+inline void finish_frame(std::vector<std::byte>& buffer, FrameKind kind) noexcept {
+  const std::uint64_t payload_size = buffer.size() - frame_header_size;
+  const auto kind_byte = static_cast<std::uint8_t>(kind);
+  std::memcpy(buffer.data(), &frame_magic, 4);
+  std::memcpy(buffer.data() + 4, &kind_byte, 1);
+  std::memset(buffer.data() + 5, 0, 3);
+  std::memcpy(buffer.data() + 8, &payload_size, 8);
+}
+
+/// Decodes and validates a header (exactly frame_header_size bytes).
+/// @throws ProtocolError on a bad magic, unknown kind, non-zero reserved bytes, a payload
+///         larger than `max_payload`, or a control frame with a payload.
+inline FrameHeader decode_frame_header(std::span<const std::byte> header,
+                                       std::uint64_t max_payload) {
+  if (header.size() != frame_header_size) {
+    throw ProtocolError("offload: corrupt frame: header of " + std::to_string(header.size()) +
+                        " bytes");
+  }
+  std::uint32_t magic = 0;
+  std::uint8_t kind = 0;
+  std::uint8_t reserved[3] = {};
+  std::uint64_t payload_size = 0;
+  std::memcpy(&magic, header.data(), 4);
+  std::memcpy(&kind, header.data() + 4, 1);
+  std::memcpy(reserved, header.data() + 5, 3);
+  std::memcpy(&payload_size, header.data() + 8, 8);
+  if (magic != frame_magic) {
+    throw ProtocolError("offload: corrupt frame: bad magic number (the stream lost its framing)");
+  }
+  if (kind < static_cast<std::uint8_t>(FrameKind::call) ||
+      kind > static_cast<std::uint8_t>(FrameKind::via_socket)) {
+    throw ProtocolError("offload: corrupt frame: unknown kind " + std::to_string(kind));
+  }
+  if ((reserved[0] | reserved[1] | reserved[2]) != 0) {
+    throw ProtocolError("offload: corrupt frame: reserved header bytes are not zero");
+  }
+  if (payload_size > max_payload) {
+    throw ProtocolError("offload: frame of " + std::to_string(payload_size) +
+                        " bytes exceeds the limit of " + std::to_string(max_payload) +
+                        " (ProcessOptions::max_message_size)");
+  }
+  if (kind >= static_cast<std::uint8_t>(FrameKind::nudge) && payload_size != 0) {
+    throw ProtocolError("offload: corrupt frame: a control frame with a payload");
+  }
+  return FrameHeader{static_cast<FrameKind>(kind), payload_size};
+}
+
+/**
+ * Cuts a byte stream into validated frames. Bytes go in through prepare()/commit() (receive
+ * straight into its buffer) or append(); complete frames come out of next().
+ *
+ * Not thread-safe. Allocates as needed to hold the largest frame seen, and gives large
+ * buffers back with release_memory().
+ */
+class FrameAssembler {
+ public:
+  explicit FrameAssembler(std::uint64_t max_payload) noexcept : max_payload_(max_payload) {}
+
+  /// Room to receive into at the end of the buffered data: the rest of the frame being
+  /// received when its size is known, else at least `minimum` bytes. Invalidates earlier
+  /// FrameViews.
+  std::span<std::byte> prepare(std::size_t minimum = 64 * 1024) {
+    const std::size_t missing = bytes_missing_from_current_frame();
+    // A big frame's buffer is sized to fit it exactly: asking for `minimum` more on top of
+    // its last bytes would reallocate (and copy) the whole frame just to add room after it.
+    if (capacity_ - end_ < (missing != 0 ? missing : minimum)) {
+      make_room(std::max(minimum, missing));
+    }
+    return {buffer_.get() + end_, capacity_ - end_};
+  }
+
+  /// Declares that `count` bytes were written at the start of the last prepare()'s span.
+  void commit(std::size_t count) noexcept { end_ += count; }
+
+  /// Copies `bytes` in (for tests and the fuzzer; sockets use prepare()/commit()).
+  void append(std::span<const std::byte> bytes) {
+    if (bytes.empty()) return;
+    if (capacity_ - end_ < bytes.size()) make_room(bytes.size());
+    std::memcpy(buffer_.get() + end_, bytes.data(), bytes.size());
+    commit(bytes.size());
+  }
+
+  /// The next complete frame, or nothing until more bytes arrive. The view stays valid until
+  /// the next call of any member.
+  /// @throws ProtocolError when the buffered bytes cannot start a valid frame.
+  std::optional<FrameView> next() {
+    if (buffered() < frame_header_size) return std::nullopt;
+    const FrameHeader header = decode_frame_header(
+        std::span<const std::byte>(buffer_.get() + begin_, frame_header_size), max_payload_);
+    if (buffered() - frame_header_size < header.payload_size) return std::nullopt;
+    const std::size_t payload_size = static_cast<std::size_t>(header.payload_size);
+    FrameView frame{header.kind, std::span<const std::byte>(
+                                     buffer_.get() + begin_ + frame_header_size, payload_size)};
+    begin_ += frame_header_size + payload_size;
+    return frame;
+  }
+
+  /// The kind of the frame next() would return, without taking it; nothing until it is
+  /// complete.
+  /// @throws ProtocolError when the buffered bytes cannot start a valid frame.
+  [[nodiscard]] std::optional<FrameKind> peek_kind() const {
+    if (!frame_ready()) return std::nullopt;
+    return decode_frame_header(
+               std::span<const std::byte>(buffer_.get() + begin_, frame_header_size), max_payload_)
+        .kind;
+  }
+  /// True when next() has a frame to return (or an invalid header to report).
+  [[nodiscard]] bool frame_ready() const noexcept {
+    return buffered() >= frame_header_size && bytes_missing_from_current_frame() == 0;
+  }
+
+  /// Bytes received but not yet returned as a frame (non-zero at end of stream = truncation).
+  [[nodiscard]] std::size_t buffered() const noexcept { return end_ - begin_; }
+
+  /// Frees a buffer grown large by a big frame, once nothing is buffered.
+  void release_memory() noexcept {
+    if (buffered() == 0 && capacity_ > keep_capacity) {
+      buffer_.reset();
+      capacity_ = begin_ = end_ = 0;
+    }
+  }
+
+ private:
+  static constexpr std::size_t keep_capacity = 1024 * 1024;
+
+  /// How many more bytes the frame at the front needs (0 while its header is incomplete or
+  /// invalid; next() reports invalid headers).
+  [[nodiscard]] std::size_t bytes_missing_from_current_frame() const noexcept {
+    if (buffered() < frame_header_size) return 0;
+    std::uint64_t payload_size = 0;
+    std::memcpy(&payload_size, buffer_.get() + begin_ + 8, 8);
+    if (payload_size > max_payload_) return 0;
+    const std::uint64_t total = frame_header_size + payload_size;
+    return total > buffered() ? static_cast<std::size_t>(total - buffered()) : 0;
+  }
+
+  void make_room(std::size_t wanted) {
+    const std::size_t live = buffered();
+    if (begin_ > 0 && capacity_ - live >= wanted) {  // compacting is enough
+      std::memmove(buffer_.get(), buffer_.get() + begin_, live);
+    } else {
+      const std::size_t capacity = std::max(live + wanted, capacity_ * 2);
+      // Default-initialised: the bytes are about to be overwritten by the receive.
+      std::unique_ptr<std::byte[]> grown(new std::byte[capacity]);
+      if (live != 0) std::memcpy(grown.get(), buffer_.get() + begin_, live);
+      buffer_ = std::move(grown);
+      capacity_ = capacity;
+    }
+    begin_ = 0;
+    end_ = live;
+  }
+
+  std::uint64_t max_payload_;
+  std::unique_ptr<std::byte[]> buffer_;
+  std::size_t capacity_ = 0;
+  std::size_t begin_ = 0;
+  std::size_t end_ = 0;
+};
+
+/// The fixed part of a call payload: which trampoline to run and which function it calls.
+struct CallTarget {
+  std::uint64_t trampoline;
+  std::uint64_t function;
+};
+
+/// Reads the call target from the front of a call payload; the arguments follow in `in`.
+inline CallTarget read_call_target(Reader& in) {
+  CallTarget target{};
+  target.trampoline = in.read<std::uint64_t>();
+  target.function = in.read<std::uint64_t>();
+  return target;
+}
+
+/// An exception that crossed from a worker: its type name and message.
+struct RemoteException {
+  std::string type_name;
+  std::string message;
+};
+
+/// Decodes an error payload.
+/// @throws ProtocolError when it is not exactly two strings.
+inline RemoteException decode_remote_exception(std::span<const std::byte> payload) {
+  Reader in(payload);
+  RemoteException error;
+  error.type_name = in.read<std::string>();
+  error.message = in.read<std::string>();
+  in.expect_end();
+  return error;
+}
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_PROCESS_FRAME_HPP
+// ---- end offload/detail/process/frame.hpp ----
 
 namespace offload {
 inline namespace v0 {
@@ -10825,6 +10983,109 @@ class Mailbox {
 
 #endif  // OFFLOAD_DETAIL_PROCESS_MAILBOX_HPP
 // ---- end offload/detail/process/mailbox.hpp ----
+// ---- begin offload/detail/process/server_protocol.hpp ----
+#ifndef OFFLOAD_DETAIL_PROCESS_SERVER_PROTOCOL_HPP
+#define OFFLOAD_DETAIL_PROCESS_SERVER_PROTOCOL_HPP
+
+/// @file detail/process/server_protocol.hpp
+/// What the program and its fork server processes say to each other (see fork_server.hpp).
+///
+/// Every socket is SOCK_SEQPACKET and carries one fixed-size ServerMessage per packet;
+/// descriptors travel as SCM_RIGHTS attachments:
+///   control socket (program <-> one server):  -> open_session + [session socket]
+///                                              <- buddy_born(pid) + [the buddy's control socket]
+///   session socket (one per pool slot):       -> spawn + [worker's socket end, its mailbox]
+///                                              <- spawned(pid) / spawn_failed(errno)
+///                                              -> kill(pid)
+///                                              <- exited(pid, wait status)   (every worker, once)
+///   buddy link (between the two servers):     <> retiring      (the program ended me: do not
+///                                                               replace me when I am gone)
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <utility>
+
+
+namespace offload {
+inline namespace v0 {
+namespace detail {
+
+enum class ServerMessageKind : std::uint32_t {
+  open_session = 1,  // program -> server, on the control socket, carries the session socket
+  spawn = 2,         // pool -> server, carries the worker's end of its channel + its mailbox
+  kill = 3,          // pool -> server: SIGKILL worker `pid`
+  spawned = 4,       // server -> pool: worker `pid` started
+  spawn_failed = 5,  // server -> pool: fork failed with errno `value`
+  exited = 6,        // server -> pool: worker `pid` was reaped with wait status `value`
+  buddy_born = 7,    // server -> program: server `pid` replaces the one that died; carries
+                     // the new server's control socket
+  retiring = 8,      // server -> server, on the buddy link: I end because the program asked
+};
+
+struct ServerMessage {
+  ServerMessageKind kind{};
+  std::int32_t pid = 0;
+  std::int32_t value = 0;
+  std::uint32_t idle_spin_us = 0;  // spawn: how long the worker polls before it sleeps
+  std::uint64_t max_payload = 0;   // spawn: the largest frame the new worker accepts
+  std::uint64_t max_memory = 0;    // spawn: address space the worker may add; 0: no limit
+};
+
+/// What a new worker is told (ProcessOptions, as far as the worker needs them).
+struct WorkerSettings {
+  std::uint64_t max_payload;
+  std::chrono::microseconds idle_spin;
+  std::uint64_t max_memory = 0;
+};
+
+/// No fork server process is left to start workers: both died before either could replace
+/// the other. The pool fails every call with it, at once, from then on.
+class ForkServerLost : public Error {
+ public:
+  explicit ForkServerLost(std::string why)
+      : Error("offload: the process pool can start no worker: " + std::move(why)) {}
+};
+
+/// The one fork server process a session was opened on died (or stopped answering). Never
+/// reaches a user: the keeper opens a session on the surviving server and goes on.
+struct ServerSessionLost {};
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_PROCESS_SERVER_PROTOCOL_HPP
+// ---- end offload/detail/process/server_protocol.hpp ----
+// ---- begin offload/detail/process/worker.hpp ----
+#ifndef OFFLOAD_DETAIL_PROCESS_WORKER_HPP
+#define OFFLOAD_DETAIL_PROCESS_WORKER_HPP
+
+/// @file detail/process/worker.hpp
+/// The loop a worker process runs: take a call frame, run it, hand back a value or error
+/// frame, repeat until the pool closes the socket.
+///
+/// A call frame names a *trampoline* (an instantiation of call_in_worker<R, Params...>, which
+/// knows the types) and the user's function, both as addresses. That works because a worker is
+/// forked from (a fork of) the same program: the same binary image sits at the same addresses.
+
+#include <cxxabi.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <memory>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <typeinfo>
+#include <utility>
+#include <vector>
+
 
 namespace offload {
 inline namespace v0 {
@@ -11060,414 +11321,6 @@ class WorkerLink {
 
 #endif  // OFFLOAD_DETAIL_PROCESS_WORKER_HPP
 // ---- end offload/detail/process/worker.hpp ----
-
-
-namespace offload {
-inline namespace v0 {
-namespace detail {
-
-// --- turning a callable into something a worker can call -------------------------------------
-
-template <class F>
-inline constexpr bool is_function_pointer_v =
-    std::is_pointer_v<F> && std::is_function_v<std::remove_pointer_t<F>>;
-
-/// `fn` as a plain function pointer: a function, a function pointer, or a capture-less,
-/// non-generic lambda (through its conversion operator).
-template <class F>
-auto to_function_pointer(F& fn) {
-  if constexpr (is_function_pointer_v<std::decay_t<F>>) {
-    return static_cast<std::decay_t<F>>(fn);
-  } else if constexpr (requires { requires is_function_pointer_v<decltype(+fn)>; }) {
-    return +fn;
-  } else {
-    static_assert(always_false<F>,
-                  "offload::ProcessPool::submit needs a function, a function pointer or a "
-                  "capture-less, non-generic lambda: the worker process calls it by its "
-                  "address, so it cannot carry captured state. Pass that state as arguments.");
-  }
-}
-
-/// Stops compilation with the message naming the type, when T has no codec.
-template <class T>
-void report_if_no_codec() {
-  if constexpr (!HasCodec<T>) (void)sizeof(TypeHasNoCodec<typename MissingCodecCulprit<T>::type>);
-}
-
-/// The result type of a callable object's (single, non-template) operator(), or void; used
-/// only to keep a rejected submit() from causing follow-on errors.
-template <class F>
-struct ObjectCallResult {
-  using type = void;
-};
-template <class F>
-  requires requires { &F::operator(); }
-struct ObjectCallResult<F> {
-  template <class M>
-  struct Of;
-  template <class R, class C, class... A>
-  struct Of<R (C::*)(A...)> {
-    using type = std::decay_t<R>;
-  };
-  template <class R, class C, class... A>
-  struct Of<R (C::*)(A...) const> {
-    using type = std::decay_t<R>;
-  };
-  template <class R, class C, class... A>
-  struct Of<R (C::*)(A...) noexcept> {
-    using type = std::decay_t<R>;
-  };
-  template <class R, class C, class... A>
-  struct Of<R (C::*)(A...) const noexcept> {
-    using type = std::decay_t<R>;
-  };
-  using type = typename Of<decltype(&F::operator())>::type;
-};
-
-template <class Pointer>
-struct FunctionSignature;
-template <class R, class... Params>
-struct FunctionSignature<R (*)(Params...)> {
-  using Result = std::decay_t<R>;
-  using Plain = R (*)(Params...);
-
-  /// What the worker runs for this signature (instantiated only for valid calls).
-  static constexpr Trampoline trampoline() { return &call_in_worker<R, Params...>; }
-
-  /// Whether `fn(args...)` can run in a worker; each failed check but the codecs' stops
-  /// compilation with its own message, and the caller compiles nothing more for an invalid
-  /// call (one error each).
-  template <class... Args>
-  static constexpr bool check_call() {
-    constexpr bool count_matches = sizeof...(Args) == sizeof...(Params);
-    static_assert(count_matches,
-                  "offload::ProcessPool::submit: the number of arguments does not match the "
-                  "function's parameters (default arguments do not survive the conversion to "
-                  "a function pointer: pass every argument)");
-    if constexpr (!count_matches) {
-      return false;
-    } else {
-      constexpr bool convertible = (std::is_constructible_v<std::decay_t<Params>, Args&&> && ...);
-      static_assert(convertible,
-                    "offload::ProcessPool::submit: an argument cannot be converted to the "
-                    "type of its parameter");
-      constexpr bool no_output_parameter =
-          !((std::is_lvalue_reference_v<Params> &&
-             !std::is_const_v<std::remove_reference_t<Params>>) ||
-            ...);
-      static_assert(no_output_parameter,
-                    "offload::ProcessPool::submit: the function takes a non-const reference; a "
-                    "worker would change its own copy and the change would be lost. Return the "
-                    "new value instead.");
-      return convertible && no_output_parameter && has_codecs();
-    }
-  }
-
-  /// Whether every parameter and the result can cross (see report_missing_codecs()).
-  static constexpr bool has_codecs() {
-    if constexpr (std::is_void_v<Result>) {
-      return (HasCodec<std::decay_t<Params>> && ...);
-    } else {
-      return (HasCodec<std::decay_t<Params>> && ...) && HasCodec<Result>;
-    }
-  }
-
-  /// One readable error per type that cannot cross.
-  static void report_missing_codecs() {
-    (report_if_no_codec<std::decay_t<Params>>(), ...);
-    if constexpr (!std::is_void_v<Result>) report_if_no_codec<Result>();
-  }
-
-  /// Encodes each argument as its parameter's (decayed) type, the type the worker decodes.
-  template <class... Args>
-  static void write_arguments(Writer& out, Args&&... args) {
-    (write_argument<std::decay_t<Params>>(out, std::forward<Args>(args)), ...);
-  }
-
-  template <class Value, class Arg>
-  static void write_argument(Writer& out, Arg&& arg) {
-    if constexpr (std::is_same_v<std::decay_t<Arg>, Value>) {
-      out.write<Value>(arg);
-    } else {
-      out.write<Value>(Value(std::forward<Arg>(arg)));
-    }
-  }
-};
-template <class R, class... Params>
-struct FunctionSignature<R (*)(Params...) noexcept> : FunctionSignature<R (*)(Params...)> {};
-
-}  // namespace detail
-}  // namespace v0
-}  // namespace offload
-
-#endif  // OFFLOAD_DETAIL_PROCESS_CALL_SIGNATURE_HPP
-// ---- end offload/detail/process/call_signature.hpp ----
-// ---- begin offload/detail/process/call_ticket.hpp ----
-#ifndef OFFLOAD_DETAIL_PROCESS_CALL_TICKET_HPP
-#define OFFLOAD_DETAIL_PROCESS_CALL_TICKET_HPP
-
-/// @file detail/process/call_ticket.hpp
-/// A call on its way through a ProcessPool: its encoded request, and how to complete its Future.
-
-#include <atomic>
-#include <cstddef>
-#include <cstdint>
-#include <exception>
-#include <span>
-#include <type_traits>
-#include <utility>
-#include <vector>
-
-
-namespace offload {
-inline namespace v0 {
-namespace detail {
-
-// --- calls --------------------------------------------------------------------------------------
-
-inline void count(std::atomic<std::uint64_t>& counter) noexcept {
-  // Relaxed: counters publish nothing; stats() reads a snapshot.
-  counter.fetch_add(1, std::memory_order_relaxed);
-}
-
-/// A call on its way: the encoded request frame, and how to complete its Future.
-class CallTicket {
- public:
-  CallTicket() = default;
-  CallTicket(const CallTicket&) = delete;
-  CallTicket& operator=(const CallTicket&) = delete;
-  virtual ~CallTicket() = default;
-
-  /// Decodes a value frame's payload, counts it in `completed`, then completes the future
-  /// (counting first, so that whoever sees the result also sees it counted).
-  /// @throws ProtocolError when the payload does not decode to the result type.
-  virtual void complete(std::span<const std::byte> payload,
-                        std::atomic<std::uint64_t>& completed) = 0;
-  /// Completes the future with `error`. Never throws.
-  virtual void fail(std::exception_ptr error) noexcept = 0;
-  /// True when the future's holder called request_stop().
-  [[nodiscard]] virtual bool stop_requested() const noexcept = 0;
-
-  std::vector<std::byte> request;  ///< a complete call frame, kept for retries
-};
-
-template <class R>
-class TypedCallTicket final : public CallTicket {
- public:
-  TypedCallTicket() = default;
-  TypedCallTicket(const TypedCallTicket&) = delete;
-  TypedCallTicket& operator=(const TypedCallTicket&) = delete;
-
-  /// A ticket is always settled before it goes (the pool fails what is left when it shuts
-  /// down); should one ever be dropped unsettled, its future still gets an offload::Error,
-  /// never a broken promise.
-  ~TypedCallTicket() override {
-    if (!settled_) fail(make_error<PoolClosed>("offload: the process pool dropped this call"));
-  }
-
-  Future<R> get_future() { return promise_.get_future(); }
-
-  void complete(std::span<const std::byte> payload,
-                std::atomic<std::uint64_t>& completed) override {
-    if constexpr (std::is_void_v<R>) {
-      Reader(payload).expect_end();
-      count(completed);
-      settled_ = true;
-      promise_.set_value();
-    } else {
-      R value = offload::decode<R>(payload);
-      count(completed);
-      settled_ = true;
-      promise_.set_value(std::move(value));
-    }
-  }
-
-  void fail(std::exception_ptr error) noexcept override {
-    settled_ = true;
-    try {
-      promise_.set_exception(std::move(error));
-    } catch (...) {  // already satisfied: nothing left to tell anyone
-    }
-  }
-
-  [[nodiscard]] bool stop_requested() const noexcept override { return promise_.stop_requested(); }
-
- private:
-  Promise<R> promise_;
-  bool settled_ = false;
-};
-
-/// Which pool's keeper runs on this thread (nullptr elsewhere): lets blocking members refuse
-/// to wait for work that only this very thread could do.
-inline thread_local const void* keeper_of_pool = nullptr;
-
-}  // namespace detail
-}  // namespace v0
-}  // namespace offload
-
-#endif  // OFFLOAD_DETAIL_PROCESS_CALL_TICKET_HPP
-// ---- end offload/detail/process/call_ticket.hpp ----
-// ---- begin offload/detail/process/fork_server.hpp ----
-#ifndef OFFLOAD_DETAIL_PROCESS_FORK_SERVER_HPP
-#define OFFLOAD_DETAIL_PROCESS_FORK_SERVER_HPP
-
-/// @file detail/process/fork_server.hpp
-/// The program's side of its fork servers: small processes, forked while the program was
-/// still single-threaded, that fork every worker process on the pools' behalf.
-///
-/// Why: fork() copies only the calling thread. If another thread holds a lock at that moment
-/// (malloc's, stdio's, any mutex of the program) the child inherits it locked, forever. A
-/// process that never starts threads can fork safely at any time, so the pools ask one.
-///
-/// Two of them, so that neither is a single point of failure: the program forks both, and
-/// when one dies (killed from outside, by the OOM killer, by a call), the other starts its
-/// replacement (server_process.hpp) and announces it on its control socket. Sessions open on
-/// whichever is alive; the keepers of a dead server's workers (which die with it) open new
-/// sessions on the survivor and carry on. Only if both die before either could replace the
-/// other is the program left with none, and every pool then fails its calls with
-/// ForkServerLost.
-///
-/// The servers reap every worker themselves (workers are their children) and report each
-/// exit on the session that spawned it: the program never calls waitpid() on a worker, never
-/// touches SIGCHLD, and a kill can never hit a recycled pid (a server kills only its unreaped
-/// children, the program only its unreaped servers). Closing a session kills its workers;
-/// ending the control socket (the program exited, died, or ends the servers) kills every
-/// worker and ends the server. Protocol: server_protocol.hpp.
-///
-/// Deaths propagate downwards: each server and each worker set PR_SET_PDEATHSIG(SIGKILL) and
-/// then re-check getppid(), because the parent may have died before the prctl() took effect.
-/// A worker's parent is its server, so the workers of a server that dies die with it.
-
-#include <signal.h>
-#include <sys/socket.h>
-#include <sys/types.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <algorithm>
-#include <cerrno>
-#include <chrono>
-#include <cstdint>
-#include <cstdio>
-#include <cstring>
-#include <memory>
-#include <mutex>
-#include <optional>
-#include <string>
-#include <utility>
-#include <vector>
-
-// ---- begin offload/detail/process/server_process.hpp ----
-#ifndef OFFLOAD_DETAIL_PROCESS_SERVER_PROCESS_HPP
-#define OFFLOAD_DETAIL_PROCESS_SERVER_PROCESS_HPP
-
-/// @file detail/process/server_process.hpp
-/// What runs inside a fork server process: it forks workers on the pool's behalf, reaps them
-/// and reports their exits, and replaces its buddy (the other server) when the buddy dies.
-/// Lives only in that process; the program's side is fork_server.hpp.
-///
-/// A server is single-threaded for its whole life, which is what makes its fork() safe.
-///
-/// Why a buddy, and why it is the *program's* child: the program cannot fork again once it
-/// runs threads, so a dead server can only be replaced by another process that can fork, the
-/// other server. Each server keeps a link to its buddy; the survivor of a death sees the
-/// link end and at once starts a new buddy with clone(CLONE_PARENT), so that the newcomer,
-/// like the first two, is a child of the program: the program reaps it, and it dies with the
-/// program (PR_SET_PDEATHSIG). Forked as the survivor's child instead, it would be orphaned to
-/// init when the survivor dies, and in a container whose init does not reap, stay a zombie.
-
-#include <fcntl.h>
-#include <sched.h>
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <sys/types.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <chrono>
-#include <cstddef>
-#include <cstdint>
-#include <cstdio>
-#include <utility>
-#include <vector>
-
-// ---- begin offload/detail/process/server_protocol.hpp ----
-#ifndef OFFLOAD_DETAIL_PROCESS_SERVER_PROTOCOL_HPP
-#define OFFLOAD_DETAIL_PROCESS_SERVER_PROTOCOL_HPP
-
-/// @file detail/process/server_protocol.hpp
-/// What the program and its fork server processes say to each other (see fork_server.hpp).
-///
-/// Every socket is SOCK_SEQPACKET and carries one fixed-size ServerMessage per packet;
-/// descriptors travel as SCM_RIGHTS attachments:
-///   control socket (program <-> one server):  -> open_session + [session socket]
-///                                              <- buddy_born(pid) + [the buddy's control socket]
-///   session socket (one per pool slot):       -> spawn + [worker's socket end, its mailbox]
-///                                              <- spawned(pid) / spawn_failed(errno)
-///                                              -> kill(pid)
-///                                              <- exited(pid, wait status)   (every worker, once)
-///   buddy link (between the two servers):     <> retiring      (the program ended me: do not
-///                                                               replace me when I am gone)
-
-#include <chrono>
-#include <cstdint>
-#include <string>
-#include <utility>
-
-
-namespace offload {
-inline namespace v0 {
-namespace detail {
-
-enum class ServerMessageKind : std::uint32_t {
-  open_session = 1,  // program -> server, on the control socket, carries the session socket
-  spawn = 2,         // pool -> server, carries the worker's end of its channel + its mailbox
-  kill = 3,          // pool -> server: SIGKILL worker `pid`
-  spawned = 4,       // server -> pool: worker `pid` started
-  spawn_failed = 5,  // server -> pool: fork failed with errno `value`
-  exited = 6,        // server -> pool: worker `pid` was reaped with wait status `value`
-  buddy_born = 7,    // server -> program: server `pid` replaces the one that died; carries
-                     // the new server's control socket
-  retiring = 8,      // server -> server, on the buddy link: I end because the program asked
-};
-
-struct ServerMessage {
-  ServerMessageKind kind{};
-  std::int32_t pid = 0;
-  std::int32_t value = 0;
-  std::uint32_t idle_spin_us = 0;  // spawn: how long the worker polls before it sleeps
-  std::uint64_t max_payload = 0;   // spawn: the largest frame the new worker accepts
-  std::uint64_t max_memory = 0;    // spawn: address space the worker may add; 0: no limit
-};
-
-/// What a new worker is told (ProcessOptions, as far as the worker needs them).
-struct WorkerSettings {
-  std::uint64_t max_payload;
-  std::chrono::microseconds idle_spin;
-  std::uint64_t max_memory = 0;
-};
-
-/// No fork server process is left to start workers: both died before either could replace
-/// the other. The pool fails every call with it, at once, from then on.
-class ForkServerLost : public Error {
- public:
-  explicit ForkServerLost(std::string why)
-      : Error("offload: the process pool can start no worker: " + std::move(why)) {}
-};
-
-/// The one fork server process a session was opened on died (or stopped answering). Never
-/// reaches a user: the keeper opens a session on the surviving server and goes on.
-struct ServerSessionLost {};
-
-}  // namespace detail
-}  // namespace v0
-}  // namespace offload
-
-#endif  // OFFLOAD_DETAIL_PROCESS_SERVER_PROTOCOL_HPP
-// ---- end offload/detail/process/server_protocol.hpp ----
 
 namespace offload {
 inline namespace v0 {
@@ -13313,9 +13166,231 @@ class WorkerKeeper {
 
 #endif  // OFFLOAD_DETAIL_PROCESS_KEEPER_HPP
 // ---- end offload/detail/process/keeper.hpp ----
+// ---- begin offload/detail/process/make_call.hpp ----
+#ifndef OFFLOAD_DETAIL_PROCESS_MAKE_CALL_HPP
+#define OFFLOAD_DETAIL_PROCESS_MAKE_CALL_HPP
+
+/// @file detail/process/make_call.hpp
+/// Turning `submit(fn, args...)` into a call frame and the ticket that completes its Future:
+/// shared by ProcessPool and ClusterPool, which accept exactly the same calls.
+
+#include <cstdint>
+#include <memory>
+#include <type_traits>
+#include <utility>
+
+// ---- begin offload/detail/process/call_signature.hpp ----
+#ifndef OFFLOAD_DETAIL_PROCESS_CALL_SIGNATURE_HPP
+#define OFFLOAD_DETAIL_PROCESS_CALL_SIGNATURE_HPP
+
+/// @file detail/process/call_signature.hpp
+/// Turning a callable and its arguments into a call a worker process can run: the checks that
+/// make a bad submit() a compile error with one readable message, and the argument encoding.
+
+#include <cstdint>
+#include <type_traits>
+#include <utility>
+
+
 
 namespace offload {
 inline namespace v0 {
+namespace detail {
+
+// --- turning a callable into something a worker can call -------------------------------------
+
+template <class F>
+inline constexpr bool is_function_pointer_v =
+    std::is_pointer_v<F> && std::is_function_v<std::remove_pointer_t<F>>;
+
+/// `fn` as a plain function pointer: a function, a function pointer, or a capture-less,
+/// non-generic lambda (through its conversion operator).
+template <class F>
+auto to_function_pointer(F& fn) {
+  if constexpr (is_function_pointer_v<std::decay_t<F>>) {
+    return static_cast<std::decay_t<F>>(fn);
+  } else if constexpr (requires { requires is_function_pointer_v<decltype(+fn)>; }) {
+    return +fn;
+  } else {
+    static_assert(always_false<F>,
+                  "offload::ProcessPool::submit needs a function, a function pointer or a "
+                  "capture-less, non-generic lambda: the worker process calls it by its "
+                  "address, so it cannot carry captured state. Pass that state as arguments.");
+  }
+}
+
+/// Stops compilation with the message naming the type, when T has no codec.
+template <class T>
+void report_if_no_codec() {
+  if constexpr (!HasCodec<T>) (void)sizeof(TypeHasNoCodec<typename MissingCodecCulprit<T>::type>);
+}
+
+/// The result type of a callable object's (single, non-template) operator(), or void; used
+/// only to keep a rejected submit() from causing follow-on errors.
+template <class F>
+struct ObjectCallResult {
+  using type = void;
+};
+template <class F>
+  requires requires { &F::operator(); }
+struct ObjectCallResult<F> {
+  template <class M>
+  struct Of;
+  template <class R, class C, class... A>
+  struct Of<R (C::*)(A...)> {
+    using type = std::decay_t<R>;
+  };
+  template <class R, class C, class... A>
+  struct Of<R (C::*)(A...) const> {
+    using type = std::decay_t<R>;
+  };
+  template <class R, class C, class... A>
+  struct Of<R (C::*)(A...) noexcept> {
+    using type = std::decay_t<R>;
+  };
+  template <class R, class C, class... A>
+  struct Of<R (C::*)(A...) const noexcept> {
+    using type = std::decay_t<R>;
+  };
+  using type = typename Of<decltype(&F::operator())>::type;
+};
+
+template <class Pointer>
+struct FunctionSignature;
+template <class R, class... Params>
+struct FunctionSignature<R (*)(Params...)> {
+  using Result = std::decay_t<R>;
+  using Plain = R (*)(Params...);
+
+  /// What the worker runs for this signature (instantiated only for valid calls).
+  static constexpr Trampoline trampoline() { return &call_in_worker<R, Params...>; }
+
+  /// Whether `fn(args...)` can run in a worker; each failed check but the codecs' stops
+  /// compilation with its own message, and the caller compiles nothing more for an invalid
+  /// call (one error each).
+  template <class... Args>
+  static constexpr bool check_call() {
+    constexpr bool count_matches = sizeof...(Args) == sizeof...(Params);
+    static_assert(count_matches,
+                  "offload::ProcessPool::submit: the number of arguments does not match the "
+                  "function's parameters (default arguments do not survive the conversion to "
+                  "a function pointer: pass every argument)");
+    if constexpr (!count_matches) {
+      return false;
+    } else {
+      constexpr bool convertible = (std::is_constructible_v<std::decay_t<Params>, Args&&> && ...);
+      static_assert(convertible,
+                    "offload::ProcessPool::submit: an argument cannot be converted to the "
+                    "type of its parameter");
+      constexpr bool no_output_parameter =
+          !((std::is_lvalue_reference_v<Params> &&
+             !std::is_const_v<std::remove_reference_t<Params>>) ||
+            ...);
+      static_assert(no_output_parameter,
+                    "offload::ProcessPool::submit: the function takes a non-const reference; a "
+                    "worker would change its own copy and the change would be lost. Return the "
+                    "new value instead.");
+      return convertible && no_output_parameter && has_codecs();
+    }
+  }
+
+  /// Whether every parameter and the result can cross (see report_missing_codecs()).
+  static constexpr bool has_codecs() {
+    if constexpr (std::is_void_v<Result>) {
+      return (HasCodec<std::decay_t<Params>> && ...);
+    } else {
+      return (HasCodec<std::decay_t<Params>> && ...) && HasCodec<Result>;
+    }
+  }
+
+  /// One readable error per type that cannot cross.
+  static void report_missing_codecs() {
+    (report_if_no_codec<std::decay_t<Params>>(), ...);
+    if constexpr (!std::is_void_v<Result>) report_if_no_codec<Result>();
+  }
+
+  /// Encodes each argument as its parameter's (decayed) type, the type the worker decodes.
+  template <class... Args>
+  static void write_arguments(Writer& out, Args&&... args) {
+    (write_argument<std::decay_t<Params>>(out, std::forward<Args>(args)), ...);
+  }
+
+  template <class Value, class Arg>
+  static void write_argument(Writer& out, Arg&& arg) {
+    if constexpr (std::is_same_v<std::decay_t<Arg>, Value>) {
+      out.write<Value>(arg);
+    } else {
+      out.write<Value>(Value(std::forward<Arg>(arg)));
+    }
+  }
+};
+template <class R, class... Params>
+struct FunctionSignature<R (*)(Params...) noexcept> : FunctionSignature<R (*)(Params...)> {};
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_PROCESS_CALL_SIGNATURE_HPP
+// ---- end offload/detail/process/call_signature.hpp ----
+
+namespace offload {
+inline namespace v0 {
+namespace detail {
+
+/// What make_call() returns for a call that does not compile, typed as the caller expects so
+/// that the one error already reported is the only one.
+template <class R>
+auto invalid_call() {
+  return std::pair<Future<R>, std::unique_ptr<CallTicket>>();
+}
+
+template <class Signature, class... Args>
+auto make_valid_call(typename Signature::Plain pointer, Args&&... args) {
+  using R = typename Signature::Result;
+  auto call = std::make_unique<TypedCallTicket<R>>();
+  Future<R> future = call->get_future();
+  begin_frame(call->request);
+  Writer out(call->request);
+  out.write(static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(Signature::trampoline())));
+  out.write(static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(pointer)));
+  Signature::write_arguments(out, std::forward<Args>(args)...);
+  finish_frame(call->request, FrameKind::call);
+  return std::pair<Future<R>, std::unique_ptr<CallTicket>>(std::move(future), std::move(call));
+}
+
+/// Builds the call's frame (function and trampoline named by address) and its ticket; returns
+/// the future with the ticket. A call that cannot run in a worker stops compilation with one
+/// readable message (call_signature.hpp).
+template <class F, class... Args>
+auto make_call(F& fn, Args&&... args) {
+  using Pointer = decltype(to_function_pointer(fn));
+  if constexpr (!is_function_pointer_v<Pointer>) {
+    return invalid_call<typename ObjectCallResult<std::decay_t<F>>::type>();  // said why
+  } else {
+    using Signature = FunctionSignature<Pointer>;
+    if constexpr (!Signature::template check_call<Args...>()) {
+      Signature::report_missing_codecs();  // the other checks have said why already
+      return invalid_call<typename Signature::Result>();
+    } else {
+      return make_valid_call<Signature>(to_function_pointer(fn), std::forward<Args>(args)...);
+    }
+  }
+}
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_PROCESS_MAKE_CALL_HPP
+// ---- end offload/detail/process/make_call.hpp ----
+
+namespace offload {
+inline namespace v0 {
+
+namespace detail {
+struct ProcessPoolAccess;  // lets the cluster's serving ranks hand a pool calls already encoded
+}  // namespace detail
 
 /**
  * @brief Starts the fork server now, while the program is still single-threaded.
@@ -13397,7 +13472,7 @@ class ProcessPool {
    */
   template <class F, class... Args>
   auto submit(F&& fn, Args&&... args) {
-    auto [future, call] = make_call(fn, std::forward<Args>(args)...);
+    auto [future, call] = detail::make_call(fn, std::forward<Args>(args)...);
     core_->accept(call, true);
     return std::move(future);
   }
@@ -13408,7 +13483,7 @@ class ProcessPool {
    */
   template <class F, class... Args>
   auto try_submit(F&& fn, Args&&... args) {
-    auto [future, call] = make_call(fn, std::forward<Args>(args)...);
+    auto [future, call] = detail::make_call(fn, std::forward<Args>(args)...);
     using FutureType = std::remove_cvref_t<decltype(future)>;
     if (!core_->accept(call, false)) return std::optional<FutureType>();
     return std::optional<FutureType>(std::move(future));
@@ -13474,50 +13549,11 @@ class ProcessPool {
   }
 
  private:
+  friend struct detail::ProcessPoolAccess;
+
   static ProcessOptions with_defaults(ProcessOptions options) {
     if (options.workers == 0) options.workers = std::max(1u, std::thread::hardware_concurrency());
     return options;
-  }
-
-  /// Builds the call's frame and its ticket; returns the ticket with its future.
-  template <class F, class... Args>
-  static auto make_call(F& fn, Args&&... args) {
-    using Pointer = decltype(detail::to_function_pointer(fn));
-    if constexpr (!detail::is_function_pointer_v<Pointer>) {
-      return invalid_call<typename detail::ObjectCallResult<std::decay_t<F>>::type>();  // said why
-    } else {
-      using Signature = detail::FunctionSignature<Pointer>;
-      if constexpr (!Signature::template check_call<Args...>()) {
-        Signature::report_missing_codecs();  // the other checks have said why already
-        return invalid_call<typename Signature::Result>();
-      } else {
-        return make_valid_call<Signature>(detail::to_function_pointer(fn),
-                                          std::forward<Args>(args)...);
-      }
-    }
-  }
-
-  /// What make_call() returns for a call that does not compile, typed as the caller expects so
-  /// that the one error already reported is the only one.
-  template <class R>
-  static auto invalid_call() {
-    return std::pair<Future<R>, std::unique_ptr<detail::CallTicket>>();
-  }
-
-  template <class Signature, class... Args>
-  static auto make_valid_call(typename Signature::Plain pointer, Args&&... args) {
-    using R = typename Signature::Result;
-    auto call = std::make_unique<detail::TypedCallTicket<R>>();
-    Future<R> future = call->get_future();
-    detail::begin_frame(call->request);
-    Writer out(call->request);
-    out.write(
-        static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(Signature::trampoline())));
-    out.write(static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(pointer)));
-    Signature::write_arguments(out, std::forward<Args>(args)...);
-    detail::finish_frame(call->request, detail::FrameKind::call);
-    return std::pair<Future<R>, std::unique_ptr<detail::CallTicket>>(std::move(future),
-                                                                     std::move(call));
   }
 
   std::shared_ptr<detail::ForkServer> server_;

@@ -439,8 +439,9 @@ class ClusterDriver final : public LinkRole {
     return any;
   }
 
-  /// Sleeps until woken while no answer is due; otherwise probes about eight times per
-  /// typical call (at most every millisecond), spinning when that is under 30 us.
+  /// Sleeps until woken (by submit()) while no answer is due. With answers due, it probes
+  /// about eight times per typical call (at most every millisecond), and spins for short
+  /// calls, whose answers come before a sleeping thread would even wake up.
   LinkWait next_wait(ClusterClock::duration) override {
     using namespace std::chrono;
     bool expecting = false;
@@ -453,8 +454,8 @@ class ClusterDriver final : public LinkRole {
       }
     }
     if (!expecting) return {};
+    if (typical < short_call) return {LinkWait::Kind::spin, {}};
     const auto interval = std::min<microseconds>(1ms, duration_cast<microseconds>(typical) / 8);
-    if (interval < 30us) return {LinkWait::Kind::spin, {}};
     return {LinkWait::Kind::sleep, interval};
   }
 

@@ -87,6 +87,12 @@ struct RankHello {
   std::uint32_t reserved;
 };
 
+/// The driver spins (yielding) while it waits for answers to calls shorter than this: they
+/// come back before a sleeping thread would even wake up (tens of microseconds in a VM).
+inline constexpr std::chrono::microseconds short_call{240};
+/// How long a serving rank spins after its last answer before it sleeps (RankServer).
+inline constexpr std::chrono::microseconds answer_spin{1000};
+
 /// True on the communication thread: blocking there for work it must itself do would hang.
 inline thread_local bool on_cluster_link_thread = false;
 

@@ -41,6 +41,7 @@ struct ProcessPoolAccess {
 /// back to rank 0 instead of completing a future here.
 class RelayTicket final : public CallTicket {
  public:
+  /// Counts itself in `in_flight` until settled.
   RelayTicket(MpiLink& link, const WireHead& head, std::atomic<std::size_t>& in_flight)
       : link_(link), pool_(head.pool), id_(head.id), in_flight_(in_flight) {
     in_flight_.fetch_add(1, std::memory_order_relaxed);
@@ -82,9 +83,8 @@ class RelayTicket final : public CallTicket {
 
   void settle(WireMessage reply) {
     settled_ = true;
-    link_.post(std::move(reply));
     in_flight_.fetch_sub(1, std::memory_order_relaxed);
-    link_.wake();
+    link_.post(std::move(reply));
   }
 
   MpiLink& link_;
@@ -117,14 +117,16 @@ class RankServer final : public LinkRole {
 
   bool pump() override { return false; }
 
-  /// Results wake the thread (post()), so while calls run it need not probe often; right
-  /// after the last result it spins, since a driver that waited for it often sends the next
-  /// call at once; then it probes less and less often, down to every 2 ms (idle cost: a few
+  /// Answers wake the thread (post()), so while calls run it sleeps. After the last answer
+  /// it spins for a millisecond: a driver that waited for the answer often sends the next
+  /// call at once, and a rank asleep when it comes would make it wait for the next probe (a
+  /// shorter spin falls into that: the slower round trips leave the rank asleep for the next
+  /// call too). Then it probes less and less often, down to every 2 ms (an idle rank: a few
   /// hundred probes a second).
   LinkWait next_wait(ClusterClock::duration idle) override {
     using namespace std::chrono;
     if (in_flight_.load(std::memory_order_relaxed) != 0) return {LinkWait::Kind::sleep, 2ms};
-    if (idle < 1ms) return {LinkWait::Kind::spin, {}};
+    if (idle < answer_spin) return {LinkWait::Kind::spin, {}};
     return {LinkWait::Kind::sleep, std::min<microseconds>(2ms, duration_cast<microseconds>(idle) / 8)};
   }
 

@@ -67,9 +67,9 @@
 /// runs which call.
 ///
 /// Scheduling: the least-loaded serving rank (calls in flight per worker) takes the next call,
-/// and no rank holds more than twice its workers plus two: one call running per worker and
-/// the next ones already there, so a worker never waits for the driver to notice a result
-/// (the driver probes at intervals), while the queue still drains evenly at the end.
+/// and no rank holds more than DriverRank::capacity(): enough that its workers never wait for
+/// the driver to hear an answer and send more, few enough that the queue still drains evenly
+/// at the end (a rank's backlog is a few batches of its pool's send-ahead).
 /// A call whose worker crashed goes back to the front of the queue, for another rank when
 /// there is one, until it used max_retries. Every attempt counts on the rank that ran it
 /// (sent == completed + failed + in flight, rank by rank).
@@ -519,11 +519,13 @@ class MpiLink {
   [[nodiscard]] const std::vector<RankHello>& hellos() const noexcept { return hellos_; }
   [[nodiscard]] LinkRole& role() noexcept { return *role_; }
 
-  /// Queues `message` for sending and wakes the thread. Thread-safe; never blocks for long.
-  void post(WireMessage message) {
+  /// Queues `message` for sending and, with `wake`, wakes the thread; without, the message
+  /// leaves when the thread next looks (woken by another post, or its sleep over).
+  /// Thread-safe; never blocks for long.
+  void post(WireMessage message, bool wake = true) {
     std::lock_guard lock(mutex_);
     posted_.push_back(std::move(message));
-    wake_locked();
+    if (wake) wake_locked();
   }
 
   /// Makes the thread look at its role again (its pump() has work). Thread-safe.
@@ -853,7 +855,14 @@ struct DriverRank {
   std::unordered_map<std::uint64_t, DriverCall> in_flight;
   std::atomic<std::uint64_t> sent{0}, completed{0}, failed{0};
 
-  [[nodiscard]] std::size_t capacity() const noexcept { return 2 * std::size_t{workers} + 2; }
+  /// The most calls the rank may hold: each worker's share of the rank's ProcessPool queue
+  /// must cover the batch its keeper sends ahead (SendAheadDepth::max_depth) twice over,
+  /// since the pool answers a batch only when its worker starts the batch's last call; with
+  /// fewer, the worker ran dry waiting for the driver to hear and send more (2 calls per
+  /// worker: 25-35 % of the heavy array's time idle; 16: 3-5 %).
+  [[nodiscard]] std::size_t capacity() const noexcept {
+    return std::size_t{workers} * 2 * SendAheadDepth::max_depth + 2;
+  }
 };
 
 /// One ClusterPool's state on rank 0. Submitting threads and the communication thread share
@@ -1312,6 +1321,7 @@ inline bool launched_by_mpi() noexcept {
 /// ends the call with the same error, and the rank goes on serving. The pools do not retry:
 /// the driver retries a crashed call itself, on another rank where there is one.
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -1336,14 +1346,32 @@ struct ProcessPoolAccess {
   }
 };
 
+/// The calls a serving rank's pools run or hold now, their workers, and how long a call
+/// typically takes here, from arrival to answer.
+struct RankLoad {
+  std::atomic<std::size_t> in_flight{0};
+  std::atomic<std::size_t> workers{0};
+  std::atomic<std::int64_t> typical_ns{0};  // a moving average; concurrent updates may lose
+                                            // one sample, harmlessly
+
+  void record(ClusterClock::duration took) noexcept {
+    const std::int64_t ns = std::chrono::duration_cast<std::chrono::nanoseconds>(took).count();
+    const std::int64_t before = typical_ns.load(std::memory_order_relaxed);
+    typical_ns.store(before == 0 ? ns : (before * 7 + ns) / 8, std::memory_order_relaxed);
+  }
+  [[nodiscard]] bool calls_are_short() const noexcept {
+    return std::chrono::nanoseconds(typical_ns.load(std::memory_order_relaxed)) < short_call;
+  }
+};
+
 /// A call from the driver, run by a local pool: its ticket sends the result, or the error,
 /// back to rank 0 instead of completing a future here.
 class RelayTicket final : public CallTicket {
  public:
-  /// Counts itself in `in_flight` until settled.
-  RelayTicket(MpiLink& link, const WireHead& head, std::atomic<std::size_t>& in_flight)
-      : link_(link), pool_(head.pool), id_(head.id), in_flight_(in_flight) {
-    in_flight_.fetch_add(1, std::memory_order_relaxed);
+  /// Counts itself in `load` until settled.
+  RelayTicket(MpiLink& link, const WireHead& head, RankLoad& load)
+      : link_(link), pool_(head.pool), id_(head.id), load_(load) {
+    load_.in_flight.fetch_add(1, std::memory_order_relaxed);
   }
   RelayTicket(const RelayTicket&) = delete;
   RelayTicket& operator=(const RelayTicket&) = delete;
@@ -1380,16 +1408,24 @@ class RelayTicket final : public CallTicket {
     return WireHead{kind, pool_, id_, 0, 0, 0};
   }
 
+  /// Sends the answer now when calls are short (someone may wait for each) or the rank is
+  /// about to run out of work (at most one call queued behind the running ones: the driver
+  /// must hear now to send more in time); else it leaves with the next answer that wakes the
+  /// thread. Each wake-up of the communication thread costs tens of microseconds of a core in
+  /// a VM and preempts a worker.
   void settle(WireMessage reply) {
     settled_ = true;
-    in_flight_.fetch_sub(1, std::memory_order_relaxed);
-    link_.post(std::move(reply));
+    load_.record(ClusterClock::now() - arrived_);
+    const std::size_t left = load_.in_flight.fetch_sub(1, std::memory_order_relaxed) - 1;
+    const bool running_dry = left <= load_.workers.load(std::memory_order_relaxed) + 1;
+    link_.post(std::move(reply), running_dry || load_.calls_are_short());
   }
 
   MpiLink& link_;
   std::uint32_t pool_;
   std::uint64_t id_;
-  std::atomic<std::size_t>& in_flight_;
+  RankLoad& load_;
+  ClusterClock::time_point arrived_ = ClusterClock::now();
   bool settled_ = false;
 };
 
@@ -1417,17 +1453,19 @@ class RankServer final : public LinkRole {
   bool pump() override { return false; }
 
   /// Answers wake the thread (post()), so while calls run it sleeps. After the last answer
-  /// it spins for a millisecond: a driver that waited for the answer often sends the next
-  /// call at once, and a rank asleep when it comes would make it wait for the next probe (a
-  /// shorter spin falls into that: the slower round trips leave the rank asleep for the next
-  /// call too). Then it probes less and less often, down to every 5 ms: 200 probes a
-  /// second, 0.5-1 % of a core in a VM where each wake-up costs ~40 us (2 ms cost 2 %), and
-  /// the first call after a pause waits 2.5 ms on average.
+  /// to short calls it spins for a millisecond: a driver that waited for the answer often
+  /// sends the next call at once, and a rank asleep when it comes makes it wait for the next
+  /// probe (a shorter spin falls into that: the slower round trips leave the rank asleep for
+  /// the next call too). After long calls it does not spin: a spinning thread, even one that
+  /// yields, preempts the workers of the ranks beside it tens of thousands of times a second.
+  /// Then it probes less and less often, down to every 5 ms: 200 probes a second, 0.5-1 % of
+  /// a core in a VM where each wake-up costs ~40 us (2 ms cost 2 %).
   LinkWait next_wait(ClusterClock::duration idle) override {
     using namespace std::chrono;
-    if (in_flight_.load(std::memory_order_relaxed) != 0) return {LinkWait::Kind::sleep, 2ms};
-    if (idle < answer_spin) return {LinkWait::Kind::spin, {}};
-    return {LinkWait::Kind::sleep, std::min<microseconds>(5ms, duration_cast<microseconds>(idle) / 8)};
+    if (load_.in_flight.load(std::memory_order_relaxed) != 0) return {LinkWait::Kind::sleep, 2ms};
+    if (idle < answer_spin && load_.calls_are_short()) return {LinkWait::Kind::spin, {}};
+    const auto backoff = duration_cast<microseconds>(idle) / 8;
+    return {LinkWait::Kind::sleep, std::clamp<microseconds>(backoff, 100us, 5ms)};
   }
 
   bool finished() override { return finished_; }
@@ -1442,6 +1480,7 @@ class RankServer final : public LinkRole {
       options.max_retries = 0;  // the driver retries, on another rank where there is one
       auto pool = std::make_unique<ProcessPool>(options);
       reply.head.a = pool->size();
+      load_.workers.fetch_add(pool->size(), std::memory_order_relaxed);
       pools_[head.pool] = std::move(pool);
     } catch (const std::exception& e) {
       const std::string why = "rank " + std::to_string(link_.rank()) +
@@ -1452,7 +1491,7 @@ class RankServer final : public LinkRole {
   }
 
   void call(const WireHead& head, std::span<const std::byte> arguments) {
-    std::unique_ptr<CallTicket> ticket = std::make_unique<RelayTicket>(link_, head, in_flight_);
+    std::unique_ptr<CallTicket> ticket = std::make_unique<RelayTicket>(link_, head, load_);
     try {
       const auto found = pools_.find(head.pool);
       if (found == pools_.end()) throw ProtocolError("offload: a call for a pool this rank lacks");
@@ -1472,6 +1511,7 @@ class RankServer final : public LinkRole {
     const auto found = pools_.find(head.pool);
     if (found != pools_.end()) {
       found->second->shutdown();  // the driver waited for its calls: this finishes at once
+      load_.workers.fetch_sub(found->second->size(), std::memory_order_relaxed);
       pools_.erase(found);
     }
     link_.post(WireMessage{0, WireHead{WireKind::pool_closed, head.pool, 0, 0, 0, 0}, {}});
@@ -1480,11 +1520,12 @@ class RankServer final : public LinkRole {
   void shut_down_pools() {
     for (auto& [id, pool] : pools_) pool->shutdown();
     pools_.clear();
+    load_.workers.store(0, std::memory_order_relaxed);
   }
 
   MpiLink& link_;
   std::unordered_map<std::uint32_t, std::unique_ptr<ProcessPool>> pools_;
-  std::atomic<std::size_t> in_flight_{0};  // calls handed to a pool and not yet answered
+  RankLoad load_;  // calls handed to a pool and not yet answered
   bool finished_ = false;
 };
 

@@ -6,9 +6,9 @@
 /// runs which call.
 ///
 /// Scheduling: the least-loaded serving rank (calls in flight per worker) takes the next call,
-/// and no rank holds more than twice its workers plus two: one call running per worker and
-/// the next ones already there, so a worker never waits for the driver to notice a result
-/// (the driver probes at intervals), while the queue still drains evenly at the end.
+/// and no rank holds more than DriverRank::capacity(): enough that its workers never wait for
+/// the driver to hear an answer and send more, few enough that the queue still drains evenly
+/// at the end (a rank's backlog is a few batches of its pool's send-ahead).
 /// A call whose worker crashed goes back to the front of the queue, for another rank when
 /// there is one, until it used max_retries. Every attempt counts on the rank that ran it
 /// (sent == completed + failed + in flight, rank by rank).
@@ -35,6 +35,7 @@
 #include "../../errors.hpp"
 #include "../process/call_ticket.hpp"
 #include "../process/frame.hpp"
+#include "../process/send_ahead_depth.hpp"
 #include "link.hpp"
 #include "program_image.hpp"
 #include "wire.hpp"
@@ -73,7 +74,14 @@ struct DriverRank {
   std::unordered_map<std::uint64_t, DriverCall> in_flight;
   std::atomic<std::uint64_t> sent{0}, completed{0}, failed{0};
 
-  [[nodiscard]] std::size_t capacity() const noexcept { return 2 * std::size_t{workers} + 2; }
+  /// The most calls the rank may hold: each worker's share of the rank's ProcessPool queue
+  /// must cover the batch its keeper sends ahead (SendAheadDepth::max_depth) twice over,
+  /// since the pool answers a batch only when its worker starts the batch's last call; with
+  /// fewer, the worker ran dry waiting for the driver to hear and send more (2 calls per
+  /// worker: 25-35 % of the heavy array's time idle; 16: 3-5 %).
+  [[nodiscard]] std::size_t capacity() const noexcept {
+    return std::size_t{workers} * 2 * SendAheadDepth::max_depth + 2;
+  }
 };
 
 /// One ClusterPool's state on rank 0. Submitting threads and the communication thread share

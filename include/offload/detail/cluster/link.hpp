@@ -129,11 +129,13 @@ class MpiLink {
   [[nodiscard]] const std::vector<RankHello>& hellos() const noexcept { return hellos_; }
   [[nodiscard]] LinkRole& role() noexcept { return *role_; }
 
-  /// Queues `message` for sending and wakes the thread. Thread-safe; never blocks for long.
-  void post(WireMessage message) {
+  /// Queues `message` for sending and, with `wake`, wakes the thread; without, the message
+  /// leaves when the thread next looks (woken by another post, or its sleep over).
+  /// Thread-safe; never blocks for long.
+  void post(WireMessage message, bool wake = true) {
     std::lock_guard lock(mutex_);
     posted_.push_back(std::move(message));
-    wake_locked();
+    if (wake) wake_locked();
   }
 
   /// Makes the thread look at its role again (its pump() has work). Thread-safe.

@@ -8,6 +8,7 @@
 /// ends the call with the same error, and the rank goes on serving. The pools do not retry:
 /// the driver retries a crashed call itself, on another rank where there is one.
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -37,14 +38,32 @@ struct ProcessPoolAccess {
   }
 };
 
+/// The calls a serving rank's pools run or hold now, their workers, and how long a call
+/// typically takes here, from arrival to answer.
+struct RankLoad {
+  std::atomic<std::size_t> in_flight{0};
+  std::atomic<std::size_t> workers{0};
+  std::atomic<std::int64_t> typical_ns{0};  // a moving average; concurrent updates may lose
+                                            // one sample, harmlessly
+
+  void record(ClusterClock::duration took) noexcept {
+    const std::int64_t ns = std::chrono::duration_cast<std::chrono::nanoseconds>(took).count();
+    const std::int64_t before = typical_ns.load(std::memory_order_relaxed);
+    typical_ns.store(before == 0 ? ns : (before * 7 + ns) / 8, std::memory_order_relaxed);
+  }
+  [[nodiscard]] bool calls_are_short() const noexcept {
+    return std::chrono::nanoseconds(typical_ns.load(std::memory_order_relaxed)) < short_call;
+  }
+};
+
 /// A call from the driver, run by a local pool: its ticket sends the result, or the error,
 /// back to rank 0 instead of completing a future here.
 class RelayTicket final : public CallTicket {
  public:
-  /// Counts itself in `in_flight` until settled.
-  RelayTicket(MpiLink& link, const WireHead& head, std::atomic<std::size_t>& in_flight)
-      : link_(link), pool_(head.pool), id_(head.id), in_flight_(in_flight) {
-    in_flight_.fetch_add(1, std::memory_order_relaxed);
+  /// Counts itself in `load` until settled.
+  RelayTicket(MpiLink& link, const WireHead& head, RankLoad& load)
+      : link_(link), pool_(head.pool), id_(head.id), load_(load) {
+    load_.in_flight.fetch_add(1, std::memory_order_relaxed);
   }
   RelayTicket(const RelayTicket&) = delete;
   RelayTicket& operator=(const RelayTicket&) = delete;
@@ -81,16 +100,24 @@ class RelayTicket final : public CallTicket {
     return WireHead{kind, pool_, id_, 0, 0, 0};
   }
 
+  /// Sends the answer now when calls are short (someone may wait for each) or the rank is
+  /// about to run out of work (at most one call queued behind the running ones: the driver
+  /// must hear now to send more in time); else it leaves with the next answer that wakes the
+  /// thread. Each wake-up of the communication thread costs tens of microseconds of a core in
+  /// a VM and preempts a worker.
   void settle(WireMessage reply) {
     settled_ = true;
-    in_flight_.fetch_sub(1, std::memory_order_relaxed);
-    link_.post(std::move(reply));
+    load_.record(ClusterClock::now() - arrived_);
+    const std::size_t left = load_.in_flight.fetch_sub(1, std::memory_order_relaxed) - 1;
+    const bool running_dry = left <= load_.workers.load(std::memory_order_relaxed) + 1;
+    link_.post(std::move(reply), running_dry || load_.calls_are_short());
   }
 
   MpiLink& link_;
   std::uint32_t pool_;
   std::uint64_t id_;
-  std::atomic<std::size_t>& in_flight_;
+  RankLoad& load_;
+  ClusterClock::time_point arrived_ = ClusterClock::now();
   bool settled_ = false;
 };
 
@@ -118,17 +145,19 @@ class RankServer final : public LinkRole {
   bool pump() override { return false; }
 
   /// Answers wake the thread (post()), so while calls run it sleeps. After the last answer
-  /// it spins for a millisecond: a driver that waited for the answer often sends the next
-  /// call at once, and a rank asleep when it comes would make it wait for the next probe (a
-  /// shorter spin falls into that: the slower round trips leave the rank asleep for the next
-  /// call too). Then it probes less and less often, down to every 5 ms: 200 probes a
-  /// second, 0.5-1 % of a core in a VM where each wake-up costs ~40 us (2 ms cost 2 %), and
-  /// the first call after a pause waits 2.5 ms on average.
+  /// to short calls it spins for a millisecond: a driver that waited for the answer often
+  /// sends the next call at once, and a rank asleep when it comes makes it wait for the next
+  /// probe (a shorter spin falls into that: the slower round trips leave the rank asleep for
+  /// the next call too). After long calls it does not spin: a spinning thread, even one that
+  /// yields, preempts the workers of the ranks beside it tens of thousands of times a second.
+  /// Then it probes less and less often, down to every 5 ms: 200 probes a second, 0.5-1 % of
+  /// a core in a VM where each wake-up costs ~40 us (2 ms cost 2 %).
   LinkWait next_wait(ClusterClock::duration idle) override {
     using namespace std::chrono;
-    if (in_flight_.load(std::memory_order_relaxed) != 0) return {LinkWait::Kind::sleep, 2ms};
-    if (idle < answer_spin) return {LinkWait::Kind::spin, {}};
-    return {LinkWait::Kind::sleep, std::min<microseconds>(5ms, duration_cast<microseconds>(idle) / 8)};
+    if (load_.in_flight.load(std::memory_order_relaxed) != 0) return {LinkWait::Kind::sleep, 2ms};
+    if (idle < answer_spin && load_.calls_are_short()) return {LinkWait::Kind::spin, {}};
+    const auto backoff = duration_cast<microseconds>(idle) / 8;
+    return {LinkWait::Kind::sleep, std::clamp<microseconds>(backoff, 100us, 5ms)};
   }
 
   bool finished() override { return finished_; }
@@ -143,6 +172,7 @@ class RankServer final : public LinkRole {
       options.max_retries = 0;  // the driver retries, on another rank where there is one
       auto pool = std::make_unique<ProcessPool>(options);
       reply.head.a = pool->size();
+      load_.workers.fetch_add(pool->size(), std::memory_order_relaxed);
       pools_[head.pool] = std::move(pool);
     } catch (const std::exception& e) {
       const std::string why = "rank " + std::to_string(link_.rank()) +
@@ -153,7 +183,7 @@ class RankServer final : public LinkRole {
   }
 
   void call(const WireHead& head, std::span<const std::byte> arguments) {
-    std::unique_ptr<CallTicket> ticket = std::make_unique<RelayTicket>(link_, head, in_flight_);
+    std::unique_ptr<CallTicket> ticket = std::make_unique<RelayTicket>(link_, head, load_);
     try {
       const auto found = pools_.find(head.pool);
       if (found == pools_.end()) throw ProtocolError("offload: a call for a pool this rank lacks");
@@ -173,6 +203,7 @@ class RankServer final : public LinkRole {
     const auto found = pools_.find(head.pool);
     if (found != pools_.end()) {
       found->second->shutdown();  // the driver waited for its calls: this finishes at once
+      load_.workers.fetch_sub(found->second->size(), std::memory_order_relaxed);
       pools_.erase(found);
     }
     link_.post(WireMessage{0, WireHead{WireKind::pool_closed, head.pool, 0, 0, 0, 0}, {}});
@@ -181,11 +212,12 @@ class RankServer final : public LinkRole {
   void shut_down_pools() {
     for (auto& [id, pool] : pools_) pool->shutdown();
     pools_.clear();
+    load_.workers.store(0, std::memory_order_relaxed);
   }
 
   MpiLink& link_;
   std::unordered_map<std::uint32_t, std::unique_ptr<ProcessPool>> pools_;
-  std::atomic<std::size_t> in_flight_{0};  // calls handed to a pool and not yet answered
+  RankLoad load_;  // calls handed to a pool and not yet answered
   bool finished_ = false;
 };
 

@@ -408,13 +408,17 @@ inline std::vector<std::byte> encode_error(std::exception_ptr error, ErrorKind& 
 }
 
 /// The exception an error message describes, as the type the serving rank's pool raised; the
-/// rank is named in the message of every kind but RemoteError (whose text is the callee's).
-inline std::exception_ptr decode_error(ErrorKind kind, std::span<const std::byte> body, int rank) {
+/// rank (and the attempts, after retries) is named in the message of every kind but
+/// RemoteError (whose text is the callee's).
+inline std::exception_ptr decode_error(ErrorKind kind, std::span<const std::byte> body, int rank,
+                                       unsigned attempts) {
   Reader in(body);
   const auto type_name = in.read<std::string>();
   const auto message = in.read<std::string>();
   in.expect_end();
-  const std::string where = message + " (on rank " + std::to_string(rank) + ")";
+  std::string where = message + " (on rank " + std::to_string(rank);
+  if (attempts > 1) where += ", " + std::to_string(attempts) + " attempts";
+  where += ")";
   switch (kind) {
     case ErrorKind::remote_error: return make_error<RemoteError>(type_name, message);
     case ErrorKind::worker_crashed: return make_error<WorkerCrashed>(where);
@@ -712,15 +716,23 @@ class MpiLink {
 
   // --- receiving ----------------------------------------------------------------------------
 
-  /// Takes what has arrived (a bounded number of messages, so sends are not starved).
+  /// Takes what has arrived (a bounded number of messages, so sends are not starved). A probe
+  /// that finds nothing is repeated once: Open MPI's shared-memory transport may move a
+  /// message in during the probe's progress without that probe seeing it, and the next one
+  /// would otherwise come a whole sleep later (an idle rank took 5-10 ms, not 2.5, to see a
+  /// call).
   bool receive() {
     bool any = false;
-    for (int i = 0; i < 64; ++i) {
+    for (int i = 0, misses = 0; i < 64;) {
       int found = 0;
       MPI_Message message = MPI_MESSAGE_NULL;
       MPI_Status status;
       MPI_Improbe(MPI_ANY_SOURCE, tag, comm_, &found, &message, &status);
-      if (found == 0) break;
+      if (found == 0) {
+        if (++misses == 2) break;
+        continue;
+      }
+      ++i;
       any = true;
       int count = 0;
       MPI_Get_count(&status, MPI_BYTE, &count);
@@ -1126,7 +1138,8 @@ class DriverPool {
       link_.wake();
       return;
     }
-    settle.push_back({std::move(call.ticket), decode_error(kind, body, rank.rank), {}, nullptr});
+    settle.push_back(
+        {std::move(call.ticket), decode_error(kind, body, rank.rank, call.attempt + 1), {}, nullptr});
   }
 
   static Settlement failure(DriverCall call, const std::string& why) {

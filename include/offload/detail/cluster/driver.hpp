@@ -345,7 +345,8 @@ class DriverPool {
       link_.wake();
       return;
     }
-    settle.push_back({std::move(call.ticket), decode_error(kind, body, rank.rank), {}, nullptr});
+    settle.push_back(
+        {std::move(call.ticket), decode_error(kind, body, rank.rank, call.attempt + 1), {}, nullptr});
   }
 
   static Settlement failure(DriverCall call, const std::string& why) {

@@ -133,13 +133,17 @@ inline std::vector<std::byte> encode_error(std::exception_ptr error, ErrorKind& 
 }
 
 /// The exception an error message describes, as the type the serving rank's pool raised; the
-/// rank is named in the message of every kind but RemoteError (whose text is the callee's).
-inline std::exception_ptr decode_error(ErrorKind kind, std::span<const std::byte> body, int rank) {
+/// rank (and the attempts, after retries) is named in the message of every kind but
+/// RemoteError (whose text is the callee's).
+inline std::exception_ptr decode_error(ErrorKind kind, std::span<const std::byte> body, int rank,
+                                       unsigned attempts) {
   Reader in(body);
   const auto type_name = in.read<std::string>();
   const auto message = in.read<std::string>();
   in.expect_end();
-  const std::string where = message + " (on rank " + std::to_string(rank) + ")";
+  std::string where = message + " (on rank " + std::to_string(rank);
+  if (attempts > 1) where += ", " + std::to_string(attempts) + " attempts";
+  where += ")";
   switch (kind) {
     case ErrorKind::remote_error: return make_error<RemoteError>(type_name, message);
     case ErrorKind::worker_crashed: return make_error<WorkerCrashed>(where);

@@ -1,0 +1,259 @@
+// BENCHMARKS.md workload 13: the cluster. Run under MPI with one driver and two serving ranks:
+//
+//   mpirun -np 3 --oversubscribe --bind-to none --mca btl self,vader build/bench/benchmarks/cluster_bench
+//
+// (as root add OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; tools/bench_report.py
+// does). Beside a local ProcessPool(2) and the serial loop in the same driver: the round trip of
+// a tiny call, the throughput of tiny calls, the seed's heavy array (workload 5's 400 items) on
+// two serving ranks with one worker each, the first call after the ranks sat idle, and the CPU
+// an idle serving rank burns (the rank's process and every process below it: its fork servers
+// and workers). Without mpirun the cluster rows are ClusterPool's local fallback.
+
+#include <offload/cluster.hpp>
+
+#include <dirent.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "bench_common.hpp"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+constexpr int item_count = 400;
+
+double heavy_item(int i) {
+  double s = 0;
+  for (int k = 0; k < 200000; ++k) s += std::sqrt(double(k) * double(i % 7 + 1) + 1.0);
+  return s;
+}
+
+int tiny(int i) { return i + 1; }
+
+double us_since(Clock::time_point start) {
+  return std::chrono::duration<double, std::micro>(Clock::now() - start).count();
+}
+
+/// Fields of /proc/PID/stat after the command name: state is [0], ppid [1], utime [11],
+/// stime [12] (stat(5) numbers them 3, 4, 14 and 15).
+std::vector<std::string> stat_fields(int pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  std::getline(stat, line);
+  const std::size_t close = line.rfind(')');
+  std::vector<std::string> fields;
+  if (close == std::string::npos) return fields;
+  std::istringstream rest(line.substr(close + 2));
+  for (std::string field; rest >> field;) fields.push_back(field);
+  return fields;
+}
+
+int parent_of(int pid) {
+  const auto fields = stat_fields(pid);
+  return fields.size() > 1 ? std::atoi(fields[1].c_str()) : 0;
+}
+
+/// Which rank ran a call, and the pid of that rank's own process: a worker's parent is a fork
+/// server, whose parent is the rank.
+std::pair<int, int> rank_process(int) {
+  const char* rank = std::getenv("OMPI_COMM_WORLD_RANK");
+  return {rank == nullptr ? -1 : std::atoi(rank), parent_of(static_cast<int>(::getppid()))};
+}
+
+/// CPU time (user + system, every thread) of `root` and all the processes below it, in s.
+double tree_cpu_seconds(int root) {
+  std::map<int, int> parents;
+  if (DIR* proc = ::opendir("/proc")) {
+    while (const dirent* entry = ::readdir(proc)) {
+      const int pid = std::atoi(entry->d_name);
+      if (pid > 0) parents[pid] = parent_of(pid);
+    }
+    ::closedir(proc);
+  }
+  std::set<int> tree{root};
+  for (bool grew = true; grew;) {
+    grew = false;
+    for (const auto& [pid, parent] : parents) {
+      if (tree.count(parent) != 0 && tree.insert(pid).second) grew = true;
+    }
+  }
+  const double tick = static_cast<double>(::sysconf(_SC_CLK_TCK));
+  double seconds = 0;
+  for (const int pid : tree) {
+    const auto fields = stat_fields(pid);
+    if (fields.size() > 12) seconds += (std::atof(fields[11].c_str()) + std::atof(fields[12].c_str())) / tick;
+  }
+  return seconds;
+}
+
+template <class Pool>
+std::vector<double> round_trips(Pool& pool, int count) {
+  std::vector<double> samples;
+  samples.reserve(static_cast<std::size_t>(count));
+  for (int i = 0; i < count; ++i) {
+    const auto start = Clock::now();
+    if (pool.submit(tiny, i).get() != i + 1) std::abort();
+    samples.push_back(us_since(start));
+  }
+  return samples;
+}
+
+template <class Pool>
+double us_per_tiny_call(Pool& pool, int count) {
+  const auto start = Clock::now();
+  std::vector<offload::Future<int>> futures;
+  futures.reserve(static_cast<std::size_t>(count));
+  for (int i = 0; i < count; ++i) futures.push_back(pool.submit(tiny, i));
+  for (int i = 0; i < count; ++i) {
+    if (futures[static_cast<std::size_t>(i)].get() != i + 1) std::abort();
+  }
+  return us_since(start) / count;
+}
+
+template <class Pool>
+double heavy_ms(Pool& pool, double expected) {
+  const auto start = Clock::now();
+  std::vector<offload::Future<double>> futures;
+  for (int i = 0; i < item_count; ++i) futures.push_back(pool.submit(heavy_item, i));
+  double total = 0;
+  for (auto& future : futures) total += future.get();
+  const double ms = us_since(start) / 1000;
+  if (total != expected) {
+    std::fprintf(stderr, "cluster_bench: the heavy array's sum differs from the serial one\n");
+    std::exit(1);
+  }
+  return ms;
+}
+
+double serial_ms(double& total) {
+  const auto start = Clock::now();
+  total = 0;
+  for (int i = 0; i < item_count; ++i) total += heavy_item(i);
+  return us_since(start) / 1000;
+}
+
+/// One call to every serving rank at once, so that none is asleep when the work starts.
+void wake_ranks(offload::ClusterPool& cluster) {
+  std::vector<offload::Future<int>> calls;
+  for (unsigned r = 0; r < std::max(1u, cluster.ranks()); ++r) calls.push_back(cluster.submit(tiny, 0));
+  for (auto& call : calls) call.get();
+}
+
+/// The serving ranks' processes (rank -> pid), found by calls until each has answered one.
+std::map<int, int> rank_pids(offload::ClusterPool& cluster) {
+  std::map<int, int> pids;
+  for (int attempt = 0; attempt < 100 && pids.size() < cluster.ranks(); ++attempt) {
+    std::vector<offload::Future<std::pair<int, int>>> probes;
+    for (unsigned r = 0; r < 2 * cluster.ranks(); ++r) probes.push_back(cluster.submit(rank_process, 0));
+    for (auto& probe : probes) {
+      const auto [rank, pid] = probe.get();
+      pids[rank] = pid;
+    }
+  }
+  return pids;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  offload::process_init();
+  if (offload::serve_cluster(argc, argv)) return 0;
+  const bench::Options options = bench::parse_options(argc, argv);
+  const int rounds = options.quick ? 2 : 5;
+  const int trips = options.quick ? 300 : 2000;
+  const int tiny_calls = options.quick ? 2000 : 20000;
+
+  offload::ClusterPool cluster({.workers_per_rank = 1});
+  offload::ProcessPool local({.workers = 2});
+  const bool real = cluster.ranks() > 0;
+  const std::string cluster_name =
+      real ? "offload ClusterPool, " + std::to_string(cluster.ranks()) + " ranks x 1 worker"
+           : "offload ClusterPool (no mpirun: local fallback, 1 worker)";
+  const std::string local_name = "offload ProcessPool(2), local";
+  bench::Report report("Cluster pool (workload 13), " +
+                       std::string(real ? "mpirun -np " + std::to_string(cluster.ranks() + 1)
+                                        : "without mpirun"));
+
+  // Round trip and tiny calls, the two pools in alternating blocks.
+  std::vector<double> cluster_trips, local_trips, cluster_tiny, local_tiny;
+  for (int round = 0; round < rounds; ++round) {
+    round_trips(cluster, trips / 10);  // warm-up: the ranks awake, the pools' workers too
+    for (double s : round_trips(cluster, trips)) cluster_trips.push_back(s);
+    round_trips(local, trips / 10);
+    for (double s : round_trips(local, trips)) local_trips.push_back(s);
+    cluster_tiny.push_back(us_per_tiny_call(cluster, tiny_calls));
+    local_tiny.push_back(us_per_tiny_call(local, tiny_calls));
+  }
+  const std::string rt = "13. round trip of a tiny call (median)";
+  report.add(rt, cluster_name, bench::median(cluster_trips), "us");
+  report.add(rt, local_name, bench::median(local_trips), "us");
+  const std::string tp = "13. tiny calls, submitted together (median of rounds)";
+  report.add(tp, cluster_name, bench::median(cluster_tiny), "us per call");
+  report.add(tp, local_name, bench::median(local_tiny), "us per call");
+
+  // The heavy array: serial, cluster (ranks woken first), local pool, in turn.
+  std::vector<double> serial_runs, cluster_runs, local_runs, speedups;
+  for (int round = 0; round < rounds; ++round) {
+    double expected = 0;
+    serial_runs.push_back(serial_ms(expected));
+    wake_ranks(cluster);
+    cluster_runs.push_back(heavy_ms(cluster, expected));
+    local_runs.push_back(heavy_ms(local, expected));
+    speedups.push_back(serial_runs.back() / cluster_runs.back());
+  }
+  const std::string heavy = "13. heavy array, 400 items (total, median of rounds)";
+  report.add(heavy, cluster_name, bench::median(cluster_runs), "ms");
+  report.add(heavy, local_name, bench::median(local_runs), "ms");
+  report.add(heavy, "serial loop", bench::median(serial_runs), "ms");
+
+  // The first call after the ranks sat idle for a second (they probe ever less often).
+  std::vector<double> first_calls;
+  for (int round = 0; round < (options.quick ? 2 : 5); ++round) {
+    std::this_thread::sleep_for(1s);
+    const auto start = Clock::now();
+    cluster.submit(tiny, round).get();
+    first_calls.push_back(us_since(start) / 1000);
+  }
+  report.add("13. first call after 1 s idle (median)", cluster_name, bench::median(first_calls), "ms");
+
+  // An idle serving rank: its CPU over 2 s of nothing, every process of it included.
+  double idle_percent = 0;
+  if (real) {
+    const std::map<int, int> pids = rank_pids(cluster);
+    std::this_thread::sleep_for(500ms);  // past the spin that follows the last answer
+    std::map<int, double> before;
+    for (const auto& [rank, pid] : pids) before[rank] = tree_cpu_seconds(pid);
+    const auto start = Clock::now();
+    std::this_thread::sleep_for(options.quick ? 1s : 3s);
+    const double window = us_since(start) / 1e6;
+    for (const auto& [rank, pid] : pids) {
+      const double percent = (tree_cpu_seconds(pid) - before[rank]) / window * 100;
+      idle_percent = std::max(idle_percent, percent);
+      report.add("13. CPU of an idle serving rank (all its processes)", "offload rank " + std::to_string(rank),
+                 percent, "% of a core");
+    }
+  }
+
+  const double rt_gap = bench::median(cluster_trips) - bench::median(local_trips);
+  report.claim("heavy array speedup over serial, 2 ranks x 1 worker (median of rounds)",
+               bench::median(speedups), ">= 1.8");
+  report.claim("round trip, cluster minus local ProcessPool (us)", rt_gap, "<= 50");
+  if (real) report.claim("CPU of an idle serving rank (% of a core, the busiest rank)", idle_percent, "< 2");
+  report.print();
+  if (options.json) report.write_json(*options.json);
+  return 0;
+}

@@ -14,9 +14,9 @@ written; a Node.js script that fails (or is absent) becomes a "Not run" line in 
 
 --from-json DIR renders from the JSON files in DIR without building or running anything:
 pool_bench.json, coro_bench.json, tick_bench.json, channel_bench.json, process_bench.json,
-server_bench.json, node_tick.json, node_process.json, node_server.json, any other *.json in a
-known shape, and environment.json (the date, the compiler and the failures recorded by a
-default-mode run), each optional.
+server_bench.json, cluster_bench.json, node_tick.json, node_process.json, node_server.json,
+any other *.json in a known shape, and environment.json (the date, the compiler and the
+failures recorded by a default-mode run), each optional.
 
 The document (default docs/benchmarks.md) has one section per benchmark: its table with each
 result's ratio to its workload's reference, its claims with whether each holds, and one
@@ -65,6 +65,7 @@ CPP_BENCHMARKS = [
     ("channel_bench", "Channels — `channel_bench`", "benchmarks/channel_bench.cpp"),
     ("process_bench", "Process pool — `process_bench`", "benchmarks/process_bench.cpp"),
     ("server_bench", "A server under load — `server_bench`", "benchmarks/server_bench.cpp"),
+    ("cluster_bench", "Beyond one machine — `cluster_bench`", "benchmarks/cluster_bench.cpp"),
 ]
 NODE_BENCHMARKS = [
     ("node_tick", "Node.js: the tick model — `tick.mjs`", "benchmarks/node/tick.mjs"),
@@ -73,6 +74,12 @@ NODE_BENCHMARKS = [
 ]
 LINUX_ONLY = {"process_bench"}
 NEEDS_ASIO = {"server_bench"}  # built only when CMake finds standalone Asio (libasio-dev)
+# Built only when CMake finds MPI, and run under mpirun: one driver, two serving ranks, as the
+# tests run them (docs/cluster.md: as root, in a container, on a small machine).
+NEEDS_MPI = {"cluster_bench"}
+MPIRUN = ["mpirun", "-np", "3", "--oversubscribe", "--bind-to", "none", "--mca", "btl", "self,vader",
+          "--mca", "btl_vader_single_copy_mechanism", "none"]
+MPI_ENVIRONMENT = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
 REFERENCE_RULES = dict([(key, REFERENCE_OFFLOAD) for key, _, _ in CPP_BENCHMARKS]
                        + [(key, REFERENCE_FIRST_NONZERO) for key, _, _ in NODE_BENCHMARKS])
 
@@ -623,6 +630,14 @@ def asio_found():
     return bool(match) and not match.group(1).strip().endswith("-NOTFOUND")
 
 
+def mpi_found():
+    """Whether the bench build's CMake cache found MPI's launcher (mpiexec / mpirun)."""
+    cache = BUILD_DIR / "CMakeCache.txt"
+    text = cache.read_text(errors="replace") if cache.is_file() else ""
+    match = re.search(r"^MPIEXEC_EXECUTABLE:\w+=(.*)$", text, re.M)
+    return bool(match) and not match.group(1).strip().endswith("-NOTFOUND")
+
+
 def fail(message):
     sys.exit("bench_report: %s" % message)
 
@@ -645,12 +660,20 @@ def run_cpp(json_dir, quick, failures):
             if key in NEEDS_ASIO and not asio_found():
                 failures[key] = "not built: CMake found no standalone Asio (libasio-dev)."
                 continue
+            if key in NEEDS_MPI and not mpi_found():
+                failures[key] = "not built: CMake found no MPI (libopenmpi-dev openmpi-bin)."
+                continue
             fail("%s was not built (expected %s); nothing written" % (key, shown(program)))
         target = json_dir / (key + ".json")
         target.unlink(missing_ok=True)  # a --save-json folder may hold an earlier run's
         command = [str(program)] + (["--quick"] if quick else []) + ["--json", str(target)]
-        print("bench_report: running %s" % " ".join([shown(program)] + command[1:]), flush=True)
-        status = subprocess.run(command, cwd=ROOT, check=False).returncode
+        launcher, environment = ([], None)
+        if key in NEEDS_MPI:
+            launcher, environment = (MPIRUN, dict(os.environ, **MPI_ENVIRONMENT))
+        print("bench_report: running %s" % " ".join(launcher + [shown(program)] + command[1:]),
+              flush=True)
+        status = subprocess.run(launcher + command, cwd=ROOT, check=False,
+                                env=environment).returncode
         if status != 0:
             how = ("was killed by signal %d" % -status if status < 0
                    else "failed with exit status %d" % status)

@@ -67,9 +67,9 @@
 /// runs which call.
 ///
 /// Scheduling: the least-loaded serving rank (calls in flight per worker) takes the next call,
-/// and no rank holds more than DriverRank::capacity(): enough that its workers never wait for
-/// the driver to hear an answer and send more, few enough that the queue still drains evenly
-/// at the end (a rank's backlog is a few batches of its pool's send-ahead).
+/// and no rank holds more than DriverRank::capacity(): about 16 ms of work at the pace it
+/// answers, enough that its workers never wait for the driver to hear an answer and send
+/// more, and a bound on how long a slow rank can hold up the end of a job.
 /// A call whose worker crashed goes back to the front of the queue, for another rank when
 /// there is one, until it used max_retries. Every attempt counts on the rank that ran it
 /// (sent == completed + failed + in flight, rank by rank).
@@ -867,14 +867,34 @@ struct DriverRank {
   std::unordered_map<std::uint64_t, DriverCall> in_flight;
   std::atomic<std::uint64_t> sent{0}, completed{0}, failed{0};
 
-  /// The most calls the rank may hold: each worker's share of the rank's ProcessPool queue
-  /// must cover the batch its keeper sends ahead (SendAheadDepth::max_depth) twice over,
-  /// since the pool answers a batch only when its worker starts the batch's last call; with
-  /// fewer, the worker ran dry waiting for the driver to hear and send more (2 calls per
-  /// worker: 25-35 % of the heavy array's time idle; 16: 3-5 %).
+  /// The most calls the rank may hold: about `backlog` of work at the pace it answers, so
+  /// that its workers never wait while answers travel to the driver and more calls travel
+  /// back (the rank's ProcessPool answers a batch of calls sent ahead only when its worker
+  /// starts the batch's last, so that round takes milliseconds: with 2 calls per worker the
+  /// heavy array's workers stood idle 25-35 % of the time, with 18 5-10 %). A time, not a
+  /// count, because a rank's backlog is also how long it keeps running once the driver's
+  /// queue is empty: bounded in time, a slow rank cannot hold up the end for long. Between
+  /// 2 per worker + 2 (until its pace is known) and 64 per worker + 2.
   [[nodiscard]] std::size_t capacity() const noexcept {
-    return std::size_t{workers} * 2 * SendAheadDepth::max_depth + 2;
+    const std::size_t least = 2 * std::size_t{workers} + 2;
+    const std::size_t most = 64 * std::size_t{workers} + 2;
+    if (answer_interval.count() <= 0) return least;
+    const auto fits = static_cast<std::size_t>(backlog / answer_interval);
+    return std::clamp(fits, least, most);
   }
+
+  /// Notes an answer: the moving average of the time between two answers of this rank.
+  void paced(ClusterClock::time_point now) noexcept {
+    if (last_answer != ClusterClock::time_point{}) {
+      const auto gap = std::min<ClusterClock::duration>(now - last_answer, backlog);
+      answer_interval = answer_interval.count() == 0 ? gap : (answer_interval * 7 + gap) / 8;
+    }
+    last_answer = now;
+  }
+
+  static constexpr std::chrono::milliseconds backlog{16};
+  ClusterClock::time_point last_answer{};
+  ClusterClock::duration answer_interval{0};
 };
 
 /// One ClusterPool's state on rank 0. Submitting threads and the communication thread share
@@ -1115,6 +1135,7 @@ class DriverPool {
     }
     DriverCall call = std::move(found->second);
     rank.in_flight.erase(found);
+    rank.paced(ClusterClock::now());
     // A moving average of send-to-answer times, for how often to probe (next_wait()).
     const auto took = ClusterClock::now() - call.sent;
     typical_call_ = typical_call_.count() == 0 ? took : (typical_call_ * 7 + took) / 8;
@@ -1241,10 +1262,13 @@ class ClusterDriver final : public LinkRole {
     return any;
   }
 
-  /// Sleeps until woken (by submit()) while no answer is due. With answers due, it probes
-  /// about eight times per typical call (at most every millisecond), and spins for short
-  /// calls, whose answers come before a sleeping thread would even wake up.
-  LinkWait next_wait(ClusterClock::duration) override {
+  /// Sleeps until woken (by submit()) while no answer is due. With answers due, it spins
+  /// (yielding) for short calls, whose answers come before a sleeping thread would even wake
+  /// up, but never longer than a short call takes: a spinning thread competes for a core
+  /// with the ranks' keepers and workers (after a burst of tiny calls, its stale estimate
+  /// made it spin through the start of a heavy one and delayed a rank's keeper by 3 ms).
+  /// Otherwise it probes about eight times per typical call, at most every millisecond.
+  LinkWait next_wait(ClusterClock::duration idle) override {
     using namespace std::chrono;
     bool expecting = false;
     ClusterClock::duration typical{0};
@@ -1256,9 +1280,9 @@ class ClusterDriver final : public LinkRole {
       }
     }
     if (!expecting) return {};
-    if (typical < short_call) return {LinkWait::Kind::spin, {}};
-    const auto interval = std::min<microseconds>(1ms, duration_cast<microseconds>(typical) / 8);
-    return {LinkWait::Kind::sleep, interval};
+    if (typical < short_call && idle < short_call) return {LinkWait::Kind::spin, {}};
+    return {LinkWait::Kind::sleep,
+            std::clamp<microseconds>(duration_cast<microseconds>(typical) / 8, 50us, 1ms)};
   }
 
   bool finished() override {
@@ -1359,11 +1383,10 @@ struct ProcessPoolAccess {
   }
 };
 
-/// The calls a serving rank's pools run or hold now, their workers, and how long a call
-/// typically takes here, from arrival to answer.
+/// The calls a serving rank's pools run or hold now, and how long a call typically takes
+/// here, from arrival to answer.
 struct RankLoad {
   std::atomic<std::size_t> in_flight{0};
-  std::atomic<std::size_t> workers{0};
   std::atomic<std::int64_t> typical_ns{0};  // a moving average; concurrent updates may lose
                                             // one sample, harmlessly
 
@@ -1421,17 +1444,16 @@ class RelayTicket final : public CallTicket {
     return WireHead{kind, pool_, id_, 0, 0, 0};
   }
 
-  /// Sends the answer now when calls are short (someone may wait for each) or the rank is
-  /// about to run out of work (at most one call queued behind the running ones: the driver
-  /// must hear now to send more in time); else it leaves with the next answer that wakes the
-  /// thread. Each wake-up of the communication thread costs tens of microseconds of a core in
-  /// a VM and preempts a worker.
+  /// Sends the answer, waking the communication thread. That costs one wake-up per batch, not
+  /// per answer: the pool's keeper settles the replies of a batch of calls sent ahead one
+  /// right after the other, and they all join the first before the thread runs. (Holding
+  /// answers back until the rank ran low, to save wake-ups, left workers idle 5-10 % of the
+  /// heavy array: the refills then reached the rank only at its next wake-up.)
   void settle(WireMessage reply) {
     settled_ = true;
     load_.record(ClusterClock::now() - arrived_);
-    const std::size_t left = load_.in_flight.fetch_sub(1, std::memory_order_relaxed) - 1;
-    const bool running_dry = left <= load_.workers.load(std::memory_order_relaxed) + 1;
-    link_.post(std::move(reply), running_dry || load_.calls_are_short());
+    load_.in_flight.fetch_sub(1, std::memory_order_relaxed);
+    link_.post(std::move(reply));
   }
 
   MpiLink& link_;
@@ -1493,7 +1515,6 @@ class RankServer final : public LinkRole {
       options.max_retries = 0;  // the driver retries, on another rank where there is one
       auto pool = std::make_unique<ProcessPool>(options);
       reply.head.a = pool->size();
-      load_.workers.fetch_add(pool->size(), std::memory_order_relaxed);
       pools_[head.pool] = std::move(pool);
     } catch (const std::exception& e) {
       const std::string why = "rank " + std::to_string(link_.rank()) +
@@ -1524,7 +1545,6 @@ class RankServer final : public LinkRole {
     const auto found = pools_.find(head.pool);
     if (found != pools_.end()) {
       found->second->shutdown();  // the driver waited for its calls: this finishes at once
-      load_.workers.fetch_sub(found->second->size(), std::memory_order_relaxed);
       pools_.erase(found);
     }
     link_.post(WireMessage{0, WireHead{WireKind::pool_closed, head.pool, 0, 0, 0, 0}, {}});
@@ -1533,7 +1553,6 @@ class RankServer final : public LinkRole {
   void shut_down_pools() {
     for (auto& [id, pool] : pools_) pool->shutdown();
     pools_.clear();
-    load_.workers.store(0, std::memory_order_relaxed);
   }
 
   MpiLink& link_;

@@ -6,9 +6,9 @@
 /// runs which call.
 ///
 /// Scheduling: the least-loaded serving rank (calls in flight per worker) takes the next call,
-/// and no rank holds more than DriverRank::capacity(): enough that its workers never wait for
-/// the driver to hear an answer and send more, few enough that the queue still drains evenly
-/// at the end (a rank's backlog is a few batches of its pool's send-ahead).
+/// and no rank holds more than DriverRank::capacity(): about 16 ms of work at the pace it
+/// answers, enough that its workers never wait for the driver to hear an answer and send
+/// more, and a bound on how long a slow rank can hold up the end of a job.
 /// A call whose worker crashed goes back to the front of the queue, for another rank when
 /// there is one, until it used max_retries. Every attempt counts on the rank that ran it
 /// (sent == completed + failed + in flight, rank by rank).
@@ -35,7 +35,6 @@
 #include "../../errors.hpp"
 #include "../process/call_ticket.hpp"
 #include "../process/frame.hpp"
-#include "../process/send_ahead_depth.hpp"
 #include "link.hpp"
 #include "program_image.hpp"
 #include "wire.hpp"
@@ -74,14 +73,34 @@ struct DriverRank {
   std::unordered_map<std::uint64_t, DriverCall> in_flight;
   std::atomic<std::uint64_t> sent{0}, completed{0}, failed{0};
 
-  /// The most calls the rank may hold: each worker's share of the rank's ProcessPool queue
-  /// must cover the batch its keeper sends ahead (SendAheadDepth::max_depth) twice over,
-  /// since the pool answers a batch only when its worker starts the batch's last call; with
-  /// fewer, the worker ran dry waiting for the driver to hear and send more (2 calls per
-  /// worker: 25-35 % of the heavy array's time idle; 16: 3-5 %).
+  /// The most calls the rank may hold: about `backlog` of work at the pace it answers, so
+  /// that its workers never wait while answers travel to the driver and more calls travel
+  /// back (the rank's ProcessPool answers a batch of calls sent ahead only when its worker
+  /// starts the batch's last, so that round takes milliseconds: with 2 calls per worker the
+  /// heavy array's workers stood idle 25-35 % of the time, with 18 5-10 %). A time, not a
+  /// count, because a rank's backlog is also how long it keeps running once the driver's
+  /// queue is empty: bounded in time, a slow rank cannot hold up the end for long. Between
+  /// 2 per worker + 2 (until its pace is known) and 64 per worker + 2.
   [[nodiscard]] std::size_t capacity() const noexcept {
-    return std::size_t{workers} * 2 * SendAheadDepth::max_depth + 2;
+    const std::size_t least = 2 * std::size_t{workers} + 2;
+    const std::size_t most = 64 * std::size_t{workers} + 2;
+    if (answer_interval.count() <= 0) return least;
+    const auto fits = static_cast<std::size_t>(backlog / answer_interval);
+    return std::clamp(fits, least, most);
   }
+
+  /// Notes an answer: the moving average of the time between two answers of this rank.
+  void paced(ClusterClock::time_point now) noexcept {
+    if (last_answer != ClusterClock::time_point{}) {
+      const auto gap = std::min<ClusterClock::duration>(now - last_answer, backlog);
+      answer_interval = answer_interval.count() == 0 ? gap : (answer_interval * 7 + gap) / 8;
+    }
+    last_answer = now;
+  }
+
+  static constexpr std::chrono::milliseconds backlog{16};
+  ClusterClock::time_point last_answer{};
+  ClusterClock::duration answer_interval{0};
 };
 
 /// One ClusterPool's state on rank 0. Submitting threads and the communication thread share
@@ -322,6 +341,7 @@ class DriverPool {
     }
     DriverCall call = std::move(found->second);
     rank.in_flight.erase(found);
+    rank.paced(ClusterClock::now());
     // A moving average of send-to-answer times, for how often to probe (next_wait()).
     const auto took = ClusterClock::now() - call.sent;
     typical_call_ = typical_call_.count() == 0 ? took : (typical_call_ * 7 + took) / 8;
@@ -448,10 +468,13 @@ class ClusterDriver final : public LinkRole {
     return any;
   }
 
-  /// Sleeps until woken (by submit()) while no answer is due. With answers due, it probes
-  /// about eight times per typical call (at most every millisecond), and spins for short
-  /// calls, whose answers come before a sleeping thread would even wake up.
-  LinkWait next_wait(ClusterClock::duration) override {
+  /// Sleeps until woken (by submit()) while no answer is due. With answers due, it spins
+  /// (yielding) for short calls, whose answers come before a sleeping thread would even wake
+  /// up, but never longer than a short call takes: a spinning thread competes for a core
+  /// with the ranks' keepers and workers (after a burst of tiny calls, its stale estimate
+  /// made it spin through the start of a heavy one and delayed a rank's keeper by 3 ms).
+  /// Otherwise it probes about eight times per typical call, at most every millisecond.
+  LinkWait next_wait(ClusterClock::duration idle) override {
     using namespace std::chrono;
     bool expecting = false;
     ClusterClock::duration typical{0};
@@ -463,9 +486,9 @@ class ClusterDriver final : public LinkRole {
       }
     }
     if (!expecting) return {};
-    if (typical < short_call) return {LinkWait::Kind::spin, {}};
-    const auto interval = std::min<microseconds>(1ms, duration_cast<microseconds>(typical) / 8);
-    return {LinkWait::Kind::sleep, interval};
+    if (typical < short_call && idle < short_call) return {LinkWait::Kind::spin, {}};
+    return {LinkWait::Kind::sleep,
+            std::clamp<microseconds>(duration_cast<microseconds>(typical) / 8, 50us, 1ms)};
   }
 
   bool finished() override {

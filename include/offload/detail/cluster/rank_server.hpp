@@ -38,11 +38,10 @@ struct ProcessPoolAccess {
   }
 };
 
-/// The calls a serving rank's pools run or hold now, their workers, and how long a call
-/// typically takes here, from arrival to answer.
+/// The calls a serving rank's pools run or hold now, and how long a call typically takes
+/// here, from arrival to answer.
 struct RankLoad {
   std::atomic<std::size_t> in_flight{0};
-  std::atomic<std::size_t> workers{0};
   std::atomic<std::int64_t> typical_ns{0};  // a moving average; concurrent updates may lose
                                             // one sample, harmlessly
 
@@ -100,17 +99,16 @@ class RelayTicket final : public CallTicket {
     return WireHead{kind, pool_, id_, 0, 0, 0};
   }
 
-  /// Sends the answer now when calls are short (someone may wait for each) or the rank is
-  /// about to run out of work (at most one call queued behind the running ones: the driver
-  /// must hear now to send more in time); else it leaves with the next answer that wakes the
-  /// thread. Each wake-up of the communication thread costs tens of microseconds of a core in
-  /// a VM and preempts a worker.
+  /// Sends the answer, waking the communication thread. That costs one wake-up per batch, not
+  /// per answer: the pool's keeper settles the replies of a batch of calls sent ahead one
+  /// right after the other, and they all join the first before the thread runs. (Holding
+  /// answers back until the rank ran low, to save wake-ups, left workers idle 5-10 % of the
+  /// heavy array: the refills then reached the rank only at its next wake-up.)
   void settle(WireMessage reply) {
     settled_ = true;
     load_.record(ClusterClock::now() - arrived_);
-    const std::size_t left = load_.in_flight.fetch_sub(1, std::memory_order_relaxed) - 1;
-    const bool running_dry = left <= load_.workers.load(std::memory_order_relaxed) + 1;
-    link_.post(std::move(reply), running_dry || load_.calls_are_short());
+    load_.in_flight.fetch_sub(1, std::memory_order_relaxed);
+    link_.post(std::move(reply));
   }
 
   MpiLink& link_;
@@ -172,7 +170,6 @@ class RankServer final : public LinkRole {
       options.max_retries = 0;  // the driver retries, on another rank where there is one
       auto pool = std::make_unique<ProcessPool>(options);
       reply.head.a = pool->size();
-      load_.workers.fetch_add(pool->size(), std::memory_order_relaxed);
       pools_[head.pool] = std::move(pool);
     } catch (const std::exception& e) {
       const std::string why = "rank " + std::to_string(link_.rank()) +
@@ -203,7 +200,6 @@ class RankServer final : public LinkRole {
     const auto found = pools_.find(head.pool);
     if (found != pools_.end()) {
       found->second->shutdown();  // the driver waited for its calls: this finishes at once
-      load_.workers.fetch_sub(found->second->size(), std::memory_order_relaxed);
       pools_.erase(found);
     }
     link_.post(WireMessage{0, WireHead{WireKind::pool_closed, head.pool, 0, 0, 0, 0}, {}});
@@ -212,7 +208,6 @@ class RankServer final : public LinkRole {
   void shut_down_pools() {
     for (auto& [id, pool] : pools_) pool->shutdown();
     pools_.clear();
-    load_.workers.store(0, std::memory_order_relaxed);
   }
 
   MpiLink& link_;

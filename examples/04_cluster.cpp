@@ -3,9 +3,10 @@
 // The same calls as examples/02_background_process.cpp, made on a ClusterPool instead of a
 // ProcessPool: rank 0 drives, every other rank runs the calls in worker processes of its own.
 // The array is cut into parts of 10 items; each part reports which rank and which process ran
-// it. Part 4 dereferences a null pointer (SIGSEGV) and part 7 never returns: the first fails
-// with WorkerCrashed, the second with CallTimeout, and every other part still arrives. Without
-// mpirun the same program runs the parts in a local ProcessPool.
+// it. Part 4 crashes with SIGSEGV (as a null dereference would) and part 7 never returns: the
+// first fails with WorkerCrashed (after a retry on the other rank), the second with
+// CallTimeout, and every other part still arrives. Without mpirun the same program runs the
+// parts in a local ProcessPool.
 //
 // Build: cmake --build <dir> --target 04_cluster   (built when CMake finds MPI)
 // Run:   mpirun -np 3 build/<dir>/examples/04_cluster       (in a container as root, see
@@ -130,7 +131,8 @@ int main(int argc, char** argv) {
 
   for (const auto& [where, count] : parts_by_process) {
     const std::string rank = where.first < 0 ? "local" : "rank " + std::to_string(where.first);
-    std::printf("%s, worker pid %d: %d parts\n", rank.c_str(), where.second, count);
+    std::printf("%s, worker pid %d: %d part%s\n", rank.c_str(), where.second, count,
+                count == 1 ? "" : "s");
   }
   for (const offload::RankStats& rank : cluster.stats().per_rank) {
     std::printf("rank %d: %llu calls sent, %llu completed, %llu failed\n", rank.rank,

@@ -454,6 +454,7 @@ class ClusterDriver final : public LinkRole {
     for (int r = 1; r < link_.size(); ++r) {
       link_.post(WireMessage{r, WireHead{WireKind::finish, 0, 0, 0, 0, 0}, {}});
     }
+    link_.wake();  // with no serving rank (mpirun -np 1) nothing was posted to wake it
   }
 
   void on_message(int peer, const WireHead& head, std::vector<std::byte> body) override {

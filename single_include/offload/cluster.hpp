@@ -1089,11 +1089,12 @@ class DriverPool {
     settle_all(settle);
   }
 
-  /// Whether the communication thread must probe for answers, and the typical time a call
-  /// takes from send to answer (0 when unknown).
-  [[nodiscard]] bool expects_answers(ClusterClock::duration& typical) {
+  /// Whether the communication thread must probe for answers; the typical time a call takes
+  /// from send to answer (0 when unknown), and whether calls wait to be sent.
+  [[nodiscard]] bool expects_answers(ClusterClock::duration& typical, bool& queued) {
     std::lock_guard lock(mutex_);
     typical = typical_call_;
+    queued = !queue_.empty();
     return !every_rank(&DriverRank::answered) || !nothing_in_flight() ||
            (closing_ && !lost_ && !std::all_of(ranks_.begin(), ranks_.end(), [](const DriverRank& r) {
              return r.workers == 0 || r.closed;
@@ -1306,22 +1307,30 @@ class ClusterDriver final : public LinkRole {
   /// up, but never longer than a short call takes: a spinning thread competes for a core
   /// with the ranks' keepers and workers (after a burst of tiny calls, its stale estimate
   /// made it spin through the start of a heavy one and delayed a rank's keeper by 3 ms).
-  /// Otherwise it probes about eight times per typical call, at most every millisecond.
+  /// Otherwise it probes about eight times per typical call: at most every 4 ms while calls
+  /// wait to be sent, every 0.5 ms once none does.
   LinkWait next_wait(ClusterClock::duration idle) override {
     using namespace std::chrono;
     bool expecting = false;
+    bool queued = false;
     ClusterClock::duration typical{0};
     for (const auto& pool : snapshot()) {
       ClusterClock::duration t{0};
-      if (pool->expects_answers(t)) {
+      bool q = false;
+      if (pool->expects_answers(t, q)) {
         expecting = true;
+        queued = queued || q;
         typical = std::max(typical, t);
       }
     }
     if (!expecting) return {};
     if (typical < short_call && idle < short_call) return {LinkWait::Kind::spin, {}};
+    // Calls still queued: the ranks hold ~16 ms of work, a probe every few ms refills them in
+    // time (each wake-up of this thread takes a core from a worker). None queued: the
+    // answers are the end of someone's wait.
+    const microseconds most = queued ? 4ms : 500us;
     return {LinkWait::Kind::sleep,
-            std::clamp<microseconds>(duration_cast<microseconds>(typical) / 8, 50us, 1ms)};
+            std::clamp<microseconds>(duration_cast<microseconds>(typical) / 8, 50us, most)};
   }
 
   bool finished() override {

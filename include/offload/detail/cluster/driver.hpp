@@ -179,11 +179,7 @@ class DriverPool {
     for (const DriverRank& rank : ranks_) {
       if (rank.workers != 0) post(rank.rank, WireKind::close_pool, 0, 0);
     }
-    changed_.wait(lock, [&] {
-      return lost_ || std::all_of(ranks_.begin(), ranks_.end(), [](const DriverRank& r) {
-               return r.workers == 0 || r.closed;
-             });
-    });
+    changed_.wait(lock, [&] { return lost_ || every_open_rank_closed(); });
   }
 
   /// The driver's main returned with this pool still open: its calls can no longer run.
@@ -264,9 +260,7 @@ class DriverPool {
     typical = typical_call_;
     queued = !queue_.empty();
     return !every_rank(&DriverRank::answered) || !nothing_in_flight() ||
-           (closing_ && !lost_ && !std::all_of(ranks_.begin(), ranks_.end(), [](const DriverRank& r) {
-             return r.workers == 0 || r.closed;
-           }));
+           (closing_ && !lost_ && !every_open_rank_closed());
   }
 
  private:
@@ -276,6 +270,12 @@ class DriverPool {
 
   [[nodiscard]] bool every_rank(bool DriverRank::*flag) const {
     return std::all_of(ranks_.begin(), ranks_.end(), [&](const DriverRank& r) { return r.*flag; });
+  }
+
+  /// Every rank whose pool opened has answered close_pool.
+  [[nodiscard]] bool every_open_rank_closed() const {
+    return std::all_of(ranks_.begin(), ranks_.end(),
+                       [](const DriverRank& r) { return r.workers == 0 || r.closed; });
   }
 
   [[nodiscard]] bool nothing_in_flight() const {

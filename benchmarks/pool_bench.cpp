@@ -5,6 +5,7 @@
 // Each figure is the median of several repetitions; the claims are ratios against baselines
 // measured in this same process.
 
+#include <offload/event_loop.hpp>
 #include <offload/thread_pool.hpp>
 
 #include <sys/resource.h>
@@ -111,6 +112,13 @@ double cpu_seconds() {
   return seconds(usage.ru_utime) + seconds(usage.ru_stime);
 }
 
+/// How many times the calling thread has slept so far (voluntary context switches).
+long thread_sleeps() {
+  rusage usage{};
+  getrusage(RUSAGE_THREAD, &usage);
+  return usage.ru_nvcsw;
+}
+
 template <class F>
 double seconds_of(F&& f) {
   const auto start = Clock::now();
@@ -168,6 +176,63 @@ double round_trip_median_ns(int rounds, Submit submit) {
     if (value != i) std::fprintf(stderr, "wrong round trip!\n"), std::exit(1);
   }
   return median(samples);
+}
+
+/// Where a round trip's time goes: the medians of submit() alone, submit() to the task's start,
+/// and the task's start to get() returning (docs/thread_pool.md, "How long a round trip takes").
+struct RoundTripPhases {
+  double submit_ns, to_start_ns, start_to_get_ns;
+};
+
+RoundTripPhases round_trip_phases(offload::ThreadPool& pool, int rounds) {
+  std::vector<double> submit, to_start, start_to_get;
+  for (int i = 0; i < rounds; ++i) {
+    Clock::time_point started;
+    const auto before = Clock::now();
+    auto future = pool.submit([&started, i] {
+      started = Clock::now();
+      return i;
+    });
+    const auto submitted = Clock::now();
+    if (future.get() != i) std::fprintf(stderr, "wrong round trip!\n"), std::exit(1);
+    const auto got = Clock::now();  // get() synchronises with the task: `started` is visible
+    submit.push_back(std::chrono::duration<double, std::nano>(submitted - before).count());
+    to_start.push_back(std::chrono::duration<double, std::nano>(started - before).count());
+    start_to_get.push_back(std::chrono::duration<double, std::nano>(got - started).count());
+  }
+  return {median(submit), median(to_start), median(start_to_get)};
+}
+
+/// The way back to a loop: the loop's thread submits a task, its continuation comes back on
+/// the loop with then(loop, f) and submits the next. Median ns per round trip, and how often
+/// the loop's thread slept (voluntary context switches: futex waits) per round trip.
+struct LoopRoundTrip {
+  double median_ns, sleeps_per_round;
+};
+
+LoopRoundTrip loop_round_trip(offload::ThreadPool& pool, int rounds) {
+  offload::EventLoop loop;
+  std::vector<double> samples;
+  samples.reserve(static_cast<std::size_t>(rounds));
+  long sleeps_before = 0, sleeps_after = 0;
+  std::function<void(int)> next = [&](int i) {
+    if (i == rounds) {
+      sleeps_after = thread_sleeps();
+      return;
+    }
+    const auto start = Clock::now();
+    pool.submit([i] { return i; }).then(loop, [&, i, start](int value) {
+      samples.push_back(std::chrono::duration<double, std::nano>(Clock::now() - start).count());
+      if (value != i) std::fprintf(stderr, "wrong loop round trip!\n"), std::exit(1);
+      next(i + 1);
+    });
+  };
+  loop.post([&] {
+    sleeps_before = thread_sleeps();
+    next(0);
+  });
+  loop.run();
+  return {median(samples), double(sleeps_after - sleeps_before) / rounds};
 }
 
 /// Workload 11's burst: workload 2's 200,000 futures submitted and collected, so every worker
@@ -418,6 +483,38 @@ int main(int argc, char** argv) {
   row("11. round trip floor: two threads, one atomic (median ns)", "spin ping-pong", rep([&] {
         return ping_pong_median_ns(rounds);
       }), "ns");
+  {
+    // Where the time goes, 2 workers after a burst (docs/thread_pool.md).
+    offload::ThreadPool pool({.threads = 2});
+    std::vector<RoundTripPhases> phases;
+    (void)rep([&] {
+      burst(pool);
+      phases.push_back(round_trip_phases(pool, rounds));
+      return 0.0;
+    });
+    const auto median_of = [&](double RoundTripPhases::*field) {
+      std::vector<double> v;
+      for (const RoundTripPhases& p : phases) v.push_back(p.*field);
+      return median(v);
+    };
+    const std::string w = "11. round trip phases, 2 workers, after a burst (median ns)";
+    row(w, "submit() returns", median_of(&RoundTripPhases::submit_ns), "ns");
+    row(w, "submit() to the task's start", median_of(&RoundTripPhases::to_start_ns), "ns");
+    row(w, "the task's start to get() returning", median_of(&RoundTripPhases::start_to_get_ns), "ns");
+  }
+  {
+    // The way back to a loop: then(loop, f) from the loop's own thread, 2 workers.
+    offload::ThreadPool pool({.threads = 2});
+    std::vector<LoopRoundTrip> trips;
+    for (int r = 0; r < reps; ++r) trips.push_back(loop_round_trip(pool, rounds));
+    std::sort(trips.begin(), trips.end(),
+              [](const LoopRoundTrip& a, const LoopRoundTrip& b) { return a.median_ns < b.median_ns; });
+    const LoopRoundTrip& middle = trips[trips.size() / 2];
+    const std::string w = "11. back to the loop: the loop submits, then(loop) continues (median ns)";
+    row(w, "offload::EventLoop + ThreadPool", middle.median_ns, "ns");
+    row("11. back to the loop: times the loop's thread slept, per round trip", "offload::EventLoop + ThreadPool",
+        middle.sleeps_per_round, "sleeps");
+  }
 
   // Workload 4.
   {
@@ -483,6 +580,10 @@ int main(int argc, char** argv) {
 #ifdef OFFLOAD_BENCH_TBB
   report.claim("round trip: offload / oneTBB, worst of the six", worst_vs_tbb, "< 1");
 #endif
+  report.claim("back to the loop: the loop's sleeps per round trip (each one a wake-up)",
+               report.value("11. back to the loop: times the loop's thread slept, per round trip",
+                            "offload::EventLoop + ThreadPool"),
+               "< 0.1");
   report.claim("spawn inside workers completes", 1.0, "= 1 (yes)");
   report.claim("idle CPU (% of a core)", report.value("8. idle CPU, 5 ms after a burst, over 1 s (% of a core)", "offload::ThreadPool"), "< 1");
   report.print();

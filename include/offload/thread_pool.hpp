@@ -430,6 +430,11 @@ class BasicThreadPool {
     /// Just back from idle (spin or park) to take work: hand on what else is queued once this
     /// worker has taken its own piece (see hand_on()).
     bool leaving_idle = false;
+    /// The same, kept until its first task ends (see count_spinning_early()).
+    bool first_since_idle = false;
+    /// Counted in spinning_ from the end of its first task since idle, when nothing else was
+    /// queued: it looks at the queues again before it sleeps.
+    bool counted_spinning = false;
   };
 
   struct Admission {
@@ -711,10 +716,9 @@ class BasicThreadPool {
         continue;
       }
       self.leaving_idle = false;  // found nothing after all: nothing to hand on
-      self.publish_counts();
-      idle_parker_.notify_all();  // out of work: a wait() may now be satisfied
-      if (!spin_for_work() && !park()) break;
+      if (!spin_for_work(self) && !park()) break;
       self.leaving_idle = true;  // the first job it takes hands on the rest (hand_on())
+      self.first_since_idle = true;
     }
     run_hook(options_.on_thread_stop, self.index());
     detail::current_worker = nullptr;
@@ -736,13 +740,12 @@ class BasicThreadPool {
   /// A short busy wait (about 50 us) before sleeping: a worker that parks after every task
   /// makes the next submission pay a futex wake-up (microseconds) instead of a cache miss.
   /// While it spins, submitters need not wake anyone (see wake_worker_for_new_work()).
-  bool spin_for_work() noexcept {
-    // seq_cst: pairs with the load in wake_worker_for_new_work() (store-load pattern).
-    if (spinning_.fetch_add(1, std::memory_order_seq_cst) >= max_spinning_) {
-      // Enough peers spin already; more would only take CPU from the threads that submit.
-      spinning_.fetch_sub(1, std::memory_order_seq_cst);
+  bool spin_for_work(Worker& self) noexcept {
+    if (!std::exchange(self.counted_spinning, false) && !count_spinning()) {
+      announce_idle(self);
       return false;
     }
+    announce_idle(self);
     const bool found = spin_in_place() || spin_yielding();
     // Leaving before the re-check in park(): a submitter that saw us spinning and did not
     // wake anyone published its work before this decrement, so park() will see it.
@@ -750,23 +753,17 @@ class BasicThreadPool {
     return found;
   }
 
-  /// The first part of the spin: one yield, then a check after every pause for 2 us. The
-  /// yield lets a thread queued on this CPU run first (on a machine with fewer cores than busy
-  /// threads, often the very submitter whose next task we wait for); when there is none it
-  /// returns at once, and a round trip (submit, run, get) then brings the next task within the
-  /// checks, seen a fraction of a microsecond after it was queued. Longer checks in place cost
-  /// bursts of submissions: each one pulls the queue's cache line away from the submitter
-  /// (tiny tasks with futures: 8 us of them took 66 -> 135 ns each).
+  /// The first part of the spin: a check after every pause for 2 us, with one yield after the
+  /// first microsecond (see spin_before_sleeping()). In a round trip (submit, run, get) the
+  /// next task comes a fraction of a microsecond after this worker finished the last one, and
+  /// is seen within the first checks; a yield before them made it wait for the system call's
+  /// return (round trips 0.6 -> 0.25 us without it). Longer checks in place cost bursts of
+  /// submissions: each one pulls the queue's cache line away from the submitter (tiny tasks
+  /// with futures: 8 us of them took 66 -> 135 ns each).
   bool spin_in_place() const noexcept {
-    std::this_thread::yield();
-    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(2);
-    do {
-      for (int i = 0; i < 32; ++i) {  // a pause costs 10-140 cycles: read the clock rarely
-        if (queues_.has_work()) return true;
-        detail::cpu_relax();
-      }
-    } while (std::chrono::steady_clock::now() < until);
-    return false;
+    const auto start = std::chrono::steady_clock::now();
+    const auto stop = start + std::chrono::microseconds(2);
+    return detail::spin_before_sleeping([this] { return queues_.has_work(); }, start, stop, stop);
   }
 
   /// The rest, up to about 50 us: spaced-out checks (each pulls the queue's cache line away
@@ -781,6 +778,39 @@ class BasicThreadPool {
       std::this_thread::yield();
     } while (std::chrono::steady_clock::now() < until);
     return queues_.has_work();
+  }
+
+  /// Joins the spinners, unless enough peers spin already (more would only take CPU from the
+  /// threads that submit). True when counted.
+  bool count_spinning() noexcept {
+    // seq_cst: pairs with the load in wake_worker_for_new_work() (store-load pattern).
+    if (spinning_.fetch_add(1, std::memory_order_seq_cst) < max_spinning_) return true;
+    spinning_.fetch_sub(1, std::memory_order_seq_cst);
+    return false;
+  }
+
+  /// Called as the first task since idle ends (its result already published). When nothing
+  /// else is queued, this worker joins the spinners now rather than after its bookkeeping and
+  /// a failed look at every queue: in a round trip the waiter sees the result, submits again
+  /// within ~0.2 us, and finding nobody spinning, woke a sleeping peer for the task (a futex
+  /// call for the submitter, and the peer often woken onto the submitter's own CPU) in one
+  /// round trip of ten, where this worker was about to take it. Only the first task since idle:
+  /// a worker that finds task after task never pays these two atomic operations.
+  void count_spinning_early(Worker& self) noexcept {
+    if (std::exchange(self.first_since_idle, false) && !queues_.has_work()) {
+      self.counted_spinning = count_spinning();
+    }
+  }
+
+  /// It found work after all: no longer a spinner (before running it, which may take long).
+  void stop_counting_spinning(Worker& self) noexcept {
+    if (std::exchange(self.counted_spinning, false)) spinning_.fetch_sub(1, std::memory_order_seq_cst);
+  }
+
+  /// Out of work: a wait() may now be satisfied.
+  void announce_idle(Worker& self) noexcept {
+    self.publish_counts();
+    idle_parker_.notify_all();
   }
 
   /// Sleeps until work arrives; false when the pool is stopping and there is none.
@@ -829,6 +859,7 @@ class BasicThreadPool {
   }
 
   bool run_fork(Worker& self, void* fork) {
+    stop_counting_spinning(self);
     hand_on(self);
     const auto address = reinterpret_cast<std::uintptr_t>(fork) & ~fresh_fork;
     // A coroutine's resume() never throws.
@@ -838,6 +869,7 @@ class BasicThreadPool {
   }
 
   void run_job(detail::Job& job, Worker& self) {
+    stop_counting_spinning(self);
     hand_on(self);
     if (job.holds_queue_slot) release_queue_slot();
     const std::int64_t start = job.enqueued_ns != 0 ? detail::steady_now_ns() : 0;
@@ -850,6 +882,7 @@ class BasicThreadPool {
       outcome = detail::TaskOutcome::failed;
       report_unhandled(std::current_exception());
     }
+    if (self.busy_depth.load(std::memory_order_relaxed) == 1) count_spinning_early(self);
     job.task.reset();  // release captures before the task counts as finished
     self.busy_depth.store(self.busy_depth.load(std::memory_order_relaxed) - 1,
                           std::memory_order_relaxed);

@@ -654,8 +654,10 @@ inline std::size_t futex_wake(std::atomic<std::uint32_t>& word,
 #define OFFLOAD_DETAIL_SPIN_HPP
 
 /// @file spin.hpp
-/// A polite busy-wait step, for the short spins that come before parking a thread.
+/// Polite busy-waits, for the short spins that come before parking a thread.
 
+#include <algorithm>
+#include <chrono>
 #include <thread>
 
 namespace offload {
@@ -671,6 +673,47 @@ inline void cpu_relax() noexcept {
 #else
   std::this_thread::yield();
 #endif
+}
+
+using SpinClock = std::chrono::steady_clock;
+
+/// Checks `ready()` after every pause until it holds (true) or `until` has passed (false).
+/// A pause costs 10-140 cycles, so the clock is read once per 16 checks.
+template <class Ready>
+bool pause_until(const Ready& ready, SpinClock::time_point until) noexcept {
+  do {
+    for (int i = 0; i < 16; ++i) {
+      if (ready()) return true;
+      cpu_relax();
+    }
+  } while (SpinClock::now() < until);
+  return false;
+}
+
+/// How long spin_before_sleeping() checks in place before its one yield.
+inline constexpr std::chrono::microseconds pause_before_yield{1};
+
+/// The bounded wait a thread makes before it sleeps, when what it waits for usually comes
+/// within microseconds (a futex sleep and wake-up costs several, tens in a VM): checks
+/// `ready()` in place for 1 us, yields once, checks in place again until `stop_pausing`, then
+/// checks between yields until `limit`. True as soon as `ready()` holds.
+///
+/// Why the yield after 1 us: with as many busy threads as cores, the thread that will make
+/// `ready()` true may be queued on this very CPU, and checking in place only delays it; when
+/// nothing else waits here, a yield returns at once (a system call, 0.3-0.5 us in a VM). Not
+/// first: a round trip's answer on another core comes a fraction of a microsecond after the
+/// question, and a yield in progress would make it wait for the system call's return.
+template <class Ready>
+bool spin_before_sleeping(const Ready& ready, SpinClock::time_point start,
+                          SpinClock::time_point stop_pausing, SpinClock::time_point limit) noexcept {
+  if (pause_until(ready, std::min(stop_pausing, start + pause_before_yield))) return true;
+  std::this_thread::yield();
+  if (pause_until(ready, stop_pausing)) return true;
+  while (SpinClock::now() < limit) {
+    if (ready()) return true;
+    std::this_thread::yield();
+  }
+  return ready();
 }
 
 }  // namespace detail
@@ -3663,25 +3706,16 @@ class StateBase : public Recycled {
 
   /// Waits without sleeping for a while: true when the state became ready. A futex sleep and
   /// wake-up costs several microseconds (tens in a VM), so a wait that ends soon should not
-  /// sleep. First busy checks for a few microseconds (a task on a pool that is awake comes
-  /// back within that), then, up to 50 us, checks that yield the CPU in between: on a machine
-  /// with fewer cores than busy threads, the thread that will produce the result may need this
-  /// very CPU, and pausing in place would only delay it (and every other thread queued here).
+  /// sleep: checks in place for 4 us (a task on a pool that is awake comes back within that;
+  /// with one yield after the first microsecond, see spin_before_sleeping()), then, up to
+  /// 50 us, checks that yield the CPU in between: on a machine with fewer cores than busy
+  /// threads, the thread that will produce the result may need this very CPU, and pausing in
+  /// place would only delay it (and every other thread queued here).
   bool spin_until_ready(TimePoint limit) const noexcept {
     const TimePoint start = std::chrono::steady_clock::now();
-    const TimePoint stop_pausing = std::min(limit, start + pausing_spin);
-    do {
-      for (int spin = 0; spin < 16; ++spin) {  // pause costs 1-40 ns: read the clock rarely
-        if (ready()) return true;
-        cpu_relax();
-      }
-    } while (std::chrono::steady_clock::now() < stop_pausing);
-    const TimePoint stop_yielding = std::min(limit, start + yielding_spin);
-    while (std::chrono::steady_clock::now() < stop_yielding) {
-      if (ready()) return true;
-      std::this_thread::yield();
-    }
-    return ready();
+    return spin_before_sleeping([this] { return ready(); }, start,
+                                std::min(limit, start + pausing_spin),
+                                std::min(limit, start + yielding_spin));
   }
 
   static constexpr std::chrono::microseconds pausing_spin{4};
@@ -4356,7 +4390,7 @@ class LoopCore {
       std::lock_guard lock(mutex_);
       if (!closed_) {
         list(queue).push_back(std::move(task));
-        wake = std::exchange(sleeping_, false);
+        wake = note_arrival();
       }
     }
     // Destroyed outside the lock: a callable's destructor may call back into the loop.
@@ -4375,7 +4409,7 @@ class LoopCore {
       if (!closed_) {
         id = timers_.add(deadline, delay, repeating, task);
         // A sleeping loop may be waiting for a later deadline than this one.
-        wake = std::exchange(sleeping_, false);
+        wake = note_arrival();
       }
     }
     task.reset();
@@ -4392,7 +4426,7 @@ class LoopCore {
       cancelled = timers_.cancel(id);
       // The loop may sleep until this timer's deadline with nothing else pending: it must
       // re-check, or run() would stay asleep instead of returning.
-      if (cancelled.found) wake = std::exchange(sleeping_, false);
+      if (cancelled.found) wake = note_arrival();
     }
     if (wake) wake_loop();
     return cancelled.found;  // the callback is destroyed here, outside the lock
@@ -4413,7 +4447,7 @@ class LoopCore {
       std::lock_guard lock(mutex_);
       if (task != nullptr && !closed_) posted_.push_back(std::move(task));
       --holds_;
-      wake = std::exchange(sleeping_, false);
+      wake = note_arrival();
     }
     task.reset();
     if (wake) wake_loop();
@@ -4427,7 +4461,7 @@ class LoopCore {
       // Relaxed: the flag publishes nothing; run() re-reads it under this mutex before it
       // sleeps, and between callbacks a late sighting only delays the stop by one callback.
       stop_requested_.store(true, std::memory_order_relaxed);
-      wake = std::exchange(sleeping_, false);
+      wake = note_arrival();
     }
     if (wake) wake_loop();
   }
@@ -4502,16 +4536,26 @@ class LoopCore {
     return true;
   }
 
-  /// Between ticks: returns at once when something is runnable, sleeps until the next timer or
+  /// Between ticks: returns at once when something is runnable, waits until the next timer or
   /// a wake-up when only timers or holds are pending, and returns false when run() should end
-  /// (stop requested, or nothing pending at all).
+  /// (stop requested, or nothing pending at all). When the loop's recent waits were short, it
+  /// first spins for a while (spin_for_arrival()), and a post landing then costs no wake-up.
   bool wait_for_work() {
+    const LoopClock::time_point began = LoopClock::now();
     std::unique_lock lock(mutex_);
-    if (stop_requested()) return false;
-    if (!posted_.empty() || !immediates_.empty()) return true;
-    const std::optional<LoopClock::time_point> next_timer = timers_.next_deadline();
-    if (!next_timer && holds_ == 0) return false;
-    if (next_timer && *next_timer <= LoopClock::now()) return true;
+    std::optional<LoopClock::time_point> next_timer;
+    for (bool spun = false;; spun = true) {
+      if (stop_requested()) return false;
+      if (!posted_.empty() || !immediates_.empty()) return !spun || waited_since(began);
+      next_timer = timers_.next_deadline();
+      if (!next_timer && holds_ == 0) return false;
+      if (next_timer && *next_timer <= LoopClock::now()) return true;
+      if (spun || recent_wait_ >= spin_budget) break;
+      const std::uint32_t seen = arrivals_.load(std::memory_order_relaxed);
+      lock.unlock();
+      spin_for_arrival(seen, began, next_timer);
+      lock.lock();  // whatever ended the spin, the checks above decide, under the lock
+    }
     // Prepare to sleep under the lock: anyone who adds work after this sees sleeping_ and
     // bumps wake_word_ after we read it, so the futex wait returns at once; none is lost.
     sleeping_ = true;
@@ -4520,7 +4564,7 @@ class LoopCore {
     futex_wait(wake_word_, seen, next_timer);
     lock.lock();
     sleeping_ = false;
-    return true;
+    return waited_since(began);
   }
 
   /// Marks the core closed and destroys everything still queued (outside the lock). Later
@@ -4572,6 +4616,37 @@ class LoopCore {
 
   TaskList& list(Queue queue) noexcept { return queue == Queue::posted ? posted_ : immediates_; }
 
+  /// Called under `mutex_` by everything that gives wait_for_work() something to act on:
+  /// counts an arrival (what a spinning loop watches) and says whether the loop sleeps and
+  /// must be woken. A loop that spins is not asleep: a post then costs no system call.
+  bool note_arrival() noexcept {
+    // Relaxed load and store, not an atomic increment: every writer holds `mutex_`. The loop
+    // reads it without the lock only to end its spin; it re-checks everything under the lock.
+    arrivals_.store(arrivals_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    return std::exchange(sleeping_, false);
+  }
+
+  /// The spin before sleeping: a loop that was answered within microseconds lately (a pool
+  /// round trip, a ping-pong with another thread) will likely be again, and sleeping would
+  /// cost it a futex wake-up each time (3-4 us per round trip here, 0.5 -> 4 us). Spins
+  /// until something arrives, for at most spin_budget and never past the next timer.
+  void spin_for_arrival(std::uint32_t seen, LoopClock::time_point began,
+                        const std::optional<LoopClock::time_point>& next_timer) const noexcept {
+    auto limit = began + spin_budget;
+    if (next_timer && *next_timer < limit) limit = *next_timer;
+    // LoopClock is steady_clock (timer_queue.hpp), the spin's own clock.
+    spin_before_sleeping([&] { return arrivals_.load(std::memory_order_relaxed) != seen; }, began,
+                         std::min(limit, began + pausing_spin), limit);
+  }
+
+  /// Records how long a wait (a spin or a sleep) lasted: a running average over the last few,
+  /// in which one long wait counts enough to stop the spinning (an idle loop spins once, then
+  /// sleeps). Finding work at once is not a wait and is not recorded.
+  bool waited_since(LoopClock::time_point began) noexcept {
+    recent_wait_ = (3 * recent_wait_ + (LoopClock::now() - began)) / 4;
+    return true;
+  }
+
   void wake_loop() noexcept {
     // Relaxed: the queued work is published by `mutex_`; the futex only needs the word to
     // change so that a wait prepared before the change cannot sleep.
@@ -4588,6 +4663,12 @@ class LoopCore {
   bool sleeping_ = false;      // guarded by mutex_: the loop is (about to be) in futex_wait
   bool closed_ = false;        // guarded by mutex_: the EventLoop was destroyed
   std::atomic<std::uint32_t> wake_word_{0};
+  std::atomic<std::uint32_t> arrivals_{0};  // written under mutex_ (note_arrival())
+  // The loop thread's own: how long its recent waits for work lasted. Starts long: a loop
+  // spins only once it has seen short waits.
+  LoopClock::duration recent_wait_ = spin_budget;
+  static constexpr LoopClock::duration spin_budget = std::chrono::microseconds(20);
+  static constexpr LoopClock::duration pausing_spin = std::chrono::microseconds(4);
   std::atomic<bool> stop_requested_{false};
   std::atomic<std::thread::id> running_thread_{};
 };
@@ -6400,6 +6481,11 @@ class BasicThreadPool {
     /// Just back from idle (spin or park) to take work: hand on what else is queued once this
     /// worker has taken its own piece (see hand_on()).
     bool leaving_idle = false;
+    /// The same, kept until its first task ends (see count_spinning_early()).
+    bool first_since_idle = false;
+    /// Counted in spinning_ from the end of its first task since idle, when nothing else was
+    /// queued: it looks at the queues again before it sleeps.
+    bool counted_spinning = false;
   };
 
   struct Admission {
@@ -6681,10 +6767,9 @@ class BasicThreadPool {
         continue;
       }
       self.leaving_idle = false;  // found nothing after all: nothing to hand on
-      self.publish_counts();
-      idle_parker_.notify_all();  // out of work: a wait() may now be satisfied
-      if (!spin_for_work() && !park()) break;
+      if (!spin_for_work(self) && !park()) break;
       self.leaving_idle = true;  // the first job it takes hands on the rest (hand_on())
+      self.first_since_idle = true;
     }
     run_hook(options_.on_thread_stop, self.index());
     detail::current_worker = nullptr;
@@ -6706,13 +6791,12 @@ class BasicThreadPool {
   /// A short busy wait (about 50 us) before sleeping: a worker that parks after every task
   /// makes the next submission pay a futex wake-up (microseconds) instead of a cache miss.
   /// While it spins, submitters need not wake anyone (see wake_worker_for_new_work()).
-  bool spin_for_work() noexcept {
-    // seq_cst: pairs with the load in wake_worker_for_new_work() (store-load pattern).
-    if (spinning_.fetch_add(1, std::memory_order_seq_cst) >= max_spinning_) {
-      // Enough peers spin already; more would only take CPU from the threads that submit.
-      spinning_.fetch_sub(1, std::memory_order_seq_cst);
+  bool spin_for_work(Worker& self) noexcept {
+    if (!std::exchange(self.counted_spinning, false) && !count_spinning()) {
+      announce_idle(self);
       return false;
     }
+    announce_idle(self);
     const bool found = spin_in_place() || spin_yielding();
     // Leaving before the re-check in park(): a submitter that saw us spinning and did not
     // wake anyone published its work before this decrement, so park() will see it.
@@ -6720,23 +6804,17 @@ class BasicThreadPool {
     return found;
   }
 
-  /// The first part of the spin: one yield, then a check after every pause for 2 us. The
-  /// yield lets a thread queued on this CPU run first (on a machine with fewer cores than busy
-  /// threads, often the very submitter whose next task we wait for); when there is none it
-  /// returns at once, and a round trip (submit, run, get) then brings the next task within the
-  /// checks, seen a fraction of a microsecond after it was queued. Longer checks in place cost
-  /// bursts of submissions: each one pulls the queue's cache line away from the submitter
-  /// (tiny tasks with futures: 8 us of them took 66 -> 135 ns each).
+  /// The first part of the spin: a check after every pause for 2 us, with one yield after the
+  /// first microsecond (see spin_before_sleeping()). In a round trip (submit, run, get) the
+  /// next task comes a fraction of a microsecond after this worker finished the last one, and
+  /// is seen within the first checks; a yield before them made it wait for the system call's
+  /// return (round trips 0.6 -> 0.25 us without it). Longer checks in place cost bursts of
+  /// submissions: each one pulls the queue's cache line away from the submitter (tiny tasks
+  /// with futures: 8 us of them took 66 -> 135 ns each).
   bool spin_in_place() const noexcept {
-    std::this_thread::yield();
-    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(2);
-    do {
-      for (int i = 0; i < 32; ++i) {  // a pause costs 10-140 cycles: read the clock rarely
-        if (queues_.has_work()) return true;
-        detail::cpu_relax();
-      }
-    } while (std::chrono::steady_clock::now() < until);
-    return false;
+    const auto start = std::chrono::steady_clock::now();
+    const auto stop = start + std::chrono::microseconds(2);
+    return detail::spin_before_sleeping([this] { return queues_.has_work(); }, start, stop, stop);
   }
 
   /// The rest, up to about 50 us: spaced-out checks (each pulls the queue's cache line away
@@ -6751,6 +6829,39 @@ class BasicThreadPool {
       std::this_thread::yield();
     } while (std::chrono::steady_clock::now() < until);
     return queues_.has_work();
+  }
+
+  /// Joins the spinners, unless enough peers spin already (more would only take CPU from the
+  /// threads that submit). True when counted.
+  bool count_spinning() noexcept {
+    // seq_cst: pairs with the load in wake_worker_for_new_work() (store-load pattern).
+    if (spinning_.fetch_add(1, std::memory_order_seq_cst) < max_spinning_) return true;
+    spinning_.fetch_sub(1, std::memory_order_seq_cst);
+    return false;
+  }
+
+  /// Called as the first task since idle ends (its result already published). When nothing
+  /// else is queued, this worker joins the spinners now rather than after its bookkeeping and
+  /// a failed look at every queue: in a round trip the waiter sees the result, submits again
+  /// within ~0.2 us, and finding nobody spinning, woke a sleeping peer for the task (a futex
+  /// call for the submitter, and the peer often woken onto the submitter's own CPU) in one
+  /// round trip of ten, where this worker was about to take it. Only the first task since idle:
+  /// a worker that finds task after task never pays these two atomic operations.
+  void count_spinning_early(Worker& self) noexcept {
+    if (std::exchange(self.first_since_idle, false) && !queues_.has_work()) {
+      self.counted_spinning = count_spinning();
+    }
+  }
+
+  /// It found work after all: no longer a spinner (before running it, which may take long).
+  void stop_counting_spinning(Worker& self) noexcept {
+    if (std::exchange(self.counted_spinning, false)) spinning_.fetch_sub(1, std::memory_order_seq_cst);
+  }
+
+  /// Out of work: a wait() may now be satisfied.
+  void announce_idle(Worker& self) noexcept {
+    self.publish_counts();
+    idle_parker_.notify_all();
   }
 
   /// Sleeps until work arrives; false when the pool is stopping and there is none.
@@ -6799,6 +6910,7 @@ class BasicThreadPool {
   }
 
   bool run_fork(Worker& self, void* fork) {
+    stop_counting_spinning(self);
     hand_on(self);
     const auto address = reinterpret_cast<std::uintptr_t>(fork) & ~fresh_fork;
     // A coroutine's resume() never throws.
@@ -6808,6 +6920,7 @@ class BasicThreadPool {
   }
 
   void run_job(detail::Job& job, Worker& self) {
+    stop_counting_spinning(self);
     hand_on(self);
     if (job.holds_queue_slot) release_queue_slot();
     const std::int64_t start = job.enqueued_ns != 0 ? detail::steady_now_ns() : 0;
@@ -6820,6 +6933,7 @@ class BasicThreadPool {
       outcome = detail::TaskOutcome::failed;
       report_unhandled(std::current_exception());
     }
+    if (self.busy_depth.load(std::memory_order_relaxed) == 1) count_spinning_early(self);
     job.task.reset();  // release captures before the task counts as finished
     self.busy_depth.store(self.busy_depth.load(std::memory_order_relaxed) - 1,
                           std::memory_order_relaxed);

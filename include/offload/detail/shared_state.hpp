@@ -149,25 +149,16 @@ class StateBase : public Recycled {
 
   /// Waits without sleeping for a while: true when the state became ready. A futex sleep and
   /// wake-up costs several microseconds (tens in a VM), so a wait that ends soon should not
-  /// sleep. First busy checks for a few microseconds (a task on a pool that is awake comes
-  /// back within that), then, up to 50 us, checks that yield the CPU in between: on a machine
-  /// with fewer cores than busy threads, the thread that will produce the result may need this
-  /// very CPU, and pausing in place would only delay it (and every other thread queued here).
+  /// sleep: checks in place for 4 us (a task on a pool that is awake comes back within that;
+  /// with one yield after the first microsecond, see spin_before_sleeping()), then, up to
+  /// 50 us, checks that yield the CPU in between: on a machine with fewer cores than busy
+  /// threads, the thread that will produce the result may need this very CPU, and pausing in
+  /// place would only delay it (and every other thread queued here).
   bool spin_until_ready(TimePoint limit) const noexcept {
     const TimePoint start = std::chrono::steady_clock::now();
-    const TimePoint stop_pausing = std::min(limit, start + pausing_spin);
-    do {
-      for (int spin = 0; spin < 16; ++spin) {  // pause costs 1-40 ns: read the clock rarely
-        if (ready()) return true;
-        cpu_relax();
-      }
-    } while (std::chrono::steady_clock::now() < stop_pausing);
-    const TimePoint stop_yielding = std::min(limit, start + yielding_spin);
-    while (std::chrono::steady_clock::now() < stop_yielding) {
-      if (ready()) return true;
-      std::this_thread::yield();
-    }
-    return ready();
+    return spin_before_sleeping([this] { return ready(); }, start,
+                                std::min(limit, start + pausing_spin),
+                                std::min(limit, start + yielding_spin));
   }
 
   static constexpr std::chrono::microseconds pausing_spin{4};

@@ -38,6 +38,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #endif
+#include <sys/resource.h>
 
 #include "bench_common.hpp"
 
@@ -81,6 +82,24 @@ struct Sample {
   double largest_gap_ms = 0;
   std::size_t ticks = 0;
   double checksum = 0;
+  double loop_cpu_ms = 0;  // CPU time of the loop's thread (this one) while the run lasted
+  long loop_sleeps = 0;    // times it slept (voluntary context switches), each a wake-up
+};
+
+/// The calling thread's CPU time (ms) and voluntary context switches so far.
+struct ThreadUsage {
+  double cpu_ms;
+  long sleeps;
+  static ThreadUsage now() {
+    rusage usage{};
+#if defined(RUSAGE_THREAD)
+    getrusage(RUSAGE_THREAD, &usage);
+#else
+    getrusage(RUSAGE_SELF, &usage);  // the whole process: an overestimate
+#endif
+    const auto ms = [](timeval t) { return double(t.tv_sec) * 1e3 + double(t.tv_usec) / 1e3; };
+    return {ms(usage.ru_utime) + ms(usage.ru_stime), usage.ru_nvcsw};
+  }
 };
 
 enum class Approach {
@@ -200,9 +219,12 @@ Sample run_once(Approach approach, Pools& pools) {
     case Approach::offloaded_loaded: start_offloaded(run, pools.normal); break;
     case Approach::offloaded_background_loaded: start_offloaded(run, pools.background); break;
   }
+  const ThreadUsage before = ThreadUsage::now();
   run.loop.run();
+  const ThreadUsage after = ThreadUsage::now();
   return Sample{Milliseconds(run.end - run.start).count(), run.ticks.largest_gap_ms(),
-                run.ticks.count(), std::accumulate(run.results.begin(), run.results.end(), 0.0)};
+                run.ticks.count(), std::accumulate(run.results.begin(), run.results.end(), 0.0),
+                after.cpu_ms - before.cpu_ms, after.sleeps - before.sleeps};
 }
 
 struct Summary {
@@ -211,6 +233,8 @@ struct Summary {
   double speedup;
   double ticks;
   double largest_gap_ms;
+  double loop_cpu_ms;
+  double loop_sleeps;
 };
 
 using Round = std::array<Sample, approaches.size()>;
@@ -218,15 +242,18 @@ using Round = std::array<Sample, approaches.size()>;
 std::vector<Summary> summarise(const std::vector<Round>& rounds) {
   std::vector<Summary> summary;
   for (std::size_t a = 0; a < approaches.size(); ++a) {
-    std::vector<double> totals, speedups, ticks, gaps;
+    std::vector<double> totals, speedups, ticks, gaps, loop_cpu, loop_sleeps;
     for (const auto& round : rounds) {
       totals.push_back(round[a].total_ms);
       speedups.push_back(round[0].total_ms / round[a].total_ms);  // same round's serial run
       ticks.push_back(static_cast<double>(round[a].ticks));
       gaps.push_back(round[a].largest_gap_ms);
+      loop_cpu.push_back(round[a].loop_cpu_ms);
+      loop_sleeps.push_back(static_cast<double>(round[a].loop_sleeps));
     }
     summary.push_back({approaches[a], bench::median(totals), bench::median(speedups),
-                       bench::median(ticks), bench::median(gaps)});
+                       bench::median(ticks), bench::median(gaps), bench::median(loop_cpu),
+                       bench::median(loop_sleeps)});
   }
   return summary;
 }
@@ -268,11 +295,12 @@ void print_markdown(const std::vector<Summary>& summary, int runs, unsigned thre
   std::printf("## Workload 5: the heavy array on an event loop\n\nMachine: %s\n\n"
               "%zu items, %zu per tick when chunked, %u pool threads, median of %d runs\n\n",
               bench::machine_description().c_str(), item_count, items_per_tick, threads, runs);
-  std::printf("| approach | total ms | speedup vs serial | ticks (1 ms interval) | largest tick gap ms |\n");
-  std::printf("|---|---:|---:|---:|---:|\n");
+  std::printf("| approach | total ms | speedup vs serial | ticks (1 ms interval) | largest tick gap ms "
+              "| loop thread CPU ms | loop thread sleeps |\n");
+  std::printf("|---|---:|---:|---:|---:|---:|---:|\n");
   for (const Summary& s : summary) {
-    std::printf("| %s | %.1f | %.2fx | %.0f | %.1f |\n", name_of(s.approach), s.total_ms, s.speedup,
-                s.ticks, s.largest_gap_ms);
+    std::printf("| %s | %.1f | %.2fx | %.0f | %.1f | %.1f | %.0f |\n", name_of(s.approach), s.total_ms,
+                s.speedup, s.ticks, s.largest_gap_ms, s.loop_cpu_ms, s.loop_sleeps);
   }
   std::printf("\n| claim | measured | target |\n|---|---:|---|\n");
   for (const Claim& c : claims_of(summary)) {
@@ -290,7 +318,8 @@ bool write_json(const std::string& path, const std::vector<Summary>& summary, in
     const Summary& s = summary[i];
     out << "    {\"approach\": \"" << name_of(s.approach) << "\", \"total_ms\": " << s.total_ms
         << ", \"speedup\": " << s.speedup << ", \"ticks\": " << s.ticks
-        << ", \"largest_tick_gap_ms\": " << s.largest_gap_ms << "}"
+        << ", \"largest_tick_gap_ms\": " << s.largest_gap_ms << ", \"loop_cpu_ms\": " << s.loop_cpu_ms
+        << ", \"loop_sleeps\": " << s.loop_sleeps << "}"
         << (i + 1 < summary.size() ? ",\n" : "\n");
   }
   out << "  ],\n  \"claims\": [\n";

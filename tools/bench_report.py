@@ -176,11 +176,14 @@ TICK_METRICS = [  # (JSON field, workload, unit, better); unit "x": no ratio, no
     ("speedup", "speedup vs serial (same round)", "x", "higher"),
     ("ticks", "ticks of the 1 ms interval", "ticks", "higher"),
     ("largest_tick_gap_ms", "largest gap between ticks", "ms", "lower"),
+    ("loop_cpu_ms", "CPU time of the loop's thread", "ms", "lower"),
+    ("loop_sleeps", "times the loop's thread slept (each a wake-up)", "sleeps", "lower"),
 ]
 
 
 def from_tick(data):
-    """tick_bench.cpp's and tick.mjs's shape: one result per approach, four figures each."""
+    """tick_bench.cpp's and tick.mjs's shape: one result per approach, a figure per metric (tick.mjs
+    has no loop-thread figures: those rows say n/a)."""
     rows = []
     for field, workload, unit, better in TICK_METRICS:
         for result in data.get("results", []):

@@ -167,9 +167,8 @@ TEST_CASE("then(loop) round trips from the loop's own thread lose no wake-up",
         });
   };
   loop.post([&] { next(0); });
-  std::thread watchdog;
   std::atomic<bool> finished{false};
-  watchdog = std::thread([&] {
+  std::thread watchdog([&] {
     // Bounded: a lost wake-up would leave run() waiting forever with a Hold outstanding.
     for (int waited = 0; waited < 600 && !finished.load(); ++waited) std::this_thread::sleep_for(100ms);
     if (!finished.load()) loop.stop();

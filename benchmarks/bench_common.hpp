@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <sched.h>
 #endif
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -56,6 +57,23 @@ inline void run_in_background() noexcept {
   (void)pthread_setschedparam(pthread_self(), SCHED_IDLE, &unused);
 #endif
 }
+
+/// The calling thread's CPU time (ms) and how often it slept (voluntary context switches,
+/// each one a wake-up later) so far. Where there is no per-thread figure, the process's.
+struct ThreadUsage {
+  double cpu_ms;
+  long sleeps;
+  static ThreadUsage now() {
+    rusage usage{};
+#if defined(RUSAGE_THREAD)
+    getrusage(RUSAGE_THREAD, &usage);
+#else
+    getrusage(RUSAGE_SELF, &usage);  // the whole process: an overestimate
+#endif
+    const auto ms = [](timeval t) { return double(t.tv_sec) * 1e3 + double(t.tv_usec) / 1e3; };
+    return {ms(usage.ru_utime) + ms(usage.ru_stime), usage.ru_nvcsw};
+  }
+};
 
 /// The machine, as one line: CPU model, cores, compiler.
 inline std::string machine_description() {

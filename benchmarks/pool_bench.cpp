@@ -112,13 +112,6 @@ double cpu_seconds() {
   return seconds(usage.ru_utime) + seconds(usage.ru_stime);
 }
 
-/// How many times the calling thread has slept so far (voluntary context switches).
-long thread_sleeps() {
-  rusage usage{};
-  getrusage(RUSAGE_THREAD, &usage);
-  return usage.ru_nvcsw;
-}
-
 template <class F>
 double seconds_of(F&& f) {
   const auto start = Clock::now();
@@ -217,7 +210,7 @@ LoopRoundTrip loop_round_trip(offload::ThreadPool& pool, int rounds) {
   long sleeps_before = 0, sleeps_after = 0;
   std::function<void(int)> next = [&](int i) {
     if (i == rounds) {
-      sleeps_after = thread_sleeps();
+      sleeps_after = bench::ThreadUsage::now().sleeps;
       return;
     }
     const auto start = Clock::now();
@@ -228,7 +221,7 @@ LoopRoundTrip loop_round_trip(offload::ThreadPool& pool, int rounds) {
     });
   };
   loop.post([&] {
-    sleeps_before = thread_sleeps();
+    sleeps_before = bench::ThreadUsage::now().sleeps;
     next(0);
   });
   loop.run();
@@ -501,11 +494,10 @@ int main(int argc, char** argv) {
     // Where the time goes, 2 workers after a burst (docs/thread_pool.md).
     offload::ThreadPool pool({.threads = 2});
     std::vector<RoundTripPhases> phases;
-    (void)rep([&] {
+    for (int r = 0; r < reps; ++r) {
       burst(pool);
       phases.push_back(round_trip_phases(pool, rounds));
-      return 0.0;
-    });
+    }
     const auto median_of = [&](double RoundTripPhases::*field) {
       std::vector<double> v;
       for (const RoundTripPhases& p : phases) v.push_back(p.*field);

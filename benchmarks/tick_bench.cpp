@@ -38,7 +38,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #endif
-#include <sys/resource.h>
 
 #include "bench_common.hpp"
 
@@ -84,22 +83,6 @@ struct Sample {
   double checksum = 0;
   double loop_cpu_ms = 0;  // CPU time of the loop's thread (this one) while the run lasted
   long loop_sleeps = 0;    // times it slept (voluntary context switches), each a wake-up
-};
-
-/// The calling thread's CPU time (ms) and voluntary context switches so far.
-struct ThreadUsage {
-  double cpu_ms;
-  long sleeps;
-  static ThreadUsage now() {
-    rusage usage{};
-#if defined(RUSAGE_THREAD)
-    getrusage(RUSAGE_THREAD, &usage);
-#else
-    getrusage(RUSAGE_SELF, &usage);  // the whole process: an overestimate
-#endif
-    const auto ms = [](timeval t) { return double(t.tv_sec) * 1e3 + double(t.tv_usec) / 1e3; };
-    return {ms(usage.ru_utime) + ms(usage.ru_stime), usage.ru_nvcsw};
-  }
 };
 
 enum class Approach {
@@ -219,9 +202,9 @@ Sample run_once(Approach approach, Pools& pools) {
     case Approach::offloaded_loaded: start_offloaded(run, pools.normal); break;
     case Approach::offloaded_background_loaded: start_offloaded(run, pools.background); break;
   }
-  const ThreadUsage before = ThreadUsage::now();
+  const bench::ThreadUsage before = bench::ThreadUsage::now();
   run.loop.run();
-  const ThreadUsage after = ThreadUsage::now();
+  const bench::ThreadUsage after = bench::ThreadUsage::now();
   return Sample{Milliseconds(run.end - run.start).count(), run.ticks.largest_gap_ms(),
                 run.ticks.count(), std::accumulate(run.results.begin(), run.results.end(), 0.0),
                 after.cpu_ms - before.cpu_ms, after.sleeps - before.sleeps};

@@ -234,15 +234,20 @@ class LoopCore {
   /// (stop requested, or nothing pending at all). When the loop's recent waits were short, it
   /// first spins for a while (spin_for_arrival()), and a post landing then costs no wake-up.
   bool wait_for_work() {
-    const LoopClock::time_point began = LoopClock::now();
     std::unique_lock lock(mutex_);
     std::optional<LoopClock::time_point> next_timer;
+    LoopClock::time_point began;  // when the wait began: set once nothing was runnable
     for (bool spun = false;; spun = true) {
       if (stop_requested()) return false;
-      if (!posted_.empty() || !immediates_.empty()) return !spun || waited_since(began);
+      if (!posted_.empty() || !immediates_.empty()) {
+        if (spun) record_wait(began);
+        return true;
+      }
       next_timer = timers_.next_deadline();
       if (!next_timer && holds_ == 0) return false;
-      if (next_timer && *next_timer <= LoopClock::now()) return true;
+      const LoopClock::time_point now = LoopClock::now();
+      if (next_timer && *next_timer <= now) return true;
+      if (!spun) began = now;
       if (spun || recent_wait_ >= spin_budget) break;
       const std::uint32_t seen = arrivals_.load(std::memory_order_relaxed);
       lock.unlock();
@@ -257,7 +262,8 @@ class LoopCore {
     futex_wait(wake_word_, seen, next_timer);
     lock.lock();
     sleeping_ = false;
-    return waited_since(began);
+    record_wait(began);
+    return true;
   }
 
   /// Marks the core closed and destroys everything still queued (outside the lock). Later
@@ -335,9 +341,8 @@ class LoopCore {
   /// Records how long a wait (a spin or a sleep) lasted: a running average over the last few,
   /// in which one long wait counts enough to stop the spinning (an idle loop spins once, then
   /// sleeps). Finding work at once is not a wait and is not recorded.
-  bool waited_since(LoopClock::time_point began) noexcept {
+  void record_wait(LoopClock::time_point began) noexcept {
     recent_wait_ = (3 * recent_wait_ + (LoopClock::now() - began)) / 4;
-    return true;
   }
 
   void wake_loop() noexcept {

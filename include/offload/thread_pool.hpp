@@ -741,11 +741,9 @@ class BasicThreadPool {
   /// makes the next submission pay a futex wake-up (microseconds) instead of a cache miss.
   /// While it spins, submitters need not wake anyone (see wake_worker_for_new_work()).
   bool spin_for_work(Worker& self) noexcept {
-    if (!std::exchange(self.counted_spinning, false) && !count_spinning()) {
-      announce_idle(self);
-      return false;
-    }
+    const bool counted = std::exchange(self.counted_spinning, false) || count_spinning();
     announce_idle(self);
+    if (!counted) return false;
     const bool found = spin_in_place() || spin_yielding();
     // Leaving before the re-check in park(): a submitter that saw us spinning and did not
     // wake anyone published its work before this decrement, so park() will see it.

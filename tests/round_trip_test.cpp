@@ -178,3 +178,61 @@ TEST_CASE("then(loop) round trips from the loop's own thread lose no wake-up",
   watchdog.join();
   CHECK(done == rounds);
 }
+
+namespace {
+
+/// Two tasks that must run at the same time: each arrives, then waits (sleeping, up to 10 s) for
+/// the other. True when both met.
+struct Rendezvous {
+  std::atomic<int> arrived{0};
+  bool meet() {
+    arrived.fetch_add(1);
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (arrived.load() < 2) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      std::this_thread::sleep_for(50us);
+    }
+    return true;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("work submitted while a worker counts itself as spinning reaches the sleeping workers",
+          "[event_loop][thread_pool][round_trip]") {
+  // A worker whose first task since idle ends with nothing queued counts itself as spinning
+  // at once, and yields when that task woke a loop. The loop's continuation submits two tasks
+  // that must run side by side: submitters wake nobody while a worker is counted as spinning,
+  // so the worker that takes the first must wake a sleeping peer for the second, or the two
+  // never meet.
+  offload::ThreadPool pool({.threads = 2});
+  offload::EventLoop loop;
+  constexpr int rounds = 1000;
+  int met = 0;
+  int round = 0;
+  std::function<void()> next = [&] {
+    if (round++ == rounds) return;
+    // Past every spin: both workers and the loop are asleep when the first task comes.
+    loop.set_timeout(past_any_spin, [&] {
+      pool.submit([] {
+            const auto until = std::chrono::steady_clock::now() + past_any_spin;
+            while (std::chrono::steady_clock::now() < until) {
+            }
+          })
+          .then(loop, [&] {
+            auto rendezvous = std::make_shared<Rendezvous>();
+            offload::Future<bool> first = pool.submit([rendezvous] { return rendezvous->meet(); });
+            offload::Future<bool> second = pool.submit([rendezvous] { return rendezvous->meet(); });
+            offload::when_all(std::move(first), std::move(second))
+                .then(loop, [&](std::tuple<bool, bool> both) {
+                  if (!std::get<0>(both) || !std::get<1>(both)) return;  // the rest would wait 10 s each
+                  ++met;
+                  next();
+                });
+          });
+    });
+  };
+  next();
+  loop.run();
+  CHECK(met == rounds);
+}

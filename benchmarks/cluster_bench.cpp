@@ -91,8 +91,8 @@ double process_cpu_seconds(int pid) {
   return seconds;
 }
 
-/// CPU time (every thread) of `root` and all the processes below it, in seconds.
-double tree_cpu_seconds(int root) {
+/// `roots` and every process below them, from one scan of /proc.
+std::set<int> process_trees(const std::vector<int>& roots) {
   std::map<int, int> parents;
   if (DIR* proc = ::opendir("/proc")) {
     while (const dirent* entry = ::readdir(proc)) {
@@ -101,24 +101,33 @@ double tree_cpu_seconds(int root) {
     }
     ::closedir(proc);
   }
-  std::set<int> tree{root};
+  std::set<int> trees(roots.begin(), roots.end());
   for (bool grew = true; grew;) {
     grew = false;
     for (const auto& [pid, parent] : parents) {
-      if (tree.count(parent) != 0 && tree.insert(pid).second) grew = true;
+      if (trees.count(parent) != 0 && trees.insert(pid).second) grew = true;
     }
   }
+  return trees;
+}
+
+/// CPU time (every thread) of `processes`, in seconds.
+double cpu_seconds(const std::set<int>& processes) {
   double seconds = 0;
-  for (const int pid : tree) seconds += process_cpu_seconds(pid);
+  for (const int pid : processes) seconds += process_cpu_seconds(pid);
   return seconds;
 }
 
-/// CPU time of the whole job: this process and its children (the local pool's), and every
-/// serving rank with its own (`ranks`: rank -> pid), in seconds.
-double job_cpu_seconds(const std::map<int, int>& ranks) {
-  double seconds = tree_cpu_seconds(static_cast<int>(::getpid()));
-  for (const auto& [rank, pid] : ranks) seconds += tree_cpu_seconds(pid);
-  return seconds;
+/// CPU time (every thread) of `root` and all the processes below it, in seconds.
+double tree_cpu_seconds(int root) { return cpu_seconds(process_trees({root})); }
+
+/// The whole job's processes: this one and its children (the local pool's), and every
+/// serving rank with its own (`ranks`: rank -> pid). Found once, before a measurement, so
+/// that scanning /proc does not count in the CPU it measures.
+std::set<int> job_processes(const std::map<int, int>& ranks) {
+  std::vector<int> roots{static_cast<int>(::getpid())};
+  for (const auto& [rank, pid] : ranks) roots.push_back(pid);
+  return process_trees(roots);
 }
 
 /// CPU a heavy-array run spent beyond the work itself (taken as the serial loop's time), per
@@ -240,12 +249,13 @@ int main(int argc, char** argv) {
     double expected = 0;
     serial_runs.push_back(serial_ms(expected));
     wake_ranks(cluster);
-    double before = job_cpu_seconds(pids);
+    const std::set<int> job = job_processes(pids);
+    double before = cpu_seconds(job);
     cluster_runs.push_back(heavy_ms(cluster, expected));
-    cluster_extra.push_back(extra_cpu_us_per_call(job_cpu_seconds(pids) - before, serial_runs.back()));
-    before = job_cpu_seconds(pids);
+    cluster_extra.push_back(extra_cpu_us_per_call(cpu_seconds(job) - before, serial_runs.back()));
+    before = cpu_seconds(job);
     local_runs.push_back(heavy_ms(local, expected));
-    local_extra.push_back(extra_cpu_us_per_call(job_cpu_seconds(pids) - before, serial_runs.back()));
+    local_extra.push_back(extra_cpu_us_per_call(cpu_seconds(job) - before, serial_runs.back()));
     speedups.push_back(serial_runs.back() / cluster_runs.back());
   }
   const std::string heavy = "13. heavy array, 400 items (total, median of rounds)";

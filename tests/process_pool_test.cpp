@@ -223,6 +223,12 @@ std::optional<ProcessInfo> read_process(pid_t pid) {
   return info;
 }
 
+/// Whether process `pid` has ended: gone, or a zombie nobody has reaped yet.
+bool has_ended(pid_t pid) {
+  const std::optional<ProcessInfo> info = read_process(pid);
+  return !info || info->state == 'Z';
+}
+
 /// The sanitizers' runtime starts llvm-symbolizer as a child of the test process the first
 /// time it symbolizes a stack (TSan does so to match tests/tsan.supp); it is not ours to count.
 bool is_sanitizer_helper(const ProcessInfo& process) {
@@ -952,12 +958,8 @@ TEST_CASE("the fork server killed while the pool is idle: the next 100 calls suc
   // worker in one run in 300 on a busy machine), and one running as its worker died failed
   // as a crash, as it must (the pool cannot tell that from a call that killed its own
   // server, next case). The pool stays idle until the server and its workers are gone.
-  const auto gone = [](pid_t pid) {
-    const std::optional<ProcessInfo> info = read_process(pid);
-    return !info || info->state == 'Z';
-  };
   REQUIRE(eventually([&] {
-    return gone(server) && std::all_of(old_workers.begin(), old_workers.end(), gone);
+    return has_ended(server) && std::all_of(old_workers.begin(), old_workers.end(), has_ended);
   }));
   for (int i = 0; i < 100; ++i) CHECK(pool.submit(square, i).get() == i * i);
   // The survivor started a replacement; the dead server was reaped; its workers died with it.
@@ -1224,13 +1226,8 @@ int helper_servers_lost() {
   for (pid_t server : servers) ::kill(server, SIGKILL);
   // Dying takes a while (under a sanitizer, unmapping its shadow memory takes tens of ms), and
   // until a server is gone its workers live on and answer calls.
-  const bool gone = eventually([&] {
-    for (pid_t server : servers) {
-      const auto info = read_process(server);
-      if (info && info->state != 'Z') return false;
-    }
-    return true;
-  });
+  const bool gone =
+      eventually([&] { return std::all_of(servers.begin(), servers.end(), has_ended); });
   if (!gone) return 7;
   std::string message;
   for (int i = 0; i < 20; ++i) {

@@ -9,12 +9,19 @@
 #include <memory>
 #include <mutex>
 #include <numeric>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "catch.hpp"
+
+#if defined(__linux__)
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <unistd.h>
+#endif
 
 using namespace std::chrono_literals;
 using offload::EventLoop;
@@ -603,10 +610,11 @@ TEST_CASE("run() while the loop already runs is a logic_error", "[event_loop]") 
   }
 }
 
-TEST_CASE("an idle loop wakes at once for work from another thread", "[event_loop]") {
-  // The loop sleeps on a far-away timer; posts, immediates and new earlier timers from another
-  // thread must each wake it (a lost wake-up would leave it asleep until the watchdog).
-  EventLoop loop;
+namespace {
+
+/// The loop sleeps on a far-away timer; posts, immediates and new earlier timers from another
+/// thread must each wake it (a lost wake-up would leave it asleep until the watchdog).
+void check_wakes_for_work_from_another_thread(EventLoop& loop) {
   const TimerId far = loop.set_timeout(1h, [] {});
   std::atomic<int> step{0};
   std::thread other([&] {
@@ -626,6 +634,82 @@ TEST_CASE("an idle loop wakes at once for work from another thread", "[event_loo
   other.join();
   CHECK_FALSE(watchdog.dismiss());
   CHECK(step.load() == 3);
+}
+
+#if defined(__linux__)
+/// Lowers the soft limit on open files to 0 for its lifetime: every new descriptor fails.
+class NoFileDescriptors {
+ public:
+  NoFileDescriptors() {
+    REQUIRE(::getrlimit(RLIMIT_NOFILE, &saved_) == 0);
+    rlimit none = saved_;
+    none.rlim_cur = 0;
+    REQUIRE(::setrlimit(RLIMIT_NOFILE, &none) == 0);
+  }
+  NoFileDescriptors(const NoFileDescriptors&) = delete;
+  NoFileDescriptors& operator=(const NoFileDescriptors&) = delete;
+  ~NoFileDescriptors() { ::setrlimit(RLIMIT_NOFILE, &saved_); }
+
+ private:
+  rlimit saved_{};
+};
+#endif
+
+}  // namespace
+
+TEST_CASE("an idle loop wakes at once for work from another thread", "[event_loop]") {
+  EventLoop loop;
+  check_wakes_for_work_from_another_thread(loop);
+}
+
+#if defined(__linux__)
+TEST_CASE("a loop made when no file descriptor is left sleeps, wakes and keeps its timers",
+          "[event_loop]") {
+  // On Linux a loop sleeping toward a deadline waits on a timerfd and an eventfd; a loop that
+  // could not open them must fall back to its futex, not fail or sleep past its deadline.
+  std::optional<EventLoop> loop;
+  bool descriptors_refused = false;
+  {
+    NoFileDescriptors none;
+    const int probe = ::eventfd(0, EFD_CLOEXEC);
+    descriptors_refused = probe < 0;
+    if (probe >= 0) ::close(probe);
+    loop.emplace();
+  }
+  REQUIRE(descriptors_refused);
+  check_wakes_for_work_from_another_thread(*loop);
+
+  const auto start = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::duration fired_after{};
+  loop->set_timeout(30ms, [&] { fired_after = std::chrono::steady_clock::now() - start; });
+  Watchdog watchdog(*loop);
+  loop->run();
+  CHECK_FALSE(watchdog.dismiss());
+  CHECK(fired_after >= 30ms);
+}
+#endif
+
+TEST_CASE("a timer cleared while the loop sleeps toward it leaves later timers on time",
+          "[event_loop]") {
+  // The loop sleeps toward the first timer's deadline; another thread clears that timer. Its
+  // deadline may still wake the loop once, but nothing may fire then, and the later timer
+  // fires at its own deadline, not before and not never.
+  EventLoop loop;
+  const auto start = std::chrono::steady_clock::now();
+  std::atomic<bool> first_fired{false};
+  std::chrono::steady_clock::duration second_after{};
+  const TimerId first = loop.set_timeout(40ms, [&] { first_fired.store(true); });
+  loop.set_timeout(80ms, [&] { second_after = std::chrono::steady_clock::now() - start; });
+  std::thread other([&] {
+    std::this_thread::sleep_for(10ms);
+    loop.clear(first);
+  });
+  Watchdog watchdog(loop);
+  loop.run();
+  other.join();
+  CHECK_FALSE(watchdog.dismiss());
+  CHECK_FALSE(first_fired.load());
+  CHECK(second_after >= 80ms);
 }
 
 TEST_CASE("for_each_chunked visits every element once, in order, yielding between chunks",

@@ -33,8 +33,8 @@
 #include <thread>
 #include <utility>
 
-#include "detail/futex.hpp"
 #include "detail/loop/loop_task.hpp"
+#include "detail/loop/sleeper.hpp"
 #include "detail/loop/timer_queue.hpp"
 #include "detail/spin.hpp"
 #include "detail/worker_context.hpp"
@@ -255,11 +255,11 @@ class LoopCore {
       lock.lock();  // whatever ended the spin, the checks above decide, under the lock
     }
     // Prepare to sleep under the lock: anyone who adds work after this sees sleeping_ and
-    // bumps wake_word_ after we read it, so the futex wait returns at once; none is lost.
+    // wakes the sleeper after we took its ticket, so the sleep returns at once; none is lost.
     sleeping_ = true;
-    const std::uint32_t seen = wake_word_.load(std::memory_order_relaxed);
+    const LoopSleeper::Ticket ticket = sleeper_.prepare(next_timer);
     lock.unlock();
-    futex_wait(wake_word_, seen, next_timer);
+    sleeper_.sleep(ticket, next_timer);
     lock.lock();
     sleeping_ = false;
     record_wait(began);
@@ -327,7 +327,7 @@ class LoopCore {
 
   /// The spin before sleeping: a loop that was answered within microseconds lately (a pool
   /// round trip, a ping-pong with another thread) will likely be again, and sleeping would
-  /// cost it a futex wake-up each time (3-4 us per round trip here, 0.5 -> 4 us). Spins
+  /// cost it a wake-up each time (3-4 us per round trip here, 0.5 -> 4 us). Spins
   /// until something arrives, for at most spin_budget and never past the next timer.
   void spin_for_arrival(std::uint32_t seen, LoopClock::time_point began,
                         const std::optional<LoopClock::time_point>& next_timer) const noexcept {
@@ -346,10 +346,7 @@ class LoopCore {
   }
 
   void wake_loop() noexcept {
-    // Relaxed: the queued work is published by `mutex_`; the futex only needs the word to
-    // change so that a wait prepared before the change cannot sleep.
-    wake_word_.fetch_add(1, std::memory_order_relaxed);
-    futex_wake(wake_word_, 1);
+    sleeper_.wake();
     note_loop_woken();  // a pool worker that woke us lets us in soon (yield_to_woken_loop())
   }
 
@@ -358,9 +355,9 @@ class LoopCore {
   TaskList immediates_;        // guarded by mutex_
   TimerQueue timers_;          // guarded by mutex_
   std::size_t holds_ = 0;      // guarded by mutex_
-  bool sleeping_ = false;      // guarded by mutex_: the loop is (about to be) in futex_wait
+  bool sleeping_ = false;      // guarded by mutex_: the loop is (about to be) asleep
   bool closed_ = false;        // guarded by mutex_: the EventLoop was destroyed
-  std::atomic<std::uint32_t> wake_word_{0};
+  LoopSleeper sleeper_;
   std::atomic<std::uint32_t> arrivals_{0};  // written under mutex_ (note_arrival())
   // The loop thread's own: how long its recent waits for work lasted. Starts long: a loop
   // spins only once it has seen short waits.

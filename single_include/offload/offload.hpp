@@ -463,6 +463,53 @@ class BoundedRing {
 
 #include <cerrno>
 #include <ctime>
+
+// ---- begin offload/detail/timespec.hpp ----
+#ifndef OFFLOAD_DETAIL_TIMESPEC_HPP
+#define OFFLOAD_DETAIL_TIMESPEC_HPP
+
+/// @file timespec.hpp
+/// A std::chrono duration as the POSIX timespec that futexes and timerfds take.
+
+#include <chrono>
+#include <ctime>
+
+#if defined(__linux__)
+#include <sys/timerfd.h>
+#endif
+
+namespace offload {
+inline namespace v0 {
+namespace detail {
+
+/// `span` (>= 0) split into whole seconds and the nanoseconds left over.
+inline timespec to_timespec(std::chrono::nanoseconds span) noexcept {
+  const auto secs = std::chrono::duration_cast<std::chrono::seconds>(span);
+  timespec spec{};
+  spec.tv_sec = static_cast<time_t>(secs.count());
+  spec.tv_nsec = static_cast<long>((span - secs).count());
+  return spec;
+}
+
+#if defined(__linux__)
+/// Sets timerfd `timer` to expire once at `value`: a span from now, or with
+/// TFD_TIMER_ABSTIME in `flags` a point on the timer's clock. A zero value would disarm the
+/// timer, so it is made the smallest one, which expires at once. Returns false if the
+/// kernel refused it. Thread-safe; never blocks.
+inline bool set_timerfd(int timer, std::chrono::nanoseconds value, int flags) noexcept {
+  if (value.count() <= 0) value = std::chrono::nanoseconds(1);
+  itimerspec spec{};
+  spec.it_value = to_timespec(value);
+  return ::timerfd_settime(timer, flags, &spec, nullptr) == 0;
+}
+#endif
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_TIMESPEC_HPP
+// ---- end offload/detail/timespec.hpp ----
 #else
 #include <condition_variable>
 #include <mutex>
@@ -505,9 +552,7 @@ inline FutexWait futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expe
     if (left <= left.zero()) return word.load(std::memory_order_acquire) == expected
                                         ? FutexWait::timed_out
                                         : FutexWait::not_equal;
-    const auto secs = std::chrono::duration_cast<std::chrono::seconds>(left);
-    relative.tv_sec = static_cast<time_t>(secs.count());
-    relative.tv_nsec = static_cast<long>(std::chrono::nanoseconds(left - secs).count());
+    relative = to_timespec(left);
     timeout = &relative;
   }
   // FUTEX_PRIVATE_FLAG: the word is never shared between processes, so skip the global hash.
@@ -2957,8 +3002,6 @@ class TimerQueue {
 #include <sys/eventfd.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
-
-#include <ctime>
 #endif
 
 namespace offload {
@@ -3051,14 +3094,7 @@ class LoopSleeper {
 
   /// Sets the timerfd to expire at `deadline` (on CLOCK_MONOTONIC, steady_clock's clock).
   bool arm(LoopClock::time_point deadline) noexcept {
-    const auto since_epoch = deadline.time_since_epoch();
-    const auto secs = std::chrono::duration_cast<std::chrono::seconds>(since_epoch);
-    itimerspec when{};
-    when.it_value.tv_sec = static_cast<time_t>(secs.count());
-    when.it_value.tv_nsec = static_cast<long>(std::chrono::nanoseconds(since_epoch - secs).count());
-    // A zero time would disarm the timer instead.
-    if (when.it_value.tv_sec == 0 && when.it_value.tv_nsec == 0) when.it_value.tv_nsec = 1;
-    if (::timerfd_settime(timer_fd_, TFD_TIMER_ABSTIME, &when, nullptr) != 0) {
+    if (!set_timerfd(timer_fd_, deadline.time_since_epoch(), TFD_TIMER_ABSTIME)) {
       armed_.reset();
       return false;
     }
@@ -10553,11 +10589,7 @@ inline UniqueFd make_timer() {
 /// Arms `timer` to expire once, `after` from now (replacing any earlier setting).
 /// Thread-safe; never blocks.
 inline void arm_timer(int timer, std::chrono::nanoseconds after) noexcept {
-  if (after.count() <= 0) after = std::chrono::nanoseconds(1);  // zero would disarm it
-  itimerspec spec{};
-  spec.it_value.tv_sec = static_cast<time_t>(after.count() / 1'000'000'000);
-  spec.it_value.tv_nsec = static_cast<long>(after.count() % 1'000'000'000);
-  ::timerfd_settime(timer, 0, &spec, nullptr);
+  set_timerfd(timer, after, 0);  // cannot fail for a valid timerfd and a span >= 1 ns
 }
 
 /// Number of threads in this process, from /proc/self/stat (field 20); 0 if unreadable.

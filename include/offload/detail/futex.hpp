@@ -20,6 +20,8 @@
 
 #include <cerrno>
 #include <ctime>
+
+#include "timespec.hpp"
 #else
 #include <condition_variable>
 #include <mutex>
@@ -62,9 +64,7 @@ inline FutexWait futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expe
     if (left <= left.zero()) return word.load(std::memory_order_acquire) == expected
                                         ? FutexWait::timed_out
                                         : FutexWait::not_equal;
-    const auto secs = std::chrono::duration_cast<std::chrono::seconds>(left);
-    relative.tv_sec = static_cast<time_t>(secs.count());
-    relative.tv_nsec = static_cast<long>(std::chrono::nanoseconds(left - secs).count());
+    relative = to_timespec(left);
     timeout = &relative;
   }
   // FUTEX_PRIVATE_FLAG: the word is never shared between processes, so skip the global hash.

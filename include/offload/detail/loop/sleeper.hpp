@@ -20,6 +20,7 @@
 #include <optional>
 
 #include "../futex.hpp"
+#include "../timespec.hpp"
 #include "timer_queue.hpp"
 
 #if defined(__linux__)
@@ -27,8 +28,6 @@
 #include <sys/eventfd.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
-
-#include <ctime>
 #endif
 
 namespace offload {
@@ -121,14 +120,7 @@ class LoopSleeper {
 
   /// Sets the timerfd to expire at `deadline` (on CLOCK_MONOTONIC, steady_clock's clock).
   bool arm(LoopClock::time_point deadline) noexcept {
-    const auto since_epoch = deadline.time_since_epoch();
-    const auto secs = std::chrono::duration_cast<std::chrono::seconds>(since_epoch);
-    itimerspec when{};
-    when.it_value.tv_sec = static_cast<time_t>(secs.count());
-    when.it_value.tv_nsec = static_cast<long>(std::chrono::nanoseconds(since_epoch - secs).count());
-    // A zero time would disarm the timer instead.
-    if (when.it_value.tv_sec == 0 && when.it_value.tv_nsec == 0) when.it_value.tv_nsec = 1;
-    if (::timerfd_settime(timer_fd_, TFD_TIMER_ABSTIME, &when, nullptr) != 0) {
+    if (!set_timerfd(timer_fd_, deadline.time_since_epoch(), TFD_TIMER_ABSTIME)) {
       armed_.reset();
       return false;
     }

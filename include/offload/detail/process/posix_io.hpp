@@ -31,6 +31,7 @@
 #include <utility>
 
 #include "../../errors.hpp"
+#include "../timespec.hpp"
 
 namespace offload {
 inline namespace v0 {
@@ -254,11 +255,7 @@ inline UniqueFd make_timer() {
 /// Arms `timer` to expire once, `after` from now (replacing any earlier setting).
 /// Thread-safe; never blocks.
 inline void arm_timer(int timer, std::chrono::nanoseconds after) noexcept {
-  if (after.count() <= 0) after = std::chrono::nanoseconds(1);  // zero would disarm it
-  itimerspec spec{};
-  spec.it_value.tv_sec = static_cast<time_t>(after.count() / 1'000'000'000);
-  spec.it_value.tv_nsec = static_cast<long>(after.count() % 1'000'000'000);
-  ::timerfd_settime(timer, 0, &spec, nullptr);
+  set_timerfd(timer, after, 0);  // cannot fail for a valid timerfd and a span >= 1 ns
 }
 
 /// Number of threads in this process, from /proc/self/stat (field 20); 0 if unreadable.

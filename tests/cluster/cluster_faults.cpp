@@ -5,6 +5,9 @@
 //              (MPI_Abort), with a non-zero status, instead of leaving the ranks waiting
 //   refuse     rank 0 and the serving ranks run different programs (this file is built twice,
 //              with OFFLOAD_FAULTS_VARIANT 1 and 2): ClusterPool refuses with ClusterError
+//   end        one call, then the pool and main end at once: the job must end with status 0
+//              (run many times: the driver once ended without telling a rank to finish, in
+//              2 of 60 jobs, and the job hung)
 #include <offload/cluster.hpp>
 
 #include <signal.h>
@@ -107,6 +110,14 @@ int refuse() {
   }
 }
 
+int end_at_once() {
+  {
+    offload::ClusterPool cluster({.workers_per_rank = 1});
+    if (cluster.submit(sleep_then_return, 0).get() != 0) return 1;
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -116,6 +127,7 @@ int main(int argc, char** argv) {
   if (mode == "kill-rank") return kill_rank();
   if (mode == "throw") return throw_from_main();
   if (mode == "refuse") return refuse();
-  std::fprintf(stderr, "usage: %s kill-rank|throw|refuse\n", argv[0]);
+  if (mode == "end") return end_at_once();
+  std::fprintf(stderr, "usage: %s kill-rank|throw|refuse|end\n", argv[0]);
   return 2;
 }

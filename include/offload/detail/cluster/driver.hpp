@@ -442,7 +442,7 @@ class ClusterDriver final : public LinkRole {
     std::vector<int> ranks;
     for (int r = 1; r < link_.size(); ++r) ranks.push_back(r);
     std::lock_guard lock(mutex_);
-    if (ended_) throw ClusterError("offload::ClusterPool: the cluster has ended (main returned)");
+    if (ending_) throw ClusterError("offload::ClusterPool: the cluster has ended (main returned)");
     auto pool = std::make_shared<DriverPool>(link_, next_pool_++, settings, ranks);
     pools_.push_back(pool);
     return pool;
@@ -458,14 +458,20 @@ class ClusterDriver final : public LinkRole {
     std::vector<std::shared_ptr<DriverPool>> left;
     {
       std::lock_guard lock(mutex_);
-      if (ended_) return;
-      ended_ = true;
+      if (ending_) return;
+      ending_ = true;
       left = pools_;
     }
     for (const auto& pool : left) pool->lose("offload: the driver's main returned first");
+    // The finishes are posted before finished() can say so: the communication thread ends as
+    // soon as the role is finished and nothing is posted, and it may look at any moment.
+    // (Posted after, a thread that looked in between ended without telling the ranks: one
+    // serving rank never finished, and the job hung in MPI_Finalize.)
+    std::lock_guard lock(mutex_);
     for (int r = 1; r < link_.size(); ++r) {
       link_.post(WireMessage{r, WireHead{WireKind::finish, 0, 0, 0, 0, 0}, {}});
     }
+    ended_ = true;
     link_.wake();  // with no serving rank (mpirun -np 1) nothing was posted to wake it
   }
 
@@ -535,7 +541,8 @@ class ClusterDriver final : public LinkRole {
   std::mutex mutex_;
   std::vector<std::shared_ptr<DriverPool>> pools_;
   std::uint32_t next_pool_ = 1;
-  bool ended_ = false;
+  bool ending_ = false;  // end() began: no new pool
+  bool ended_ = false;   // the serving ranks' finishes are posted
 };
 
 }  // namespace detail

@@ -353,6 +353,22 @@ TEST_CASE("a call cancelled before it was sent never runs", "[cluster]") {
   for (auto& blocker : blockers) CHECK(blocker.get() == 50);
 }
 
+TEST_CASE("a ClusterPool made in a continuation fails with WouldDeadlock, never hangs",
+          "[cluster][ranks]") {
+  // Continuations run on the communication thread, which brings the answers opening waits for.
+  ClusterPool cluster({.workers_per_rank = 1});
+  auto made = cluster.submit(square, 2).then([](int) {
+    try {
+      ClusterPool inner({.workers_per_rank = 1});
+      return std::string("opened");
+    } catch (const offload::WouldDeadlock&) {
+      return std::string("WouldDeadlock");
+    }
+  });
+  CHECK(made.get() == "WouldDeadlock");
+  CHECK(cluster.submit(square, 3).get() == 9);
+}
+
 TEST_CASE("a function from outside the executable is refused with ClusterError",
           "[cluster][ranks]") {
   ClusterPool cluster({.workers_per_rank = 1});

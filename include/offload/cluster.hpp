@@ -160,8 +160,9 @@ class ClusterPool {
   /**
    * @brief Opens a process pool on every serving rank (or, without mpirun, a local one).
    * @throws offload::ClusterError when a rank runs a different program than rank 0, a rank
-   *         cannot start its pool, serve_cluster() was not called in an MPI job, or this is
-   *         not rank 0.
+   *         cannot start its pool, serve_cluster() was not called in an MPI job, this is not
+   *         rank 0, or the driver's main has returned; offload::WouldDeadlock in a
+   *         continuation (on the communication thread, which brings the ranks' answers).
    */
   explicit ClusterPool(ClusterOptions options = {}) {
     detail::MpiLink* link = attached_link();

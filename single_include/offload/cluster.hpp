@@ -290,11 +290,13 @@ inline ProgramFingerprint this_program_fingerprint() {
 ///                      call      (id; a, b: trampoline and function as image offsets;
 ///                                 body: the encoded arguments)          reply: value or error
 ///                      close_pool                                       reply: pool_closed
-///                      finish    (the driver's main returned: stop serving, finalize MPI)
+///                      finish    (the driver's main returned: stop serving)  reply: finished
 ///   server -> driver:  pool_opened (a: workers started, or 0 and body: why not)
 ///                      value     (id; body: the encoded result)
 ///                      error     (id; a: ErrorKind; body: string type name, string message)
 ///                      pool_closed
+///                      finished  (the server's last message: the driver may finalize MPI once
+///                                 every server's came, all they sent before it received)
 
 #include <climits>
 #include <cstddef>
@@ -310,7 +312,7 @@ inline namespace v0 {
 namespace detail {
 
 /// Bumped whenever a message changes meaning; checked at start-up beside the fingerprint.
-inline constexpr std::uint32_t cluster_protocol_version = 1;
+inline constexpr std::uint32_t cluster_protocol_version = 2;
 
 /// The largest single MPI message (MPI counts bytes in an int). Tests lower it to prove that
 /// bodies split and join correctly without sending gigabytes.
@@ -334,6 +336,7 @@ enum class WireKind : std::uint32_t {
   value,
   error,
   pool_closed,
+  finished,
 };
 
 /// The head of every message (trivially copyable: it travels as MPI_BYTE).
@@ -875,6 +878,10 @@ namespace offload {
 inline namespace v0 {
 namespace detail {
 
+/// What a ClusterPool says when used after the driver's main returned.
+inline constexpr const char* ended_message =
+    "offload::ClusterPool: the cluster has ended (main returned)";
+
 /// One call on the driver: its ticket (which keeps the encoded request for retries), where
 /// its function lies in the program image, and where it has been.
 struct DriverCall {
@@ -964,14 +971,21 @@ class DriverPool {
   [[nodiscard]] std::uint32_t id() const noexcept { return id_; }
 
   /// Asks every rank to open its pool and waits for all answers.
-  /// @throws ClusterError naming each rank that could not, after closing the others' pools.
+  /// @throws ClusterError naming each rank that could not, after closing the others' pools,
+  ///         or when the driver's main returned meanwhile; WouldDeadlock on the communication
+  ///         thread (which brings the answers).
   void open() {
+    if (on_cluster_link_thread) {
+      throw WouldDeadlock("offload: a ClusterPool made in a continuation (the cluster's "
+                          "communication thread) would wait for itself to open it");
+    }
     for (const DriverRank& rank : ranks_) {
       post(rank.rank, WireKind::open_pool, settings_.workers_per_rank,
            static_cast<std::uint64_t>(settings_.max_call_time.count()));
     }
     std::unique_lock lock(mutex_);
-    changed_.wait(lock, [&] { return every_rank(&DriverRank::answered); });
+    changed_.wait(lock, [&] { return lost_ || every_rank(&DriverRank::answered); });
+    if (lost_) throw ClusterError(ended_message);
     std::string failures;
     for (const DriverRank& rank : ranks_) {
       if (!rank.failure.empty()) failures += (failures.empty() ? "" : "; ") + rank.failure;
@@ -983,8 +997,8 @@ class DriverPool {
   }
 
   /// Queues a call (waiting while a bounded queue is full). @throws PoolClosed once closing;
-  /// ClusterError when the function cannot cross; WouldDeadlock when the communication thread
-  /// would wait for room only it can make.
+  /// ClusterError when the function cannot cross or the driver's main returned; WouldDeadlock
+  /// when the communication thread would wait for room only it can make.
   void accept(std::unique_ptr<CallTicket> ticket) {
     DriverCall call;
     Reader in(std::span<const std::byte>(ticket->request).subspan(frame_header_size));
@@ -999,6 +1013,7 @@ class DriverPool {
                             "communication thread) while the queue is full would wait forever");
       }
       changed_.wait(lock, [&] { return closing_ || !queue_full(); });
+      if (lost_) throw ClusterError(ended_message);
       if (closing_) throw PoolClosed();
       call.id = next_call_++;
       queue_.push_back(std::move(call));
@@ -1082,6 +1097,7 @@ class DriverPool {
     std::vector<Settlement> settle;
     {
       std::lock_guard lock(mutex_);
+      if (lost_) return;  // answers to calls lose() failed already: nobody waits for them
       DriverRank& rank = rank_of(peer);
       switch (head.kind) {
         case WireKind::pool_opened: opened(rank, head, body); break;
@@ -1274,7 +1290,7 @@ class ClusterDriver final : public LinkRole {
     std::vector<int> ranks;
     for (int r = 1; r < link_.size(); ++r) ranks.push_back(r);
     std::lock_guard lock(mutex_);
-    if (ending_) throw ClusterError("offload::ClusterPool: the cluster has ended (main returned)");
+    if (ending_) throw ClusterError(ended_message);
     auto pool = std::make_shared<DriverPool>(link_, next_pool_++, settings, ranks);
     pools_.push_back(pool);
     return pool;
@@ -1308,6 +1324,11 @@ class ClusterDriver final : public LinkRole {
   }
 
   void on_message(int peer, const WireHead& head, std::vector<std::byte> body) override {
+    if (head.kind == WireKind::finished) {
+      std::lock_guard lock(mutex_);
+      ++ranks_finished_;
+      return;
+    }
     if (const std::shared_ptr<DriverPool> pool = find(head.pool)) {
       pool->on_message(peer, head, std::move(body));
     }  // else: an answer for a pool that was lost at the end; nobody waits for it
@@ -1325,9 +1346,14 @@ class ClusterDriver final : public LinkRole {
   /// with the ranks' keepers and workers (after a burst of tiny calls, its stale estimate
   /// made it spin through the start of a heavy one and delayed a rank's keeper by 3 ms).
   /// Otherwise it probes about eight times per typical call: at most every 4 ms while calls
-  /// wait to be sent, every 0.5 ms once none does.
+  /// wait to be sent, every 0.5 ms once none does. Once main returned, every 1 ms until each
+  /// serving rank said `finished`.
   LinkWait next_wait(ClusterClock::duration idle) override {
     using namespace std::chrono;
+    {
+      std::lock_guard lock(mutex_);
+      if (ended_) return {LinkWait::Kind::sleep, 1ms};  // until every rank said finished
+    }
     bool expecting = false;
     bool queued = false;
     ClusterClock::duration typical{0};
@@ -1350,9 +1376,11 @@ class ClusterDriver final : public LinkRole {
             std::clamp<microseconds>(duration_cast<microseconds>(typical) / 8, 50us, most)};
   }
 
+  /// Once every serving rank said `finished`: all they sent before it has been received, and
+  /// they send nothing after, so no send of theirs is left waiting for a driver that is gone.
   bool finished() override {
     std::lock_guard lock(mutex_);
-    return ended_;
+    return ended_ && ranks_finished_ == link_.size() - 1;
   }
 
  private:
@@ -1375,6 +1403,7 @@ class ClusterDriver final : public LinkRole {
   std::uint32_t next_pool_ = 1;
   bool ending_ = false;  // end() began: no new pool
   bool ended_ = false;   // the serving ranks' finishes are posted
+  int ranks_finished_ = 0;  // serving ranks that answered `finish`
 };
 
 }  // namespace detail
@@ -1449,10 +1478,13 @@ struct ProcessPoolAccess {
   }
 };
 
-/// The calls a serving rank's pools run or hold now, and how long a call typically takes
-/// here, from arrival to answer.
+/// The calls a serving rank's pools run or hold now, how long a call typically takes here,
+/// from arrival to answer, and whether the rank is finishing.
 struct RankLoad {
   std::atomic<std::size_t> in_flight{0};
+  /// The driver said finish: calls not started never start, and no answer is sent (the driver
+  /// failed those calls already, and ends once the rank says `finished`).
+  std::atomic<bool> finishing{false};
   std::atomic<std::int64_t> typical_ns{0};  // a moving average; concurrent updates may lose
                                             // one sample, harmlessly
 
@@ -1503,7 +1535,9 @@ class RelayTicket final : public CallTicket {
     }
   }
 
-  [[nodiscard]] bool stop_requested() const noexcept override { return false; }
+  [[nodiscard]] bool stop_requested() const noexcept override {
+    return load_.finishing.load(std::memory_order_relaxed);
+  }
 
  private:
   [[nodiscard]] WireHead reply_head(WireKind kind) const noexcept {
@@ -1519,7 +1553,7 @@ class RelayTicket final : public CallTicket {
     settled_ = true;
     load_.record(ClusterClock::now() - arrived_);
     load_.in_flight.fetch_sub(1, std::memory_order_relaxed);
-    link_.post(std::move(reply));
+    if (!load_.finishing.load(std::memory_order_relaxed)) link_.post(std::move(reply));
   }
 
   MpiLink& link_;
@@ -1539,14 +1573,12 @@ class RankServer final : public LinkRole {
 
   void on_message(int peer, const WireHead& head, std::vector<std::byte> body) override {
     if (peer != 0) throw ProtocolError("offload: a serving rank got a message from a non-driver");
+    if (finished_) return;  // what the driver sent before it ended: it waits for nothing more
     switch (head.kind) {
       case WireKind::open_pool: return open_pool(head);
       case WireKind::call: return call(head, body);
       case WireKind::close_pool: return close_pool(head);
-      case WireKind::finish:
-        shut_down_pools();
-        finished_ = true;
-        return;
+      case WireKind::finish: return finish();
       default: throw ProtocolError("offload: a serving rank got a driver's message");
     }
   }
@@ -1614,6 +1646,18 @@ class RankServer final : public LinkRole {
       pools_.erase(found);
     }
     link_.post(WireMessage{0, WireHead{WireKind::pool_closed, head.pool, 0, 0, 0, 0}, {}});
+  }
+
+  /// The driver's main returned. Calls of pools it left open still run or wait here: those
+  /// not started never start, the running ones end (a hang at its max_call_time, if any), and
+  /// no answer goes out. Then the rank's last message, after which the driver may finalize:
+  /// an answer sent after it could find the driver gone, and a big one (sent only once the
+  /// receiver matches it) would hold this rank forever.
+  void finish() {
+    load_.finishing.store(true, std::memory_order_relaxed);
+    shut_down_pools();
+    finished_ = true;
+    link_.post(WireMessage{0, WireHead{WireKind::finished, 0, 0, 0, 0, 0}, {}});
   }
 
   void shut_down_pools() {
@@ -1754,8 +1798,9 @@ class ClusterPool {
   /**
    * @brief Opens a process pool on every serving rank (or, without mpirun, a local one).
    * @throws offload::ClusterError when a rank runs a different program than rank 0, a rank
-   *         cannot start its pool, serve_cluster() was not called in an MPI job, or this is
-   *         not rank 0.
+   *         cannot start its pool, serve_cluster() was not called in an MPI job, this is not
+   *         rank 0, or the driver's main has returned; offload::WouldDeadlock in a
+   *         continuation (on the communication thread, which brings the ranks' answers).
    */
   explicit ClusterPool(ClusterOptions options = {}) {
     detail::MpiLink* link = attached_link();

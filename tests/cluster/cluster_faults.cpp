@@ -8,6 +8,10 @@
 //   end        one call, then the pool and main end at once: the job must end with status 0
 //              (run many times: the driver once ended without telling a rank to finish, in
 //              2 of 60 jobs, and the job hung)
+//   end-open   main returns with a pool still open (a global, destroyed after the cluster
+//              ended) and 200 calls queued or running, whose answers are 64 KiB each: the job
+//              must end with status 0 (the answers still coming once main returned had ended
+//              it with status 70, and big answers to a finished driver could hang a rank)
 #include <offload/cluster.hpp>
 
 #include <signal.h>
@@ -17,6 +21,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -110,6 +115,22 @@ int refuse() {
   }
 }
 
+/// Sleeps `ms`, then answers with 64 KiB: more than MPI sends eagerly.
+std::vector<double> sleep_then_answer_big(int ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return std::vector<double>(8192, double(ms));
+}
+
+std::optional<offload::ClusterPool> global_pool;  // destroyed after the cluster ended
+
+int end_with_pool_open() {
+  global_pool.emplace(offload::ClusterOptions{.workers_per_rank = 1});
+  std::vector<offload::Future<std::vector<double>>> calls;
+  for (int i = 0; i < 200; ++i) calls.push_back(global_pool->submit(sleep_then_answer_big, 1 + i % 2));
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  return 0;  // the futures go, the calls do not: the pool is still open
+}
+
 int end_at_once() {
   {
     offload::ClusterPool cluster({.workers_per_rank = 1});
@@ -128,6 +149,7 @@ int main(int argc, char** argv) {
   if (mode == "throw") return throw_from_main();
   if (mode == "refuse") return refuse();
   if (mode == "end") return end_at_once();
-  std::fprintf(stderr, "usage: %s kill-rank|throw|refuse|end\n", argv[0]);
+  if (mode == "end-open") return end_with_pool_open();
+  std::fprintf(stderr, "usage: %s kill-rank|throw|refuse|end|end-open\n", argv[0]);
   return 2;
 }

@@ -43,6 +43,10 @@ namespace offload {
 inline namespace v0 {
 namespace detail {
 
+/// What a ClusterPool says when used after the driver's main returned.
+inline constexpr const char* ended_message =
+    "offload::ClusterPool: the cluster has ended (main returned)";
+
 /// One call on the driver: its ticket (which keeps the encoded request for retries), where
 /// its function lies in the program image, and where it has been.
 struct DriverCall {
@@ -132,14 +136,21 @@ class DriverPool {
   [[nodiscard]] std::uint32_t id() const noexcept { return id_; }
 
   /// Asks every rank to open its pool and waits for all answers.
-  /// @throws ClusterError naming each rank that could not, after closing the others' pools.
+  /// @throws ClusterError naming each rank that could not, after closing the others' pools,
+  ///         or when the driver's main returned meanwhile; WouldDeadlock on the communication
+  ///         thread (which brings the answers).
   void open() {
+    if (on_cluster_link_thread) {
+      throw WouldDeadlock("offload: a ClusterPool made in a continuation (the cluster's "
+                          "communication thread) would wait for itself to open it");
+    }
     for (const DriverRank& rank : ranks_) {
       post(rank.rank, WireKind::open_pool, settings_.workers_per_rank,
            static_cast<std::uint64_t>(settings_.max_call_time.count()));
     }
     std::unique_lock lock(mutex_);
-    changed_.wait(lock, [&] { return every_rank(&DriverRank::answered); });
+    changed_.wait(lock, [&] { return lost_ || every_rank(&DriverRank::answered); });
+    if (lost_) throw ClusterError(ended_message);
     std::string failures;
     for (const DriverRank& rank : ranks_) {
       if (!rank.failure.empty()) failures += (failures.empty() ? "" : "; ") + rank.failure;
@@ -151,8 +162,8 @@ class DriverPool {
   }
 
   /// Queues a call (waiting while a bounded queue is full). @throws PoolClosed once closing;
-  /// ClusterError when the function cannot cross; WouldDeadlock when the communication thread
-  /// would wait for room only it can make.
+  /// ClusterError when the function cannot cross or the driver's main returned; WouldDeadlock
+  /// when the communication thread would wait for room only it can make.
   void accept(std::unique_ptr<CallTicket> ticket) {
     DriverCall call;
     Reader in(std::span<const std::byte>(ticket->request).subspan(frame_header_size));
@@ -167,6 +178,7 @@ class DriverPool {
                             "communication thread) while the queue is full would wait forever");
       }
       changed_.wait(lock, [&] { return closing_ || !queue_full(); });
+      if (lost_) throw ClusterError(ended_message);
       if (closing_) throw PoolClosed();
       call.id = next_call_++;
       queue_.push_back(std::move(call));
@@ -250,6 +262,7 @@ class DriverPool {
     std::vector<Settlement> settle;
     {
       std::lock_guard lock(mutex_);
+      if (lost_) return;  // answers to calls lose() failed already: nobody waits for them
       DriverRank& rank = rank_of(peer);
       switch (head.kind) {
         case WireKind::pool_opened: opened(rank, head, body); break;
@@ -442,7 +455,7 @@ class ClusterDriver final : public LinkRole {
     std::vector<int> ranks;
     for (int r = 1; r < link_.size(); ++r) ranks.push_back(r);
     std::lock_guard lock(mutex_);
-    if (ending_) throw ClusterError("offload::ClusterPool: the cluster has ended (main returned)");
+    if (ending_) throw ClusterError(ended_message);
     auto pool = std::make_shared<DriverPool>(link_, next_pool_++, settings, ranks);
     pools_.push_back(pool);
     return pool;
@@ -476,6 +489,11 @@ class ClusterDriver final : public LinkRole {
   }
 
   void on_message(int peer, const WireHead& head, std::vector<std::byte> body) override {
+    if (head.kind == WireKind::finished) {
+      std::lock_guard lock(mutex_);
+      ++ranks_finished_;
+      return;
+    }
     if (const std::shared_ptr<DriverPool> pool = find(head.pool)) {
       pool->on_message(peer, head, std::move(body));
     }  // else: an answer for a pool that was lost at the end; nobody waits for it
@@ -493,9 +511,14 @@ class ClusterDriver final : public LinkRole {
   /// with the ranks' keepers and workers (after a burst of tiny calls, its stale estimate
   /// made it spin through the start of a heavy one and delayed a rank's keeper by 3 ms).
   /// Otherwise it probes about eight times per typical call: at most every 4 ms while calls
-  /// wait to be sent, every 0.5 ms once none does.
+  /// wait to be sent, every 0.5 ms once none does. Once main returned, every 1 ms until each
+  /// serving rank said `finished`.
   LinkWait next_wait(ClusterClock::duration idle) override {
     using namespace std::chrono;
+    {
+      std::lock_guard lock(mutex_);
+      if (ended_) return {LinkWait::Kind::sleep, 1ms};  // until every rank said finished
+    }
     bool expecting = false;
     bool queued = false;
     ClusterClock::duration typical{0};
@@ -518,9 +541,11 @@ class ClusterDriver final : public LinkRole {
             std::clamp<microseconds>(duration_cast<microseconds>(typical) / 8, 50us, most)};
   }
 
+  /// Once every serving rank said `finished`: all they sent before it has been received, and
+  /// they send nothing after, so no send of theirs is left waiting for a driver that is gone.
   bool finished() override {
     std::lock_guard lock(mutex_);
-    return ended_;
+    return ended_ && ranks_finished_ == link_.size() - 1;
   }
 
  private:
@@ -543,6 +568,7 @@ class ClusterDriver final : public LinkRole {
   std::uint32_t next_pool_ = 1;
   bool ending_ = false;  // end() began: no new pool
   bool ended_ = false;   // the serving ranks' finishes are posted
+  int ranks_finished_ = 0;  // serving ranks that answered `finish`
 };
 
 }  // namespace detail

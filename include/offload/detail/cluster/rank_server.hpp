@@ -38,10 +38,13 @@ struct ProcessPoolAccess {
   }
 };
 
-/// The calls a serving rank's pools run or hold now, and how long a call typically takes
-/// here, from arrival to answer.
+/// The calls a serving rank's pools run or hold now, how long a call typically takes here,
+/// from arrival to answer, and whether the rank is finishing.
 struct RankLoad {
   std::atomic<std::size_t> in_flight{0};
+  /// The driver said finish: calls not started never start, and no answer is sent (the driver
+  /// failed those calls already, and ends once the rank says `finished`).
+  std::atomic<bool> finishing{false};
   std::atomic<std::int64_t> typical_ns{0};  // a moving average; concurrent updates may lose
                                             // one sample, harmlessly
 
@@ -92,7 +95,9 @@ class RelayTicket final : public CallTicket {
     }
   }
 
-  [[nodiscard]] bool stop_requested() const noexcept override { return false; }
+  [[nodiscard]] bool stop_requested() const noexcept override {
+    return load_.finishing.load(std::memory_order_relaxed);
+  }
 
  private:
   [[nodiscard]] WireHead reply_head(WireKind kind) const noexcept {
@@ -108,7 +113,7 @@ class RelayTicket final : public CallTicket {
     settled_ = true;
     load_.record(ClusterClock::now() - arrived_);
     load_.in_flight.fetch_sub(1, std::memory_order_relaxed);
-    link_.post(std::move(reply));
+    if (!load_.finishing.load(std::memory_order_relaxed)) link_.post(std::move(reply));
   }
 
   MpiLink& link_;
@@ -128,14 +133,12 @@ class RankServer final : public LinkRole {
 
   void on_message(int peer, const WireHead& head, std::vector<std::byte> body) override {
     if (peer != 0) throw ProtocolError("offload: a serving rank got a message from a non-driver");
+    if (finished_) return;  // what the driver sent before it ended: it waits for nothing more
     switch (head.kind) {
       case WireKind::open_pool: return open_pool(head);
       case WireKind::call: return call(head, body);
       case WireKind::close_pool: return close_pool(head);
-      case WireKind::finish:
-        shut_down_pools();
-        finished_ = true;
-        return;
+      case WireKind::finish: return finish();
       default: throw ProtocolError("offload: a serving rank got a driver's message");
     }
   }
@@ -203,6 +206,18 @@ class RankServer final : public LinkRole {
       pools_.erase(found);
     }
     link_.post(WireMessage{0, WireHead{WireKind::pool_closed, head.pool, 0, 0, 0, 0}, {}});
+  }
+
+  /// The driver's main returned. Calls of pools it left open still run or wait here: those
+  /// not started never start, the running ones end (a hang at its max_call_time, if any), and
+  /// no answer goes out. Then the rank's last message, after which the driver may finalize:
+  /// an answer sent after it could find the driver gone, and a big one (sent only once the
+  /// receiver matches it) would hold this rank forever.
+  void finish() {
+    load_.finishing.store(true, std::memory_order_relaxed);
+    shut_down_pools();
+    finished_ = true;
+    link_.post(WireMessage{0, WireHead{WireKind::finished, 0, 0, 0, 0, 0}, {}});
   }
 
   void shut_down_pools() {

@@ -11,11 +11,13 @@
 ///                      call      (id; a, b: trampoline and function as image offsets;
 ///                                 body: the encoded arguments)          reply: value or error
 ///                      close_pool                                       reply: pool_closed
-///                      finish    (the driver's main returned: stop serving, finalize MPI)
+///                      finish    (the driver's main returned: stop serving)  reply: finished
 ///   server -> driver:  pool_opened (a: workers started, or 0 and body: why not)
 ///                      value     (id; body: the encoded result)
 ///                      error     (id; a: ErrorKind; body: string type name, string message)
 ///                      pool_closed
+///                      finished  (the server's last message: the driver may finalize MPI once
+///                                 every server's came, all they sent before it received)
 
 #include <climits>
 #include <cstddef>
@@ -33,7 +35,7 @@ inline namespace v0 {
 namespace detail {
 
 /// Bumped whenever a message changes meaning; checked at start-up beside the fingerprint.
-inline constexpr std::uint32_t cluster_protocol_version = 1;
+inline constexpr std::uint32_t cluster_protocol_version = 2;
 
 /// The largest single MPI message (MPI counts bytes in an int). Tests lower it to prove that
 /// bodies split and join correctly without sending gigabytes.
@@ -57,6 +59,7 @@ enum class WireKind : std::uint32_t {
   value,
   error,
   pool_closed,
+  finished,
 };
 
 /// The head of every message (trivially copyable: it travels as MPI_BYTE).

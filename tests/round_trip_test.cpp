@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -235,4 +236,61 @@ TEST_CASE("work submitted while a worker counts itself as spinning reaches the s
   next();
   loop.run();
   CHECK(met == rounds);
+}
+
+namespace {
+
+/// What a task's capture does when it is destroyed: says so, then waits (at most 10 s) for
+/// another task to run, and notes whether it did.
+struct DestructorWait {
+  std::atomic<bool> destroying{false};
+  std::atomic<bool> other_ran{false};
+  std::atomic<bool> done{false};
+  bool saw_other = false;
+};
+
+class WaitsWhenDestroyed {
+ public:
+  explicit WaitsWhenDestroyed(std::shared_ptr<DestructorWait> wait) : wait_(std::move(wait)) {}
+  WaitsWhenDestroyed(WaitsWhenDestroyed&&) noexcept = default;  // leaves the source empty
+  WaitsWhenDestroyed(const WaitsWhenDestroyed&) = delete;
+  WaitsWhenDestroyed& operator=(const WaitsWhenDestroyed&) = delete;
+  WaitsWhenDestroyed& operator=(WaitsWhenDestroyed&&) = delete;
+  ~WaitsWhenDestroyed() {
+    if (!wait_) return;
+    wait_->destroying = true;
+    const auto give_up = std::chrono::steady_clock::now() + 10s;
+    while (!wait_->other_ran && std::chrono::steady_clock::now() < give_up) {
+      std::this_thread::sleep_for(100us);
+    }
+    wait_->saw_other = wait_->other_ran;
+    wait_->done = true;
+  }
+
+ private:
+  std::shared_ptr<DestructorWait> wait_;
+};
+
+void wait_until(const std::atomic<bool>& flag) {
+  while (!flag) std::this_thread::sleep_for(50us);
+}
+
+}  // namespace
+
+TEST_CASE("work submitted while a worker destroys a task's captures reaches the sleeping peer",
+          "[thread_pool][round_trip]") {
+  // A worker whose first task since idle ends with nothing queued counts itself as spinning,
+  // and submitters wake nobody while one spins. Counted before the task's captures were
+  // destroyed, it stayed counted through their destructors: one that waited for work
+  // submitted meanwhile waited for ever, the peer asleep beside it.
+  offload::ThreadPool pool({.threads = 2});
+  for (int round = 0; round < 20; ++round) {
+    std::this_thread::sleep_for(past_any_spin);  // both workers asleep
+    auto wait = std::make_shared<DestructorWait>();
+    pool.detach([capture = WaitsWhenDestroyed(wait)] {});
+    wait_until(wait->destroying);
+    pool.detach([wait] { wait->other_ran = true; });
+    wait_until(wait->done);
+    REQUIRE(wait->saw_other);
+  }
 }

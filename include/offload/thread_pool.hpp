@@ -867,6 +867,9 @@ class BasicThreadPool {
   bool run_fork(Worker& self, void* fork) {
     stop_counting_spinning(self);
     hand_on(self);
+    // Not a task that may count this worker as spinning early: a job the coroutine runs while
+    // it waits (Future::get helps) would count it so, and it stays counted while it waits.
+    self.first_since_idle = false;
     const auto address = reinterpret_cast<std::uintptr_t>(fork) & ~fresh_fork;
     // A coroutine's resume() never throws.
     detail::resume_here(std::coroutine_handle<>::from_address(reinterpret_cast<void*>(address)));
@@ -888,8 +891,11 @@ class BasicThreadPool {
       outcome = detail::TaskOutcome::failed;
       report_unhandled(std::current_exception());
     }
-    if (self.busy_depth.load(std::memory_order_relaxed) == 1) count_spinning_early(self);
     job.task.reset();  // release captures before the task counts as finished
+    // Only once the captures are gone: counted as spinning, this worker makes submitters wake
+    // nobody, and a capture's destructor may take long, or wait for work submitted meanwhile
+    // (which then waited for ever, the peers asleep).
+    if (self.busy_depth.load(std::memory_order_relaxed) == 1) count_spinning_early(self);
     self.busy_depth.store(self.busy_depth.load(std::memory_order_relaxed) - 1,
                           std::memory_order_relaxed);
     if (start != 0) {

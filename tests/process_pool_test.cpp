@@ -95,6 +95,20 @@ struct BadInput {
 };
 int throw_non_standard(int code) { throw BadInput{code}; }
 
+/// Busy for `us` microseconds (no sleep: the call must run right up to a deadline).
+int spin_for_us(int us) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(us);
+  while (std::chrono::steady_clock::now() < until) {
+  }
+  return us;
+}
+
+/// Notes `id` in `file` (one line per run), then stays busy 2 ms, so that a kill lands mid-run.
+int note_run_then_spin(std::string file, int id) {
+  std::ofstream(file, std::ios::app) << id << "\n";
+  return spin_for_us(2000) > 0 ? id : -1;
+}
+
 /// Crashes on its first attempt: the marker file tells the second attempt it came before.
 int crash_once(std::string marker) {
   if (::access(marker.c_str(), F_OK) != 0) {
@@ -640,6 +654,37 @@ TEST_CASE("a call sent ahead to a worker whose current call times out runs on th
   CHECK(pool.stats().crashes == 0);
 }
 
+TEST_CASE("a call sent ahead of one that times out runs at most once, without retries",
+          "[process_pool][faults]") {
+  // The call in flight ends at its deadline, give or take microseconds: the worker may
+  // finish it and start the one sent ahead just before the keeper ends it for the timeout.
+  // That one then ran twice: requeued as if never started.
+  char directory[] = "/tmp/offload-ahead-XXXXXX";
+  REQUIRE(::mkdtemp(directory) != nullptr);
+  const std::string runs = std::string(directory) + "/runs";
+  ProcessPool pool({.workers = 1, .max_call_time = 5ms});
+  constexpr int rounds = 300;
+  for (int round = 0; round < rounds; ++round) {
+    auto at_deadline = pool.submit(spin_for_us, 4900 + (round % 40) * 5);
+    auto behind = pool.submit(note_run_then_spin, runs, round);
+    (void)at_deadline.wait_for(10s);
+    try {
+      const int value = behind.get();
+      CHECK(value == round);
+    } catch (const offload::WorkerCrashed&) {  // begun, then ended with its worker
+    } catch (const offload::CallTimeout&) {   // a loaded machine: 2 ms took over 5
+    }
+  }
+  std::map<int, int> seen;
+  std::ifstream in(runs);
+  for (int id = 0; in >> id;) ++seen[id];
+  int twice = 0;
+  for (const auto& [id, count] : seen) twice += count > 1 ? 1 : 0;
+  CHECK(twice == 0);
+  ::unlink(runs.c_str());
+  ::rmdir(directory);
+}
+
 // --- the mailbox: rings of frames in shared memory (mailbox.hpp) ------------------------------
 
 namespace {
@@ -1057,6 +1102,14 @@ TEST_CASE("with both fork servers gone, every call fails with an offload::Error,
                          Catch::Matchers::Contains("fork server"));
 }
 
+TEST_CASE("submitters blocked on a full queue all return when both fork servers are lost",
+          "[process_pool][resilience]") {
+  SubreaperScope orphans_come_here;
+  const auto [exit_code, report] = run_helper("--helper-blocked-submitters");
+  CHECK(exit_code == 0);
+  CHECK(report == "ok\n");
+}
+
 TEST_CASE("destroying the pool while its fork server is being replaced leaves no process",
           "[process_pool][resilience][hygiene]") {
   SubreaperScope orphans_come_here;
@@ -1252,6 +1305,40 @@ int helper_servers_lost() {
   return 0;
 }
 
+/// Three threads blocked in submit() on a full queue when both fork servers are lost: each
+/// must return (its call failing with an offload::Error), not only the one that the queued
+/// call's failure made room for.
+int helper_blocked_submitters_servers_lost() {
+  offload::process_init();
+  ProcessPool pool({.workers = 1, .max_queue = 1});
+  auto running = pool.submit(sleep_then_size, "running", 500);
+  auto queued = pool.submit(sleep_then_size, "queued", 0);  // the queue is full
+  std::atomic<int> returned{0};
+  std::vector<std::thread> submitters;
+  for (int i = 0; i < 3; ++i) {
+    submitters.emplace_back([&] {
+      try {
+        pool.submit(sleep_then_size, "blocked", 0).get();
+      } catch (const offload::Error&) {
+      }
+      ++returned;
+    });
+  }
+  std::this_thread::sleep_for(100ms);  // all three blocked on the full queue
+  const std::vector<pid_t> servers = fork_server_pids();
+  if (servers.size() != 2) return 2;
+  for (pid_t server : servers) ::kill(server, SIGSTOP);
+  for (pid_t server : servers) ::kill(server, SIGKILL);
+  if (!eventually([&] { return returned == 3; }, 20s)) {
+    std::printf("%d of 3 blocked submitters returned\n", returned.load());
+    std::fflush(stdout);
+    std::_Exit(3);  // the others are stuck: joining them would hang
+  }
+  for (auto& submitter : submitters) submitter.join();
+  std::printf("ok\n");
+  return 0;
+}
+
 /// Kills the fork server in use and destroys the pool (whose servers end with it) at once,
 /// while the other server replaces the dead one: no server, new or old, may remain.
 int helper_destroy_while_replacing() {
@@ -1294,6 +1381,7 @@ int main(int argc, char** argv) {
     if (mode == "--helper-killed-parent") return helper_killed_parent();
     if (mode == "--helper-threaded-without-init") return helper_threaded_without_init();
     if (mode == "--helper-servers-lost") return helper_servers_lost();
+    if (mode == "--helper-blocked-submitters") return helper_blocked_submitters_servers_lost();
     if (mode == "--helper-destroy-while-replacing") return helper_destroy_while_replacing();
   }
   offload::process_init();  // first thing: the fork server starts while we are single-threaded

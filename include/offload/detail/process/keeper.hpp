@@ -364,13 +364,50 @@ class WorkerKeeper {
     return std::max<std::size_t>(1, core_.queue.size() / (2 * workers));
   }
 
-  /// A worker that ends never started the calls sent ahead to it: back to the pool they go,
-  /// in front of everything queued and in their order.
-  void requeue_ahead() {
+  /// The calls sent ahead to a worker that has ended: those it never started go back to the
+  /// pool, in front of everything queued and in their order; the first `started` (begun, then
+  /// ended with it) are returned.
+  std::vector<std::unique_ptr<CallTicket>> requeue_ahead(std::size_t started) {
     std::lock_guard lock(core_.mutex);
+    std::vector<std::unique_ptr<CallTicket>> begun;
+    for (std::size_t i = 0; i < started && !slot_.ahead.empty(); ++i) {
+      begun.push_back(std::move(slot_.ahead.front()));
+      slot_.ahead.pop_front();
+    }
     while (!slot_.ahead.empty()) {
       core_.requeue_locked(std::move(slot_.ahead.back()));
       slot_.ahead.pop_back();
+    }
+    return begun;
+  }
+
+  /// How many calls sent ahead the worker, now ended, had started: it runs them in order,
+  /// after the call in flight, so every call it started beyond those it replied to but that
+  /// one. (A worker ended for a timeout may have finished that call, and started the next,
+  /// just before the keeper ended it.)
+  [[nodiscard]] std::size_t ahead_started() const noexcept {
+    const std::uint64_t started = worker_->started.started();
+    const std::uint64_t answered_or_in_flight = std::uint64_t{worker_->calls} + 1;
+    return started > answered_or_in_flight
+               ? static_cast<std::size_t>(started - answered_or_in_flight)
+               : 0;
+  }
+
+  /// Calls that a worker ended by the keeper (for another call's timeout, or a corrupt stream)
+  /// had started: retried while `max_retries` allows, else failed as crashes. Requeued as if
+  /// never started, they ran twice without any retry allowed.
+  void end_begun_ahead(std::vector<std::unique_ptr<CallTicket>> begun, const std::string& death) {
+    for (auto& call : begun) {
+      count(core_.crashes);
+      if (core_.options.max_retries > 0) {
+        count(core_.retries);
+        std::lock_guard lock(core_.mutex);
+        core_.requeue_locked(std::move(call));
+        continue;
+      }
+      fail(*call, make_error<WorkerCrashed>("offload: " + death +
+                                            " while running this call (sent ahead of one "
+                                            "that failed, for which it was ended)"));
     }
   }
 
@@ -613,7 +650,6 @@ class WorkerKeeper {
   /// "exit now") and waits until the server has reaped it. The slot must be unavailable.
   /// Returns "worker process <pid> <how it ended>". Blocks.
   std::string end_worker(bool kill) {
-    requeue_ahead();
     const pid_t pid = worker_->pid;
     if (kill) use_session([&](ServerSession& session) { session.kill(pid); });
     {
@@ -622,16 +658,22 @@ class WorkerKeeper {
       slot_.to_worker = FrameRing();
       slot_.pid = 0;
     }
-    worker_.reset();
-    reset_streams();
+    worker_->channel.reset();  // a worker not killed reads the end of its socket as "exit now"
     std::optional<int> status;
     use_session([&](ServerSession& session) { status = await_end(session, pid); });
-    if (!status) {
-      // Its server died, and it with the server (a worker's death signal): nobody is left to
-      // tell how, and the next worker starts through a session on the surviving server.
-      return "worker process " + std::to_string(pid) + " died with its fork server process";
-    }
-    return "worker process " + std::to_string(pid) + " " + describe_exit(*status);
+    // It has ended (or its server has, and it dies with it), so its count of calls started is
+    // final: only now can the calls sent ahead be told apart.
+    std::vector<std::unique_ptr<CallTicket>> begun = requeue_ahead(ahead_started());
+    worker_.reset();
+    reset_streams();
+    std::string death =
+        !status
+            // Its server died, and it with the server (a worker's death signal): nobody is
+            // left to tell how; the next worker starts through a session on the other server.
+            ? "worker process " + std::to_string(pid) + " died with its fork server process"
+            : "worker process " + std::to_string(pid) + " " + describe_exit(*status);
+    end_begun_ahead(std::move(begun), death);
+    return death;
   }
 
   /// The wait status of worker `pid`, whose socket is closed. @throws ServerSessionLost.

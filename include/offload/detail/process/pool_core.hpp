@@ -95,6 +95,7 @@ class PoolCore {
     count(submitted);
     if (!servers_lost.empty()) {
       const std::string why = servers_lost;
+      pass_on_room();
       lock.unlock();
       count(failed);
       call->fail(make_error<Error>(why));
@@ -103,10 +104,19 @@ class PoolCore {
     if (Slot* slot = idle_slot()) {
       begin_call(*slot, std::move(call));
       send_without_blocking(*slot);
+      pass_on_room();
     } else {
       queue.push_back(std::move(call));
     }
     return true;
+  }
+
+  /// A submitter that was woken for room in the queue and did not take it (its call went to
+  /// an idle worker, or failed at once) wakes the next: each call taken from the queue wakes
+  /// one blocked submitter only, and with the room passed on to nobody, the others waited for
+  /// ever (all but one of three, when both fork servers were lost). Expects `mutex` held.
+  void pass_on_room() {
+    if (options.max_queue != 0 && !queue_full()) not_full.notify_one();
   }
 
   /// Hands a call that never ran back to the pool, before everything queued: to an idle

@@ -1110,6 +1110,14 @@ TEST_CASE("submitters blocked on a full queue all return when both fork servers 
   CHECK(report == "ok\n");
 }
 
+TEST_CASE("a fork server that stops answering is condemned; the pool goes on and shuts down",
+          "[process_pool][resilience]") {
+  SubreaperScope orphans_come_here;
+  const auto [exit_code, report] = run_helper("--helper-server-stopped");  // about 20 s
+  CHECK(exit_code == 0);
+  CHECK(report == "ok\n");
+}
+
 TEST_CASE("destroying the pool while its fork server is being replaced leaves no process",
           "[process_pool][resilience][hygiene]") {
   SubreaperScope orphans_come_here;
@@ -1339,6 +1347,31 @@ int helper_blocked_submitters_servers_lost() {
   return 0;
 }
 
+/// Stops the fork server of the only worker, then kills that worker: the keeper's wait for
+/// the server to report it reaped must end (the server condemned as hung), the next call
+/// must run through the other server, and the pool must shut down.
+int helper_server_stopped() {
+  offload::process_init();
+  int code = 0;
+  {
+    ProcessPool pool({.workers = 1});
+    const int worker = pool.submit(worker_pid).get();
+    const pid_t server = read_process(worker)->parent;
+    ::kill(server, SIGSTOP);
+    ::kill(worker, SIGKILL);
+    auto next = pool.submit(square, 7);
+    if (next.wait_for(60s) != offload::FutureStatus::ready) {
+      std::printf("the call after the worker's death never ended\n");
+      std::fflush(stdout);
+      std::_Exit(3);  // the keeper is stuck: shutting the pool down would hang
+    }
+    if (next.get() != 49) code = 4;
+    if (!eventually([&] { return has_ended(server); })) code = 5;
+  }
+  std::printf(code == 0 ? "ok\n" : "failed\n");
+  return code;
+}
+
 /// Kills the fork server in use and destroys the pool (whose servers end with it) at once,
 /// while the other server replaces the dead one: no server, new or old, may remain.
 int helper_destroy_while_replacing() {
@@ -1382,6 +1415,7 @@ int main(int argc, char** argv) {
     if (mode == "--helper-threaded-without-init") return helper_threaded_without_init();
     if (mode == "--helper-servers-lost") return helper_servers_lost();
     if (mode == "--helper-blocked-submitters") return helper_blocked_submitters_servers_lost();
+    if (mode == "--helper-server-stopped") return helper_server_stopped();
     if (mode == "--helper-destroy-while-replacing") return helper_destroy_while_replacing();
   }
   offload::process_init();  // first thing: the fork server starts while we are single-threaded

@@ -12244,6 +12244,9 @@ class ServerSession {
     if (!send_packet(socket_.get(), &request, sizeof request)) throw ServerSessionLost();
   }
 
+  /// Kills the server: it stopped answering (see answer_time). The session is lost.
+  void condemn() { servers_.condemn(server_); }
+
   /// Waits until the server reports worker `pid` reaped; its wait status, or nothing if
   /// `deadline` passed first. @throws ServerSessionLost.
   std::optional<int> await_exit(pid_t pid, IoDeadline deadline) {
@@ -13457,12 +13460,19 @@ class WorkerKeeper {
     return death;
   }
 
-  /// The wait status of worker `pid`, whose socket is closed. @throws ServerSessionLost.
+  /// The wait status of worker `pid`, whose socket is closed. @throws ServerSessionLost,
+  /// also when the server itself stopped answering (then it is killed, and its workers with
+  /// it): waiting for it without end held this keeper, and the pool's shutdown, for ever.
   static int await_end(ServerSession& session, pid_t pid) {
-    std::optional<int> status = session.await_exit(pid, Clock::now() + std::chrono::seconds(10));
+    constexpr std::chrono::seconds patience{10};
+    std::optional<int> status = session.await_exit(pid, Clock::now() + patience);
     if (!status) {  // still running although its socket is closed: no more patience
       session.kill(pid);
-      status = session.await_exit(pid, no_deadline);
+      status = session.await_exit(pid, Clock::now() + patience);
+    }
+    if (!status) {  // nor killed: the server no longer reaps (stopped, say)
+      session.condemn();
+      throw ServerSessionLost();
     }
     return *status;
   }

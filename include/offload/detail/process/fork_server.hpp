@@ -288,6 +288,9 @@ class ServerSession {
     if (!send_packet(socket_.get(), &request, sizeof request)) throw ServerSessionLost();
   }
 
+  /// Kills the server: it stopped answering (see answer_time). The session is lost.
+  void condemn() { servers_.condemn(server_); }
+
   /// Waits until the server reports worker `pid` reaped; its wait status, or nothing if
   /// `deadline` passed first. @throws ServerSessionLost.
   std::optional<int> await_exit(pid_t pid, IoDeadline deadline) {

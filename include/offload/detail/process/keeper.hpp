@@ -676,12 +676,19 @@ class WorkerKeeper {
     return death;
   }
 
-  /// The wait status of worker `pid`, whose socket is closed. @throws ServerSessionLost.
+  /// The wait status of worker `pid`, whose socket is closed. @throws ServerSessionLost,
+  /// also when the server itself stopped answering (then it is killed, and its workers with
+  /// it): waiting for it without end held this keeper, and the pool's shutdown, for ever.
   static int await_end(ServerSession& session, pid_t pid) {
-    std::optional<int> status = session.await_exit(pid, Clock::now() + std::chrono::seconds(10));
+    constexpr std::chrono::seconds patience{10};
+    std::optional<int> status = session.await_exit(pid, Clock::now() + patience);
     if (!status) {  // still running although its socket is closed: no more patience
       session.kill(pid);
-      status = session.await_exit(pid, no_deadline);
+      status = session.await_exit(pid, Clock::now() + patience);
+    }
+    if (!status) {  // nor killed: the server no longer reaps (stopped, say)
+      session.condemn();
+      throw ServerSessionLost();
     }
     return *status;
   }

@@ -672,7 +672,7 @@ TEST_CASE("a call sent ahead of one that times out runs at most once, without re
       const int value = behind.get();
       CHECK(value == round);
     } catch (const offload::WorkerCrashed&) {  // begun, then ended with its worker
-    } catch (const offload::CallTimeout&) {   // a loaded machine: 2 ms took over 5
+    } catch (const offload::CallTimeout&) {    // a loaded machine: 2 ms took over 5
     }
   }
   std::map<int, int> seen;

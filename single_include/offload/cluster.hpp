@@ -1401,8 +1401,8 @@ class ClusterDriver final : public LinkRole {
   std::mutex mutex_;
   std::vector<std::shared_ptr<DriverPool>> pools_;
   std::uint32_t next_pool_ = 1;
-  bool ending_ = false;  // end() began: no new pool
-  bool ended_ = false;   // the serving ranks' finishes are posted
+  bool ending_ = false;     // end() began: no new pool
+  bool ended_ = false;      // the serving ranks' finishes are posted
   int ranks_finished_ = 0;  // serving ranks that answered `finish`
 };
 

@@ -126,7 +126,9 @@ std::optional<offload::ClusterPool> global_pool;  // destroyed after the cluster
 int end_with_pool_open() {
   global_pool.emplace(offload::ClusterOptions{.workers_per_rank = 1});
   std::vector<offload::Future<std::vector<double>>> calls;
-  for (int i = 0; i < 200; ++i) calls.push_back(global_pool->submit(sleep_then_answer_big, 1 + i % 2));
+  for (int i = 0; i < 200; ++i) {
+    calls.push_back(global_pool->submit(sleep_then_answer_big, 1 + i % 2));
+  }
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
   return 0;  // the futures go, the calls do not: the pool is still open
 }

@@ -5,7 +5,6 @@
 // process pools should, and it doubles as the helper processes of the hygiene tests
 // (re-executed with a "--helper-..." argument).
 
-#define CATCH_CONFIG_RUNNER
 #include <offload/process_pool.hpp>
 
 #include <dirent.h>
@@ -39,16 +38,8 @@
 #include <tuple>
 #include <vector>
 
-// This file compiles Catch2's implementation (it has its own main()), and g++ 12 warns
-// falsely (-Wmaybe-uninitialized) inside the <regex> that implementation uses.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
 #include "catch.hpp"
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+#include "catch_session.hpp"
 
 extern char** environ;
 
@@ -1419,5 +1410,5 @@ int main(int argc, char** argv) {
     if (mode == "--helper-destroy-while-replacing") return helper_destroy_while_replacing();
   }
   offload::process_init();  // first thing: the fork server starts while we are single-threaded
-  return Catch::Session().run(argc, argv);
+  return offload_test::run_catch_session(argc, argv);
 }

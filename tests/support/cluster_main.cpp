@@ -6,17 +6,8 @@
 #include <cstdio>
 #include <cstdlib>
 
-// This file compiles Catch2's implementation, and g++ 12 warns falsely
-// (-Wmaybe-uninitialized) inside the <regex> that implementation uses.
-#define CATCH_CONFIG_RUNNER
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
 #include "catch.hpp"
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+#include "catch_session.hpp"
 
 int main(int argc, char** argv) {
   offload::process_init();
@@ -27,5 +18,5 @@ int main(int argc, char** argv) {
                          "or -np 1\n");
     return 2;
   }
-  return Catch::Session().run(argc, argv);
+  return offload_test::run_catch_session(argc, argv);
 }

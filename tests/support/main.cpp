@@ -1,3 +1,4 @@
-// Catch2 v2 needs one translation unit that provides main(); v3 links Catch2WithMain instead.
-#define CATCH_CONFIG_MAIN
-#include "catch.hpp"
+// main() of the test programs that need nothing before their cases run.
+#include "catch_session.hpp"
+
+int main(int argc, char** argv) { return offload_test::run_catch_session(argc, argv); }

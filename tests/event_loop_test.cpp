@@ -813,6 +813,47 @@ TEST_CASE("for_each_chunked with a chunk of 0 is an error", "[event_loop][for_ea
   loop.run();  // nothing was queued
 }
 
+namespace {
+
+/// A continuation whose move constructor throws on the `throw_on`-th move after it is armed.
+struct ThrowsOnMove {
+  int* moves_left;  // counts down on each move while positive; the move that reaches 0 throws
+  explicit ThrowsOnMove(int* moves) : moves_left(moves) {}
+  ThrowsOnMove(const ThrowsOnMove&) = delete;
+  ThrowsOnMove(ThrowsOnMove&& other) : moves_left(other.moves_left) {
+    if (*moves_left > 0 && --*moves_left == 0) throw std::runtime_error("move failed");
+  }
+  ThrowsOnMove& operator=(ThrowsOnMove&&) = delete;
+  int operator()(int value) const { return value + 1; }
+};
+
+}  // namespace
+
+TEST_CASE("a continuation whose move throws while it is posted fails its future, never loses it",
+          "[event_loop][then]") {
+  // Each move made once the task completed (building the posted continuation, queueing it on
+  // the loop) in turn: the future carries the move's exception; past the last, f runs.
+  bool ran = false;
+  for (int throw_on = 1; !ran && throw_on <= 10; ++throw_on) {
+    INFO("the move that throws: " << throw_on);
+    EventLoop loop;
+    offload::Promise<int> promise;
+    int moves_left = 0;  // disarmed while then() takes f
+    auto result = promise.get_future().then(loop, ThrowsOnMove(&moves_left));
+    moves_left = throw_on;
+    promise.set_value(1);  // the continuation is posted from here
+    loop.run();
+    REQUIRE(result.wait_for(std::chrono::seconds(5)) == offload::FutureStatus::ready);
+    if (moves_left == 0) {
+      CHECK_THROWS_WITH(result.get(), "move failed");
+    } else {
+      CHECK(result.get() == 2);
+      ran = true;
+    }
+  }
+  CHECK(ran);
+}
+
 TEST_CASE("Future::then(loop, f) runs f on the loop thread; run() waits for it",
           "[event_loop][future]") {
   EventLoop loop;

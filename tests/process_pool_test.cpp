@@ -34,6 +34,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <thread>
 #include <tuple>
 #include <vector>
@@ -1109,6 +1110,18 @@ TEST_CASE("a fork server that stops answering is condemned; the pool goes on and
   CHECK(report == "ok\n");
 }
 
+TEST_CASE("a pool whose keeper thread cannot start throws, and leaves no worker",
+          "[process_pool][resilience][hygiene]") {
+  SubreaperScope orphans_come_here;
+  const auto [exit_code, report] = run_helper("--helper-keeper-thread-fails");
+  CHECK(exit_code == 0);
+  if (report.starts_with("skipped")) {
+    WARN("not run: " << report);
+  } else {
+    CHECK(report == "ok\n");
+  }
+}
+
 TEST_CASE("destroying the pool while its fork server is being replaced leaves no process",
           "[process_pool][resilience][hygiene]") {
   SubreaperScope orphans_come_here;
@@ -1396,6 +1409,59 @@ int helper_threaded_without_init() {
   return code;
 }
 
+/// This process's threads, from /proc/self/status (0 if unreadable).
+rlim_t threads_of_this_process() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.starts_with("Threads:")) return std::strtoul(line.c_str() + 8, nullptr, 10);
+  }
+  return 0;
+}
+
+/// Makes a pool of two workers when only one more thread can start (RLIMIT_NPROC): the
+/// constructor must throw std::system_error once the keeper that did start, and its worker,
+/// have ended (it called std::terminate: a joinable keeper thread destroyed); then a pool
+/// must run calls. RLIMIT_NPROC binds only an unprivileged user, so the helper becomes one of
+/// its own (for good: it is a helper process); without root it reports "skipped".
+int helper_keeper_thread_fails() {
+  offload::process_init();
+  if (::geteuid() != 0) {
+    std::printf("skipped: not root\n");
+    return 0;
+  }
+  // A thread first, so that sanitizer runtimes' own background threads already run.
+  std::thread([] {}).join();
+  if (::setuid(54321) != 0) return 2;
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NPROC, &limit) != 0) return 2;
+  const rlimit loose = limit;
+  limit.rlim_cur = threads_of_this_process() + 1;  // room for one keeper thread
+  if (::setrlimit(RLIMIT_NPROC, &limit) != 0) return 2;
+  int code = 0;
+  try {
+    ProcessPool pool({.workers = 2});
+    std::printf("the pool started both keepers\n");
+    code = 3;
+  } catch (const std::system_error&) {
+  }
+  ::setrlimit(RLIMIT_NPROC, &loose);
+  if (code != 0) return code;
+  const std::vector<pid_t> servers = fork_server_pids();
+  const bool no_worker_left = eventually([&] {
+    return std::all_of(servers.begin(), servers.end(),
+                       [](pid_t server) { return children_of(server).empty(); });
+  });
+  if (!no_worker_left) {
+    std::printf("a worker outlived the pool that failed to start\n");
+    return 4;
+  }
+  ProcessPool pool({.workers = 2});
+  if (pool.submit(square, 9).get() != 81) return 5;
+  std::printf("ok\n");
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -1408,6 +1474,7 @@ int main(int argc, char** argv) {
     if (mode == "--helper-blocked-submitters") return helper_blocked_submitters_servers_lost();
     if (mode == "--helper-server-stopped") return helper_server_stopped();
     if (mode == "--helper-destroy-while-replacing") return helper_destroy_while_replacing();
+    if (mode == "--helper-keeper-thread-fails") return helper_keeper_thread_fails();
   }
   offload::process_init();  // first thing: the fork server starts while we are single-threaded
   return offload_test::run_catch_session(argc, argv);

@@ -92,22 +92,21 @@ inline void throw_no_state() { throw std::future_error(std::future_errc::no_stat
  * A continuation posted to an executor by then(executor, f): runs f on the source's result
  * and completes the target, once. Destroyed without having run (the executor's loop went
  * away with it queued, or the post failed), it completes the target with PoolClosed, so no
- * future is ever left pending.
+ * future is ever left pending. f is moved first, in construction and in every move: a move of
+ * f that throws then leaves the target with its holder, which fails it (see then()).
  */
 template <class T, class U, class F>
 class PostedContinuation {
  public:
-  PostedContinuation(StatePtr<SharedState<T>> source, StatePtr<SharedState<U>> target, F f)
-      : source_(std::move(source)), target_(std::move(target)), f_(std::move(f)) {}
+  PostedContinuation(StatePtr<SharedState<T>>&& source, StatePtr<SharedState<U>>&& target, F&& f)
+      : f_(std::move(f)), source_(std::move(source)), target_(std::move(target)) {}
   PostedContinuation(PostedContinuation&&) noexcept(std::is_nothrow_move_constructible_v<F>) =
-      default;
+      default;  // members in order: f_ first
   PostedContinuation& operator=(PostedContinuation&&) = delete;
   ~PostedContinuation() {
-    if (target_) {
-      target_->set_exception(make_error<PoolClosed>(
-          "offload: the executor destroyed a continuation without running it: its loop was "
-          "destroyed (or closed) before the result came back"));
-    }
+    fail(make_error<PoolClosed>(
+        "offload: the executor destroyed a continuation without running it: its loop was "
+        "destroyed (or closed) before the result came back"));
   }
 
   void operator()() noexcept {
@@ -115,10 +114,17 @@ class PostedContinuation {
     complete_with(*source_, *target, f_);
   }
 
+  /// Completes the target with `error`, unless it ran or was moved on.
+  void fail(std::exception_ptr error) noexcept {
+    if (!target_) return;
+    const StatePtr<SharedState<U>> target = std::move(target_);
+    target->set_exception(std::move(error));
+  }
+
  private:
+  F f_;
   StatePtr<SharedState<T>> source_;
   StatePtr<SharedState<U>> target_;
-  F f_;
 };
 
 }  // namespace detail
@@ -250,11 +256,19 @@ class Future {
     Future<U> result = promise.get_future();
     then_settled([destination = std::move(destination), target = std::move(promise.state_),
                   f = std::move(f)](detail::StatePtr<detail::SharedState<T>> done) mutable {
+      // Moving f (into the continuation, then into the executor's queue) may throw; each
+      // move throws before the target leaves its holder, which then fails it with the error.
+      std::optional<detail::PostedContinuation<T, U, F>> continuation;
       try {
-        std::move(destination)
-            .post(detail::PostedContinuation<T, U, F>(std::move(done), std::move(target),
-                                                      std::move(f)));
-      } catch (...) {  // the continuation, destroyed unposted, failed its future already
+        continuation.emplace(std::move(done), std::move(target), std::move(f));
+        std::move(destination).post(std::move(*continuation));
+      } catch (...) {
+        const std::exception_ptr error = std::current_exception();
+        if (target) {
+          target->set_exception(error);
+        } else {
+          continuation->fail(error);
+        }
       }
     });
     return result;

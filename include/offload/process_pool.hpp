@@ -106,7 +106,7 @@ class ProcessPool {
    * @brief Starts the workers.
    * @throws offload::Error when no fork server runs and other threads already run (call
    *         offload::process_init() at the start of main()); std::system_error when the
-   *         fork server cannot be started.
+   *         fork server or a keeper thread cannot be started.
    */
   explicit ProcessPool(ProcessOptions options = {})
       : server_(detail::acquire_fork_server("constructing an offload::ProcessPool")),
@@ -116,7 +116,12 @@ class ProcessPool {
     for (std::size_t slot = 0; slot < workers; ++slot) {
       keepers_.push_back(std::make_unique<detail::WorkerKeeper>(*core_, *server_, slot));
     }
-    for (auto& keeper : keepers_) keeper->start();
+    try {
+      for (auto& keeper : keepers_) keeper->start();
+    } catch (...) {  // a thread that cannot start (EAGAIN): end those that did, and their workers
+      shutdown();
+      throw;
+    }
   }
 
   ProcessPool(const ProcessPool&) = delete;

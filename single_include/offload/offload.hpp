@@ -4104,22 +4104,21 @@ inline void throw_no_state() { throw std::future_error(std::future_errc::no_stat
  * A continuation posted to an executor by then(executor, f): runs f on the source's result
  * and completes the target, once. Destroyed without having run (the executor's loop went
  * away with it queued, or the post failed), it completes the target with PoolClosed, so no
- * future is ever left pending.
+ * future is ever left pending. f is moved first, in construction and in every move: a move of
+ * f that throws then leaves the target with its holder, which fails it (see then()).
  */
 template <class T, class U, class F>
 class PostedContinuation {
  public:
-  PostedContinuation(StatePtr<SharedState<T>> source, StatePtr<SharedState<U>> target, F f)
-      : source_(std::move(source)), target_(std::move(target)), f_(std::move(f)) {}
+  PostedContinuation(StatePtr<SharedState<T>>&& source, StatePtr<SharedState<U>>&& target, F&& f)
+      : f_(std::move(f)), source_(std::move(source)), target_(std::move(target)) {}
   PostedContinuation(PostedContinuation&&) noexcept(std::is_nothrow_move_constructible_v<F>) =
-      default;
+      default;  // members in order: f_ first
   PostedContinuation& operator=(PostedContinuation&&) = delete;
   ~PostedContinuation() {
-    if (target_) {
-      target_->set_exception(make_error<PoolClosed>(
-          "offload: the executor destroyed a continuation without running it: its loop was "
-          "destroyed (or closed) before the result came back"));
-    }
+    fail(make_error<PoolClosed>(
+        "offload: the executor destroyed a continuation without running it: its loop was "
+        "destroyed (or closed) before the result came back"));
   }
 
   void operator()() noexcept {
@@ -4127,10 +4126,17 @@ class PostedContinuation {
     complete_with(*source_, *target, f_);
   }
 
+  /// Completes the target with `error`, unless it ran or was moved on.
+  void fail(std::exception_ptr error) noexcept {
+    if (!target_) return;
+    const StatePtr<SharedState<U>> target = std::move(target_);
+    target->set_exception(std::move(error));
+  }
+
  private:
+  F f_;
   StatePtr<SharedState<T>> source_;
   StatePtr<SharedState<U>> target_;
-  F f_;
 };
 
 }  // namespace detail
@@ -4262,11 +4268,19 @@ class Future {
     Future<U> result = promise.get_future();
     then_settled([destination = std::move(destination), target = std::move(promise.state_),
                   f = std::move(f)](detail::StatePtr<detail::SharedState<T>> done) mutable {
+      // Moving f (into the continuation, then into the executor's queue) may throw; each
+      // move throws before the target leaves its holder, which then fails it with the error.
+      std::optional<detail::PostedContinuation<T, U, F>> continuation;
       try {
-        std::move(destination)
-            .post(detail::PostedContinuation<T, U, F>(std::move(done), std::move(target),
-                                                      std::move(f)));
-      } catch (...) {  // the continuation, destroyed unposted, failed its future already
+        continuation.emplace(std::move(done), std::move(target), std::move(f));
+        std::move(destination).post(std::move(*continuation));
+      } catch (...) {
+        const std::exception_ptr error = std::current_exception();
+        if (target) {
+          target->set_exception(error);
+        } else {
+          continuation->fail(error);
+        }
       }
     });
     return result;
@@ -10231,6 +10245,10 @@ class CallTicket {
   [[nodiscard]] virtual bool stop_requested() const noexcept = 0;
 
   std::vector<std::byte> request;  ///< a complete call frame, kept for retries
+  /// Workers that died running it so far. It travels with the call, not with the slot that
+  /// runs it: a call sent ahead and begun by a worker ended for another call's sake goes back to
+  /// the queue, and may run next on any worker.
+  unsigned crashes = 0;
 };
 
 template <class R>
@@ -12535,7 +12553,6 @@ struct Slot {
   // The next calls, in order, already handed to the worker; added and taken only by the
   // keeper (which may read it without the mutex: no other thread changes it).
   std::deque<std::unique_ptr<CallTicket>> ahead;
-  unsigned attempt = 0;               // crashes of `call` so far
   unsigned redeliveries = 0;          // workers that died before `call` reached them
   std::size_t sent = 0;               // bytes of call->request handed over (a ring takes all)
   bool announced = false;             // the ring told the worker that `call` comes by socket
@@ -12678,7 +12695,6 @@ class PoolCore {
   void begin_call(Slot& slot, std::unique_ptr<CallTicket> call) {
     slot.call = std::move(call);
     slot.phase = Slot::Phase::busy;
-    slot.attempt = 0;
     slot.redeliveries = 0;
     slot.sent = 0;
     slot.announced = false;
@@ -13182,17 +13198,26 @@ class WorkerKeeper {
   /// never started, they ran twice without any retry allowed.
   void end_begun_ahead(std::vector<std::unique_ptr<CallTicket>> begun, const std::string& death) {
     for (auto& call : begun) {
-      count(core_.crashes);
-      if (core_.options.max_retries > 0) {
-        count(core_.retries);
+      if (retry_after_crash(*call)) {
         std::lock_guard lock(core_.mutex);
         core_.requeue_locked(std::move(call));
         continue;
       }
       fail(*call, make_error<WorkerCrashed>("offload: " + death +
                                             " while running this call (sent ahead of one "
-                                            "that failed, for which it was ended)"));
+                                            "that failed, for which it was ended)" +
+                                            attempts(call->crashes)));
     }
+  }
+
+  /// Counts a crash of `call`, and whether max_retries allows another attempt (then counted
+  /// as a retry, and in call.crashes).
+  bool retry_after_crash(CallTicket& call) {
+    count(core_.crashes);
+    if (call.crashes >= core_.options.max_retries) return false;
+    ++call.crashes;
+    count(core_.retries);
+    return true;
   }
 
   void on_reply(const FrameView& reply) {
@@ -13276,28 +13301,25 @@ class WorkerKeeper {
     if (!started && progress.redeliveries < max_redeliveries) {
       // It died before it began the call (killed while idle, say), so the call never ran:
       // the replacement gets it, and it does not count as a crash.
-      resend(std::move(call), progress.attempt, progress.redeliveries + 1);
+      resend(std::move(call), progress.redeliveries + 1);
       return;
     }
-    count(core_.crashes);
-    if (progress.attempt < core_.options.max_retries) {
-      count(core_.retries);
-      resend(std::move(call), progress.attempt + 1, progress.redeliveries);
+    if (retry_after_crash(*call)) {
+      resend(std::move(call), progress.redeliveries);
       return;
     }
     if (partial != 0) {
       death += " after sending " + std::to_string(partial) + " bytes of an incomplete reply";
     }
     death += started ? " while running the call" : " before the call reached it";
-    fail(*call, make_error<WorkerCrashed>("offload: " + death + attempts(progress.attempt)));
+    fail(*call, make_error<WorkerCrashed>("offload: " + death + attempts(call->crashes)));
   }
 
   /// Puts `call` back in the slot, to be sent to the next worker.
-  void resend(std::unique_ptr<CallTicket> call, unsigned attempt, unsigned redeliveries) {
+  void resend(std::unique_ptr<CallTicket> call, unsigned redeliveries) {
     std::lock_guard lock(core_.mutex);
     slot_.call = std::move(call);
     slot_.phase = Slot::Phase::busy;
-    slot_.attempt = attempt;
     slot_.redeliveries = redeliveries;
     slot_.sent = 0;
     slot_.announced = false;
@@ -13339,21 +13361,21 @@ class WorkerKeeper {
 
   struct CallProgress {
     bool delivered;         // the whole request was sent
-    unsigned attempt;       // crashes so far
     unsigned redeliveries;  // workers that died before it reached them
   };
 
   CallProgress call_progress() {
     std::lock_guard lock(core_.mutex);
     const bool delivered = slot_.call != nullptr && slot_.sent == slot_.call->request.size();
-    return {delivered, slot_.attempt, slot_.redeliveries};
+    return {delivered, slot_.redeliveries};
   }
 
   /// Whether a call is in flight and was sent whole (only then may a reply come).
   bool call_delivered() { return call_progress().delivered; }
 
-  static std::string attempts(unsigned attempt) {
-    return attempt == 0 ? std::string() : " (" + std::to_string(attempt + 1) + " attempts)";
+  /// " (N attempts)" for a call that failed after `crashes` earlier crashes, each retried.
+  static std::string attempts(unsigned crashes) {
+    return crashes == 0 ? std::string() : " (" + std::to_string(crashes + 1) + " attempts)";
   }
 
   void fail(CallTicket& call, std::exception_ptr error) noexcept {
@@ -13820,7 +13842,7 @@ class ProcessPool {
    * @brief Starts the workers.
    * @throws offload::Error when no fork server runs and other threads already run (call
    *         offload::process_init() at the start of main()); std::system_error when the
-   *         fork server cannot be started.
+   *         fork server or a keeper thread cannot be started.
    */
   explicit ProcessPool(ProcessOptions options = {})
       : server_(detail::acquire_fork_server("constructing an offload::ProcessPool")),
@@ -13830,7 +13852,12 @@ class ProcessPool {
     for (std::size_t slot = 0; slot < workers; ++slot) {
       keepers_.push_back(std::make_unique<detail::WorkerKeeper>(*core_, *server_, slot));
     }
-    for (auto& keeper : keepers_) keeper->start();
+    try {
+      for (auto& keeper : keepers_) keeper->start();
+    } catch (...) {  // a thread that cannot start (EAGAIN): end those that did, and their workers
+      shutdown();
+      throw;
+    }
   }
 
   ProcessPool(const ProcessPool&) = delete;

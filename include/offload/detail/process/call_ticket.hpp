@@ -47,6 +47,10 @@ class CallTicket {
   [[nodiscard]] virtual bool stop_requested() const noexcept = 0;
 
   std::vector<std::byte> request;  ///< a complete call frame, kept for retries
+  /// Workers that died running it so far. It travels with the call, not with the slot that
+  /// runs it: a call sent ahead and begun by a worker ended for another call's sake goes back to
+  /// the queue, and may run next on any worker.
+  unsigned crashes = 0;
 };
 
 template <class R>

@@ -398,17 +398,26 @@ class WorkerKeeper {
   /// never started, they ran twice without any retry allowed.
   void end_begun_ahead(std::vector<std::unique_ptr<CallTicket>> begun, const std::string& death) {
     for (auto& call : begun) {
-      count(core_.crashes);
-      if (core_.options.max_retries > 0) {
-        count(core_.retries);
+      if (retry_after_crash(*call)) {
         std::lock_guard lock(core_.mutex);
         core_.requeue_locked(std::move(call));
         continue;
       }
       fail(*call, make_error<WorkerCrashed>("offload: " + death +
                                             " while running this call (sent ahead of one "
-                                            "that failed, for which it was ended)"));
+                                            "that failed, for which it was ended)" +
+                                            attempts(call->crashes)));
     }
+  }
+
+  /// Counts a crash of `call`, and whether max_retries allows another attempt (then counted
+  /// as a retry, and in call.crashes).
+  bool retry_after_crash(CallTicket& call) {
+    count(core_.crashes);
+    if (call.crashes >= core_.options.max_retries) return false;
+    ++call.crashes;
+    count(core_.retries);
+    return true;
   }
 
   void on_reply(const FrameView& reply) {
@@ -492,28 +501,25 @@ class WorkerKeeper {
     if (!started && progress.redeliveries < max_redeliveries) {
       // It died before it began the call (killed while idle, say), so the call never ran:
       // the replacement gets it, and it does not count as a crash.
-      resend(std::move(call), progress.attempt, progress.redeliveries + 1);
+      resend(std::move(call), progress.redeliveries + 1);
       return;
     }
-    count(core_.crashes);
-    if (progress.attempt < core_.options.max_retries) {
-      count(core_.retries);
-      resend(std::move(call), progress.attempt + 1, progress.redeliveries);
+    if (retry_after_crash(*call)) {
+      resend(std::move(call), progress.redeliveries);
       return;
     }
     if (partial != 0) {
       death += " after sending " + std::to_string(partial) + " bytes of an incomplete reply";
     }
     death += started ? " while running the call" : " before the call reached it";
-    fail(*call, make_error<WorkerCrashed>("offload: " + death + attempts(progress.attempt)));
+    fail(*call, make_error<WorkerCrashed>("offload: " + death + attempts(call->crashes)));
   }
 
   /// Puts `call` back in the slot, to be sent to the next worker.
-  void resend(std::unique_ptr<CallTicket> call, unsigned attempt, unsigned redeliveries) {
+  void resend(std::unique_ptr<CallTicket> call, unsigned redeliveries) {
     std::lock_guard lock(core_.mutex);
     slot_.call = std::move(call);
     slot_.phase = Slot::Phase::busy;
-    slot_.attempt = attempt;
     slot_.redeliveries = redeliveries;
     slot_.sent = 0;
     slot_.announced = false;
@@ -555,21 +561,21 @@ class WorkerKeeper {
 
   struct CallProgress {
     bool delivered;         // the whole request was sent
-    unsigned attempt;       // crashes so far
     unsigned redeliveries;  // workers that died before it reached them
   };
 
   CallProgress call_progress() {
     std::lock_guard lock(core_.mutex);
     const bool delivered = slot_.call != nullptr && slot_.sent == slot_.call->request.size();
-    return {delivered, slot_.attempt, slot_.redeliveries};
+    return {delivered, slot_.redeliveries};
   }
 
   /// Whether a call is in flight and was sent whole (only then may a reply come).
   bool call_delivered() { return call_progress().delivered; }
 
-  static std::string attempts(unsigned attempt) {
-    return attempt == 0 ? std::string() : " (" + std::to_string(attempt + 1) + " attempts)";
+  /// " (N attempts)" for a call that failed after `crashes` earlier crashes, each retried.
+  static std::string attempts(unsigned crashes) {
+    return crashes == 0 ? std::string() : " (" + std::to_string(crashes + 1) + " attempts)";
   }
 
   void fail(CallTicket& call, std::exception_ptr error) noexcept {

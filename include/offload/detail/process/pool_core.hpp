@@ -44,7 +44,6 @@ struct Slot {
   // The next calls, in order, already handed to the worker; added and taken only by the
   // keeper (which may read it without the mutex: no other thread changes it).
   std::deque<std::unique_ptr<CallTicket>> ahead;
-  unsigned attempt = 0;               // crashes of `call` so far
   unsigned redeliveries = 0;          // workers that died before `call` reached them
   std::size_t sent = 0;               // bytes of call->request handed over (a ring takes all)
   bool announced = false;             // the ring told the worker that `call` comes by socket
@@ -187,7 +186,6 @@ class PoolCore {
   void begin_call(Slot& slot, std::unique_ptr<CallTicket> call) {
     slot.call = std::move(call);
     slot.phase = Slot::Phase::busy;
-    slot.attempt = 0;
     slot.redeliveries = 0;
     slot.sent = 0;
     slot.announced = false;

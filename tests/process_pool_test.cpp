@@ -1433,6 +1433,8 @@ int helper_keeper_thread_fails() {
   // A thread first, so that sanitizer runtimes' own background threads already run.
   std::thread([] {}).join();
   if (::setuid(54321) != 0) return 2;
+  // A changed user makes it undumpable, and LeakSanitizer may then not trace its threads at exit.
+  if (::prctl(PR_SET_DUMPABLE, 1) != 0) return 2;
   rlimit limit{};
   if (::getrlimit(RLIMIT_NPROC, &limit) != 0) return 2;
   const rlimit loose = limit;

@@ -6,7 +6,6 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "catch.hpp"
 #include "catch_session.hpp"
 
 int main(int argc, char** argv) {

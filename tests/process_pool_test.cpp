@@ -1422,23 +1422,32 @@ rlim_t threads_of_this_process() {
 /// Makes a pool of two workers when only one more thread can start (RLIMIT_NPROC): the
 /// constructor must throw std::system_error once the keeper that did start, and its worker,
 /// have ended (it called std::terminate: a joinable keeper thread destroyed); then a pool
-/// must run calls. RLIMIT_NPROC binds only an unprivileged user, so the helper becomes one of
-/// its own (for good: it is a helper process); without root it reports "skipped".
+/// must run calls. RLIMIT_NPROC binds only an unprivileged user, so the helper becomes a user
+/// of its own (for good: it is a helper process), one no other helper shares; where it cannot
+/// (not root, or a user namespace without that uid) it reports "skipped".
 int helper_keeper_thread_fails() {
   offload::process_init();
-  if (::geteuid() != 0) {
-    std::printf("skipped: not root\n");
-    return 0;
-  }
   // A thread first, so that sanitizer runtimes' own background threads already run.
   std::thread([] {}).join();
-  if (::setuid(54321) != 0) return 2;
+  const auto own_user = static_cast<uid_t>(200000 + ::getpid() % 100000);
+  if (::geteuid() != 0 || ::setuid(own_user) != 0) {
+    std::printf("skipped: cannot become an unprivileged user of its own\n");
+    return 0;
+  }
   // A changed user makes it undumpable, and LeakSanitizer may then not trace its threads at exit.
   if (::prctl(PR_SET_DUMPABLE, 1) != 0) return 2;
   rlimit limit{};
   if (::getrlimit(RLIMIT_NPROC, &limit) != 0) return 2;
   const rlimit loose = limit;
-  limit.rlim_cur = threads_of_this_process() + 1;  // room for one keeper thread
+  // The joined thread may still be counted for a moment: wait until the count settles.
+  rlim_t threads = threads_of_this_process();
+  for (int i = 0; i < 100; ++i) {
+    std::this_thread::sleep_for(2ms);
+    const rlim_t now = threads_of_this_process();
+    if (now == threads) break;
+    threads = now;
+  }
+  limit.rlim_cur = threads + 1;  // room for one keeper thread
   if (::setrlimit(RLIMIT_NPROC, &limit) != 0) return 2;
   int code = 0;
   try {

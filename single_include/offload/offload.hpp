@@ -4116,6 +4116,7 @@ class PostedContinuation {
       default;  // members in order: f_ first
   PostedContinuation& operator=(PostedContinuation&&) = delete;
   ~PostedContinuation() {
+    if (!target_) return;  // ran or moved on: the usual case, which builds no error
     fail(make_error<PoolClosed>(
         "offload: the executor destroyed a continuation without running it: its loop was "
         "destroyed (or closed) before the result came back"));
@@ -4268,8 +4269,10 @@ class Future {
     Future<U> result = promise.get_future();
     then_settled([destination = std::move(destination), target = std::move(promise.state_),
                   f = std::move(f)](detail::StatePtr<detail::SharedState<T>> done) mutable {
-      // Moving f (into the continuation, then into the executor's queue) may throw; each
-      // move throws before the target leaves its holder, which then fails it with the error.
+      // Moving f may throw: into the continuation, or into the executor's queue. f moves
+      // first, so the target is still here or in `continuation`, and fails with that error.
+      // (What throws after the queue took it, an executor's own allocation say, destroys the
+      // queued continuation, which fails the target with PoolClosed.)
       std::optional<detail::PostedContinuation<T, U, F>> continuation;
       try {
         continuation.emplace(std::move(done), std::move(target), std::move(f));

@@ -69,6 +69,7 @@ void complete_with(SharedState<T>& source, SharedState<U>& target, F& f) noexcep
     target.set_exception(make_error<TaskCancelled>());
     return;
   }
+  std::exception_ptr error;
   try {
     if constexpr (std::is_void_v<T> && std::is_void_v<U>) {
       std::invoke(f);
@@ -81,9 +82,14 @@ void complete_with(SharedState<T>& source, SharedState<U>& target, F& f) noexcep
     } else {
       target.set_value(std::invoke(f, source.take()));
     }
+    return;
   } catch (...) {
-    target.set_exception(std::current_exception());
+    error = std::current_exception();
   }
+  // Handed on only once the handler has ended: ending it drops a reference to the exception
+  // inside libstdc++, where ThreadSanitizer cannot see it, and a waiter that already rethrew
+  // and read the exception would look to TSan like a race with that release.
+  target.set_exception(std::move(error));
 }
 
 inline void throw_no_state() { throw std::future_error(std::future_errc::no_state); }

@@ -4081,6 +4081,7 @@ void complete_with(SharedState<T>& source, SharedState<U>& target, F& f) noexcep
     target.set_exception(make_error<TaskCancelled>());
     return;
   }
+  std::exception_ptr error;
   try {
     if constexpr (std::is_void_v<T> && std::is_void_v<U>) {
       std::invoke(f);
@@ -4093,9 +4094,14 @@ void complete_with(SharedState<T>& source, SharedState<U>& target, F& f) noexcep
     } else {
       target.set_value(std::invoke(f, source.take()));
     }
+    return;
   } catch (...) {
-    target.set_exception(std::current_exception());
+    error = std::current_exception();
   }
+  // Handed on only once the handler has ended: ending it drops a reference to the exception
+  // inside libstdc++, where ThreadSanitizer cannot see it, and a waiter that already rethrew
+  // and read the exception would look to TSan like a race with that release.
+  target.set_exception(std::move(error));
 }
 
 inline void throw_no_state() { throw std::future_error(std::future_errc::no_state); }
@@ -5820,6 +5826,7 @@ class TaskState final : public SharedState<R>, public Runnable {
       this->set_exception(make_error<TaskCancelled>());
       return TaskOutcome::cancelled;
     }
+    std::exception_ptr error;
     try {
       if constexpr (std::is_void_v<R>) {
         invoke_task(fn_, args_, token_);
@@ -5829,9 +5836,11 @@ class TaskState final : public SharedState<R>, public Runnable {
       }
       return TaskOutcome::succeeded;
     } catch (...) {
-      this->set_exception(std::current_exception());
-      return TaskOutcome::failed;
+      error = std::current_exception();
     }
+    // After the handler has ended, as in complete_with() (future.hpp): no TSan false race.
+    this->set_exception(std::move(error));
+    return TaskOutcome::failed;
   }
 
   F fn_;

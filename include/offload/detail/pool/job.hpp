@@ -117,6 +117,7 @@ class TaskState final : public SharedState<R>, public Runnable {
       this->set_exception(make_error<TaskCancelled>());
       return TaskOutcome::cancelled;
     }
+    std::exception_ptr error;
     try {
       if constexpr (std::is_void_v<R>) {
         invoke_task(fn_, args_, token_);
@@ -126,9 +127,11 @@ class TaskState final : public SharedState<R>, public Runnable {
       }
       return TaskOutcome::succeeded;
     } catch (...) {
-      this->set_exception(std::current_exception());
-      return TaskOutcome::failed;
+      error = std::current_exception();
     }
+    // After the handler has ended, as in complete_with() (future.hpp): no TSan false race.
+    this->set_exception(std::move(error));
+    return TaskOutcome::failed;
   }
 
   F fn_;

@@ -597,10 +597,8 @@ class ChunkedWalk {
       walk->promise_.set_exception(detail::make_error<TaskCancelled>());
       return;
     }
-    try {
-      walk->visit_chunk();
-    } catch (...) {
-      walk->promise_.set_exception(std::current_exception());
+    if (std::exception_ptr error = detail::exception_of([&] { walk->visit_chunk(); })) {
+      walk->promise_.set_exception(std::move(error));
       return;
     }
     if (walk->next_ == walk->end_) {

@@ -69,8 +69,7 @@ void complete_with(SharedState<T>& source, SharedState<U>& target, F& f) noexcep
     target.set_exception(make_error<TaskCancelled>());
     return;
   }
-  std::exception_ptr error;
-  try {
+  std::exception_ptr error = exception_of([&] {
     if constexpr (std::is_void_v<T> && std::is_void_v<U>) {
       std::invoke(f);
       target.set_value();
@@ -82,14 +81,8 @@ void complete_with(SharedState<T>& source, SharedState<U>& target, F& f) noexcep
     } else {
       target.set_value(std::invoke(f, source.take()));
     }
-    return;
-  } catch (...) {
-    error = std::current_exception();
-  }
-  // Handed on only once the handler has ended: ending it drops a reference to the exception
-  // inside libstdc++, where ThreadSanitizer cannot see it, and a waiter that already rethrew
-  // and read the exception would look to TSan like a race with that release.
-  target.set_exception(std::move(error));
+  });
+  if (error) target.set_exception(std::move(error));
 }
 
 inline void throw_no_state() { throw std::future_error(std::future_errc::no_state); }
@@ -445,15 +438,14 @@ class Gather {
       promise_.set_exception(error_);
       return;
     }
-    try {
+    std::exception_ptr error = exception_of([&] {
       if constexpr (std::is_void_v<Out>) {
         promise_.set_value();
       } else {
         promise_.set_value(finish_(slots_));  // finish moves the values out
       }
-    } catch (...) {
-      promise_.set_exception(std::current_exception());
-    }
+    });
+    if (error) promise_.set_exception(std::move(error));
   }
 
   Slots slots_;

@@ -249,7 +249,7 @@ class ServiceJob {
       fail(detail::make_error<TaskCancelled>());
       return;
     }
-    try {
+    std::exception_ptr error = detail::exception_of([&] {
       if constexpr (std::is_void_v<R>) {
         call();
         release_inputs();
@@ -259,9 +259,10 @@ class ServiceJob {
         release_inputs();
         promise_.set_value(std::move(result));
       }
-    } catch (...) {
+    });
+    if (error) {
       release_inputs();
-      fail(std::current_exception());
+      fail(std::move(error));
     }
   }
 

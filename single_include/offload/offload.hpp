@@ -3787,6 +3787,23 @@ namespace offload {
 inline namespace v0 {
 namespace detail {
 
+/**
+ * Runs `body`; returns what it threw, or nothing. A result's exception goes to its future
+ * through this, so the future gets it only once the catch handler has ended: ending the
+ * handler drops a reference to the exception inside libstdc++, where ThreadSanitizer cannot
+ * see it, and a waiter on another thread that already rethrew and read the exception would
+ * look to TSan like a race with that release.
+ */
+template <class Body>
+std::exception_ptr exception_of(Body&& body) noexcept {
+  try {
+    std::forward<Body>(body)();
+    return nullptr;
+  } catch (...) {
+    return std::current_exception();
+  }
+}
+
 /// The part of a shared state that does not depend on the value type. Its blocks are
 /// recycled per thread (block_cache.hpp): a future made and consumed in steady state takes
 /// nothing from the global heap.
@@ -4081,8 +4098,7 @@ void complete_with(SharedState<T>& source, SharedState<U>& target, F& f) noexcep
     target.set_exception(make_error<TaskCancelled>());
     return;
   }
-  std::exception_ptr error;
-  try {
+  std::exception_ptr error = exception_of([&] {
     if constexpr (std::is_void_v<T> && std::is_void_v<U>) {
       std::invoke(f);
       target.set_value();
@@ -4094,14 +4110,8 @@ void complete_with(SharedState<T>& source, SharedState<U>& target, F& f) noexcep
     } else {
       target.set_value(std::invoke(f, source.take()));
     }
-    return;
-  } catch (...) {
-    error = std::current_exception();
-  }
-  // Handed on only once the handler has ended: ending it drops a reference to the exception
-  // inside libstdc++, where ThreadSanitizer cannot see it, and a waiter that already rethrew
-  // and read the exception would look to TSan like a race with that release.
-  target.set_exception(std::move(error));
+  });
+  if (error) target.set_exception(std::move(error));
 }
 
 inline void throw_no_state() { throw std::future_error(std::future_errc::no_state); }
@@ -4457,15 +4467,14 @@ class Gather {
       promise_.set_exception(error_);
       return;
     }
-    try {
+    std::exception_ptr error = exception_of([&] {
       if constexpr (std::is_void_v<Out>) {
         promise_.set_value();
       } else {
         promise_.set_value(finish_(slots_));  // finish moves the values out
       }
-    } catch (...) {
-      promise_.set_exception(std::current_exception());
-    }
+    });
+    if (error) promise_.set_exception(std::move(error));
   }
 
   Slots slots_;
@@ -5129,10 +5138,8 @@ class ChunkedWalk {
       walk->promise_.set_exception(detail::make_error<TaskCancelled>());
       return;
     }
-    try {
-      walk->visit_chunk();
-    } catch (...) {
-      walk->promise_.set_exception(std::current_exception());
+    if (std::exception_ptr error = detail::exception_of([&] { walk->visit_chunk(); })) {
+      walk->promise_.set_exception(std::move(error));
       return;
     }
     if (walk->next_ == walk->end_) {
@@ -5826,19 +5833,15 @@ class TaskState final : public SharedState<R>, public Runnable {
       this->set_exception(make_error<TaskCancelled>());
       return TaskOutcome::cancelled;
     }
-    std::exception_ptr error;
-    try {
+    std::exception_ptr error = exception_of([&] {
       if constexpr (std::is_void_v<R>) {
         invoke_task(fn_, args_, token_);
         this->set_value();
       } else {
         this->set_value(invoke_task(fn_, args_, token_));
       }
-      return TaskOutcome::succeeded;
-    } catch (...) {
-      error = std::current_exception();
-    }
-    // After the handler has ended, as in complete_with() (future.hpp): no TSan false race.
+    });
+    if (!error) return TaskOutcome::succeeded;
     this->set_exception(std::move(error));
     return TaskOutcome::failed;
   }
@@ -7483,7 +7486,7 @@ class ServiceJob {
       fail(detail::make_error<TaskCancelled>());
       return;
     }
-    try {
+    std::exception_ptr error = detail::exception_of([&] {
       if constexpr (std::is_void_v<R>) {
         call();
         release_inputs();
@@ -7493,9 +7496,10 @@ class ServiceJob {
         release_inputs();
         promise_.set_value(std::move(result));
       }
-    } catch (...) {
+    });
+    if (error) {
       release_inputs();
-      fail(std::current_exception());
+      fail(std::move(error));
     }
   }
 

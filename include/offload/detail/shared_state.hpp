@@ -28,6 +28,23 @@ namespace offload {
 inline namespace v0 {
 namespace detail {
 
+/**
+ * Runs `body`; returns what it threw, or nothing. A result's exception goes to its future
+ * through this, so the future gets it only once the catch handler has ended: ending the
+ * handler drops a reference to the exception inside libstdc++, where ThreadSanitizer cannot
+ * see it, and a waiter on another thread that already rethrew and read the exception would
+ * look to TSan like a race with that release.
+ */
+template <class Body>
+std::exception_ptr exception_of(Body&& body) noexcept {
+  try {
+    std::forward<Body>(body)();
+    return nullptr;
+  } catch (...) {
+    return std::current_exception();
+  }
+}
+
 /// The part of a shared state that does not depend on the value type. Its blocks are
 /// recycled per thread (block_cache.hpp): a future made and consumed in steady state takes
 /// nothing from the global heap.

@@ -117,19 +117,15 @@ class TaskState final : public SharedState<R>, public Runnable {
       this->set_exception(make_error<TaskCancelled>());
       return TaskOutcome::cancelled;
     }
-    std::exception_ptr error;
-    try {
+    std::exception_ptr error = exception_of([&] {
       if constexpr (std::is_void_v<R>) {
         invoke_task(fn_, args_, token_);
         this->set_value();
       } else {
         this->set_value(invoke_task(fn_, args_, token_));
       }
-      return TaskOutcome::succeeded;
-    } catch (...) {
-      error = std::current_exception();
-    }
-    // After the handler has ended, as in complete_with() (future.hpp): no TSan false race.
+    });
+    if (!error) return TaskOutcome::succeeded;
     this->set_exception(std::move(error));
     return TaskOutcome::failed;
   }

@@ -8,6 +8,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -45,6 +46,24 @@ inline double median(std::vector<double> values) {
   std::sort(values.begin(), values.end());
   const std::size_t mid = values.size() / 2;
   return values.size() % 2 == 1 ? values[mid] : (values[mid - 1] + values[mid]) / 2;
+}
+
+/// The machine's parallel ceiling at this moment, in ms: items 0..items-1 of `item` on two
+/// plain threads, every other item each, nothing else in between. A heavy array offloaded to
+/// two workers cannot beat it; on a shared VM it swings from run to run (another tenant's load
+/// shows up here as well as in the pool's figure), so each run reports it beside its own.
+template <class Item>
+double two_threads_ms(int items, Item item) {
+  double sums[2] = {0, 0};
+  const auto start = std::chrono::steady_clock::now();
+  std::thread second([&] {
+    for (int i = 1; i < items; i += 2) sums[1] += item(i);
+  });
+  for (int i = 0; i < items; i += 2) sums[0] += item(i);
+  second.join();
+  if (sums[0] + sums[1] == 0) std::abort();  // the work is used, so it is not optimised away
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+      .count();
 }
 
 /// Puts the calling thread at background priority: on Linux SCHED_IDLE, so it runs only when

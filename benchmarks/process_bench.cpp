@@ -176,20 +176,6 @@ double pool_heavy_ms(offload::ProcessPool& pool, int items) {
   return micros_since(start) / 1000;
 }
 
-/// The machine's parallel ceiling at this moment: the same items on two plain threads (on a
-/// shared machine, another tenant's load shows up here as well as in the pool's figure).
-double two_threads_heavy_ms(int items) {
-  double sums[2] = {0, 0};
-  const auto start = Clock::now();
-  std::thread second([&] {
-    for (int i = 1; i < items; i += 2) sums[1] += heavy_item(i);
-  });
-  for (int i = 0; i < items; i += 2) sums[0] += heavy_item(i);
-  second.join();
-  if (sums[0] + sums[1] == 0) std::abort();
-  return micros_since(start) / 1000;
-}
-
 // --- workload 9: memory ------------------------------------------------------------------------
 
 long proc_kib(const std::string& path, const std::string& key) {
@@ -447,7 +433,7 @@ int main(int argc, char** argv) {
   for (int run = 0; run < heavy_runs; ++run) {  // interleaved, so drift hits all alike
     serial_ms.push_back(serial_heavy_ms(heavy_items));
     pool_ms.push_back(pool_heavy_ms(pool, heavy_items));
-    threads_ms.push_back(two_threads_heavy_ms(heavy_items));
+    threads_ms.push_back(bench::two_threads_ms(heavy_items, heavy_item));
     speedups.push_back(serial_ms.back() / pool_ms.back());
     ceilings.push_back(serial_ms.back() / threads_ms.back());
   }

@@ -70,9 +70,15 @@
 /// and no rank holds more than DriverRank::capacity(): about 16 ms of work at the pace it
 /// answers, enough that its workers never wait for the driver to hear an answer and send
 /// more, and a bound on how long a slow rank can hold up the end of a job.
+/// Once the queue is empty, the ranks' backlogs are all that is left, and one rank may run dry
+/// while another still holds many milliseconds of calls it has not begun (its pace misjudged,
+/// or its cores taken by something else): the driver then recalls the newest of those and
+/// sends them to the ranks with less (maybe_recall()). In the heavy array of cluster_bench the
+/// first rank to finish stood idle 0-12 ms, 5 ms on average, before the other one was done.
 /// A call whose worker crashed goes back to the front of the queue, for another rank when
-/// there is one, until it used max_retries. Every attempt counts on the rank that ran it
-/// (sent == completed + failed + in flight, rank by rank).
+/// there is one, until it used max_retries. Every attempt counts on the rank that ran it, and
+/// a recalled call only on the rank that runs it (sent == completed + failed + in flight, rank
+/// by rank).
 ///
 /// Futures are completed on the communication thread, without any lock held: continuations
 /// run there, so they must be short and never wait for another cluster call.
@@ -85,6 +91,7 @@
 #include <cstdint>
 #include <deque>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -289,11 +296,15 @@ inline ProgramFingerprint this_program_fingerprint() {
 ///   driver -> server:  open_pool (a: workers, b: max_call_time in ms)   reply: pool_opened
 ///                      call      (id; a, b: trampoline and function as image offsets;
 ///                                 body: the encoded arguments)          reply: value or error
+///                      recall    (a: how many of the calls it holds and has not begun to
+///                                 give back, the newest first)          reply: recalled
 ///                      close_pool                                       reply: pool_closed
 ///                      finish    (the driver's main returned: stop serving)  reply: finished
 ///   server -> driver:  pool_opened (a: workers started, or 0 and body: why not)
 ///                      value     (id; body: the encoded result)
 ///                      error     (id; a: ErrorKind; body: string type name, string message)
+///                      recalled  (body: vector<uint64_t>, the ids of the calls given back,
+///                                 which will never run there; maybe none)
 ///                      pool_closed
 ///                      finished  (the server's last message: the driver may finalize MPI once
 ///                                 every server's came, all they sent before it received)
@@ -312,7 +323,7 @@ inline namespace v0 {
 namespace detail {
 
 /// Bumped whenever a message changes meaning; checked at start-up beside the fingerprint.
-inline constexpr std::uint32_t cluster_protocol_version = 2;
+inline constexpr std::uint32_t cluster_protocol_version = 3;
 
 /// The largest single MPI message (MPI counts bytes in an int). Tests lower it to prove that
 /// bodies split and join correctly without sending gigabytes.
@@ -337,6 +348,8 @@ enum class WireKind : std::uint32_t {
   error,
   pool_closed,
   finished,
+  recall,
+  recalled,
 };
 
 /// The head of every message (trivially copyable: it travels as MPI_BYTE).
@@ -947,9 +960,25 @@ struct DriverRank {
     last_answer = now;
   }
 
+  /// How long the rank needs for the calls it holds, at the pace it answers. Before its first
+  /// answer, its oldest call's age stands in for the pace: a lower bound on how slow it is.
+  [[nodiscard]] ClusterClock::duration work_left(ClusterClock::time_point now) const {
+    ClusterClock::duration pace = answer_interval;
+    if (pace.count() <= 0) {
+      for (const auto& [id, call] : in_flight) pace = std::max(pace, now - call.sent);
+      pace /= std::max(1u, workers);
+    }
+    return pace * static_cast<ClusterClock::rep>(in_flight.size());
+  }
+
   static constexpr std::chrono::milliseconds backlog{16};
   ClusterClock::time_point last_answer{};
   ClusterClock::duration answer_interval{0};
+  bool recalling = false;  // a recall was sent, its answer has not come
+  // Its last recall gave nothing back (all it holds has begun, or was sent ahead to a
+  // worker): none is asked again until its calls change, or recalls would go back and forth
+  // every few milliseconds while it finishes.
+  bool nothing_to_recall = false;
 };
 
 /// One ClusterPool's state on rank 0. Submitting threads and the communication thread share
@@ -1087,6 +1116,7 @@ class DriverPool {
         queue_.pop_front();
         sent = true;
       }
+      if (queue_.empty()) sent |= maybe_recall();
       if (sent || !settle.empty()) changed_.notify_all();  // room in a bounded queue
     }
     settle_all(settle);
@@ -1104,6 +1134,9 @@ class DriverPool {
         case WireKind::pool_closed: rank.closed = true; break;
         case WireKind::value: settle.push_back(value(rank, head, std::move(body))); break;
         case WireKind::error: error(rank, head, body, settle); break;
+        case WireKind::recalled:
+          recalled(rank, body);
+          break;
         default: throw ProtocolError("offload: the driver got a driver's message");
       }
       changed_.notify_all();
@@ -1177,6 +1210,7 @@ class DriverPool {
                         {request.begin() + static_cast<std::ptrdiff_t>(arguments), request.end()}};
     call.sent = ClusterClock::now();
     rank.sending(call.sent);
+    rank.nothing_to_recall = false;
     link_.post(std::move(message));
     rank.sent.fetch_add(1, std::memory_order_relaxed);
     const std::uint64_t id = call.id;
@@ -1201,6 +1235,7 @@ class DriverPool {
     }
     DriverCall call = std::move(found->second);
     rank.in_flight.erase(found);
+    rank.nothing_to_recall = false;
     rank.paced(ClusterClock::now());
     // A moving average of send-to-answer times, for how often to probe (next_wait()).
     const auto took = ClusterClock::now() - call.sent;
@@ -1229,6 +1264,66 @@ class DriverPool {
         {std::move(call.ticket), decode_error(kind, body, rank.rank, call.attempt + 1), {}, nullptr});
   }
 
+  /**
+   * With nothing queued: when one rank holds at least recall_gap more work than another (see
+   * work_left()), asks it for half the difference back, as calls it has not begun. One recall
+   * per rank at a time; the calls come back in `recalled`, to the front of the queue, and go
+   * to the ranks with less. What the recall costs, a few messages and the wait for the busy
+   * rank to read one (up to 2 ms: RankServer::next_wait()), is why a smaller gap is left.
+   * True when it sent one. Expects mutex_ held.
+   */
+  bool maybe_recall() {
+    if (lost_) return false;
+    const ClusterClock::time_point now = ClusterClock::now();
+    DriverRank* most = nullptr;  // the most work left among the ranks that may be asked
+    DriverRank* least = nullptr;
+    ClusterClock::duration most_left{0};
+    ClusterClock::duration least_left{0};
+    for (DriverRank& rank : ranks_) {
+      if (rank.workers == 0 || rank.closed) continue;
+      const ClusterClock::duration left = rank.work_left(now);
+      if (least == nullptr || left < least_left) {
+        least = &rank;
+        least_left = left;
+      }
+      if (rank.recalling || rank.nothing_to_recall) continue;
+      if (most == nullptr || left > most_left) {
+        most = &rank;
+        most_left = left;
+      }
+    }
+    if (most == nullptr || most == least || most_left - least_left < recall_gap) return false;
+    const auto held = static_cast<ClusterClock::rep>(most->in_flight.size());  // > 0: work left
+    const auto calls =
+        static_cast<std::uint64_t>((most_left - least_left) / 2 / (most_left / held));
+    if (calls == 0) return false;
+    most->recalling = true;
+    post(most->rank, WireKind::recall, calls, 0);
+    return true;
+  }
+
+  /// A rank gave calls back (`recalled`): each goes to the front of the queue, in the order
+  /// they were first submitted, and no longer counts as sent to that rank.
+  void recalled(DriverRank& rank, std::span<const std::byte> body) {
+    rank.recalling = false;
+    Reader in(body);
+    auto ids = in.read<std::vector<std::uint64_t>>();
+    in.expect_end();
+    rank.nothing_to_recall = ids.empty();
+    std::sort(ids.begin(), ids.end(), std::greater<>());
+    for (const std::uint64_t id : ids) {
+      const auto found = rank.in_flight.find(id);
+      if (found == rank.in_flight.end()) {
+        throw ProtocolError("offload: rank " + std::to_string(rank.rank) +
+                            " gave back a call it does not hold");
+      }
+      queue_.push_front(std::move(found->second));
+      rank.in_flight.erase(found);
+      rank.sent.fetch_sub(1, std::memory_order_relaxed);
+    }
+    if (!ids.empty()) link_.wake();
+  }
+
   static Settlement failure(DriverCall call, const std::string& why) {
     return {std::move(call.ticket), make_error<ClusterError>(why), {}, nullptr};
   }
@@ -1251,6 +1346,9 @@ class DriverPool {
   void post(int rank, WireKind kind, std::uint64_t a, std::uint64_t b) {
     link_.post(WireMessage{rank, WireHead{kind, id_, 0, a, b, 0}, {}});
   }
+
+  /// The least difference in work left between two ranks that a recall evens out.
+  static constexpr std::chrono::milliseconds recall_gap{4};
 
   MpiLink& link_;
   const std::uint32_t id_;
@@ -1471,10 +1569,15 @@ namespace offload {
 inline namespace v0 {
 namespace detail {
 
-/// Hands a ProcessPool a call that is already encoded (its ticket built by the caller).
+/// Hands a ProcessPool a call that is already encoded (its ticket built by the caller), and
+/// takes queued ones back.
 struct ProcessPoolAccess {
   static void submit(ProcessPool& pool, std::unique_ptr<CallTicket>& call) {
     pool.core_->accept(call, true);
+  }
+  static std::vector<std::unique_ptr<CallTicket>> withdraw_newest(ProcessPool& pool,
+                                                                  std::size_t most) {
+    return pool.core_->withdraw_newest(most);
   }
 };
 
@@ -1539,6 +1642,14 @@ class RelayTicket final : public CallTicket {
     return load_.finishing.load(std::memory_order_relaxed);
   }
 
+  /// The call goes back to the driver unrun (its pool gave it up: withdraw_newest()), so it
+  /// sends no answer from here. Returns its id.
+  std::uint64_t withdrawn() noexcept {
+    settled_ = true;
+    load_.in_flight.fetch_sub(1, std::memory_order_relaxed);
+    return id_;
+  }
+
  private:
   [[nodiscard]] WireHead reply_head(WireKind kind) const noexcept {
     return WireHead{kind, pool_, id_, 0, 0, 0};
@@ -1577,6 +1688,8 @@ class RankServer final : public LinkRole {
     switch (head.kind) {
       case WireKind::open_pool: return open_pool(head);
       case WireKind::call: return call(head, body);
+      case WireKind::recall:
+        return recall(head);
       case WireKind::close_pool: return close_pool(head);
       case WireKind::finish: return finish();
       default: throw ProtocolError("offload: a serving rank got a driver's message");
@@ -1637,6 +1750,20 @@ class RankServer final : public LinkRole {
     } catch (...) {
       if (ticket) ticket->fail(std::current_exception());
     }
+  }
+
+  /// The driver wants back up to head.a of the pool's calls (another rank is running dry):
+  /// those still queued, the newest first. The reply lists them, maybe none.
+  void recall(const WireHead& head) {
+    std::vector<std::uint64_t> ids;
+    if (const auto found = pools_.find(head.pool); found != pools_.end()) {
+      for (auto& ticket : ProcessPoolAccess::withdraw_newest(*found->second, head.a)) {
+        ids.push_back(static_cast<RelayTicket&>(*ticket).withdrawn());  // its only kind here
+      }
+    }
+    WireMessage reply{0, WireHead{WireKind::recalled, head.pool, 0, 0, 0, 0}, {}};
+    Writer(reply.body).write(ids);
+    link_.post(std::move(reply));
   }
 
   void close_pool(const WireHead& head) {

@@ -31,10 +31,15 @@ namespace offload {
 inline namespace v0 {
 namespace detail {
 
-/// Hands a ProcessPool a call that is already encoded (its ticket built by the caller).
+/// Hands a ProcessPool a call that is already encoded (its ticket built by the caller), and
+/// takes queued ones back.
 struct ProcessPoolAccess {
   static void submit(ProcessPool& pool, std::unique_ptr<CallTicket>& call) {
     pool.core_->accept(call, true);
+  }
+  static std::vector<std::unique_ptr<CallTicket>> withdraw_newest(ProcessPool& pool,
+                                                                  std::size_t most) {
+    return pool.core_->withdraw_newest(most);
   }
 };
 
@@ -99,6 +104,14 @@ class RelayTicket final : public CallTicket {
     return load_.finishing.load(std::memory_order_relaxed);
   }
 
+  /// The call goes back to the driver unrun (its pool gave it up: withdraw_newest()), so it
+  /// sends no answer from here. Returns its id.
+  std::uint64_t withdrawn() noexcept {
+    settled_ = true;
+    load_.in_flight.fetch_sub(1, std::memory_order_relaxed);
+    return id_;
+  }
+
  private:
   [[nodiscard]] WireHead reply_head(WireKind kind) const noexcept {
     return WireHead{kind, pool_, id_, 0, 0, 0};
@@ -137,6 +150,8 @@ class RankServer final : public LinkRole {
     switch (head.kind) {
       case WireKind::open_pool: return open_pool(head);
       case WireKind::call: return call(head, body);
+      case WireKind::recall:
+        return recall(head);
       case WireKind::close_pool: return close_pool(head);
       case WireKind::finish: return finish();
       default: throw ProtocolError("offload: a serving rank got a driver's message");
@@ -197,6 +212,20 @@ class RankServer final : public LinkRole {
     } catch (...) {
       if (ticket) ticket->fail(std::current_exception());
     }
+  }
+
+  /// The driver wants back up to head.a of the pool's calls (another rank is running dry):
+  /// those still queued, the newest first. The reply lists them, maybe none.
+  void recall(const WireHead& head) {
+    std::vector<std::uint64_t> ids;
+    if (const auto found = pools_.find(head.pool); found != pools_.end()) {
+      for (auto& ticket : ProcessPoolAccess::withdraw_newest(*found->second, head.a)) {
+        ids.push_back(static_cast<RelayTicket&>(*ticket).withdrawn());  // its only kind here
+      }
+    }
+    WireMessage reply{0, WireHead{WireKind::recalled, head.pool, 0, 0, 0, 0}, {}};
+    Writer(reply.body).write(ids);
+    link_.post(std::move(reply));
   }
 
   void close_pool(const WireHead& head) {

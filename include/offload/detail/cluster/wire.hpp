@@ -10,11 +10,15 @@
 ///   driver -> server:  open_pool (a: workers, b: max_call_time in ms)   reply: pool_opened
 ///                      call      (id; a, b: trampoline and function as image offsets;
 ///                                 body: the encoded arguments)          reply: value or error
+///                      recall    (a: how many of the calls it holds and has not begun to
+///                                 give back, the newest first)          reply: recalled
 ///                      close_pool                                       reply: pool_closed
 ///                      finish    (the driver's main returned: stop serving)  reply: finished
 ///   server -> driver:  pool_opened (a: workers started, or 0 and body: why not)
 ///                      value     (id; body: the encoded result)
 ///                      error     (id; a: ErrorKind; body: string type name, string message)
+///                      recalled  (body: vector<uint64_t>, the ids of the calls given back,
+///                                 which will never run there; maybe none)
 ///                      pool_closed
 ///                      finished  (the server's last message: the driver may finalize MPI once
 ///                                 every server's came, all they sent before it received)
@@ -35,7 +39,7 @@ inline namespace v0 {
 namespace detail {
 
 /// Bumped whenever a message changes meaning; checked at start-up beside the fingerprint.
-inline constexpr std::uint32_t cluster_protocol_version = 2;
+inline constexpr std::uint32_t cluster_protocol_version = 3;
 
 /// The largest single MPI message (MPI counts bytes in an int). Tests lower it to prove that
 /// bodies split and join correctly without sending gigabytes.
@@ -60,6 +64,8 @@ enum class WireKind : std::uint32_t {
   error,
   pool_closed,
   finished,
+  recall,
+  recalled,
 };
 
 /// The head of every message (trivially copyable: it travels as MPI_BYTE).

@@ -130,6 +130,22 @@ class PoolCore {
     }
   }
 
+  /// Takes back up to `most` of the calls queued last, the newest first, for another pool to
+  /// run (a cluster's rank returning calls to the driver). Calls a worker holds, running or
+  /// sent ahead, stay: only the queue is searched. They no longer count as submitted here.
+  /// Thread-safe.
+  std::vector<std::unique_ptr<CallTicket>> withdraw_newest(std::size_t most) {
+    std::vector<std::unique_ptr<CallTicket>> taken;
+    std::lock_guard lock(mutex);
+    while (taken.size() < most && !queue.empty()) {
+      taken.push_back(std::move(queue.back()));
+      queue.pop_back();
+      not_full.notify_one();
+    }
+    submitted.fetch_sub(taken.size(), std::memory_order_relaxed);
+    return taken;
+  }
+
   /// Refuses new calls from now on and wakes every keeper so it can finish. Thread-safe.
   void close() {
     {

@@ -57,7 +57,9 @@ struct ClusterOptions {
 };
 
 /// What one serving rank did for a ClusterPool. Every attempt counts on the rank that ran it,
-/// so a call retried elsewhere after a crash is `failed` here and `completed` there.
+/// so a call retried elsewhere after a crash is `failed` here and `completed` there. A call the
+/// driver took back from a busy rank before it began counts only where it ran: `sent` drops
+/// by one when that happens.
 struct RankStats {
   int rank = 0;
   std::uint64_t sent = 0;       ///< calls sent to the rank

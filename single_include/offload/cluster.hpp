@@ -74,7 +74,7 @@
 /// while another still holds many milliseconds of calls it has not begun (its pace misjudged,
 /// or its cores taken by something else): the driver then recalls the newest of those and
 /// sends them to the ranks with less (maybe_recall()). In the heavy array of cluster_bench the
-/// first rank to finish stood idle 0-12 ms, 5 ms on average, before the other one was done.
+/// first rank to finish stood idle 0-12 ms, 3.5-5 ms on average, before the other was done.
 /// A call whose worker crashed goes back to the front of the queue, for another rank when
 /// there is one, until it used max_retries. Every attempt counts on the rank that ran it, and
 /// a recalled call only on the rank that runs it (sent == completed + failed + in flight, rank
@@ -903,7 +903,7 @@ struct DriverCall {
   std::uint64_t trampoline = 0;  // image offsets (program_image.hpp)
   std::uint64_t function = 0;
   unsigned attempt = 0;   // crashes so far
-  int avoid_rank = -1;    // the rank it last crashed on
+  int avoid_rank = -1;    // the rank it last crashed on, or was recalled from
   ClusterClock::time_point sent{};
 };
 
@@ -1103,19 +1103,7 @@ class DriverPool {
     bool sent = false;
     {
       std::lock_guard lock(mutex_);
-      while (!queue_.empty()) {
-        DriverCall& next = queue_.front();
-        if (next.ticket->stop_requested()) {
-          settle.push_back({std::move(next.ticket), make_error<TaskCancelled>(), {}, nullptr});
-          queue_.pop_front();
-          continue;
-        }
-        DriverRank* rank = choose_rank(next.avoid_rank);
-        if (rank == nullptr) break;
-        send_call(*rank, std::move(next));
-        queue_.pop_front();
-        sent = true;
-      }
+      sent = dispatch_locked(settle);
       if (queue_.empty()) sent |= maybe_recall();
       if (sent || !settle.empty()) changed_.notify_all();  // room in a bounded queue
     }
@@ -1135,7 +1123,7 @@ class DriverPool {
         case WireKind::value: settle.push_back(value(rank, head, std::move(body))); break;
         case WireKind::error: error(rank, head, body, settle); break;
         case WireKind::recalled:
-          recalled(rank, body);
+          recalled(rank, body, settle);
           break;
         default: throw ProtocolError("offload: the driver got a driver's message");
       }
@@ -1180,6 +1168,26 @@ class DriverPool {
     }
     throw ProtocolError("offload: a message from rank " + std::to_string(peer) +
                         ", which serves no ClusterPool");
+  }
+
+  /// Sends queued calls, in order, to ranks with room while there are any; those asked to stop
+  /// go to `settle`, cancelled. True when it sent any. Expects mutex_ held.
+  bool dispatch_locked(std::vector<Settlement>& settle) {
+    bool sent = false;
+    while (!queue_.empty()) {
+      DriverCall& next = queue_.front();
+      if (next.ticket->stop_requested()) {
+        settle.push_back({std::move(next.ticket), make_error<TaskCancelled>(), {}, nullptr});
+        queue_.pop_front();
+        continue;
+      }
+      DriverRank* rank = choose_rank(next.avoid_rank);
+      if (rank == nullptr) break;
+      send_call(*rank, std::move(next));
+      queue_.pop_front();
+      sent = true;
+    }
+    return sent;
   }
 
   /// The open rank with the fewest calls per worker that has room, skipping `avoid` while
@@ -1266,11 +1274,12 @@ class DriverPool {
 
   /**
    * With nothing queued: when one rank holds at least recall_gap more work than another (see
-   * work_left()), asks it for half the difference back, as calls it has not begun. One recall
-   * per rank at a time; the calls come back in `recalled`, to the front of the queue, and go
-   * to the ranks with less. What the recall costs, a few messages and the wait for the busy
-   * rank to read one (up to 2 ms: RankServer::next_wait()), is why a smaller gap is left.
-   * True when it sent one. Expects mutex_ held.
+   * work_left()), asks it for half the difference back, as calls it has not begun, and no more
+   * than the other has room for (a call with nowhere to go would only wait in the queue). One
+   * recall per rank at a time; the calls come back in `recalled()`. What the recall costs, a
+   * few messages and the wait for the busy rank to read one (up to 2 ms:
+   * RankServer::next_wait()), is why a smaller gap is left. True when it sent one. Expects
+   * mutex_ held.
    */
   bool maybe_recall() {
     if (lost_) return false;
@@ -1294,17 +1303,24 @@ class DriverPool {
     }
     if (most == nullptr || most == least || most_left - least_left < recall_gap) return false;
     const auto held = static_cast<ClusterClock::rep>(most->in_flight.size());  // > 0: work left
-    const auto calls =
-        static_cast<std::uint64_t>((most_left - least_left) / 2 / (most_left / held));
+    const std::size_t room =
+        least->capacity() - std::min(least->capacity(), least->in_flight.size());
+    const auto calls = std::min<std::uint64_t>(
+        static_cast<std::uint64_t>((most_left - least_left) / 2 / (most_left / held)), room);
     if (calls == 0) return false;
     most->recalling = true;
     post(most->rank, WireKind::recall, calls, 0);
     return true;
   }
 
-  /// A rank gave calls back (`recalled`): each goes to the front of the queue, in the order
-  /// they were first submitted, and no longer counts as sent to that rank.
-  void recalled(DriverRank& rank, std::span<const std::byte> body) {
+  /// A rank gave calls back (`recalled`): they no longer count as sent to it, and go out again
+  /// at once, before anything queued and in the order they were submitted, to other ranks:
+  /// each avoids the rank it came from (instead of a rank it crashed on, where it ran already
+  /// again since), or the rank with the fewest calls could be that one, and the same calls go
+  /// back and forth. At once, because a continuation run before the next pump() that submits
+  /// would find a bounded queue full of them, and fail with WouldDeadlock.
+  void recalled(DriverRank& rank, std::span<const std::byte> body,
+                std::vector<Settlement>& settle) {
     rank.recalling = false;
     Reader in(body);
     auto ids = in.read<std::vector<std::uint64_t>>();
@@ -1317,11 +1333,12 @@ class DriverPool {
         throw ProtocolError("offload: rank " + std::to_string(rank.rank) +
                             " gave back a call it does not hold");
       }
+      found->second.avoid_rank = rank.rank;
       queue_.push_front(std::move(found->second));
       rank.in_flight.erase(found);
       rank.sent.fetch_sub(1, std::memory_order_relaxed);
     }
-    if (!ids.empty()) link_.wake();
+    dispatch_locked(settle);
   }
 
   static Settlement failure(DriverCall call, const std::string& why) {
@@ -1822,7 +1839,9 @@ struct ClusterOptions {
 };
 
 /// What one serving rank did for a ClusterPool. Every attempt counts on the rank that ran it,
-/// so a call retried elsewhere after a crash is `failed` here and `completed` there.
+/// so a call retried elsewhere after a crash is `failed` here and `completed` there. A call the
+/// driver took back from a busy rank before it began counts only where it ran: `sent` drops
+/// by one when that happens.
 struct RankStats {
   int rank = 0;
   std::uint64_t sent = 0;       ///< calls sent to the rank

@@ -960,15 +960,23 @@ struct DriverRank {
     last_answer = now;
   }
 
-  /// How long the rank needs for the calls it holds, at the pace it answers. Before its first
-  /// answer, its oldest call's age stands in for the pace: a lower bound on how slow it is.
+  /// How many more calls it may hold now.
+  [[nodiscard]] std::size_t room() const noexcept {
+    return capacity() - std::min(capacity(), in_flight.size());
+  }
+
+  /// The time it takes per call: the time between its answers, or before its first answer,
+  /// its oldest call's age per worker (a lower bound on how slow it is).
+  [[nodiscard]] ClusterClock::duration pace(ClusterClock::time_point now) const {
+    if (answer_interval.count() > 0) return answer_interval;
+    ClusterClock::duration oldest{0};
+    for (const auto& [id, call] : in_flight) oldest = std::max(oldest, now - call.sent);
+    return oldest / std::max(1u, workers);
+  }
+
+  /// How long the rank needs for the calls it holds, at its pace.
   [[nodiscard]] ClusterClock::duration work_left(ClusterClock::time_point now) const {
-    ClusterClock::duration pace = answer_interval;
-    if (pace.count() <= 0) {
-      for (const auto& [id, call] : in_flight) pace = std::max(pace, now - call.sent);
-      pace /= std::max(1u, workers);
-    }
-    return pace * static_cast<ClusterClock::rep>(in_flight.size());
+    return pace(now) * static_cast<ClusterClock::rep>(in_flight.size());
   }
 
   static constexpr std::chrono::milliseconds backlog{16};
@@ -1199,7 +1207,7 @@ class DriverPool {
     DriverRank* best = nullptr;
     for (std::size_t step = 0; step < ranks_.size(); ++step) {
       DriverRank& rank = ranks_[(rotation_ + step) % ranks_.size()];
-      if (rank.workers == 0 || rank.in_flight.size() >= rank.capacity()) continue;
+      if (rank.workers == 0 || rank.room() == 0) continue;
       if (others_open && rank.rank == avoid) continue;
       if (best == nullptr ||
           rank.in_flight.size() * best->workers < best->in_flight.size() * rank.workers) {
@@ -1302,11 +1310,9 @@ class DriverPool {
       }
     }
     if (most == nullptr || most == least || most_left - least_left < recall_gap) return false;
-    const auto held = static_cast<ClusterClock::rep>(most->in_flight.size());  // > 0: work left
-    const std::size_t room =
-        least->capacity() - std::min(least->capacity(), least->in_flight.size());
+    // most_left >= recall_gap, so the pace that made it is not zero.
     const auto calls = std::min<std::uint64_t>(
-        static_cast<std::uint64_t>((most_left - least_left) / 2 / (most_left / held)), room);
+        static_cast<std::uint64_t>((most_left - least_left) / 2 / most->pace(now)), least->room());
     if (calls == 0) return false;
     most->recalling = true;
     post(most->rank, WireKind::recall, calls, 0);

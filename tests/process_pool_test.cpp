@@ -848,18 +848,42 @@ TEST_CASE("calls and replies too big for the ring keep their place among the sma
 TEST_CASE("the send-ahead depth follows the calls' duration", "[process_pool][ahead]") {
   using offload::detail::SendAheadDepth;
   using namespace std::chrono;
-  const SendAheadDepth::Clock::time_point start{};
   SendAheadDepth depth;
   CHECK(depth.depth() == 1);  // nothing known
-  depth.on_replies(start + 100us, start, 2);  // 50 us a call
+  depth.on_calls_run(2, 100us);  // 50 us a call
   CHECK(depth.depth() == SendAheadDepth::max_depth);
-  for (int i = 1; i <= 20; ++i) depth.on_replies(start + i * 10ms, start + (i - 1) * 10ms, 1);
+  for (int i = 1; i <= 20; ++i) depth.on_calls_run(1, 10ms);
   CHECK(depth.depth() == 1);  // 10 ms calls: none but the next
-  for (int i = 1; i <= 40; ++i) depth.on_replies(start + i * 4800us, start + (i - 1) * 4800us, 4);
+  for (int i = 1; i <= 40; ++i) depth.on_calls_run(4, 4800us);
   CHECK(depth.depth() == 4);  // 1.2 ms calls: 4 of them make 5 ms of work
-  depth.on_replies(start, start + 1ms, 1);  // time going backwards: ignored
-  depth.on_replies(start + 1ms, start, 0);  // no replies: nothing to learn
+  depth.on_calls_run(1, -1ms);  // a negative time (a worker that scribbled): ignored
+  depth.on_calls_run(0, 1ms);   // no calls: nothing to learn
   CHECK(depth.depth() == 4);
+}
+
+TEST_CASE("a busy meter reads back what the worker ran, across its counter's wrap",
+          "[process_pool][ahead]") {
+  using offload::detail::BusyMeter;
+  using offload::detail::BusyReading;
+  using namespace std::chrono;
+  std::uint64_t word = 0;
+  BusyMeter worker(&word);
+  const BusyMeter keeper(&word);
+  CHECK(keeper.read().calls == 0);
+  worker.add(1500ns);
+  worker.add(2500ns);
+  BusyReading seen = keeper.read();
+  CHECK(seen.calls == 2);
+  CHECK(seen.micros == 4);
+  // Past the count's 24 bits: differences stay right.
+  for (std::uint64_t i = 0; i < BusyMeter::count_mask - 1; ++i) worker.add(0ns);
+  worker.add(3ms);
+  const BusyReading now = keeper.read();
+  const BusyReading run = offload::detail::busy_between(seen, now);
+  CHECK(now.calls == 1);                      // 2^24 + 1 calls, modulo 2^24
+  CHECK(run.calls == BusyMeter::count_mask);  // 2^24 - 1 since `seen`
+  CHECK(run.micros == 3000);
+  CHECK(BusyMeter().read().calls == 0);  // no memory: measures nothing
 }
 
 /// Runs 200 short calls on `pool` (so its keeper has seen calls take microseconds), then

@@ -10752,8 +10752,9 @@ inline std::string describe_exit(int wait_status) {
 #define OFFLOAD_DETAIL_PROCESS_MAILBOX_HPP
 
 /// @file detail/process/mailbox.hpp
-/// The memory a worker process shares with its keeper: the count of calls it started, and two
-/// rings that carry small frames (calls one way, replies the other) without a system call.
+/// The memory a worker process shares with its keeper: the count of calls it started, what it
+/// has run and for how long (busy_meter.hpp), and two rings that carry small frames (calls one way,
+/// replies the other) without a system call.
 ///
 /// Why: through the socket alone, every call costs the keeper a send and the worker a receive
 /// and a send, and each reply wakes the keeper. On a machine whose every core runs a worker,
@@ -10786,6 +10787,95 @@ inline std::string describe_exit(int wait_status) {
 #include <string>
 #include <utility>
 
+// ---- begin offload/detail/process/busy_meter.hpp ----
+#ifndef OFFLOAD_DETAIL_PROCESS_BUSY_METER_HPP
+#define OFFLOAD_DETAIL_PROCESS_BUSY_METER_HPP
+
+/// @file detail/process/busy_meter.hpp
+/// A meter a worker process shares with its keeper (in their Mailbox): how many calls the
+/// worker has run and how long they took, together.
+///
+/// Why the worker measures: the keeper sends calls ahead according to how long calls take
+/// (send_ahead_depth.hpp). Measured from the keeper's side, as the time between its wake-ups
+/// over the replies it read, a call's duration includes however late the keeper was
+/// scheduled, and on a loaded machine (a CI run under a sanitizer) that is milliseconds: calls
+/// of a few microseconds looked like calls of a millisecond, and the keeper sent one call
+/// ahead where it should send eight. The worker's own clock, read around each call, sees the
+/// call alone.
+///
+/// Why one word: the keeper divides the time by the count, so it must read the two as one
+/// snapshot; a word the worker stores whole gives that without a lock or a retry loop. The
+/// count takes its low 24 bits and the microseconds its high 40, each modulo its width: the
+/// keeper only subtracts readings, so a field that wraps still gives the right difference as
+/// long as fewer than 2^24 calls (or 2^40 us, 12 days) come between two of its readings.
+///
+/// Trust: the worker runs the user's code, which may scribble over the word. Nothing depends
+/// on it but that worker's own send-ahead depth, which stays between one call and eight.
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+
+namespace offload {
+inline namespace v0 {
+namespace detail {
+
+/// What a worker has run: calls and microseconds, both since it started (see the file
+/// comment for the wrap-around). Differences of two readings are what means something.
+struct BusyReading {
+  std::uint64_t calls = 0;
+  std::uint64_t micros = 0;
+};
+
+/// A handle on the meter (see the file comment); does not own the memory. One user each side.
+class BusyMeter {
+ public:
+  static constexpr unsigned count_bits = 24;
+  static constexpr std::uint64_t count_mask = (std::uint64_t{1} << count_bits) - 1;
+  static constexpr std::uint64_t micros_mask = (std::uint64_t{1} << (64 - count_bits)) - 1;
+
+  BusyMeter() noexcept = default;
+  /// `word`: the shared, 8-byte aligned word (nullptr: measures nothing, reads zeros).
+  explicit BusyMeter(std::uint64_t* word) noexcept : word_(word) {}
+
+  /// Worker side: one more call ran, for `took`. Never blocks.
+  void add(std::chrono::nanoseconds took) noexcept {
+    if (word_ == nullptr) return;
+    ++calls_;
+    nanos_ += static_cast<std::uint64_t>(took.count() > 0 ? took.count() : 0);
+    const std::uint64_t word =
+        ((nanos_ / 1000) & micros_mask) << count_bits | (calls_ & count_mask);
+    // Release: the reply sent next must not be seen before the call it counts.
+    std::atomic_ref<std::uint64_t>(*word_).store(word, std::memory_order_release);
+  }
+
+  /// Keeper side: what the worker has run so far.
+  [[nodiscard]] BusyReading read() const noexcept {
+    if (word_ == nullptr) return {};
+    const std::uint64_t word =
+        std::atomic_ref<std::uint64_t>(*word_).load(std::memory_order_acquire);
+    return {word & count_mask, word >> count_bits};
+  }
+
+ private:
+  std::uint64_t* word_ = nullptr;
+  std::uint64_t calls_ = 0;  // the worker's own totals, in full: only their low bits are shared
+  std::uint64_t nanos_ = 0;
+};
+
+/// The calls and busy time between two readings, `before` then `after`.
+[[nodiscard]] inline BusyReading busy_between(const BusyReading& before,
+                                              const BusyReading& after) noexcept {
+  return {(after.calls - before.calls) & BusyMeter::count_mask,
+          (after.micros - before.micros) & BusyMeter::micros_mask};
+}
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace offload
+
+#endif  // OFFLOAD_DETAIL_PROCESS_BUSY_METER_HPP
+// ---- end offload/detail/process/busy_meter.hpp ----
 // ---- begin offload/detail/process/call_counter.hpp ----
 #ifndef OFFLOAD_DETAIL_PROCESS_CALL_COUNTER_HPP
 #define OFFLOAD_DETAIL_PROCESS_CALL_COUNTER_HPP
@@ -11309,6 +11399,10 @@ class Mailbox {
   [[nodiscard]] CallCounter calls_started() const noexcept {
     return CallCounter(layout_ != nullptr ? &layout_->calls_started : nullptr);
   }
+  /// A fresh handle on the meter of calls run (each side keeps its own).
+  [[nodiscard]] BusyMeter busy() const noexcept {
+    return BusyMeter(layout_ != nullptr ? &layout_->busy : nullptr);
+  }
   /// A fresh handle on the ring of calls (keeper -> worker).
   [[nodiscard]] FrameRing calls() const noexcept {
     if (layout_ == nullptr) return {};
@@ -11323,6 +11417,7 @@ class Mailbox {
  private:
   struct Layout {
     alignas(64) std::uint64_t calls_started;
+    std::uint64_t busy;  // beside calls_started: the worker writes both once a call
     RingControl calls;
     RingControl replies;
     alignas(64) std::byte call_bytes[calls_capacity];
@@ -11648,8 +11743,8 @@ class WorkerLink {
 
 /**
  * The worker's main loop on the (blocking) socket `channel` and its `mailbox`, counting each
- * call it starts; after each reply it polls for `idle_spin` before it sleeps
- * (ProcessOptions::idle_spin). Never returns: ends the process with _exit(0) when the pool
+ * call it starts and timing each it runs; after each reply it polls for `idle_spin` before it
+ * sleeps (ProcessOptions::idle_spin). Never returns: ends the process with _exit(0) when the pool
  * closes the socket (no atexit handlers or static destructors of the program copy run: they
  * belong to the parent), or with worker_protocol_exit_code on a corrupt stream.
  */
@@ -11658,11 +11753,14 @@ class WorkerLink {
   try {
     WorkerLink link(channel, mailbox, max_payload, idle_spin);
     CallCounter calls = mailbox.calls_started();
+    BusyMeter busy = mailbox.busy();
     std::vector<std::byte> reply;
     for (;;) {
       const std::span<const std::byte> call = link.next_call();
       calls.count_start();
+      const auto began = std::chrono::steady_clock::now();
       run_call(call, reply);
+      busy.add(std::chrono::steady_clock::now() - began);  // before the reply that counts it
       // Output the call printed must appear now: _exit() would drop a full stdio buffer.
       std::fflush(stdout);
       std::fflush(stderr);
@@ -12818,11 +12916,13 @@ class PoolCore {
 /// ahead should amount to about `budget` of work, which keeps the completion delay within a
 /// few milliseconds.
 ///
-/// The duration is estimated from the replies alone: while its worker stays busy, the time
-/// between two of the keeper's wake-ups divided by the replies read in the second one.
+/// The duration is what the worker measured (busy_meter.hpp): its calls' run time over their
+/// count, between two of the keeper's readings. Not the time between the keeper's wake-ups:
+/// that includes how late the keeper was scheduled, milliseconds on a loaded machine.
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 
 namespace offload {
 inline namespace v0 {
@@ -12830,18 +12930,15 @@ namespace detail {
 
 class SendAheadDepth {
  public:
-  using Clock = std::chrono::steady_clock;
-
   /// Work worth sending ahead, and the most calls that may wait in a socket.
   static constexpr std::chrono::microseconds budget{5000};
   static constexpr unsigned max_depth = 8;
 
-  /// Replies read at `now`: `replies` of them, for calls run back to back since `since` (the
-  /// previous such reading, or when the first of them started). Estimates the duration.
-  void on_replies(Clock::time_point now, Clock::time_point since, unsigned replies) noexcept {
-    if (replies == 0 || now < since) return;
-    const double sample = std::chrono::duration<double, std::micro>(now - since).count() / replies;
-    // A running mean that follows a change of workload within a few wake-ups.
+  /// The worker ran `calls` calls in `busy` since the previous reading. Estimates the duration.
+  void on_calls_run(std::uint64_t calls, std::chrono::microseconds busy) noexcept {
+    if (calls == 0 || busy.count() < 0) return;
+    const double sample = static_cast<double>(busy.count()) / static_cast<double>(calls);
+    // A running mean that follows a change of workload within a few readings.
     mean_us_ = mean_us_ < 0 ? sample : mean_us_ + (sample - mean_us_) / 4;
   }
 
@@ -12905,7 +13002,9 @@ class WorkerKeeper {
     Mailbox mailbox;                // shared with the worker (see mailbox.hpp)
     FrameRing replies;              // the consumer's handle on the mailbox's ring of replies
     CallCounter started;            // calls the worker has begun to run (see call_counter.hpp)
+    BusyMeter busy;                 // what it has run, and for how long (see busy_meter.hpp)
     unsigned calls = 0;             // replies received from it
+    BusyReading busy_seen{};        // busy as read last, for depth_
     bool retire_when_done = false;  // it ran out of memory: no more calls; replace it when idle
   };
 
@@ -13056,7 +13155,6 @@ class WorkerKeeper {
     // The socket first: the ring, read after it, then holds the announcement of every reply
     // the socket holds (the worker announces before it sends).
     const bool ended = drain_socket();
-    const Clock::time_point since = call_begun();
     unsigned replies = 0;
     while (worker_) {
       std::optional<FrameView> frame;
@@ -13075,7 +13173,7 @@ class WorkerKeeper {
       ++replies;
     }
     if (replies != 0) {
-      depth_.on_replies(Clock::now(), since, replies);
+      if (worker_) learn_call_duration();  // unless a reply retired it
     } else if (worker_) {
       // Woken by a worker that started its last call, whose replies we had taken already.
       std::lock_guard lock(core_.mutex);
@@ -13136,12 +13234,13 @@ class WorkerKeeper {
     return frame;
   }
 
-  /// When the call in flight began: when it was sent, or, for a call sent ahead, when the
-  /// reply before it was read. So the replies read next cover calls run back to back since
-  /// then, which is what depth_ needs to estimate their duration.
-  Clock::time_point call_begun() {
-    std::lock_guard lock(core_.mutex);
-    return slot_.begun;
+  /// Tells depth_ what the worker has run since the last reading (it read replies just now).
+  void learn_call_duration() noexcept {
+    const BusyReading now = worker_->busy.read();
+    const BusyReading run = busy_between(worker_->busy_seen, now);
+    worker_->busy_seen = now;
+    depth_.on_calls_run(run.calls,
+                        std::chrono::microseconds(static_cast<std::int64_t>(run.micros)));
   }
 
   /// Most bytes sent ahead, and the largest call in flight that calls are sent ahead of: small
@@ -13430,7 +13529,8 @@ class WorkerKeeper {
       set_nonblocking(ours.get());
       FrameRing replies = mailbox.replies();
       const CallCounter started = mailbox.calls_started();
-      worker_.emplace(Worker{pid, std::move(ours), std::move(mailbox), replies, started});
+      const BusyMeter busy = mailbox.busy();
+      worker_.emplace(Worker{pid, std::move(ours), std::move(mailbox), replies, started, busy});
       reset_streams();
       count(core_.workers_started);
       std::lock_guard lock(core_.mutex);

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "../../errors.hpp"
+#include "busy_meter.hpp"
 #include "call_counter.hpp"
 #include "call_ticket.hpp"
 #include "fork_server.hpp"
@@ -73,7 +74,9 @@ class WorkerKeeper {
     Mailbox mailbox;                // shared with the worker (see mailbox.hpp)
     FrameRing replies;              // the consumer's handle on the mailbox's ring of replies
     CallCounter started;            // calls the worker has begun to run (see call_counter.hpp)
+    BusyMeter busy;                 // what it has run, and for how long (see busy_meter.hpp)
     unsigned calls = 0;             // replies received from it
+    BusyReading busy_seen{};        // busy as read last, for depth_
     bool retire_when_done = false;  // it ran out of memory: no more calls; replace it when idle
   };
 
@@ -224,7 +227,6 @@ class WorkerKeeper {
     // The socket first: the ring, read after it, then holds the announcement of every reply
     // the socket holds (the worker announces before it sends).
     const bool ended = drain_socket();
-    const Clock::time_point since = call_begun();
     unsigned replies = 0;
     while (worker_) {
       std::optional<FrameView> frame;
@@ -243,7 +245,7 @@ class WorkerKeeper {
       ++replies;
     }
     if (replies != 0) {
-      depth_.on_replies(Clock::now(), since, replies);
+      if (worker_) learn_call_duration();  // unless a reply retired it
     } else if (worker_) {
       // Woken by a worker that started its last call, whose replies we had taken already.
       std::lock_guard lock(core_.mutex);
@@ -304,12 +306,13 @@ class WorkerKeeper {
     return frame;
   }
 
-  /// When the call in flight began: when it was sent, or, for a call sent ahead, when the
-  /// reply before it was read. So the replies read next cover calls run back to back since
-  /// then, which is what depth_ needs to estimate their duration.
-  Clock::time_point call_begun() {
-    std::lock_guard lock(core_.mutex);
-    return slot_.begun;
+  /// Tells depth_ what the worker has run since the last reading (it read replies just now).
+  void learn_call_duration() noexcept {
+    const BusyReading now = worker_->busy.read();
+    const BusyReading run = busy_between(worker_->busy_seen, now);
+    worker_->busy_seen = now;
+    depth_.on_calls_run(run.calls,
+                        std::chrono::microseconds(static_cast<std::int64_t>(run.micros)));
   }
 
   /// Most bytes sent ahead, and the largest call in flight that calls are sent ahead of: small
@@ -598,7 +601,8 @@ class WorkerKeeper {
       set_nonblocking(ours.get());
       FrameRing replies = mailbox.replies();
       const CallCounter started = mailbox.calls_started();
-      worker_.emplace(Worker{pid, std::move(ours), std::move(mailbox), replies, started});
+      const BusyMeter busy = mailbox.busy();
+      worker_.emplace(Worker{pid, std::move(ours), std::move(mailbox), replies, started, busy});
       reset_streams();
       count(core_.workers_started);
       std::lock_guard lock(core_.mutex);

@@ -2,8 +2,9 @@
 #define OFFLOAD_DETAIL_PROCESS_MAILBOX_HPP
 
 /// @file detail/process/mailbox.hpp
-/// The memory a worker process shares with its keeper: the count of calls it started, and two
-/// rings that carry small frames (calls one way, replies the other) without a system call.
+/// The memory a worker process shares with its keeper: the count of calls it started, what it
+/// has run and for how long (busy_meter.hpp), and two rings that carry small frames (calls one way,
+/// replies the other) without a system call.
 ///
 /// Why: through the socket alone, every call costs the keeper a send and the worker a receive
 /// and a send, and each reply wakes the keeper. On a machine whose every core runs a worker,
@@ -36,6 +37,7 @@
 #include <string>
 #include <utility>
 
+#include "busy_meter.hpp"
 #include "call_counter.hpp"
 #include "frame.hpp"
 #include "posix_io.hpp"
@@ -245,6 +247,10 @@ class Mailbox {
   [[nodiscard]] CallCounter calls_started() const noexcept {
     return CallCounter(layout_ != nullptr ? &layout_->calls_started : nullptr);
   }
+  /// A fresh handle on the meter of calls run (each side keeps its own).
+  [[nodiscard]] BusyMeter busy() const noexcept {
+    return BusyMeter(layout_ != nullptr ? &layout_->busy : nullptr);
+  }
   /// A fresh handle on the ring of calls (keeper -> worker).
   [[nodiscard]] FrameRing calls() const noexcept {
     if (layout_ == nullptr) return {};
@@ -259,6 +265,7 @@ class Mailbox {
  private:
   struct Layout {
     alignas(64) std::uint64_t calls_started;
+    std::uint64_t busy;  // beside calls_started: the worker writes both once a call
     RingControl calls;
     RingControl replies;
     alignas(64) std::byte call_bytes[calls_capacity];

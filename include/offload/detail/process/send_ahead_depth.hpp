@@ -15,11 +15,13 @@
 /// ahead should amount to about `budget` of work, which keeps the completion delay within a
 /// few milliseconds.
 ///
-/// The duration is estimated from the replies alone: while its worker stays busy, the time
-/// between two of the keeper's wake-ups divided by the replies read in the second one.
+/// The duration is what the worker measured (busy_meter.hpp): its calls' run time over their
+/// count, between two of the keeper's readings. Not the time between the keeper's wake-ups:
+/// that includes how late the keeper was scheduled, milliseconds on a loaded machine.
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 
 namespace offload {
 inline namespace v0 {
@@ -27,18 +29,15 @@ namespace detail {
 
 class SendAheadDepth {
  public:
-  using Clock = std::chrono::steady_clock;
-
   /// Work worth sending ahead, and the most calls that may wait in a socket.
   static constexpr std::chrono::microseconds budget{5000};
   static constexpr unsigned max_depth = 8;
 
-  /// Replies read at `now`: `replies` of them, for calls run back to back since `since` (the
-  /// previous such reading, or when the first of them started). Estimates the duration.
-  void on_replies(Clock::time_point now, Clock::time_point since, unsigned replies) noexcept {
-    if (replies == 0 || now < since) return;
-    const double sample = std::chrono::duration<double, std::micro>(now - since).count() / replies;
-    // A running mean that follows a change of workload within a few wake-ups.
+  /// The worker ran `calls` calls in `busy` since the previous reading. Estimates the duration.
+  void on_calls_run(std::uint64_t calls, std::chrono::microseconds busy) noexcept {
+    if (calls == 0 || busy.count() < 0) return;
+    const double sample = static_cast<double>(busy.count()) / static_cast<double>(calls);
+    // A running mean that follows a change of workload within a few readings.
     mean_us_ = mean_us_ < 0 ? sample : mean_us_ + (sample - mean_us_) / 4;
   }
 

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "../../codec.hpp"
+#include "busy_meter.hpp"
 #include "call_counter.hpp"
 #include "frame.hpp"
 #include "mailbox.hpp"
@@ -233,8 +234,8 @@ class WorkerLink {
 
 /**
  * The worker's main loop on the (blocking) socket `channel` and its `mailbox`, counting each
- * call it starts; after each reply it polls for `idle_spin` before it sleeps
- * (ProcessOptions::idle_spin). Never returns: ends the process with _exit(0) when the pool
+ * call it starts and timing each it runs; after each reply it polls for `idle_spin` before it
+ * sleeps (ProcessOptions::idle_spin). Never returns: ends the process with _exit(0) when the pool
  * closes the socket (no atexit handlers or static destructors of the program copy run: they
  * belong to the parent), or with worker_protocol_exit_code on a corrupt stream.
  */
@@ -243,11 +244,14 @@ class WorkerLink {
   try {
     WorkerLink link(channel, mailbox, max_payload, idle_spin);
     CallCounter calls = mailbox.calls_started();
+    BusyMeter busy = mailbox.busy();
     std::vector<std::byte> reply;
     for (;;) {
       const std::span<const std::byte> call = link.next_call();
       calls.count_start();
+      const auto began = std::chrono::steady_clock::now();
       run_call(call, reply);
+      busy.add(std::chrono::steady_clock::now() - began);  // before the reply that counts it
       // Output the call printed must appear now: _exit() would drop a full stdio buffer.
       std::fflush(stdout);
       std::fflush(stderr);

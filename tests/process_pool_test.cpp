@@ -856,7 +856,7 @@ TEST_CASE("the send-ahead depth follows the calls' duration", "[process_pool][ah
   CHECK(depth.depth() == 1);  // 10 ms calls: none but the next
   for (int i = 1; i <= 40; ++i) depth.on_calls_run(4, 4800us);
   CHECK(depth.depth() == 4);  // 1.2 ms calls: 4 of them make 5 ms of work
-  depth.on_calls_run(1, -1ms);  // a negative time (a worker that scribbled): ignored
+  depth.on_calls_run(1, -1ms);  // a negative time (none comes from a meter): ignored
   depth.on_calls_run(0, 1ms);   // no calls: nothing to learn
   CHECK(depth.depth() == 4);
 }
@@ -866,7 +866,7 @@ TEST_CASE("a busy meter reads back what the worker ran, across its counter's wra
   using offload::detail::BusyMeter;
   using offload::detail::BusyReading;
   using namespace std::chrono;
-  std::uint64_t word = 0;
+  alignas(std::atomic_ref<std::uint64_t>::required_alignment) std::uint64_t word = 0;
   BusyMeter worker(&word);
   const BusyMeter keeper(&word);
   CHECK(keeper.read().calls == 0);
@@ -884,6 +884,26 @@ TEST_CASE("a busy meter reads back what the worker ran, across its counter's wra
   CHECK(run.calls == BusyMeter::count_mask);  // 2^24 - 1 since `seen`
   CHECK(run.micros == 3000);
   CHECK(BusyMeter().read().calls == 0);  // no memory: measures nothing
+  // The microseconds' 40 bits wrap too (after 12 days busy).
+  const BusyReading late{5, BusyMeter::micros_mask - 9};
+  const BusyReading later = offload::detail::busy_between(late, BusyReading{7, 20});
+  CHECK(later.calls == 2);
+  CHECK(later.micros == 30);
+}
+
+TEST_CASE("a meter a worker scribbled over moves the send-ahead depth only within its bounds",
+          "[process_pool][ahead]") {
+  using offload::detail::BusyMeter;
+  using offload::detail::SendAheadDepth;
+  SendAheadDepth depth;
+  // One call of 2^40 us (a word of all ones): one call ahead, not zero.
+  depth.on_calls_run(1,
+                     std::chrono::microseconds(static_cast<std::int64_t>(BusyMeter::micros_mask)));
+  CHECK(depth.depth() == 1);
+  // Many calls in no time: eight, not more.
+  for (int i = 0; i < 200; ++i)
+    depth.on_calls_run(BusyMeter::count_mask, std::chrono::microseconds(0));
+  CHECK(depth.depth() == SendAheadDepth::max_depth);
 }
 
 /// Runs 200 short calls on `pool` (so its keeper has seen calls take microseconds), then

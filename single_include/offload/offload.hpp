@@ -10810,11 +10810,16 @@ inline std::string describe_exit(int wait_status) {
 /// long as fewer than 2^24 calls (or 2^40 us, 12 days) come between two of its readings.
 ///
 /// Trust: the worker runs the user's code, which may scribble over the word. Nothing depends
-/// on it but that worker's own send-ahead depth, which stays between one call and eight.
+/// on it but its keeper's send-ahead depth (which the worker's replacements inherit): that
+/// stays between one call and eight, and comes back within some tens of readings.
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+
+static_assert(std::atomic_ref<std::uint64_t>::is_always_lock_free,
+              "offload: the busy meter is shared between processes, which needs a lock-free "
+              "64-bit atomic (a lock would live in one process only)");
 
 namespace offload {
 inline namespace v0 {
@@ -10835,7 +10840,8 @@ class BusyMeter {
   static constexpr std::uint64_t micros_mask = (std::uint64_t{1} << (64 - count_bits)) - 1;
 
   BusyMeter() noexcept = default;
-  /// `word`: the shared, 8-byte aligned word (nullptr: measures nothing, reads zeros).
+  /// `word`: the shared, 8-byte aligned word (nullptr: measures nothing, reads zeros). Each
+  /// side has its own handle; only the worker's keeps totals.
   explicit BusyMeter(std::uint64_t* word) noexcept : word_(word) {}
 
   /// Worker side: one more call ran, for `took`. Never blocks.
@@ -10845,7 +10851,9 @@ class BusyMeter {
     nanos_ += static_cast<std::uint64_t>(took.count() > 0 ? took.count() : 0);
     const std::uint64_t word =
         ((nanos_ / 1000) & micros_mask) << count_bits | (calls_ & count_mask);
-    // Release: the reply sent next must not be seen before the call it counts.
+    // The keeper reads the meter after the reply that follows (the ring's tail, stored after
+    // this, is loaded before the meter), so it sees this call or later ones, one snapshot
+    // either way. Release and acquire keep that true of a reading made at any other time.
     std::atomic_ref<std::uint64_t>(*word_).store(word, std::memory_order_release);
   }
 
@@ -12486,6 +12494,7 @@ inline std::shared_ptr<ForkServer> acquire_fork_server(const char* who) {
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <exception>
 #include <memory>
@@ -12505,7 +12514,7 @@ inline std::shared_ptr<ForkServer> acquire_fork_server(const char* who) {
 /// How eagerly the scheduler runs a ProcessPool keeper thread (Linux; elsewhere a no-op).
 ///
 /// A keeper sleeps almost always, and when its worker wakes it (a reply with no call left,
-/// or the last call begun: see process_worker.hpp) it must run at once: the caller waits for
+/// or the last call begun: see worker.hpp) it must run at once: the caller waits for
 /// the result, or the worker for its next calls. So it asks for short time slices (EEVDF,
 /// Linux 6.12+; older kernels ignore the request), which lets its wake-up preempt a thread
 /// that computes on that CPU instead of waiting for that thread's slice to end.
@@ -12906,7 +12915,7 @@ class PoolCore {
 /// How many calls a ProcessPool keeper sends ahead into its worker's ring.
 ///
 /// Why more than one: the keeper is woken once per batch of calls sent ahead (the worker
-/// nudges it when it starts the last one; see process_worker.hpp), and each wake-up costs
+/// nudges it when it starts the last one; see worker.hpp), and each wake-up costs
 /// the CPU it lands on two context switches and cold caches: 50-100 us on a busy VM. With d
 /// calls ahead that cost is paid every d calls.
 /// Why not always many: the keeper completes the futures of a batch when it wakes, so a
@@ -13234,7 +13243,8 @@ class WorkerKeeper {
     return frame;
   }
 
-  /// Tells depth_ what the worker has run since the last reading (it read replies just now).
+  /// Tells depth_ what the worker has run since the last reading (replies were read just now,
+  /// or the worker has ended).
   void learn_call_duration() noexcept {
     const BusyReading now = worker_->busy.read();
     const BusyReading run = busy_between(worker_->busy_seen, now);
@@ -13602,6 +13612,7 @@ class WorkerKeeper {
     // It has ended (or its server has, and it dies with it), so its count of calls started is
     // final: only now can the calls sent ahead be told apart.
     std::vector<std::unique_ptr<CallTicket>> begun = requeue_ahead(ahead_started());
+    learn_call_duration();  // its last calls too (a quota or a crash ended it after a batch)
     worker_.reset();
     reset_streams();
     std::string death =

@@ -20,11 +20,16 @@
 /// long as fewer than 2^24 calls (or 2^40 us, 12 days) come between two of its readings.
 ///
 /// Trust: the worker runs the user's code, which may scribble over the word. Nothing depends
-/// on it but that worker's own send-ahead depth, which stays between one call and eight.
+/// on it but its keeper's send-ahead depth (which the worker's replacements inherit): that
+/// stays between one call and eight, and comes back within some tens of readings.
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+
+static_assert(std::atomic_ref<std::uint64_t>::is_always_lock_free,
+              "offload: the busy meter is shared between processes, which needs a lock-free "
+              "64-bit atomic (a lock would live in one process only)");
 
 namespace offload {
 inline namespace v0 {
@@ -45,7 +50,8 @@ class BusyMeter {
   static constexpr std::uint64_t micros_mask = (std::uint64_t{1} << (64 - count_bits)) - 1;
 
   BusyMeter() noexcept = default;
-  /// `word`: the shared, 8-byte aligned word (nullptr: measures nothing, reads zeros).
+  /// `word`: the shared, 8-byte aligned word (nullptr: measures nothing, reads zeros). Each
+  /// side has its own handle; only the worker's keeps totals.
   explicit BusyMeter(std::uint64_t* word) noexcept : word_(word) {}
 
   /// Worker side: one more call ran, for `took`. Never blocks.
@@ -55,7 +61,9 @@ class BusyMeter {
     nanos_ += static_cast<std::uint64_t>(took.count() > 0 ? took.count() : 0);
     const std::uint64_t word =
         ((nanos_ / 1000) & micros_mask) << count_bits | (calls_ & count_mask);
-    // Release: the reply sent next must not be seen before the call it counts.
+    // The keeper reads the meter after the reply that follows (the ring's tail, stored after
+    // this, is loaded before the meter), so it sees this call or later ones, one snapshot
+    // either way. Release and acquire keep that true of a reading made at any other time.
     std::atomic_ref<std::uint64_t>(*word_).store(word, std::memory_order_release);
   }
 

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <exception>
 #include <memory>
@@ -306,7 +307,8 @@ class WorkerKeeper {
     return frame;
   }
 
-  /// Tells depth_ what the worker has run since the last reading (it read replies just now).
+  /// Tells depth_ what the worker has run since the last reading (replies were read just now,
+  /// or the worker has ended).
   void learn_call_duration() noexcept {
     const BusyReading now = worker_->busy.read();
     const BusyReading run = busy_between(worker_->busy_seen, now);
@@ -674,6 +676,7 @@ class WorkerKeeper {
     // It has ended (or its server has, and it dies with it), so its count of calls started is
     // final: only now can the calls sent ahead be told apart.
     std::vector<std::unique_ptr<CallTicket>> begun = requeue_ahead(ahead_started());
+    learn_call_duration();  // its last calls too (a quota or a crash ended it after a batch)
     worker_.reset();
     reset_streams();
     std::string death =

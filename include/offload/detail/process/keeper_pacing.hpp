@@ -5,7 +5,7 @@
 /// How eagerly the scheduler runs a ProcessPool keeper thread (Linux; elsewhere a no-op).
 ///
 /// A keeper sleeps almost always, and when its worker wakes it (a reply with no call left,
-/// or the last call begun: see process_worker.hpp) it must run at once: the caller waits for
+/// or the last call begun: see worker.hpp) it must run at once: the caller waits for
 /// the result, or the worker for its next calls. So it asks for short time slices (EEVDF,
 /// Linux 6.12+; older kernels ignore the request), which lets its wake-up preempt a thread
 /// that computes on that CPU instead of waiting for that thread's slice to end.

@@ -5,7 +5,7 @@
 /// How many calls a ProcessPool keeper sends ahead into its worker's ring.
 ///
 /// Why more than one: the keeper is woken once per batch of calls sent ahead (the worker
-/// nudges it when it starts the last one; see process_worker.hpp), and each wake-up costs
+/// nudges it when it starts the last one; see worker.hpp), and each wake-up costs
 /// the CPU it lands on two context switches and cold caches: 50-100 us on a busy VM. With d
 /// calls ahead that cost is paid every d calls.
 /// Why not always many: the keeper completes the futures of a batch when it wakes, so a

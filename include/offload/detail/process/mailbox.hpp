@@ -3,8 +3,8 @@
 
 /// @file detail/process/mailbox.hpp
 /// The memory a worker process shares with its keeper: the count of calls it started, what it
-/// has run and for how long (busy_meter.hpp), and two rings that carry small frames (calls one way,
-/// replies the other) without a system call.
+/// has run and for how long (busy_meter.hpp), and two rings that carry small frames (calls one
+/// way, replies the other) without a system call.
 ///
 /// Why: through the socket alone, every call costs the keeper a send and the worker a receive
 /// and a send, and each reply wakes the keeper. On a machine whose every core runs a worker,
